@@ -1,0 +1,77 @@
+# Rapport: `make demo` shows it working, `make test` proves it. See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+TRITON_VENV := .venv-triton
+BIN := $(VENV)/bin
+PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond
+PIP := --disable-pip-version-check --quiet --quiet
+# Constraints apply to build environments too, so setuptools is pinned as well.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench constraints clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed $(TRITON_VENV)/.installed  ## create .venv and .venv-triton and install everything
+
+$(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP) pip
+	$(BIN)/pip install $(PIP) -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@touch $@
+
+$(TRITON_VENV)/.installed: constraints-triton.txt requirements-triton.txt
+	$(PYTHON) -m venv $(TRITON_VENV)
+	PIP_CONSTRAINT=$(CURDIR)/constraints-triton.txt $(TRITON_VENV)/bin/pip install $(PIP) -r requirements-triton.txt
+	@touch $@
+
+lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(VENV)/.installed  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(VENV)/.installed  ## mypy --strict over every package
+	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests
+
+test: install lint typecheck  ## install, lint, type-check, then every test tier
+	$(BIN)/pytest -m unit -q
+	$(BIN)/pytest -m "not unit" -q
+
+test-unit: $(VENV)/.installed  ## the fast tier only (no servers)
+	$(BIN)/pytest -m unit -q
+
+test-integration: install  ## tests against real servers
+	$(BIN)/pytest -m "integration or e2e" -q
+
+up: install  ## start the local mesh in the background; writes .rapport/stack.json
+	$(BIN)/rapport-dev up
+
+down:  ## stop exactly what `make up` started
+	@if [ -x $(BIN)/rapport-dev ]; then $(BIN)/rapport-dev down; else echo "nothing to stop"; fi
+
+status:  ## is every server and service answering?
+	$(BIN)/rapport-dev status
+
+logs:  ## tail the logs of the local mesh
+	$(BIN)/rapport-dev logs
+
+demo: install  ## the main job: start the mesh, show it, stop it
+	$(BIN)/python -m rapport.devstack.demo
+
+bench: install  ## run the benchmarks; prints a table and writes bench/results/*.json
+	$(BIN)/python bench/infra.py
+
+constraints:  ## re-resolve every pin from scratch (needs the package registry)
+	./scripts/update-constraints
+
+clean: down  ## remove virtualenvs, caches and local state
+	rm -rf $(VENV) $(TRITON_VENV) .rapport .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,164 @@
+"""The pieces every service's app factory is built from.
+
+A service writes ``create_app(settings)``; it calls :func:`create_service_app`
+with a lifespan that opens its clients (and registers a readiness check for
+each dependency it cannot work without), then adds its routes. ``main()``
+calls :func:`run_service`, which builds settings (exiting with one line on a
+bad value), configures logging and serves the app with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from opentelemetry import trace
+from pydantic import BaseModel
+
+from rapport.common.metrics import HttpMetricsMiddleware, Metrics
+from rapport.common.problems import install_problem_handlers, problem_response, problem_responses
+from rapport.common.settings import ServiceSettings, load_settings
+from rapport.common.telemetry import configure_logging, setup_telemetry
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+T = TypeVar("T")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+READINESS_TIMEOUT_S = 1.0
+
+
+class ReadinessReport(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    """Register a dependency ``/readyz`` must reach. Only hard dependencies belong here."""
+    app.state.readiness_checks[name] = check
+
+
+async def _run_check(check: ReadinessCheck, timeout_s: float) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout_s)
+    except TimeoutError:
+        return f"timeout after {timeout_s:.1f}s"
+    except Exception as exc:  # a probe reports any failure, it never raises
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return "ok"
+
+
+async def run_readiness_checks(
+    checks: dict[str, ReadinessCheck], timeout_s: float = READINESS_TIMEOUT_S
+) -> dict[str, str]:
+    names = list(checks)
+    results = await asyncio.gather(*(_run_check(checks[n], timeout_s) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/livez", summary="Liveness: the process is serving")
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: every hard dependency answers",
+        response_model=ReadinessReport,
+        responses=problem_responses(503),
+    )
+    async def readyz(request: Request) -> Any:
+        results = await run_readiness_checks(request.app.state.readiness_checks)
+        if all(result == "ok" for result in results.values()):
+            return ReadinessReport(status="ready", checks=results)
+        return problem_response(
+            request,
+            503,
+            title="Not ready",
+            detail="A dependency this service cannot work without does not answer.",
+            extra={"checks": results},
+        )
+
+    return router
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    lifespan: ServiceLifespan | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """A FastAPI app with health, metrics, problem+json errors and tracing wired in."""
+    metrics = metrics or Metrics(settings.service_name)
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                log.info("started", extra={"startup_s": round(time.perf_counter() - started, 3)})
+                yield
+        flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+        if flush is not None:
+            flush()
+        log.info("stopped")
+
+    app = FastAPI(title=title, version=version, description=description, lifespan=app_lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.readiness_checks = {}
+    install_problem_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, skip=("/metrics", "/livez"))
+    app.include_router(health_router())
+    app.mount("/metrics", metrics.asgi_app(), name="metrics")
+    setup_telemetry(app, settings)
+    return app
+
+
+def state_dependency(name: str, type_: type[T]) -> Callable[[Request], T]:
+    """A FastAPI dependency returning ``app.state.<name>``, typed.
+
+    For example::
+
+        SettingsDep = Annotated[Settings, Depends(state_dependency("settings", Settings))]
+    """
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        if not isinstance(value, type_):
+            raise TypeError(f"app.state.{name} is {type(value).__name__}, not {type_.__name__}")
+        return value
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
+
+
+def run_service(settings_cls: type[SettingsT], create_app: Callable[[SettingsT], FastAPI]) -> None:
+    """Entry point of a service process: settings, logging, then uvicorn."""
+    settings = load_settings(settings_cls)
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )

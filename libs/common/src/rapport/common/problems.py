@@ -1,0 +1,159 @@
+"""RFC 9457 problem details (``application/problem+json``) for every error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://rapport.dev/problems/"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path to the bad value, e.g. `events.3.item_id`.")
+    reason: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+class ProblemError(Exception):
+    """Raise from a handler to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        detail: str | None = None,
+        title: str | None = None,
+        slug: str | None = None,
+        errors: Sequence[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title or HTTPStatus(status).phrase)
+        self.status = status
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.type = f"{PROBLEM_TYPE_BASE}{slug}" if slug else "about:blank"
+        self.errors = list(errors) if errors else None
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    type_: str = "about:blank",
+    errors: Sequence[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ProblemResponse:
+    body = Problem(
+        type=type_,
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path if request is not None else None,
+        errors=list(errors) if errors else None,
+    ).model_dump(exclude_none=True)
+    body.update(extra or {})
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def field_path(loc: Sequence[int | str], *, skip: int = 0) -> str:
+    return ".".join(str(part) for part in loc[skip:])
+
+
+def validation_field_errors(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
+    """Pydantic errors as (field, reason); the leading ``body``/``query`` is dropped."""
+    out = []
+    for item in errors:
+        loc = tuple(item.get("loc", ()))
+        skip = 1 if loc and loc[0] in ("body", "query", "path", "header") else 0
+        out.append(FieldError(field=field_path(loc, skip=skip) or "(root)", reason=item["msg"]))
+    return out
+
+
+async def _problem_error_handler(request: Request, exc: Exception) -> ProblemResponse:
+    problem = cast(ProblemError, exc)  # registered for ProblemError only
+    return problem_response(
+        request,
+        problem.status,
+        title=problem.title,
+        detail=problem.detail,
+        type_=problem.type,
+        errors=problem.errors,
+        headers=problem.headers,
+        extra=problem.extra,
+    )
+
+
+async def _validation_handler(request: Request, exc: Exception) -> ProblemResponse:
+    return problem_response(
+        request,
+        422,
+        title="Invalid request",
+        detail="The request does not match the schema; see `errors`.",
+        type_=f"{PROBLEM_TYPE_BASE}validation",
+        errors=validation_field_errors(cast(RequestValidationError, exc).errors()),
+    )
+
+
+async def _http_handler(request: Request, exc: Exception) -> ProblemResponse:
+    http_error = cast(StarletteHTTPException, exc)
+    return problem_response(
+        request,
+        http_error.status_code,
+        detail=str(http_error.detail) if http_error.detail else None,
+        headers=http_error.headers,
+    )
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> ProblemResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(request, 500, detail="An unexpected error occurred.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _problem_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json bodies."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+        }
+        for status in statuses
+    }

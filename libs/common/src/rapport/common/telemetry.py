@@ -1,0 +1,134 @@
+"""Traces, logs and instrumentation, configured by the standard ``OTEL_*`` variables.
+
+- ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` name the resource
+  (the service's own name is the default).
+- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` are read by the SDK.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) turns on the
+  OTLP/HTTP exporter; ``OTEL_TRACES_EXPORTER=none`` turns it off again.
+- ``OTEL_SDK_DISABLED=true`` leaves tracing a no-op.
+
+There is one tracer provider per process (OpenTelemetry's global), built the
+first time a service sets up telemetry; instrumentation of the client
+libraries is global too and applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from pythonjsonlogger.json import JsonFormatter
+
+from rapport.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Probes and scrapes would drown the traces that matter.
+EXCLUDED_URLS = "livez,readyz,metrics"
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def otlp_endpoint_configured(env: Mapping[str, str] = os.environ) -> bool:
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return False
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def build_tracer_provider(service_name: str) -> TracerProvider:
+    """A provider from the ``OTEL_*`` env, with an OTLP exporter when an endpoint is set."""
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    if otlp_endpoint_configured():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def tracer_provider_for(service_name: str) -> trace.TracerProvider:
+    """The process-wide provider, created on first use."""
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider) or _env_true("OTEL_SDK_DISABLED"):
+        return current
+    provider = build_tracer_provider(service_name)
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def instrument_clients(provider: trace.TracerProvider) -> None:
+    """Instrument aiohttp, redis, pymongo and aiokafka (process-wide, once)."""
+    instrumentors: list[Any] = [
+        AioHttpClientInstrumentor(),
+        RedisInstrumentor(),
+        PymongoInstrumentor(),
+        AIOKafkaInstrumentor(),
+    ]
+    for instrumentor in instrumentors:
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+
+
+def setup_telemetry(app: FastAPI, settings: ServiceSettings) -> trace.TracerProvider:
+    """Tracing for this app and the clients it uses. Call from the app factory."""
+    provider = tracer_provider_for(settings.service_name)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS)
+    instrument_clients(provider)
+    return provider
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds the current ``trace_id`` and ``span_id`` to every record."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__()
+        self.service_name = service_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.service = self.service_name
+        if ctx.is_valid:
+            record.trace_id = format(ctx.trace_id, "032x")
+            record.span_id = format(ctx.span_id, "016x")
+        return True
+
+
+def configure_logging(service_name: str, level: str = "INFO") -> None:
+    """JSON lines on stdout, one root handler, uvicorn's loggers routed through it."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    handler.addFilter(TraceContextFilter(service_name))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True

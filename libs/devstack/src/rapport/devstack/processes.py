@@ -1,0 +1,154 @@
+"""Start, identify and stop the processes the dev stack owns.
+
+Each process is started in a new session (its own process group), so stopping
+it also stops what it spawned (Triton's backend stubs) and nothing else. A
+handle records the PID with the process's start time, so a PID that the
+kernel has reused for somebody else's process is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclass(frozen=True)
+class ProcessHandle:
+    name: str
+    pid: int
+    create_time: float
+    argv: tuple[str, ...]
+    log_path: str
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["argv"] = list(self.argv)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessHandle:
+        return cls(
+            name=data["name"],
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            argv=tuple(data["argv"]),
+            log_path=data["log_path"],
+        )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel says is free now (it may be taken again before use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessHandle:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(  # noqa: S603 - argv is built by us, never a shell string
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return ProcessHandle(
+        name=name,
+        pid=proc.pid,
+        create_time=psutil.Process(proc.pid).create_time(),
+        argv=tuple(argv),
+        log_path=str(log_path),
+    )
+
+
+def _process(handle: ProcessHandle) -> psutil.Process | None:
+    """The live process behind a handle, or None if it is gone or the PID was reused."""
+    try:
+        proc = psutil.Process(handle.pid)
+        if abs(proc.create_time() - handle.create_time) > 0.01:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.pid, os.WNOHANG)
+            return None
+        return proc
+    except psutil.NoSuchProcess:
+        return None
+
+
+def is_running(handle: ProcessHandle) -> bool:
+    return _process(handle) is not None
+
+
+def _signal_group(handle: ProcessHandle, sig: signal.Signals) -> None:
+    # Our processes lead their own group (start_new_session); never signal any other group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(handle.pid) == handle.pid:
+            os.killpg(handle.pid, sig)
+        else:
+            os.kill(handle.pid, sig)
+
+
+def stop(handle: ProcessHandle, *, timeout_s: float = 10.0) -> bool:
+    """SIGTERM the process group, then SIGKILL after ``timeout_s``. True if it was running."""
+    proc = _process(handle)
+    if proc is None:
+        return False
+    try:
+        children = proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    _signal_group(handle, signal.SIGTERM)
+    _, alive = psutil.wait_procs([proc, *children], timeout=timeout_s)
+    if alive:
+        _signal_group(handle, signal.SIGKILL)
+        for straggler in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                straggler.kill()
+        psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+def pause(handle: ProcessHandle) -> None:
+    """SIGSTOP, for fault tests (a broker that accepts connections but never answers)."""
+    _signal_group(handle, signal.SIGSTOP)
+
+
+def resume(handle: ProcessHandle) -> None:
+    _signal_group(handle, signal.SIGCONT)
+
+
+def log_tail(handle: ProcessHandle, lines: int = 30) -> str:
+    try:
+        text = Path(handle.log_path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until(predicate: Any, *, timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())

@@ -1,0 +1,1 @@
+"""Rapport ingest: the public event API into Kafka (``rapport.events.v1``)."""

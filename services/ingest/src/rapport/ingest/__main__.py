@@ -1,0 +1,3 @@
+from rapport.ingest.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Rapport profile: real-time profile state derived from the event stream."""

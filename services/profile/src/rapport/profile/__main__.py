@@ -1,0 +1,3 @@
+from rapport.profile.main import main
+
+main()

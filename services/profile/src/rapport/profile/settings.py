@@ -1,0 +1,12 @@
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings, ServiceSettings
+
+
+class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings):
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_PROFILE_")
+    service_name: ClassVar[str] = "rapport-profile"
+
+    port: int = 8082

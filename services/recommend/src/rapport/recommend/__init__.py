@@ -1,0 +1,1 @@
+"""Rapport recommend: item ranking and message understanding on Triton."""

@@ -1,0 +1,3 @@
+from rapport.recommend.main import main
+
+main()

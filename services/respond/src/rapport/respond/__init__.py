@@ -1,0 +1,1 @@
+"""Rapport respond: the chatbot-facing, OpenAI-compatible gateway."""

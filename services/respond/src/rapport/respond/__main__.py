@@ -1,0 +1,3 @@
+from rapport.respond.main import main
+
+main()

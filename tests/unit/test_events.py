@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from rapport.common.events import (
+    EVENT_TYPES,
+    ConsentEvent,
+    ItemEvent,
+    dump_event,
+    parse_event,
+    render_event_json_schema,
+)
+
+pytestmark = pytest.mark.unit
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.json"
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {"user_id": "u-1", "occurred_at": "2026-11-23T10:00:00Z", **fields}
+
+
+def error_locs(exc: pytest.ExceptionInfo[ValidationError]) -> list[tuple[Any, ...]]:
+    return [tuple(e["loc"]) for e in exc.value.errors()]
+
+
+def test_committed_schema_matches_the_code() -> None:
+    assert SCHEMA_FILE.read_text() == render_event_json_schema(), (
+        "schemas/event.v1.json is stale: run `.venv/bin/rapport-schema > schemas/event.v1.json`"
+    )
+
+
+def test_schema_lists_every_event_type() -> None:
+    schema = json.loads(render_event_json_schema())
+    assert set(schema["discriminator"]["mapping"]) == set(EVENT_TYPES)
+
+
+def test_round_trip_through_kafka_bytes() -> None:
+    original = parse_event(
+        event(type="purchase", item_id="m-50", value=12.5, event_id=str(uuid4()))
+    )
+    assert isinstance(original, ItemEvent)
+    assert parse_event(dump_event(original)) == original
+
+
+def test_each_type_requires_its_own_field() -> None:
+    required = {
+        "item_view": "item_id",
+        "purchase": "item_id",
+        "search": "query",
+        "chat_message": "text",
+        "feedback": "rating",
+        "preference": "attributes",
+        "consent": "attributes",
+    }
+    for type_, field in required.items():
+        with pytest.raises(ValidationError) as exc:
+            parse_event(event(type=type_))
+        assert (type_, field) in error_locs(exc), type_
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"type": "page_view", "colour": "red"}, "colour"),
+        ({"type": "item_view", "item_id": 5}, "item_id"),
+        ({"type": "search", "query": "x" * 513}, "query"),
+        ({"type": "feedback", "rating": 9}, "rating"),
+        ({"type": "page_view", "event_id": "not-a-uuid"}, "event_id"),
+        ({"type": "page_view", "value": float("nan")}, "value"),
+        ({"type": "page_view", "user_id": "has space"}, "user_id"),
+        ({"type": "page_view", "attributes": {f"k{i}": i for i in range(33)}}, "attributes"),
+    ],
+)
+def test_bad_values_are_named(fields: dict[str, Any], bad_field: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_event(event(**fields))
+    assert any(bad_field in loc for loc in error_locs(exc))
+
+
+def test_unknown_type_is_rejected() -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_event(event(type="teleport"))
+    assert exc.value.errors()[0]["type"] == "union_tag_invalid"
+
+
+def test_naive_timestamp_is_rejected() -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_event(event(type="page_view", occurred_at="2026-11-23T10:00:00"))
+    assert ("page_view", "occurred_at") in error_locs(exc)
+
+
+def test_consent_carries_a_boolean() -> None:
+    parsed = parse_event(event(type="consent", attributes={"personalization": False}))
+    assert isinstance(parsed, ConsentEvent)
+    assert parsed.attributes.personalization is False
+    with pytest.raises(ValidationError):
+        parse_event(event(type="consent", attributes={"personalization": "maybe"}))
