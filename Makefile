@@ -40,7 +40,7 @@ format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 typecheck: $(VENV)/.installed  ## mypy --strict over every package
-	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests
+	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests bench
 
 test: install lint typecheck  ## install, lint, type-check, then every test tier
 	$(BIN)/pytest -m unit -q

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, ClassVar
@@ -10,12 +13,15 @@ from typing import Annotated, ClassVar
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from rapport.common.app import add_readiness_check, create_service_app, state_dependency
 from rapport.common.problems import PROBLEM_MEDIA_TYPE, FieldError, ProblemError
 from rapport.common.settings import ServiceSettings
+from rapport.common.telemetry import json_log_handler
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +162,25 @@ def test_openapi_documents_problem_responses() -> None:
         spec = client.get("/openapi.json").json()
         readyz = spec["paths"]["/readyz"]["get"]["responses"]
         assert PROBLEM_MEDIA_TYPE in readyz["503"]["content"]
+
+
+def test_json_logs_carry_trace_and_span_ids(spans: InMemorySpanExporter) -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("rapport.test.jsonlogs")
+    logger.addHandler(json_log_handler("rapport-testapp", stream))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        logger.info("inside", extra={"batch": 3})
+    logger.info("outside")
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    ctx = span.get_span_context()
+    assert inside["trace_id"] == format(ctx.trace_id, "032x")
+    assert inside["span_id"] == format(ctx.span_id, "016x")
+    assert inside["message"] == "inside"
+    assert inside["batch"] == 3
+    assert inside["service"] == "rapport-testapp"
+    assert inside["level"] == "INFO"
+    assert inside["time"].endswith("+00:00")
+    assert "trace_id" not in outside

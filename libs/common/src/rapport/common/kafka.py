@@ -11,8 +11,11 @@ Defaults (each one overridable by keyword):
 producer
   ``acks="all"``: a send is acknowledged only once every in-sync replica has
   it; nothing is ever acknowledged to a client before that.
-  ``linger_ms=2``: a small wait lets concurrent sends share a batch without
-  adding visible latency.
+  ``linger_ms=0``: aiokafka already batches whatever accumulates while a
+  request to the partition leader is in flight, so lingering only adds delay.
+  Measured with ``bench/infra.py`` (acks=all, 2,000 sends, loopback Tansu):
+  linger 0 gave p50 0.23 ms at concurrency 1 and 77k sends/s at 64 in flight;
+  linger 2 gave p50 2.5 ms and 19k sends/s. Re-measure against real Kafka.
   ``enable_idempotence=False``: Tansu (the local broker) rejects the idempotent
   producer; duplicates are absorbed by the application's event ids instead.
   ``request_timeout_ms=5000``: callers add their own, shorter deadlines.
@@ -48,7 +51,7 @@ Headers = Sequence[tuple[str, bytes]]
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
-    "linger_ms": 2,
+    "linger_ms": 0,
     "enable_idempotence": False,
     "request_timeout_ms": 5000,
     "max_batch_size": 64 * 1024,

@@ -36,9 +36,6 @@ class ServiceSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to bind.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     log_level: LogLevel = Field("INFO", description="Root log level.")
-    environment: Literal["dev", "test", "prod"] = Field(
-        "dev", description="Deployment kind; `prod` refuses development placeholders."
-    )
 
 
 class KafkaSettings(BaseSettings):
@@ -111,6 +108,17 @@ def env_var_for(settings_cls: type[BaseSettings], loc: tuple[int | str, ...]) ->
         return alias.upper()
     prefix = str(settings_cls.model_config.get("env_prefix", ""))
     return f"{prefix}{head}".upper()
+
+
+def env_vars(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """Every variable a settings class reads, with its default (for READMEs and their test)."""
+    out = {}
+    for name, field in settings_cls.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()  # defaults are local endpoints, never secrets
+        out[env_var_for(settings_cls, (name,))] = "" if default is None else str(default)
+    return out
 
 
 def describe_settings_error(settings_cls: type[BaseSettings], error: ValidationError) -> str:

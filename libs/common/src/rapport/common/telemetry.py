@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -106,23 +106,31 @@ class TraceContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = trace.get_current_span().get_span_context()
         record.service = self.service_name
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
             record.span_id = format(ctx.span_id, "016x")
         return True
 
 
-def configure_logging(service_name: str, level: str = "INFO") -> None:
-    """JSON lines on stdout, one root handler, uvicorn's loggers routed through it."""
-    handler = logging.StreamHandler(sys.stdout)
+def json_log_handler(service_name: str, stream: TextIO = sys.stdout) -> logging.Handler:
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message, trace ids, extras."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
+            "{levelname}{name}{message}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
         )
     )
     handler.addFilter(TraceContextFilter(service_name))
+    return handler
+
+
+def configure_logging(service_name: str, level: str = "INFO") -> None:
+    """JSON lines on stdout, one root handler, uvicorn's loggers routed through it."""
+    handler = json_log_handler(service_name)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

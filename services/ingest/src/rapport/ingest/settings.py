@@ -2,10 +2,10 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.settings import KafkaSettings, RedisSettings, ServiceSettings
+from rapport.common.settings import KafkaSettings, ServiceSettings
 
 
-class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings):
+class IngestSettings(ServiceSettings, KafkaSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_INGEST_")
     service_name: ClassVar[str] = "rapport-ingest"
 

@@ -1,0 +1,182 @@
+"""Latency floors of the real local infrastructure, measured through our own client factories.
+
+Starts its own servers (devstack) on free loopback ports, runs a bounded
+number of operations against each at fixed concurrency levels, prints a table
+with the load level beside every latency, writes ``bench/results/infra.json``
+and stops everything it started.
+
+    .venv/bin/python bench/infra.py [--ops 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+
+from rapport.common.cache import create_redis
+from rapport.common.kafka import PRODUCER_DEFAULTS, TopicSpec, create_producer, ensure_topics
+from rapport.common.mongo import create_mongo_client
+from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
+from rapport.devstack import processes, servers, triton
+from rapport.devstack.servers import RunningServer, ServerSpec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONCURRENCY = (1, 16, 64)
+
+Op = Callable[[int], Awaitable[object]]
+
+
+async def measure(name: str, op: Op, ops: int, concurrency: int) -> dict[str, Any]:
+    """Run ``ops`` calls with ``concurrency`` in flight; per-call latencies in ms."""
+    latencies = np.empty(ops, dtype=np.float64)
+    counter = iter(range(ops))
+
+    async def worker() -> None:
+        for i in counter:
+            start = time.perf_counter()
+            await op(i)
+            latencies[i] = (time.perf_counter() - start) * 1000
+
+    for i in range(min(50, ops)):  # warm connections and caches
+        await op(ops + i)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "operation": name,
+        "concurrency": concurrency,
+        "ops": ops,
+        "throughput_per_s": round(ops / elapsed, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "max_ms": round(float(latencies.max()), 3),
+    }
+
+
+async def run(infra: dict[str, RunningServer], ops: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"].url())
+    topic = f"bench.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(kafka, [TopicSpec(topic, partitions=6)])
+    # The default linger_ms against a batching-minded alternative, so the choice stays checked.
+    lingers = sorted({PRODUCER_DEFAULTS["linger_ms"], 5})
+    producers = {linger: create_producer(kafka, linger_ms=linger) for linger in lingers}
+    for producer in producers.values():
+        await producer.start()
+    mongo = create_mongo_client(
+        MongoSettings(mongo_url=infra["mongo"].url()), app_name="rapport-bench"
+    )
+    coll = mongo["bench"]["profiles"]
+    redis = create_redis(RedisSettings(redis_url=infra["redis"].url()), client_name="bench")
+    await redis.set("bench:key", b"x" * 512)
+    triton_client = grpcclient.InferenceServerClient(url=infra["triton"].url("triton_grpc"))
+    vector = np.ones((1, 16), dtype=np.float32)
+
+    def kafka_send(linger: int) -> Op:
+        async def send(i: int) -> None:
+            await producers[linger].send_and_wait(
+                topic, key=f"user-{i % 100}".encode(), value=b"{}" * 100
+            )
+
+        return send
+
+    async def mongo_upsert(i: int) -> None:
+        await coll.update_one(
+            {"_id": f"user-{i % 100}"}, {"$inc": {"n": 1}, "$set": {"last": i}}, upsert=True
+        )
+
+    async def mongo_find(i: int) -> None:
+        await coll.find_one({"_id": f"user-{i % 100}"})
+
+    async def redis_get(_: int) -> None:
+        await redis.get("bench:key")
+
+    async def triton_infer(_: int) -> None:
+        request = grpcclient.InferInput("USER_VECTOR", [1, 16], "FP32")
+        request.set_data_from_numpy(vector)
+        await triton_client.infer("smoke_scorer", [request], client_timeout=5)
+
+    operations: list[tuple[str, Op, int]] = [
+        *((f"kafka produce linger={ms}ms", kafka_send(ms), ops) for ms in lingers),
+        ("mongo upsert ($inc,$set)", mongo_upsert, ops),
+        ("mongo find_one by _id", mongo_find, ops),
+        ("redis GET 512 B", redis_get, ops * 2),
+        ("triton gRPC infer (smoke)", triton_infer, ops),
+    ]
+    try:
+        for name, op, count in operations:
+            for concurrency in CONCURRENCY:
+                row = await measure(name, op, count, concurrency)
+                rows.append(row)
+                print(
+                    f"{name:<28} concurrency={concurrency:<3} ops={count:<6} "
+                    f"p50={row['p50_ms']:>7.3f} ms  p99={row['p99_ms']:>7.3f} ms  "
+                    f"{row['throughput_per_s']:>9.1f}/s",
+                    flush=True,
+                )
+    finally:
+        for producer in producers.values():
+            await producer.stop()
+        await mongo.close()
+        await redis.aclose()
+        await triton_client.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=2000, help="operations per level (bounded)")
+    args = parser.parse_args()
+    ops = max(100, min(args.ops, 20_000))
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+        work = Path(tmp)
+        free = processes.free_port
+        specs: dict[str, ServerSpec] = {
+            "kafka": servers.kafka_spec(free()),
+            "mongo": servers.mongo_spec(free(), work),
+            "redis": servers.redis_spec(free(), work),
+            "triton": triton.triton_spec(
+                http_port=free(),
+                grpc_port=free(),
+                metrics_port=free(),
+                model_repository=triton.smoke_repository(),
+            ),
+        }
+        infra: dict[str, RunningServer] = {}
+        for name, spec in specs.items():
+            infra[name] = servers.start(spec, work)
+            cleanup.callback(processes.stop, infra[name].handle)
+        rows = asyncio.run(run(infra, ops))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "infra.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "infra",
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
