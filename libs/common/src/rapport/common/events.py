@@ -61,7 +61,7 @@ Value = Annotated[float, Field(ge=-1e12, le=1e12, allow_inf_nan=False)]
 
 
 class _EventBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: UUID | None = Field(
         None, description="Client idempotency key; ingest generates a UUIDv7 when absent."

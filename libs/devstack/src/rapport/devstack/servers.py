@@ -13,9 +13,10 @@ from pathlib import Path
 
 import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
-from pymongo import AsyncMongoClient
-from redis.asyncio import Redis
 
+from rapport.common.cache import create_redis, ping_redis
+from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.common.settings import MongoSettings, RedisSettings
 from rapport.devstack import processes
 from rapport.devstack.processes import ProcessHandle
 
@@ -126,11 +127,10 @@ def kafka_spec(port: int) -> ServerSpec:
 
 
 async def probe_mongo(url: str) -> None:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        url, serverSelectionTimeoutMS=1000, timeoutMS=2000
-    )
+    settings = MongoSettings(mongo_url=url, mongo_timeout_ms=1000)
+    client = create_mongo_client(settings, app_name="rapport-devstack")
     try:
-        await client.admin.command("ping")
+        await ping_mongo(client)
     finally:
         await client.close()
 
@@ -174,9 +174,10 @@ def redis_binary() -> str:
 
 
 async def probe_redis(url: str) -> None:
-    client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    settings = RedisSettings(redis_url=url, redis_timeout_ms=1000)
+    client = create_redis(settings, client_name="rapport-devstack")
     try:
-        await client.ping()
+        await ping_redis(client)
     finally:
         await client.aclose()
 
