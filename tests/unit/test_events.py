@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from rapport.common.events import (
     EVENT_TYPES,
     ConsentEvent,
+    EventIn,
     ItemEvent,
+    SearchEvent,
+    accept,
     dump_event,
     parse_event,
     render_event_json_schema,
@@ -23,7 +27,18 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.json"
 
 
 def event(**fields: Any) -> dict[str, Any]:
-    return {"user_id": "u-1", "occurred_at": "2026-11-23T10:00:00Z", **fields}
+    """An event as on the topic, server fields included."""
+    return {
+        "event_id": str(uuid4()),
+        "user_id": "u-1",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "received_at": "2026-11-23T10:00:01Z",
+        "tenant": "acme",
+        **fields,
+    }
+
+
+SUBMIT = TypeAdapter(EventIn)
 
 
 def error_locs(exc: pytest.ExceptionInfo[ValidationError]) -> list[tuple[Any, ...]]:
@@ -42,9 +57,7 @@ def test_schema_lists_every_event_type() -> None:
 
 
 def test_round_trip_through_kafka_bytes() -> None:
-    original = parse_event(
-        event(type="purchase", item_id="m-50", value=12.5, event_id=str(uuid4()))
-    )
+    original = parse_event(event(type="purchase", item_id="m-50", value=12.5))
     assert isinstance(original, ItemEvent)
     assert parse_event(dump_event(original)) == original
 
@@ -82,6 +95,37 @@ def test_bad_values_are_named(fields: dict[str, Any], bad_field: str) -> None:
     with pytest.raises(ValidationError) as exc:
         parse_event(event(**fields))
     assert any(bad_field in loc for loc in error_locs(exc))
+
+
+def test_a_topic_event_carries_the_server_fields() -> None:
+    for field in ("event_id", "received_at", "tenant"):
+        incomplete = event(type="page_view")
+        del incomplete[field]
+        with pytest.raises(ValidationError) as exc:
+            parse_event(incomplete)
+        assert ("page_view", field) in error_locs(exc)
+
+
+def test_clients_cannot_send_server_fields() -> None:
+    submitted = {"type": "page_view", "user_id": "u", "occurred_at": "2026-11-23T10:00:00Z"}
+    SUBMIT.validate_python(submitted)
+    for field, value in [("tenant", "other"), ("received_at", "2026-11-23T10:00:00Z")]:
+        with pytest.raises(ValidationError) as exc:
+            SUBMIT.validate_python({**submitted, field: value})
+        assert exc.value.errors()[0]["type"] == "extra_forbidden"
+
+
+def test_accept_adds_server_fields_without_revalidating() -> None:
+    submitted = SUBMIT.validate_python(
+        {"type": "search", "user_id": "u", "query": "boots", "occurred_at": "2026-11-23T10:00:00Z"}
+    )
+    event_id = uuid4()
+    now = datetime(2026, 11, 23, 10, 0, 1, tzinfo=UTC)
+    accepted = accept(submitted, event_id=event_id, received_at=now, tenant="acme")
+    assert isinstance(accepted, SearchEvent)
+    assert (accepted.event_id, accepted.received_at, accepted.tenant) == (event_id, now, "acme")
+    assert parse_event(dump_event(accepted)) == accepted
+    assert b'"rating"' not in dump_event(accepted)
 
 
 def test_unknown_type_is_rejected() -> None:

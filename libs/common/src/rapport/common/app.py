@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from rapport.common.metrics import HttpMetricsMiddleware, Metrics
 from rapport.common.problems import install_problem_handlers, problem_response, problem_responses
@@ -118,7 +118,15 @@ def create_service_app(
             flush()
         log.info("stopped")
 
-    app = FastAPI(title=title, version=version, description=description, lifespan=app_lifespan)
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=app_lifespan,
+        # Tracing is the OpenTelemetry instrumentation's (setup_telemetry) and metrics are
+        # Prometheus: FastAPI's own telemetry would only wrap every request a second time.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {}
@@ -130,7 +138,29 @@ def create_service_app(
     return app
 
 
-def state_dependency(name: str, type_: type[T]) -> Callable[[Request], T]:
+def document_schemas(app: FastAPI, adapters: dict[str, TypeAdapter[Any]]) -> None:
+    """Add JSON Schemas FastAPI cannot see (bodies parsed by hand) to the OpenAPI components.
+
+    A route refers to them with ``openapi_extra``, e.g. a request body of
+    ``{"$ref": "#/components/schemas/<name>"}``.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, adapter in adapters.items():
+            schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[name] = schema
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def state_dependency(name: str, type_: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A FastAPI dependency returning ``app.state.<name>``, typed.
 
     For example::
@@ -138,7 +168,8 @@ def state_dependency(name: str, type_: type[T]) -> Callable[[Request], T]:
         SettingsDep = Annotated[Settings, Depends(state_dependency("settings", Settings))]
     """
 
-    def dependency(request: Request) -> T:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a costly hop per request.
+    async def dependency(request: Request) -> T:
         value = getattr(request.app.state, name)
         if not isinstance(value, type_):
             raise TypeError(f"app.state.{name} is {type(value).__name__}, not {type_.__name__}")

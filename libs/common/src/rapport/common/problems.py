@@ -20,8 +20,9 @@ PROBLEM_TYPE_BASE = "https://rapport.dev/problems/"
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Dotted path to the bad value, e.g. `events.3.item_id`.")
+    field: str = Field(description="Dotted path to the bad value, e.g. `item_id`.")
     reason: str
+    index: int | None = Field(None, description="Position of the bad item in a batch.")
 
 
 class Problem(BaseModel):
@@ -81,7 +82,7 @@ def problem_response(
         detail=detail,
         instance=request.url.path if request is not None else None,
         errors=list(errors) if errors else None,
-    ).model_dump(exclude_none=True)
+    ).model_dump(mode="json", exclude_none=True)
     body.update(extra or {})
     return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
 

@@ -7,10 +7,14 @@ session ends. Fixtures that hand out a running server yield a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack import processes, servers, triton
@@ -24,6 +28,29 @@ def serve(spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
         yield server
     finally:
         processes.stop(server.handle)
+
+
+@asynccontextmanager
+async def serve_app(app: ASGIApp, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve an ASGI app with a real uvicorn in the running loop; yields its base URL.
+
+    Tests then speak real HTTP to it, lifespan included, and can pause or kill
+    the servers behind it.
+    """
+    port = processes.free_port(host)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture(scope="session")

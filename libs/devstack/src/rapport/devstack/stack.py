@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from rapport.common.auth import ALL_SCOPES, generate_key, key_entry
 from rapport.common.kafka import default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
@@ -108,6 +108,15 @@ def infra_env(infra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+DEV_TENANT = "dev"
+
+
+def dev_key_env(token: str) -> dict[str, str]:
+    """The services accept the dev key (every scope, tenant ``dev``); they store only its hash."""
+    entry = key_entry(token, key_id="dev", tenant=DEV_TENANT, scopes=ALL_SCOPES)
+    return {"RAPPORT_API_KEYS": json.dumps([entry.model_dump(mode="json", exclude_none=True)])}
+
+
 def service_spec(name: str, port: int, env: dict[str, str]) -> ServerSpec:
     prefix = f"RAPPORT_{name.upper()}_"
     base_url = f"http://127.0.0.1:{port}"
@@ -162,7 +171,7 @@ def up(config: StackConfig) -> dict[str, Any]:
     data: dict[str, Any] = {
         "infra": {},
         "services": {},
-        "api_key": "rpk_dev_" + secrets.token_urlsafe(24),
+        "api_key": generate_key("dev"),
         "pids": {},
         "processes": {},
     }
@@ -192,7 +201,7 @@ def up(config: StackConfig) -> dict[str, Any]:
         kafka = KafkaSettings(kafka_bootstrap_servers=data["infra"]["kafka"])
         asyncio.run(ensure_topics(kafka, default_topics()))
         if config.with_services:
-            env = {**infra_env(data["infra"]), "RAPPORT_DEV_API_KEY": data["api_key"]}
+            env = {**infra_env(data["infra"]), **dev_key_env(data["api_key"])}
             for name in installed_services():
                 record(stack.start(service_spec(name, free(), env)), "services")
     except BaseException:

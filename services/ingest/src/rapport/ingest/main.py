@@ -1,4 +1,4 @@
-"""App factory and process entry point. The event API itself arrives with issue 3."""
+"""App factory and process entry point."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -6,30 +6,66 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.app import (
+    add_readiness_check,
+    create_service_app,
+    document_schemas,
+    run_service,
+)
+from rapport.common.auth import ApiKeyStore
+from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
+from rapport.common.limits import BodySizeLimitMiddleware
+from rapport.common.metrics import IngestMetrics
+from rapport.ingest.api import BODY, REQUEST_SCHEMA, router
+from rapport.ingest.dedup import AdmissionStore
+from rapport.ingest.service import IngestService
 from rapport.ingest.settings import IngestSettings
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
+    metrics = IngestMetrics(settings.service_name)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.api_keys = ApiKeyStore.from_settings(settings)
         producer = create_producer(settings, client_id=settings.service_name)
+        redis = create_redis(settings, client_name=settings.service_name)
         await producer.start()
-        app.state.producer = producer
+        service = IngestService(
+            settings,
+            producer=producer,
+            admission=AdmissionStore(
+                redis,
+                window_s=settings.dedup_window_s,
+                pending_ttl_s=settings.dedup_pending_ttl_s,
+            ),
+            metrics=metrics,
+        )
+        app.state.ingest = service
+        # Kafka is the one hard dependency; Redis only adds deduplication and rate limits.
         add_readiness_check(app, "kafka", partial(ping_kafka, producer))
         try:
             yield
         finally:
+            await service.drain()
             await producer.stop()
+            await redis.aclose()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Rapport ingest",
-        version="0.1.0",
+        version="1.0.0",
         description="The public event API: validates events and produces them to Kafka.",
         lifespan=lifespan,
+        metrics=metrics,
     )
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, paths=("/v1/events",)
+    )
+    app.include_router(router)
+    document_schemas(app, {REQUEST_SCHEMA: BODY})
+    return app
 
 
 def main() -> None:

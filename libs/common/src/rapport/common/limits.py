@@ -1,0 +1,85 @@
+"""Request limits: a body-size cap, and a token bucket for Redis scripts to include."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rapport.common.problems import problem_response
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over ``max_bytes``, by Content-Length up front or while streaming.
+
+    A chunked body that grows past the cap raises from ``receive``; FastAPI
+    passes HTTPExceptions raised while reading the body through to the
+    problem handlers, so the client gets the same 413 either way.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        detail = f"The body is larger than {self.max_bytes} bytes."
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = problem_response(None, 413, detail=detail)
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, detail=detail)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+# A Lua function that other scripts can include, so a service can rate-limit and do
+# its own work in one round trip. Refill by elapsed time, take `cost` tokens if there
+# are enough. Redis's own clock (TIME) keeps every replica of a service consistent.
+RATE_LIMIT_LUA = """
+local function take_tokens(key, rate, burst, cost)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    wait = (cost - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+  return allowed, wait
+end
+"""
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: float
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds, at least 1 (the header takes no fractions)."""
+        return str(max(1, math.ceil(self.retry_after_s)))

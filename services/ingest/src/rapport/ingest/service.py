@@ -1,0 +1,347 @@
+"""Accepting a request's events: check, deduplicate, produce, confirm.
+
+The order matters for durability:
+
+1. Every event is checked first; one bad event refuses the whole request
+   (all-or-nothing), before anything is claimed or produced.
+2. In one Redis round trip, the key's token bucket is charged one token per
+   event and, if that is allowed, event ids are claimed
+   (see :mod:`rapport.ingest.dedup`).
+4. Claimed events are produced with ``acks=all``; the request waits for the
+   broker's acknowledgement of every one, up to the produce deadline.
+5. Only then are the claims confirmed and ``202`` returned. A deadline miss
+   answers ``503`` with ``Retry-After`` and the event ids to retry with.
+
+Redis is a cache here too: when it does not answer, rate limiting and the
+duplicate check are skipped (counted and logged), and events are still
+produced. Downstream consumers deduplicate by ``event_id``, so at worst Kafka
+holds a record twice; an acknowledged event is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry import propagate, trace
+from pydantic import BaseModel
+from uuid_utils.compat import uuid7
+
+from rapport.common.auth import ApiKey
+from rapport.common.cache import REDIS_ERRORS
+from rapport.common.events import EVENT_TYPES, Event, EventIn, accept, dump_event
+from rapport.common.metrics import IngestMetrics, trace_exemplar
+from rapport.common.problems import FieldError, ProblemError
+from rapport.ingest.dedup import AdmissionStore, ClaimState
+from rapport.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("rapport.ingest")
+
+SCHEMA_HEADER = ("rapport-schema", b"event.v1")
+# Below this many records for one partition, `send` (which merges concurrent requests'
+# records) beats building a batch (which waits for the partition's previous batch).
+WHOLE_BATCH_MIN_RECORDS = 8
+
+
+class EventResult(BaseModel):
+    index: int
+    event_id: UUID
+    status: Literal["accepted", "duplicate"]
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+    dedup_checked: bool
+    events: list[EventResult]
+
+
+@dataclass(eq=False)
+class _Item:
+    index: int
+    event: Event
+    key: str
+    status: Literal["accepted", "duplicate"] = "accepted"
+
+    @property
+    def event_id(self) -> UUID:
+        return self.event.event_id
+
+
+def check_events(
+    events: Sequence[EventIn], *, now: datetime, max_future_skew_s: int
+) -> list[FieldError]:
+    """What the schema cannot know: the server's clock."""
+    latest = now + timedelta(seconds=max_future_skew_s)
+    return [
+        FieldError(
+            index=index,
+            field="occurred_at",
+            reason=f"more than {max_future_skew_s}s ahead of server time",
+        )
+        for index, event in enumerate(events)
+        if event.occurred_at > latest
+    ]
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        producer: AIOKafkaProducer,
+        admission: AdmissionStore,
+        metrics: IngestMetrics,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.admission = admission
+        self.metrics = metrics
+        self.partitioner = DefaultPartitioner()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def ingest(self, events: Sequence[EventIn], caller: ApiKey) -> IngestResult:
+        settings = self.settings
+        if len(events) > settings.max_events:
+            self.metrics.requests_refused.labels("too_many_events").inc()
+            raise ProblemError(
+                413,
+                detail=f"At most {settings.max_events} events per request; got {len(events)}.",
+            )
+        now = datetime.now(UTC)
+        errors = check_events(events, now=now, max_future_skew_s=settings.max_future_skew_s)
+        if errors:
+            self.count_rejected(events)
+            raise ProblemError(
+                422,
+                title="Invalid events",
+                detail="Nothing from this request was accepted; see `errors`.",
+                slug="validation",
+                errors=errors,
+            )
+        items = []
+        for index, event in enumerate(events):
+            # Server fields: the tenant from the key, never from the body; a sortable id if none.
+            event_id = event.event_id or uuid7()
+            accepted = accept(event, event_id=event_id, received_at=now, tenant=caller.tenant)
+            key = AdmissionStore.event_key(caller.tenant, str(event_id))
+            items.append(_Item(index, accepted, key))
+        to_produce, in_flight_elsewhere, checked = await self._admit(caller, items)
+        await self._produce(to_produce, items)
+        if in_flight_elsewhere:
+            raise self._unavailable(
+                items, "Some event ids are being produced by another request; retry shortly."
+            )
+        for item in items:
+            self.metrics.events.labels(item.event.type, item.status).inc()
+        duplicates = sum(item.status == "duplicate" for item in items)
+        return IngestResult(
+            accepted=len(items) - duplicates,
+            duplicates=duplicates,
+            dedup_checked=checked,
+            events=[
+                EventResult(index=item.index, event_id=item.event_id, status=item.status)
+                for item in items
+            ],
+        )
+
+    def count_rejected(self, events: Sequence[Any]) -> None:
+        """Count refused events by type; raw input only ever yields a known type or ``unknown``."""
+        for event in events:
+            event_type = (
+                event.get("type") if isinstance(event, dict) else getattr(event, "type", None)
+            )
+            label = event_type if event_type in EVENT_TYPES else "unknown"
+            self.metrics.events.labels(label, "rejected").inc()
+
+    async def _admit(
+        self, caller: ApiKey, items: list[_Item]
+    ) -> tuple[list[_Item], list[_Item], bool]:
+        """Rate-limit, then claim ids: what to produce, what another request is producing,
+        and whether Redis answered. Raises 429 when the key's bucket is empty."""
+        first_of: dict[str, _Item] = {}
+        unique: list[_Item] = []
+        for item in items:
+            if item.key in first_of:
+                item.status = "duplicate"  # the same id twice in one request
+            else:
+                first_of[item.key] = item
+                unique.append(item)
+        try:
+            admission = await self.admission.admit(
+                caller.id,
+                rate=caller.rate_per_s or self.settings.rate_per_s,
+                burst=caller.burst or self.settings.rate_burst,
+                cost=len(items),
+                event_keys=[item.key for item in unique],
+            )
+        except REDIS_ERRORS:
+            self.metrics.dedup_unavailable.inc()
+            log.warning("redis unavailable: no rate limit and no duplicate check for this request")
+            return unique, [], False
+        if not admission.rate.allowed:
+            self.metrics.requests_refused.labels("rate_limited").inc()
+            raise ProblemError(
+                429,
+                detail="This API key is over its event rate; retry after the indicated delay.",
+                slug="rate-limited",
+                headers={"Retry-After": admission.rate.retry_after_header},
+            )
+        to_produce, elsewhere = [], []
+        for item, state in zip(unique, admission.states, strict=True):
+            if state is ClaimState.NEW:
+                to_produce.append(item)
+            elif state is ClaimState.DONE:
+                item.status = "duplicate"
+            else:
+                elsewhere.append(item)
+        return to_produce, elsewhere, True
+
+    async def _send(
+        self, to_produce: list[_Item], trace_headers: list[tuple[str, bytes]]
+    ) -> tuple[dict[asyncio.Future[Any], list[_Item]], list[_Item]]:
+        """Hand the records to the producer; returns delivery futures and what was never sent.
+
+        A partition's records go through ``send`` when there are a few (aiokafka
+        then merges them with other requests' records into one batch) and as
+        whole batches when there are many (``send`` costs per record, and a large
+        request paid mostly for that). The partition is the default partitioner's
+        (murmur2 of the key), exactly what a keyed ``send`` would choose.
+        """
+        topic = self.settings.topic
+        sent: dict[asyncio.Future[Any], list[_Item]] = {}
+        try:
+            async with asyncio.timeout(self.settings.produce_timeout_ms / 1000):
+                # Waits for metadata when the topic is not known yet (inside the deadline).
+                partitions = sorted(await self.producer.partitions_for(topic))
+                by_partition: dict[int, list[_Item]] = {}
+                for item in to_produce:
+                    key = item.event.user_id.encode()
+                    partition = self.partitioner(key, partitions, partitions)
+                    by_partition.setdefault(partition, []).append(item)
+                for partition, group in by_partition.items():
+                    if len(group) < WHOLE_BATCH_MIN_RECORDS:
+                        for item in group:
+                            # The aiokafka instrumentation adds traceparent on this path.
+                            future = await self.producer.send(
+                                topic,
+                                value=dump_event(item.event),
+                                key=item.event.user_id.encode(),
+                                partition=partition,
+                                headers=[SCHEMA_HEADER],
+                            )
+                            sent[future] = [item]
+                        continue
+                    members: list[_Item] = []
+                    batch = self.producer.create_batch()
+                    for item in group:
+                        record = {
+                            "timestamp": None,
+                            "key": item.event.user_id.encode(),
+                            "value": dump_event(item.event),
+                            "headers": [SCHEMA_HEADER, *trace_headers],
+                        }
+                        if batch.append(**record) is None:  # full: ship it, start another
+                            sent[await self._ship(batch, partition)] = members
+                            members, batch = [], self.producer.create_batch()
+                            batch.append(**record)
+                        members.append(item)
+                    sent[await self._ship(batch, partition)] = members
+        except (TimeoutError, KafkaError):
+            pass  # what was not handed over by the deadline is reported as unsent
+        shipped = {id(item) for members in sent.values() for item in members}
+        return sent, [item for item in to_produce if id(item) not in shipped]
+
+    async def _ship(self, batch: Any, partition: int) -> asyncio.Future[Any]:
+        batch.close()
+        future: asyncio.Future[Any] = await self.producer.send_batch(
+            batch, self.settings.topic, partition=partition
+        )
+        return future
+
+    async def _produce(self, to_produce: list[_Item], items: list[_Item]) -> None:
+        """Produce and wait for every acknowledgement, or raise 503 after the deadline."""
+        if not to_produce:
+            return
+        deadline_s = self.settings.produce_timeout_ms / 1000
+        started = time.perf_counter()
+        with tracer.start_as_current_span(
+            f"publish {self.settings.topic}",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": self.settings.topic,
+                "messaging.batch.message_count": len(to_produce),
+            },
+        ) as span:
+            # This span's context goes into every record, so consumers continue this trace.
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            sent, unsent = await self._send(
+                to_produce, [(k, v.encode()) for k, v in carrier.items()]
+            )
+            remaining = max(0.0, deadline_s - (time.perf_counter() - started))
+            done, pending = await asyncio.wait(sent, timeout=remaining) if sent else (set(), set())
+            acked = [i for f in done if not f.cancelled() and not f.exception() for i in sent[f]]
+            failed = [i for f in done if f.cancelled() or f.exception() for i in sent[f]]
+            self.metrics.produce_duration.observe(
+                time.perf_counter() - started, exemplar=trace_exemplar()
+            )
+            if len(acked) == len(to_produce):
+                await self._settle(confirm=acked, release=[])
+                return
+            span.set_status(trace.StatusCode.ERROR, "broker did not acknowledge in time")
+        await self._settle(confirm=acked, release=failed + unsent)
+        for future in pending:
+            self._watch(future, sent[future])
+        self.metrics.requests_refused.labels("broker_unavailable").inc()
+        raise self._unavailable(
+            items, "The event log did not acknowledge in time; retry with the same event ids."
+        )
+
+    async def _settle(self, *, confirm: list[_Item], release: list[_Item]) -> None:
+        try:
+            await self.admission.confirm([item.key for item in confirm])
+            await self.admission.release([item.key for item in release])
+        except REDIS_ERRORS:
+            # A claim left behind expires after dedup_pending_ttl_s; until then a retry gets 503.
+            log.warning("could not settle idempotency keys", extra={"count": len(confirm)})
+
+    def _watch(self, future: asyncio.Future[Any], items: list[_Item]) -> None:
+        """Settle a produce that outlived its request, once the broker answers."""
+
+        async def settle() -> None:
+            try:
+                await future
+            except Exception:  # the produce failed: let a retry claim the ids again
+                await self._settle(confirm=[], release=items)
+            else:
+                await self._settle(confirm=items, release=[])
+
+        task = asyncio.get_running_loop().create_task(settle())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _unavailable(self, items: list[_Item], detail: str) -> ProblemError:
+        return ProblemError(
+            503,
+            detail=detail,
+            slug="unavailable",
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+            extra={"event_ids": [str(item.event_id) for item in items]},
+        )
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for produces that outlived their requests (on shutdown)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=timeout_s)
