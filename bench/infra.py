@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from results_file import write_results
 
 from rapport.common.cache import create_redis
 from rapport.common.kafka import PRODUCER_DEFAULTS, TopicSpec, create_producer, ensure_topics
@@ -34,7 +31,6 @@ from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.servers import RunningServer, ServerSpec
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = (1, 16, 64)
 
 Op = Callable[[int], Awaitable[object]]
@@ -161,21 +157,7 @@ def main() -> None:
             infra[name] = servers.start(spec, work)
             cleanup.callback(processes.stop, infra[name].handle)
         rows = asyncio.run(run(infra, ops))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "infra.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "infra",
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"wrote {out}")
+    write_results("infra", rows)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
-import platform
 import tempfile
 import time
 from contextlib import ExitStack
@@ -32,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from results_file import write_results
 
 from rapport.common.auth import key_entry
 from rapport.common.kafka import EVENTS_TOPIC, TopicSpec, ensure_topics
@@ -39,7 +38,6 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import ServerSpec
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "rpk_bench_0123456789abcdefghijklmnop"
 CONNECTIONS = 64
 
@@ -216,27 +214,16 @@ def main() -> None:
                     run_load("open", url, body(1), seconds, rate),
                 )
             )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "ingest.json"
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "ingest",
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "note": "load generator, ingest, Tansu and Redis share the machine",
-                "targets": {
-                    "single_event_requests_per_s": 4000,
-                    "batched_events_per_s": 40000,
-                    "p99_ms_at_half_saturation": 20,
-                },
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "ingest",
+        rows,
+        note="load generator, ingest, Tansu and Redis share the machine",
+        targets={
+            "single_event_requests_per_s": 4000,
+            "batched_events_per_s": 40000,
+            "p99_ms_at_half_saturation": 20,
+        },
     )
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -339,6 +340,15 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         processes.stop(server.handle)
 
 
+@asynccontextmanager
+async def ingest_on(broker: PrivateBroker, redis: RunningServer, topic: str) -> AsyncIterator[str]:
+    """An ingest with a 1 s produce deadline in front of the private broker."""
+    await ensure_topics(broker.kafka, [TopicSpec(topic, PARTITIONS)])
+    settings = settings_for(broker.server.url(), redis.url(), topic, produce_timeout_ms=1000)
+    async with serve_app(create_app(settings)) as url:
+        yield url
+
+
 async def timed(call: Awaitable[tuple[int, Any, Any]]) -> tuple[float, tuple[int, Any, Any]]:
     start = time.perf_counter()
     result = await call
@@ -349,9 +359,7 @@ async def test_paused_broker_gets_503_in_time_and_retries_do_not_duplicate(
     broker: PrivateBroker, redis_server: RunningServer, ingest: Ingest
 ) -> None:
     topic = "t.paused"
-    await ensure_topics(broker.kafka, [TopicSpec(topic, PARTITIONS)])
-    settings = settings_for(broker.server.url(), redis_server.url(), topic, produce_timeout_ms=1000)
-    async with serve_app(create_app(settings)) as url:
+    async with ingest_on(broker, redis_server, topic) as url:
         client = Ingest(url, topic, broker.kafka, ingest.http)
         accepted: set[str] = set()
         status, body, _ = await client.post({"events": [event() for _ in range(5)]})
@@ -403,9 +411,7 @@ async def test_stopped_broker_gets_503_within_the_deadline(
     broker: PrivateBroker, redis_server: RunningServer, ingest: Ingest
 ) -> None:
     topic = "t.stopped"
-    await ensure_topics(broker.kafka, [TopicSpec(topic, PARTITIONS)])
-    settings = settings_for(broker.server.url(), redis_server.url(), topic, produce_timeout_ms=1000)
-    async with serve_app(create_app(settings)) as url:
+    async with ingest_on(broker, redis_server, topic) as url:
         client = Ingest(url, topic, broker.kafka, ingest.http)
         assert (await client.post(event()))[0] == 202
         # Off the loop: blocking it while a child dies was seen to reset the keep-alive socket.

@@ -1,17 +1,25 @@
 """``make demo``: start the local mesh, show that every part answers, stop it.
 
-The services are still skeletons (issues 3-6 fill them in), so for now the
-demo proves the foundation: real infrastructure and the four service
-processes come up, answer their probes, and go away again leaving nothing
-running. ``KEEP=1`` leaves the mesh up and prints its URLs and dev API key.
+Profile, recommend and respond are still skeletons (issues 4-6 fill them in),
+so for now the demo proves the foundation and ingest: real infrastructure and
+the four service processes come up and answer their probes, one event goes
+through ingest into Kafka (and a retry of it is recognised as a duplicate),
+and everything goes away again leaving nothing running. ``KEEP=1`` leaves the
+mesh up and prints its URLs and dev API key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from rapport.devstack import processes, stack
 from rapport.devstack.servers import ServerStartError
@@ -26,6 +34,28 @@ def _print_status(home: Path) -> bool:
     return bool(rows) and all(row.running and row.answer == "ok" for row in rows)
 
 
+async def _send_event(data: dict[str, Any]) -> bool:
+    """One event through ingest, then the same event again: accepted, then a duplicate."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "type": "item_view",
+        "user_id": "demo-user",
+        "item_id": "m-50",
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    headers = {"Authorization": f"Bearer {data['api_key']}"}
+    url = f"{data['services']['ingest']}/v1/events"
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for attempt in ("first", "retry"):
+            async with session.post(url, json=event, headers=headers) as response:
+                body = await response.json()
+            status = body["events"][0]["status"] if response.status == 202 else body
+            statuses.append(status)
+            print(f"POST /v1/events ({attempt}): {response.status} {status}")
+    return statuses == ["accepted", "duplicate"]
+
+
 def main() -> int:
     home = Path(os.environ.get("RAPPORT_HOME", ".rapport"))
     keep = os.environ.get("KEEP", "") not in ("", "0")
@@ -38,6 +68,8 @@ def main() -> int:
         return 1
     print(f"up in {time.perf_counter() - started:.1f}s; described in {stack.stack_path(home)}")
     healthy = _print_status(home)
+    print("\nan event through ingest (acks=all) and its retry:")
+    healthy = asyncio.run(_send_event(data)) and healthy
     if keep:
         print(f"\nKEEP=1: the mesh stays up. Dev API key: {data['api_key']}")
         print("Stop it with: make down")
