@@ -1,0 +1,241 @@
+"""Profile state and how one event changes it: pure logic, no I/O.
+
+Everything is in event time (``occurred_at``), so late and out-of-order
+events land where they belong:
+
+- counters, lifetime value and affinities are sums, so their order does not
+  matter; affinities decay exponentially with a half-life, kept as a score
+  valid at ``as_of`` (the newest event time seen) and rescaled when a newer
+  event arrives;
+- recent items and searches keep the newest ``N`` by ``occurred_at``;
+- preferences and consent are last-writer-wins by ``occurred_at``;
+- the session is the newest run of activity without a gap longer than the
+  inactivity window.
+
+Exactly-once effect: an event is skipped when its offset is at or below the
+partition watermark (a redelivery after a crash) or its ``event_id`` is among
+the recent ids (a client retry that reached Kafka twice). After an opt-out,
+only consent events are applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.common.events import ConsentEvent, Event
+
+RECENT_ITEMS = 20
+RECENT_SEARCHES = 10
+RECENT_EVENT_IDS = 256
+SENTIMENT_ALPHA = 0.3
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Affinity(_State):
+    score: float
+    as_of: datetime
+
+
+class Seen(_State):
+    value: str
+    at: datetime
+
+
+class Session(_State):
+    id: str
+    started_at: datetime
+    last_activity_at: datetime
+    turns: int = 0
+    last_intent: str | None = None
+    sentiment_ewma: float | None = None
+
+
+class Stamped(_State):
+    value: Any
+    at: datetime
+
+
+class Profile(_State):
+    """One user's state, as stored in MongoDB and cached in Redis."""
+
+    tenant: str
+    user_id: str
+    version: int = 0
+    updated_at: datetime | None = None
+    counters: dict[str, int] = Field(default_factory=dict)
+    affinities: dict[str, Affinity] = Field(default_factory=dict)
+    recent_items: list[Seen] = Field(default_factory=list)
+    recent_searches: list[Seen] = Field(default_factory=list)
+    session: Session | None = None
+    preferences: dict[str, Stamped] = Field(default_factory=dict)
+    consent: Stamped | None = None
+    lifetime_value: float = 0.0
+    watermarks: dict[str, int] = Field(default_factory=dict)
+    recent_event_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def personalization_allowed(self) -> bool:
+        return self.consent is None or bool(self.consent.value)
+
+
+@dataclass(frozen=True)
+class Rules:
+    half_life: timedelta = timedelta(days=7)
+    session_gap: timedelta = timedelta(minutes=30)
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # at or below the watermark, or a known event_id
+    NOT_CONSENTED = "not_consented"
+
+
+def decay(score: float, elapsed: timedelta, half_life: timedelta) -> float:
+    return score * math.pow(0.5, elapsed / half_life)
+
+
+def _add_affinity(
+    profile: Profile, category: str, weight: float, at: datetime, rules: Rules
+) -> None:
+    current = profile.affinities.get(category)
+    if current is None:
+        profile.affinities[category] = Affinity(score=weight, as_of=at)
+    elif at >= current.as_of:
+        rescaled = decay(current.score, at - current.as_of, rules.half_life)
+        profile.affinities[category] = Affinity(score=rescaled + weight, as_of=at)
+    else:  # a late event counts for what it would be worth now
+        late = decay(weight, current.as_of - at, rules.half_life)
+        profile.affinities[category] = Affinity(score=current.score + late, as_of=current.as_of)
+
+
+def _keep_newest(seen: list[Seen], value: str, at: datetime, limit: int) -> list[Seen]:
+    merged = [s for s in seen if s.value != value or s.at >= at]
+    if not any(s.value == value for s in merged):
+        merged.append(Seen(value=value, at=at))
+    merged.sort(key=lambda s: (s.at, s.value), reverse=True)
+    return merged[:limit]
+
+
+# How much each kind of interaction says about a user's interest in a category.
+AFFINITY_WEIGHTS = {
+    "page_view": 0.2,
+    "item_view": 1.0,
+    "click": 1.5,
+    "search": 1.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+    "preference": 4.0,
+}
+
+
+def _update_session(profile: Profile, event: Event, rules: Rules) -> None:
+    at = event.occurred_at
+    session = profile.session
+    if session is None or at > session.last_activity_at + rules.session_gap:
+        session = Session(
+            id=event.session_id or f"{event.user_id}@{int(at.timestamp())}",
+            started_at=at,
+            last_activity_at=at,
+        )
+    elif at < session.started_at - rules.session_gap:
+        return  # activity of an earlier session, arrived late
+    else:
+        session = session.model_copy(
+            update={
+                "started_at": min(session.started_at, at),
+                "last_activity_at": max(session.last_activity_at, at),
+            }
+        )
+    if event.type == "chat_message":
+        attributes = event.attributes or {}
+        intent = attributes.get("intent")
+        sentiment = attributes.get("sentiment")
+        updates: dict[str, Any] = {"turns": session.turns + 1}
+        if isinstance(intent, str):
+            updates["last_intent"] = intent
+        if isinstance(sentiment, int | float) and not isinstance(sentiment, bool):
+            previous = session.sentiment_ewma
+            updates["sentiment_ewma"] = (
+                float(sentiment)
+                if previous is None
+                else SENTIMENT_ALPHA * float(sentiment) + (1 - SENTIMENT_ALPHA) * previous
+            )
+        session = session.model_copy(update=updates)
+    profile.session = session
+
+
+def apply(profile: Profile, event: Event, *, partition: int, offset: int, rules: Rules) -> Outcome:
+    """Apply one event in place; the caller persists the profile if it changed."""
+    mark = str(partition)
+    event_id = str(event.event_id)
+    if offset <= profile.watermarks.get(mark, -1) or event_id in profile.recent_event_ids:
+        return Outcome.DUPLICATE
+    profile.watermarks[mark] = offset
+    profile.recent_event_ids = [*profile.recent_event_ids, event_id][-RECENT_EVENT_IDS:]
+    if isinstance(event, ConsentEvent):
+        if profile.consent is None or event.occurred_at >= profile.consent.at:
+            profile.consent = Stamped(value=event.attributes.personalization, at=event.occurred_at)
+    elif not profile.personalization_allowed:
+        return Outcome.NOT_CONSENTED
+    else:
+        _apply_activity(profile, event, rules)
+    profile.version += 1
+    profile.updated_at = max(filter(None, (profile.updated_at, event.received_at)))
+    return Outcome.APPLIED
+
+
+def _apply_activity(profile: Profile, event: Event, rules: Rules) -> None:
+    at = event.occurred_at
+    profile.counters[event.type] = profile.counters.get(event.type, 0) + 1
+    if event.category and event.type in AFFINITY_WEIGHTS:
+        _add_affinity(profile, event.category, AFFINITY_WEIGHTS[event.type], at, rules)
+    if event.item_id and event.type in ("item_view", "click", "add_to_cart", "purchase"):
+        profile.recent_items = _keep_newest(profile.recent_items, event.item_id, at, RECENT_ITEMS)
+    if event.type == "search" and event.query:
+        profile.recent_searches = _keep_newest(
+            profile.recent_searches, event.query, at, RECENT_SEARCHES
+        )
+    if event.type == "purchase" and event.value:
+        profile.lifetime_value = round(profile.lifetime_value + event.value, 6)
+    if event.type == "preference" and event.attributes:
+        for key, value in event.attributes.items():
+            current = profile.preferences.get(key)
+            if current is None or at >= current.at:
+                profile.preferences[key] = Stamped(value=value, at=at)
+    _update_session(profile, event, rules)
+
+
+def segments(profile: Profile) -> list[str]:
+    """Rule-based labels, derived from the state rather than stored beside it."""
+    labels = []
+    purchases = profile.counters.get("purchase", 0)
+    if purchases:
+        labels.append("buyer")
+    if profile.lifetime_value >= 100:
+        labels.append("high_value")
+    views = profile.counters.get("item_view", 0) + profile.counters.get("click", 0)
+    if views >= 10 and not purchases:
+        labels.append("browser")
+    if profile.counters.get("chat_message", 0) >= 5:
+        labels.append("chatty")
+    if profile.session and (profile.session.sentiment_ewma or 0) <= -0.3:
+        labels.append("frustrated")
+    return labels
+
+
+def affinities_at(profile: Profile, now: datetime, rules: Rules) -> dict[str, float]:
+    """Every affinity decayed to ``now``, strongest first."""
+    scores = {
+        category: decay(a.score, max(now - a.as_of, timedelta(0)), rules.half_life)
+        for category, a in profile.affinities.items()
+    }
+    return dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))

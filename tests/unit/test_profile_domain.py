@@ -1,0 +1,218 @@
+"""The profile reducer: event-time semantics, exactly-once effect, consent."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rapport.common.events import Event, parse_event
+from rapport.profile.domain import (
+    RECENT_ITEMS,
+    Outcome,
+    Profile,
+    Rules,
+    affinities_at,
+    apply,
+    segments,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+RULES = Rules(half_life=timedelta(days=7), session_gap=timedelta(minutes=30))
+
+
+def make(type_: str, at: datetime, **fields: Any) -> Event:
+    return parse_event(
+        {
+            "event_id": str(uuid4()),
+            "type": type_,
+            "user_id": "u-1",
+            "tenant": "acme",
+            "occurred_at": at.isoformat(),
+            "received_at": (at + timedelta(seconds=1)).isoformat(),
+            **fields,
+        }
+    )
+
+
+def fresh() -> Profile:
+    return Profile(tenant="acme", user_id="u-1")
+
+
+def run(events: list[Event], profile: Profile | None = None, start: int = 0) -> Profile:
+    profile = profile or fresh()
+    for offset, event in enumerate(events, start=start):
+        apply(profile, event, partition=0, offset=offset, rules=RULES)
+    return profile
+
+
+event_kinds = st.sampled_from(
+    [
+        ("item_view", {"item_id": "m-1", "category": "drama"}),
+        ("item_view", {"item_id": "m-2", "category": "comedy"}),
+        ("click", {"item_id": "m-3", "category": "drama"}),
+        ("purchase", {"item_id": "m-2", "category": "comedy", "value": 12.5}),
+        ("search", {"query": "space", "category": "scifi"}),
+        ("search", {"query": "boots"}),
+        ("preference", {"attributes": {"language": "fr"}}),
+        ("preference", {"attributes": {"language": "de"}}),
+        ("page_view", {}),
+    ]
+)
+timed_events = st.lists(
+    st.tuples(event_kinds, st.integers(min_value=0, max_value=60 * 24 * 30)),
+    min_size=1,
+    max_size=40,
+)
+
+
+def comparable(profile: Profile) -> dict[str, Any]:
+    """The parts of the state that must not depend on arrival order."""
+    return {
+        "counters": profile.counters,
+        "affinities": {
+            k: round(v, 9)
+            for k, v in affinities_at(profile, T0 + timedelta(days=60), RULES).items()
+        },
+        "recent_items": [(s.value, s.at) for s in profile.recent_items],
+        "recent_searches": [(s.value, s.at) for s in profile.recent_searches],
+        "preferences": {k: (v.value, v.at) for k, v in profile.preferences.items()},
+        "lifetime_value": profile.lifetime_value,
+        "version": profile.version,
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(timed_events, st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_the_event_time_result(
+    spec: list[tuple[tuple[str, dict[str, Any]], int]], rnd: random.Random
+) -> None:
+    # Distinct minutes, so last-writer-wins has one winner whatever the order.
+    seen: set[int] = set()
+    events = []
+    for (type_, fields), minute in spec:
+        if minute not in seen:
+            seen.add(minute)
+            events.append(make(type_, T0 + timedelta(minutes=minute), **fields))
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    in_order, out_of_order = run(events), run(shuffled)
+    assert comparable(in_order) == comparable(out_of_order)
+    later = T0 + timedelta(days=60)
+    assert affinities_at(out_of_order, later, RULES) == pytest.approx(
+        affinities_at(in_order, later, RULES), rel=1e-9
+    )
+
+
+def test_redelivery_and_client_retries_apply_once() -> None:
+    view = make("item_view", T0, item_id="m-1", category="drama")
+    profile = fresh()
+    assert apply(profile, view, partition=0, offset=5, rules=RULES) is Outcome.APPLIED
+    before = profile.model_dump()
+    # The same record again (a consumer restarted before committing).
+    assert apply(profile, view, partition=0, offset=5, rules=RULES) is Outcome.DUPLICATE
+    # An older offset of the partition.
+    assert apply(profile, make("click", T0, item_id="m-9"), partition=0, offset=3, rules=RULES) is (
+        Outcome.DUPLICATE
+    )
+    # The same event_id produced twice (a client retry), at a later offset.
+    assert apply(profile, view, partition=0, offset=9, rules=RULES) is Outcome.DUPLICATE
+    after = profile.model_dump()
+    after["watermarks"] = before["watermarks"]
+    assert after == before
+    assert profile.counters == {"item_view": 1}
+
+
+def test_affinity_halves_every_half_life() -> None:
+    profile = run([make("purchase", T0, item_id="m-1", category="drama", value=3.0)])
+    now = T0 + RULES.half_life * 2
+    assert affinities_at(profile, now, RULES)["drama"] == pytest.approx(5.0 / 4)
+
+
+def test_a_late_event_counts_for_what_it_is_worth_in_event_time() -> None:
+    early = make("item_view", T0, item_id="m-1", category="drama")
+    late = make("item_view", T0 + RULES.half_life, item_id="m-2", category="drama")
+    profile = run([late, early])  # the older event arrives second
+    assert profile.affinities["drama"].as_of == late.occurred_at
+    assert profile.affinities["drama"].score == pytest.approx(1.0 + 0.5)
+    assert [s.value for s in profile.recent_items] == ["m-2", "m-1"]
+
+
+def test_recent_items_are_bounded_newest_first() -> None:
+    events = [make("item_view", T0 + timedelta(minutes=i), item_id=f"m-{i}") for i in range(50)]
+    profile = run(events)
+    assert len(profile.recent_items) == RECENT_ITEMS
+    assert profile.recent_items[0].value == "m-49"
+    assert profile.recent_items[-1].value == f"m-{50 - RECENT_ITEMS}"
+
+
+def test_after_opt_out_only_consent_is_applied() -> None:
+    profile = run(
+        [
+            make("item_view", T0, item_id="m-1"),
+            make("consent", T0 + timedelta(minutes=1), attributes={"personalization": False}),
+            make("item_view", T0 + timedelta(minutes=2), item_id="m-2"),
+        ]
+    )
+    assert profile.counters == {"item_view": 1}
+    assert profile.personalization_allowed is False
+    outcome = apply(
+        profile,
+        make("purchase", T0 + timedelta(minutes=3), item_id="m-3", value=9.0),
+        partition=0,
+        offset=10,
+        rules=RULES,
+    )
+    assert outcome is Outcome.NOT_CONSENTED
+    assert profile.lifetime_value == 0
+    # An older opt-in that arrives late does not override the newer opt-out.
+    stale = make("consent", T0 - timedelta(days=1), attributes={"personalization": True})
+    apply(profile, stale, partition=0, offset=11, rules=RULES)
+    assert profile.personalization_allowed is False
+    opt_in = make("consent", T0 + timedelta(minutes=5), attributes={"personalization": True})
+    apply(profile, opt_in, partition=0, offset=12, rules=RULES)
+    apply(
+        profile,
+        make("item_view", T0 + timedelta(minutes=6), item_id="m-4"),
+        partition=0,
+        offset=13,
+        rules=RULES,
+    )
+    assert profile.counters == {"item_view": 2}
+
+
+def test_sessions_follow_the_inactivity_window() -> None:
+    chat = [
+        make("chat_message", T0 + timedelta(minutes=m), text="hi", attributes=attrs)
+        for m, attrs in [
+            (0, {"intent": "greeting", "sentiment": 0.5}),
+            (10, {"intent": "refund", "sentiment": -1.0}),
+        ]
+    ]
+    profile = run(chat)
+    assert profile.session is not None
+    first_id = profile.session.id
+    assert profile.session.turns == 2
+    assert profile.session.last_intent == "refund"
+    assert profile.session.sentiment_ewma == pytest.approx(0.3 * -1.0 + 0.7 * 0.5)
+    # A late event from well before the session does not move it.
+    run([make("page_view", T0 - timedelta(hours=3))], profile, start=2)
+    assert profile.session.started_at == T0
+    # More than the gap later: a new session.
+    run([make("page_view", T0 + timedelta(hours=2))], profile, start=3)
+    assert profile.session.id != first_id
+    assert profile.session.turns == 0
+
+
+def test_segments_are_derived_from_state() -> None:
+    views = [make("item_view", T0 + timedelta(minutes=i), item_id=f"m-{i}") for i in range(10)]
+    assert segments(run(views)) == ["browser"]
+    buyer = run([make("purchase", T0, item_id="m-1", value=150.0)])
+    assert segments(buyer) == ["buyer", "high_value"]
