@@ -15,6 +15,7 @@ acknowledged early (which could lose the event) or produced twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -72,6 +73,10 @@ class AdmissionStore:
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._window_s = window_s
         self._pending_ttl_s = pending_ttl_s
+        self._to_confirm: list[str] = []
+        self._confirm_waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @staticmethod
     def event_key(tenant: str, event_id: str) -> str:
@@ -94,9 +99,41 @@ class AdmissionStore:
         return Admission(decision, states)
 
     async def confirm(self, keys: Sequence[str]) -> None:
-        """The broker acknowledged these: remember them for the dedup window."""
-        if keys:
-            await self._confirm(keys=list(keys), args=[self._window_s])
+        """The broker acknowledged these: remember them for the dedup window.
+
+        Requests that confirm in the same event-loop turn share one round trip;
+        each still waits for it, so a duplicate sent right after a 202 is known.
+        """
+        if not keys:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._to_confirm.extend(keys)
+        self._confirm_waiters.append(waiter)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._start_flush)
+        await waiter
+
+    def _start_flush(self) -> None:
+        keys, waiters = self._to_confirm, self._confirm_waiters
+        self._to_confirm, self._confirm_waiters = [], []
+        self._flush_scheduled = False
+        task = asyncio.get_running_loop().create_task(self._flush(keys, waiters))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, keys: list[str], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._confirm(keys=keys, args=[self._window_s])
+        except Exception as exc:  # every waiting request sees the failure
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def release(self, keys: Sequence[str]) -> None:
         """These were not produced: let a retry claim them again."""
