@@ -15,8 +15,8 @@ from rapport.common.events import (
     EventIn,
     ItemEvent,
     SearchEvent,
-    accept,
     dump_event,
+    encode_for_topic,
     parse_event,
     render_event_json_schema,
 )
@@ -115,17 +115,27 @@ def test_clients_cannot_send_server_fields() -> None:
         assert exc.value.errors()[0]["type"] == "extra_forbidden"
 
 
-def test_accept_adds_server_fields_without_revalidating() -> None:
+@pytest.mark.parametrize("client_id", [None, "9b2f4a56-3f7c-4d3e-9a55-0c7f3b1d2e4f"])
+def test_encode_for_topic_adds_server_fields(client_id: str | None) -> None:
     submitted = SUBMIT.validate_python(
-        {"type": "search", "user_id": "u", "query": "boots", "occurred_at": "2026-11-23T10:00:00Z"}
+        {
+            "type": "search",
+            "user_id": 'u"quoted',
+            "query": "boots",
+            "occurred_at": "2026-11-23T10:00:00+01:00",
+            **({"event_id": client_id} if client_id else {}),
+        }
     )
     event_id = uuid4()
     now = datetime(2026, 11, 23, 10, 0, 1, tzinfo=UTC)
-    accepted = accept(submitted, event_id=event_id, received_at=now, tenant="acme")
-    assert isinstance(accepted, SearchEvent)
-    assert (accepted.event_id, accepted.received_at, accepted.tenant) == (event_id, now, "acme")
-    assert parse_event(dump_event(accepted)) == accepted
-    assert b'"rating"' not in dump_event(accepted)
+    value = encode_for_topic(submitted, event_id=event_id, received_at=now, tenant="acme")
+    on_topic = parse_event(value)
+    assert isinstance(on_topic, SearchEvent)
+    assert (on_topic.event_id, on_topic.received_at, on_topic.tenant) == (event_id, now, "acme")
+    assert (on_topic.user_id, on_topic.query) == ('u"quoted', "boots")
+    assert on_topic.occurred_at == submitted.occurred_at
+    assert value.count(b'"event_id"') == 1
+    assert b'"rating"' not in value
 
 
 def test_unknown_type_is_rejected() -> None:

@@ -26,6 +26,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 SCHEMA_VERSION = "v1"
 SCHEMA_ID = "https://rapport.dev/schemas/event.v1.json"
@@ -197,28 +198,31 @@ Event = Annotated[
     | ConsentEvent,
     Field(discriminator="type"),
 ]
-_ON_TOPIC: dict[type[BaseModel], type[BaseModel]] = {
-    PageViewEventIn: PageViewEvent,
-    ItemEventIn: ItemEvent,
-    SearchEventIn: SearchEvent,
-    ChatMessageEventIn: ChatMessageEvent,
-    FeedbackEventIn: FeedbackEvent,
-    PreferenceEventIn: PreferenceEvent,
-    ConsentEventIn: ConsentEvent,
-}
 
 
-def accept(submitted: EventIn, *, event_id: UUID, received_at: datetime, tenant: str) -> Event:
-    """The event as it goes on the topic: the client's fields plus the server's.
+class _ServerFieldValues(TypedDict):
+    event_id: UUID
+    received_at: datetime
+    tenant: str
 
-    The submitted event is already validated, so nothing is validated twice.
+
+_SERVER_FIELDS_JSON: TypeAdapter[_ServerFieldValues] = TypeAdapter(_ServerFieldValues)
+
+
+def encode_for_topic(
+    submitted: EventIn, *, event_id: UUID, received_at: datetime, tenant: str
+) -> bytes:
+    """The record value on the topic: the client's fields plus the server's, as JSON.
+
+    Splices two already-validated JSON objects instead of building an ``Event``:
+    building one per event was a quarter of ingest's CPU on large batches.
+    ``parse_event`` reads the result back as an ``Event``.
     """
-    fields = {name: getattr(submitted, name) for name in submitted.model_fields_set}
-    fields |= {"event_id": event_id, "received_at": received_at, "tenant": tenant}
-    event: Event = _ON_TOPIC[type(submitted)].model_construct(  # type: ignore[assignment]
-        _fields_set=set(fields), **fields
+    server = _SERVER_FIELDS_JSON.dump_json(
+        {"event_id": event_id, "received_at": received_at, "tenant": tenant}
     )
-    return event
+    client = submitted.model_dump_json(exclude_none=True, exclude={"event_id"}).encode()
+    return server[:-1] + b"," + client[1:]  # client JSON always has user_id: never `{}`
 
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -38,7 +38,7 @@ from uuid_utils.compat import uuid7
 
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
-from rapport.common.events import EVENT_TYPES, Event, EventIn, accept, dump_event
+from rapport.common.events import EVENT_TYPES, EventIn, encode_for_topic
 from rapport.common.metrics import IngestMetrics, trace_exemplar
 from rapport.common.problems import FieldError, ProblemError
 from rapport.ingest.dedup import AdmissionStore, ClaimState
@@ -69,13 +69,11 @@ class IngestResult(BaseModel):
 @dataclass(eq=False)
 class _Item:
     index: int
-    event: Event
-    key: str
+    event: EventIn
+    event_id: UUID
+    value: bytes  # the record as it goes on the topic, server fields included
+    key: str  # its idempotency key in Redis
     status: Literal["accepted", "duplicate"] = "accepted"
-
-    @property
-    def event_id(self) -> UUID:
-        return self.event.event_id
 
 
 def check_events(
@@ -133,9 +131,11 @@ class IngestService:
         for index, event in enumerate(events):
             # Server fields: the tenant from the key, never from the body; a sortable id if none.
             event_id = event.event_id or uuid7()
-            accepted = accept(event, event_id=event_id, received_at=now, tenant=caller.tenant)
+            value = encode_for_topic(
+                event, event_id=event_id, received_at=now, tenant=caller.tenant
+            )
             key = AdmissionStore.event_key(caller.tenant, str(event_id))
-            items.append(_Item(index, accepted, key))
+            items.append(_Item(index, event, event_id, value, key))
         to_produce, in_flight_elsewhere, checked = await self._admit(caller, items)
         await self._produce(to_produce, items)
         if in_flight_elsewhere:
@@ -235,7 +235,7 @@ class IngestService:
                             # The aiokafka instrumentation adds traceparent on this path.
                             future = await self.producer.send(
                                 topic,
-                                value=dump_event(item.event),
+                                value=item.value,
                                 key=item.event.user_id.encode(),
                                 partition=partition,
                                 headers=[SCHEMA_HEADER],
@@ -248,7 +248,7 @@ class IngestService:
                         record = {
                             "timestamp": None,
                             "key": item.event.user_id.encode(),
-                            "value": dump_event(item.event),
+                            "value": item.value,
                             "headers": [SCHEMA_HEADER, *trace_headers],
                         }
                         if batch.append(**record) is None:  # full: ship it, start another
