@@ -66,12 +66,16 @@ async def test_ensure_topics_is_idempotent(kafka_settings: KafkaSettings) -> Non
     assert await ensure_topics(kafka_settings, [spec]) == [spec.name]
     assert await ensure_topics(kafka_settings, [spec]) == []
     producer = create_producer(kafka_settings)
+    consumer = create_consumer(kafka_settings, group_id=None)
     await producer.start()
+    await consumer.start()
     try:
         await ping_kafka(producer)
+        await ping_kafka(consumer)
         assert len(await producer.partitions_for(spec.name)) == 3
     finally:
         await producer.stop()
+        await consumer.stop()
 
 
 async def test_two_consumers_of_one_group_split_the_partitions(

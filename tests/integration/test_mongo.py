@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from rapport.common.mongo import Document, create_mongo_client, ping_mongo
 from rapport.common.settings import MongoSettings
@@ -106,6 +106,26 @@ async def test_conditional_update_is_compare_and_set(coll: AsyncCollection[Docum
     assert fresh.modified_count == 1
     assert await coll.count_documents({"watermark": {"$gt": 11}}) == 1
     assert await coll.count_documents({"_id": {"$in": ["p", "q"]}}) == 1
+
+
+async def test_versioned_upsert_conflict_is_a_duplicate_key_at_its_index(
+    coll: AsyncCollection[Document],
+) -> None:
+    """The profile store's compare-and-set: a stale version loses with code 11000."""
+    await coll.insert_one({"_id": "a", "version": 1})
+    with pytest.raises(BulkWriteError) as exc:
+        await coll.bulk_write(
+            [
+                ReplaceOne({"_id": "b", "version": 0}, {"_id": "b", "version": 1}, upsert=True),
+                ReplaceOne({"_id": "a", "version": 0}, {"_id": "a", "version": 9}, upsert=True),
+                ReplaceOne({"_id": "a", "version": 1}, {"_id": "a", "version": 2}, upsert=True),
+            ],
+            ordered=False,
+        )
+    errors = exc.value.details["writeErrors"]
+    assert [(e["index"], e["code"]) for e in errors] == [(1, 11000)]
+    assert await coll.find_one({"_id": "a"}) == {"_id": "a", "version": 2}
+    assert await coll.find_one({"_id": "b"}) == {"_id": "b", "version": 1}
 
 
 async def test_unique_index_rejects_a_duplicate(coll: AsyncCollection[Document]) -> None:

@@ -54,10 +54,10 @@ def test_ingest_is_ready_with_a_real_broker(kafka_server: RunningServer) -> None
 
 def test_profile_readiness_follows_mongo(mongo_server: RunningServer) -> None:
     url = mongo_server.url("mongo")
-    with TestClient(create_profile(ProfileSettings(mongo_url=url))) as client:
+    with TestClient(create_profile(ProfileSettings(mongo_url=url, consume=False))) as client:
         assert client.get("/readyz").json()["checks"] == {"mongo": "ok"}
     unreachable = ProfileSettings(
-        mongo_url=f"mongodb://127.0.0.1:{free_port()}", mongo_timeout_ms=300
+        mongo_url=f"mongodb://127.0.0.1:{free_port()}", mongo_timeout_ms=300, consume=False
     )
     with TestClient(create_profile(unreachable)) as client:
         response = client.get("/readyz")

@@ -162,7 +162,10 @@ async def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec]) ->
 
 async def ping_kafka(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
     """Raises unless the cluster answers a metadata request (a readiness check)."""
-    await client.client.fetch_all_metadata()
+    if isinstance(client, AIOKafkaConsumer):
+        await client.topics()  # a fresh metadata request, through the public API
+    else:
+        await client.client.fetch_all_metadata()
 
 
 class _HeaderGetter(Getter[Headers]):

@@ -1,12 +1,32 @@
+from datetime import timedelta
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.settings import MongoSettings, ServiceSettings
+from rapport.common.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, PROFILE_CHANGES_TOPIC
+from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings, ServiceSettings
+from rapport.profile.domain import Rules
 
 
-class ProfileSettings(ServiceSettings, MongoSettings):
+class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_PROFILE_")
     service_name: ClassVar[str] = "rapport-profile"
 
     port: int = 8082
+    consume: bool = Field(True, description="Run the stream processor in this process.")
+    group_id: str = Field("rapport-profile", description="Kafka consumer group.")
+    events_topic: str = Field(EVENTS_TOPIC, description="Topic of incoming events.")
+    changes_topic: str = Field(PROFILE_CHANGES_TOPIC, description="Changelog topic.")
+    dlq_topic: str = Field(EVENTS_DLQ_TOPIC, description="Dead-letter topic for poison records.")
+    max_batch: int = Field(500, ge=1, description="Records per getmany batch.")
+    half_life_hours: float = Field(168.0, gt=0, description="Half-life of category affinities.")
+    session_gap_minutes: float = Field(30.0, gt=0, description="Inactivity that ends a session.")
+    cache_ttl_s: int = Field(3600, gt=0, description="TTL of cached profiles in Redis.")
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(
+            half_life=timedelta(hours=self.half_life_hours),
+            session_gap=timedelta(minutes=self.session_gap_minutes),
+        )

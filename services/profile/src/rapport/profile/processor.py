@@ -1,0 +1,252 @@
+"""The stream processor: ``rapport.events.v1`` into profiles, exactly-once in effect.
+
+Each batch from ``getmany``:
+
+1. decode; a poison record (undecodable, schema-invalid, unknown schema
+   version) goes to the DLQ with its provenance in headers;
+2. load the batch's profiles and erasure markers in one query each;
+3. apply each user's events in offset order (the reducer skips what the
+   partition watermark or the recent event ids say is already in);
+4. write the changed profiles in one unordered bulk write, compare-and-set on
+   ``version``; profiles that lost a race are reloaded and applied again;
+5. refresh the Redis cache in one pipeline (best effort: Redis may vanish);
+6. publish the changed profiles to ``rapport.profile-changes.v1``;
+7. commit the offsets, only now that the state is durable.
+
+A crash anywhere before 7 redelivers the batch, and the watermarks stored
+with the profiles make the second pass a no-op for what was already written.
+A rebalance waits for the batch in hand (``on_partitions_revoked``), so a
+revoked partition's batch is never half-committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from rapport.common.cache import REDIS_ERRORS
+from rapport.common.events import Event, parse_event
+from rapport.common.kafka import EVENTS_DLQ_TOPIC, PROFILE_CHANGES_TOPIC, process_span
+from rapport.profile.domain import Outcome, Profile, Rules, apply
+from rapport.profile.store import ProfileStore, profile_id
+
+log = logging.getLogger(__name__)
+
+SCHEMA_HEADER = "rapport-schema"
+KNOWN_SCHEMAS = {b"event.v1"}
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+class PoisonRecord(Exception):
+    pass
+
+
+def decode(record: Record) -> Event:
+    """The event in a record, or PoisonRecord saying why there is none."""
+    headers = dict(record.headers or ())
+    schema = headers.get(SCHEMA_HEADER)
+    if schema is not None and schema not in KNOWN_SCHEMAS:
+        raise PoisonRecord(f"unknown schema version {schema!r}")
+    if record.value is None:
+        raise PoisonRecord("null value")
+    try:
+        return parse_event(record.value)
+    except ValidationError as exc:
+        raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
+
+
+def cache_key(pid: str) -> str:
+    return f"profile:{pid}"
+
+
+@dataclass
+class BatchReport:
+    applied: int = 0
+    duplicates: int = 0
+    not_consented: int = 0
+    erased: int = 0
+    dead_lettered: int = 0
+    conflicts: int = 0
+    changed: set[str] = field(default_factory=set)
+
+
+class Processor:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        store: ProfileStore,
+        redis: Redis,
+        rules: Rules,
+        group_id: str,
+        cache_ttl_s: int = 3600,
+        changes_topic: str = PROFILE_CHANGES_TOPIC,
+        dlq_topic: str = EVENTS_DLQ_TOPIC,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.redis = redis
+        self.rules = rules
+        self.group_id = group_id
+        self.cache_ttl_s = cache_ttl_s
+        self.changes_topic = changes_topic
+        self.dlq_topic = dlq_topic
+        self.batch_lock = asyncio.Lock()
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        processor = self
+
+        class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+                async with processor.batch_lock:  # the batch in hand finishes and commits
+                    pass
+
+            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+                log.info(
+                    "partitions assigned", extra={"partitions": [tp.partition for tp in assigned]}
+                )
+
+        return WaitForBatch()
+
+    async def run(self, *, max_records: int = 500, stop: asyncio.Event | None = None) -> None:
+        while stop is None or not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
+            if not batch:
+                continue
+            async with self.batch_lock:
+                try:
+                    await self.process(batch)
+                except Exception:
+                    # The position is already past this batch: rewind to the committed
+                    # offsets so it is redelivered, never skipped. Watermarks absorb
+                    # whatever part of it was written before the failure.
+                    log.exception("batch failed; rewinding to the committed offsets")
+                    await self.rewind(list(batch))
+                    await asyncio.sleep(1.0)
+
+    async def rewind(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self.consumer.assignment():
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    async def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
+        report = BatchReport()
+        decoded: list[tuple[Record, Event]] = []
+        poison: list[tuple[Record, PoisonRecord]] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    decoded.append((record, decode(record)))
+                except PoisonRecord as exc:
+                    poison.append((record, exc))
+        pending = {profile_id(event.tenant, event.user_id) for _, event in decoded}
+        saved: dict[str, Profile] = {}
+        while pending:
+            loaded = await self.store.load(pending)
+            erased = await self.store.erased_at(pending)
+            changed = self._apply(decoded, pending, loaded, erased, report)
+            conflicts = await self.store.save(changed)
+            report.conflicts += len(conflicts)
+            saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
+            pending = conflicts
+        report.changed = set(saved)
+        await self._refresh_cache(saved)
+        await self._publish(saved, poison)
+        report.dead_lettered = len(poison)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        await self.consumer.commit(offsets)
+        return report
+
+    def _apply(
+        self,
+        decoded: list[tuple[Record, Event]],
+        ids: set[str],
+        loaded: dict[str, Profile],
+        erased: dict[str, datetime],
+        report: BatchReport,
+    ) -> dict[str, tuple[int, Profile]]:
+        working: dict[str, tuple[int, Profile]] = {}
+        touched: set[str] = set()
+        for record, event in decoded:
+            pid = profile_id(event.tenant, event.user_id)
+            if pid not in ids:
+                continue
+            marker = erased.get(pid)
+            if marker is not None and event.received_at <= marker:
+                report.erased += 1  # a replay of an erased user's past: never resurrect
+                continue
+            if pid not in working:
+                current = loaded.get(pid) or Profile(tenant=event.tenant, user_id=event.user_id)
+                working[pid] = (current.version, current)
+            _, profile = working[pid]
+            with process_span(record, group_id=self.group_id, name="apply event"):
+                outcome = apply(
+                    profile,
+                    event,
+                    partition=record.partition,
+                    offset=record.offset,
+                    rules=self.rules,
+                )
+            if outcome is Outcome.DUPLICATE:
+                report.duplicates += 1
+                continue
+            touched.add(pid)
+            if outcome is Outcome.APPLIED:
+                report.applied += 1
+            else:
+                report.not_consented += 1
+        return {pid: working[pid] for pid in touched}
+
+    async def _refresh_cache(self, saved: dict[str, Profile]) -> None:
+        if not saved:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pid, profile in saved.items():
+                    pipe.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+                await pipe.execute()
+        except REDIS_ERRORS:
+            log.warning(
+                "redis unavailable: profile cache not refreshed (reads fall back to MongoDB)"
+            )
+
+    async def _publish(
+        self, saved: dict[str, Profile], poison: list[tuple[Record, PoisonRecord]]
+    ) -> None:
+        futures = [
+            await self.producer.send(
+                self.changes_topic, key=pid.encode(), value=profile.model_dump_json().encode()
+            )
+            for pid, profile in saved.items()
+        ]
+        for record, error in poison:
+            headers = [
+                ("original-topic", record.topic.encode()),
+                ("original-partition", str(record.partition).encode()),
+                ("original-offset", str(record.offset).encode()),
+                ("error-class", type(error.__cause__ or error).__name__.encode()),
+                ("error-message", str(error).encode()[:1000]),
+            ]
+            futures.append(
+                await self.producer.send(
+                    self.dlq_topic, key=record.key, value=record.value, headers=headers
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)

@@ -1,0 +1,89 @@
+"""Profiles in MongoDB, the source of truth.
+
+One document per (tenant, user). Maps whose keys come from clients
+(categories, preference names) are stored as lists of pairs, because MongoDB
+field names may not contain ``.`` or start with ``$``. Writes are
+compare-and-set on ``version``: two consumers that briefly own the same
+partition during a rebalance cannot overwrite each other's updates; the loser
+reloads and applies again (the watermark then skips what is already in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from rapport.common.mongo import Document
+from rapport.profile.domain import Profile
+
+PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks")
+DUPLICATE_KEY = 11000
+
+
+def profile_id(tenant: str, user_id: str) -> str:
+    """Length-prefixed, so no (tenant, user) pair can collide with another."""
+    return f"{len(tenant)}:{tenant}:{user_id}"
+
+
+def to_document(profile: Profile) -> Document:
+    doc = profile.model_dump(mode="python")
+    for field in PAIR_FIELDS:
+        doc[field] = [{"k": key, "v": value} for key, value in doc[field].items()]
+    doc["_id"] = profile_id(profile.tenant, profile.user_id)
+    return doc
+
+
+def from_document(doc: Document) -> Profile:
+    data = {k: v for k, v in doc.items() if k != "_id"}
+    for field in PAIR_FIELDS:
+        data[field] = {pair["k"]: pair["v"] for pair in data.get(field, [])}
+    return Profile.model_validate(data)
+
+
+class ProfileStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.profiles = db["profiles"]
+        self.erasures = db["erasures"]
+
+    async def load(self, ids: Iterable[str]) -> dict[str, Profile]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        cursor = self.profiles.find({"_id": {"$in": wanted}})
+        return {doc["_id"]: from_document(doc) async for doc in cursor}
+
+    async def erased_at(self, ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of these users was erased, if they were."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        cursor = self.erasures.find({"_id": {"$in": wanted}})
+        return {doc["_id"]: doc["erased_at"] async for doc in cursor}
+
+    async def save(self, changed: dict[str, tuple[int, Profile]]) -> set[str]:
+        """Write each profile if its stored version is still the one it was loaded at.
+
+        ``changed`` maps an id to (loaded version, new profile). Returns the ids
+        that lost a race and must be reloaded and applied again.
+        """
+        if not changed:
+            return set()
+        ops = [
+            ReplaceOne({"_id": pid, "version": loaded}, to_document(profile), upsert=True)
+            for pid, (loaded, profile) in changed.items()
+        ]
+        ids = list(changed)
+        try:
+            await self.profiles.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+                raise
+            # A version mismatch on an upsert shows up as a duplicate _id.
+            return {ids[error["index"]] for error in errors}
+        return set()

@@ -1,0 +1,298 @@
+"""The profile stream processor against real Kafka (Tansu), MongoDB-wire and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from rapport.common.cache import create_redis
+from rapport.common.events import parse_event
+from rapport.common.kafka import (
+    TopicSpec,
+    connection_kwargs,
+    create_consumer,
+    create_producer,
+    ensure_topics,
+)
+from rapport.common.mongo import create_mongo_client
+from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
+from rapport.devstack.servers import TANSU_FAST_GROUP
+from rapport.profile.domain import Profile, Rules, apply
+from rapport.profile.processor import Processor, cache_key
+from rapport.profile.store import ProfileStore, profile_id, to_document
+
+pytestmark = pytest.mark.integration
+
+RULES = Rules()
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PARTITIONS = 3
+
+
+@dataclass
+class Topics:
+    events: str
+    changes: str
+    dlq: str
+
+
+@pytest_asyncio.fixture
+async def topics(kafka_settings: KafkaSettings) -> Topics:
+    suffix = uuid.uuid4().hex[:8]
+    names = Topics(f"t.ev.{suffix}", f"t.ch.{suffix}", f"t.dlq.{suffix}")
+    await ensure_topics(
+        kafka_settings,
+        [TopicSpec(names.events, PARTITIONS), TopicSpec(names.changes, 1), TopicSpec(names.dlq, 1)],
+    )
+    return names
+
+
+@pytest_asyncio.fixture
+async def store(mongo_settings: MongoSettings) -> AsyncIterator[ProfileStore]:
+    client = create_mongo_client(mongo_settings, app_name="rapport-tests")
+    try:
+        yield ProfileStore(client[f"profile_{uuid.uuid4().hex[:8]}"])
+    finally:
+        await client.close()
+
+
+def make_events(rng: random.Random, users: int, count: int) -> list[dict[str, Any]]:
+    kinds: list[tuple[str, dict[str, Any]]] = [
+        ("item_view", {"item_id": "m-1", "category": "drama"}),
+        ("item_view", {"item_id": "m-2", "category": "comedy"}),
+        ("purchase", {"item_id": "m-3", "category": "drama", "value": 9.5}),
+        ("search", {"query": "space", "category": "scifi"}),
+        ("preference", {"attributes": {"language": "fr"}}),
+        ("chat_message", {"text": "hi", "attributes": {"sentiment": -0.5, "intent": "refund"}}),
+    ]
+    events = []
+    for _ in range(count):
+        type_, fields = rng.choice(kinds)
+        # Out of order on purpose: event time jumps back and forth by hours.
+        at = T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 14))
+        events.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": type_,
+                "user_id": f"user-{rng.randrange(users)}",
+                "tenant": "acme",
+                "occurred_at": at.isoformat(),
+                "received_at": (T0 + timedelta(days=30)).isoformat(),
+                **fields,
+            }
+        )
+    return events
+
+
+POISON: list[tuple[bytes, list[tuple[str, bytes]]]] = [
+    (b"\xff\xfe not json", [("rapport-schema", b"event.v1")]),
+    (b'{"type": "item_view", "user_id": "x"}', [("rapport-schema", b"event.v1")]),
+    (json.dumps({"type": "page_view"}).encode(), [("rapport-schema", b"event.v9")]),
+]
+
+
+async def produce(
+    kafka: KafkaSettings, topic: str, events: list[dict[str, Any]], poison_every: int = 0
+) -> int:
+    producer = create_producer(kafka)
+    await producer.start()
+    poisoned = 0
+    try:
+        futures = []
+        for i, event in enumerate(events):
+            futures.append(
+                await producer.send(
+                    topic,
+                    key=event["user_id"].encode(),
+                    value=json.dumps(event).encode(),
+                    headers=[("rapport-schema", b"event.v1")],
+                )
+            )
+            if poison_every and i % poison_every == 0:
+                value, headers = POISON[poisoned % len(POISON)]
+                futures.append(
+                    await producer.send(topic, key=b"poison", value=value, headers=headers)
+                )
+                poisoned += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return poisoned
+
+
+async def run_until_caught_up(
+    kafka: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+    group: str,
+    *,
+    from_beginning: bool = False,
+) -> None:
+    consumer = create_consumer(kafka, group_id=group, **TANSU_FAST_GROUP)
+    producer = create_producer(kafka)
+    redis = create_redis(redis_settings, client_name="rapport-tests")
+    processor = Processor(
+        consumer=consumer,
+        producer=producer,
+        store=store,
+        redis=redis,
+        rules=RULES,
+        group_id=group,
+        changes_topic=topics.changes,
+        dlq_topic=topics.dlq,
+    )
+    consumer.subscribe([topics.events], listener=processor.rebalance_listener())
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(processor.run(stop=stop))
+    try:
+        partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
+        end = await consumer.end_offsets(partitions)
+        if from_beginning:
+            for _ in range(200):
+                if consumer.assignment():
+                    break
+                await asyncio.sleep(0.05)
+            await consumer.seek_to_beginning(*partitions)
+        for _ in range(600):
+            if from_beginning:
+                # Replayed to the end once fetched that far; the runner finishes the batch.
+                positions = [await consumer.position(tp) for tp in partitions]
+                if all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True)):
+                    break
+            else:
+                committed = [await consumer.committed(tp) or 0 for tp in partitions]
+                if all(off >= end[tp] for off, tp in zip(committed, partitions, strict=True)):
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("processor did not catch up")
+    finally:
+        stop.set()
+        await runner
+        await consumer.stop()
+        await producer.stop()
+        await redis.aclose()
+
+
+def oracle(events: list[dict[str, Any]]) -> dict[str, Profile]:
+    """The reducer over each user's events in production order (their partition's order)."""
+    profiles: dict[str, Profile] = {}
+    for offset, raw in enumerate(events):
+        event = parse_event(raw)
+        pid = profile_id(event.tenant, event.user_id)
+        profile = profiles.setdefault(pid, Profile(tenant="acme", user_id=event.user_id))
+        apply(profile, event, partition=0, offset=offset, rules=RULES)
+    return profiles
+
+
+def essence(profile: Profile) -> dict[str, Any]:
+    doc = to_document(profile)
+    for key in ("_id", "watermarks", "updated_at"):
+        doc.pop(key)
+    comparable: dict[str, Any] = json.loads(json.dumps(doc, default=str))
+    return comparable
+
+
+async def state_hash(store: ProfileStore) -> str:
+    docs = [doc async for doc in store.profiles.find({}).sort("_id", 1)]
+    return hashlib.sha256(json.dumps(docs, default=str, sort_keys=True).encode()).hexdigest()
+
+
+async def test_profiles_equal_the_oracle_and_poison_goes_to_the_dlq(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+) -> None:
+    events = make_events(random.Random(7), users=25, count=800)
+    poisoned = await produce(kafka_settings, topics.events, events, poison_every=97)
+    group = f"g.{uuid.uuid4().hex[:8]}"
+    await run_until_caught_up(kafka_settings, topics, store, redis_settings, group)
+
+    stored = {doc["_id"]: doc async for doc in store.profiles.find({})}
+    expected = oracle(events)
+    assert set(stored) == set(expected)
+    loaded = await store.load(stored)
+    for pid, profile in expected.items():
+        assert essence(loaded[pid]) == essence(profile), pid
+
+    # Every poison record is dead-lettered, exactly once, with where it came from.
+    dlq = await read_all(kafka_settings, topics.dlq)
+    assert len(dlq) == poisoned
+    headers = dict(dlq[0].headers)
+    assert headers["original-topic"] == topics.events.encode()
+    assert int(headers["original-offset"]) >= 0
+    assert headers["error-class"]
+
+    # The cache holds what MongoDB holds; the changelog has every changed user.
+    redis = create_redis(redis_settings, client_name="rapport-tests")
+    try:
+        some = next(iter(expected))
+        cached = await redis.get(cache_key(some))
+        assert cached is not None
+        assert Profile.model_validate_json(cached) == loaded[some]
+    finally:
+        await redis.aclose()
+    changes = await read_all(kafka_settings, topics.changes)
+    assert {r.key.decode() for r in changes} == set(expected)
+
+    # Duplicates plus a replay from offset 0 leave the state exactly as it was.
+    before = await state_hash(store)
+    await produce(kafka_settings, topics.events, events[:200])  # client retries: same ids
+    await run_until_caught_up(kafka_settings, topics, store, redis_settings, group)
+    await run_until_caught_up(
+        kafka_settings, topics, store, redis_settings, group, from_beginning=True
+    )
+    assert await state_hash(store) == before
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(**connection_kwargs(kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[Any] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=200)
+            records.extend(batch.get(tp, []))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def test_an_erased_user_is_not_resurrected_by_a_replay(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+) -> None:
+    events = make_events(random.Random(3), users=2, count=40)
+    await produce(kafka_settings, topics.events, events)
+    group = f"g.{uuid.uuid4().hex[:8]}"
+    await run_until_caught_up(kafka_settings, topics, store, redis_settings, group)
+    victim = profile_id("acme", "user-0")
+    assert await store.profiles.count_documents({"_id": victim}) == 1
+    # What erasure leaves behind: no profile, and a marker dated after every past event.
+    await store.profiles.delete_one({"_id": victim})
+    await store.erasures.insert_one({"_id": victim, "erased_at": T0 + timedelta(days=31)})
+    await run_until_caught_up(
+        kafka_settings, topics, store, redis_settings, group, from_beginning=True
+    )
+    assert await store.profiles.count_documents({"_id": victim}) == 0
+    assert await store.profiles.count_documents({"_id": profile_id("acme", "user-1")}) == 1
