@@ -1,7 +1,7 @@
 """App factory and process entry point.
 
-The stream processor runs as a task in this process (``RAPPORT_PROFILE_CONSUME``);
-the profile read/consent/erasure API arrives with the rest of issue 4.
+The HTTP API and, with ``RAPPORT_PROFILE_CONSUME`` (the default), the stream
+processor run in one process; they share the MongoDB, Redis and Kafka clients.
 """
 
 import asyncio
@@ -10,12 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.profile.api import ProfileService, router
 from rapport.profile.processor import Processor
 from rapport.profile.settings import ProfileSettings
 from rapport.profile.store import ProfileStore
@@ -23,13 +27,15 @@ from rapport.profile.store import ProfileStore
 
 @asynccontextmanager
 async def stream_processor(
-    app: FastAPI, settings: ProfileSettings, store: ProfileStore
+    app: FastAPI,
+    settings: ProfileSettings,
+    store: ProfileStore,
+    producer: AIOKafkaProducer,
+    redis: Redis,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
         settings, group_id=settings.group_id, client_id=settings.service_name
     )
-    producer = create_producer(settings, client_id=settings.service_name)
-    redis = create_redis(settings, client_name=settings.service_name)
     processor = Processor(
         consumer=consumer,
         producer=producer,
@@ -42,7 +48,6 @@ async def stream_processor(
         dlq_topic=settings.dlq_topic,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
-    await producer.start()
     await consumer.start()
     add_readiness_check(app, "kafka", partial(ping_kafka, consumer))
     stop = asyncio.Event()
@@ -54,33 +59,49 @@ async def stream_processor(
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, timeout=10)  # finishes the batch in hand
         await consumer.stop()
-        await producer.stop()
-        await redis.aclose()
 
 
 def create_app(settings: ProfileSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.api_keys = ApiKeyStore.from_settings(settings)
         mongo = create_mongo_client(settings, app_name=settings.service_name)
+        redis = create_redis(settings, client_name=settings.service_name)
+        producer = create_producer(settings, client_id=settings.service_name)
         store = ProfileStore(mongo[settings.mongo_database])
-        app.state.mongo = mongo
         # MongoDB is the source of truth; Redis is a cache and never gates readiness.
         add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
+        await producer.start()
+        app.state.profiles = ProfileService(
+            store=store,
+            redis=redis,
+            producer=producer,
+            rules=settings.rules,
+            events_topic=settings.events_topic,
+            changes_topic=settings.changes_topic,
+            cache_ttl_s=settings.cache_ttl_s,
+        )
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if settings.consume:
-                    await stack.enter_async_context(stream_processor(app, settings, store))
+                    await stack.enter_async_context(
+                        stream_processor(app, settings, store, producer, redis)
+                    )
                 yield
         finally:
+            await producer.stop()
+            await redis.aclose()
             await mongo.close()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Rapport profile",
         version="0.1.0",
         description="Profiles, sessions and trending items derived from the event stream.",
         lifespan=lifespan,
     )
+    app.include_router(router)
+    return app
 
 
 def main() -> None:

@@ -165,6 +165,8 @@ class Processor:
             report.conflicts += len(conflicts)
             saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
             pending = conflicts
+        for pid in await self.store.undo_erased(saved):
+            del saved[pid]  # erased mid-batch: the marker wins
         report.changed = set(saved)
         await self._refresh_cache(saved)
         await self._publish(saved, poison)

@@ -65,6 +65,18 @@ class ProfileStore:
         cursor = self.erasures.find({"_id": {"$in": wanted}})
         return {doc["_id"]: doc["erased_at"] async for doc in cursor}
 
+    async def erase(self, pid: str, at: datetime) -> None:
+        """The marker first, so a batch in flight cannot bring the profile back after it."""
+        await self.erasures.replace_one({"_id": pid}, {"_id": pid, "erased_at": at}, upsert=True)
+        await self.profiles.delete_one({"_id": pid})
+
+    async def undo_erased(self, saved: Iterable[str]) -> set[str]:
+        """Delete again any just-saved profile erased while its batch was in flight."""
+        erased = set(await self.erased_at(saved))
+        if erased:
+            await self.profiles.delete_many({"_id": {"$in": list(erased)}})
+        return erased
+
     async def save(self, changed: dict[str, tuple[int, Profile]]) -> set[str]:
         """Write each profile if its stored version is still the one it was loaded at.
 

@@ -1,0 +1,218 @@
+"""Profile reads, consent and erasure. The tenant always comes from the API key."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+from uuid_utils.compat import uuid7
+
+from rapport.common.app import state_dependency
+from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
+from rapport.common.cache import REDIS_ERRORS
+from rapport.common.events import (
+    NO_SPACE_OR_CONTROL,
+    ConsentAttributes,
+    ConsentEventIn,
+    encode_for_topic,
+)
+from rapport.common.problems import problem_responses
+from rapport.profile.domain import Profile, Rules, Session, affinities_at, segments
+from rapport.profile.processor import SCHEMA_HEADER, cache_key
+from rapport.profile.store import ProfileStore, profile_id
+
+log = logging.getLogger(__name__)
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
+
+
+class ConsentView(BaseModel):
+    personalization: bool
+    updated_at: datetime | None = None
+
+
+class ProfileView(BaseModel):
+    """What is known about a user now; ``known`` is false for a cold-start default."""
+
+    user_id: str
+    known: bool
+    version: int
+    source: Literal["cache", "store", "default"]
+    updated_at: datetime | None = None
+    consent: ConsentView
+    counters: dict[str, int] = Field(default_factory=dict)
+    affinities: dict[str, float] = Field(
+        default_factory=dict, description="Category scores decayed to now, strongest first."
+    )
+    recent_items: list[str] = Field(default_factory=list)
+    recent_searches: list[str] = Field(default_factory=list)
+    session: Session | None = None
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    lifetime_value: float = 0.0
+    segments: list[str] = Field(default_factory=list)
+
+
+class ConsentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    personalization: bool
+
+
+class ConsentAccepted(BaseModel):
+    user_id: str
+    personalization: bool
+    event_id: str
+
+
+def view(
+    profile: Profile | None, user_id: str, source: Literal["cache", "store"], rules: Rules
+) -> ProfileView:
+    if profile is None:
+        return ProfileView(
+            user_id=user_id,
+            known=False,
+            version=0,
+            source="default",
+            consent=ConsentView(personalization=True),
+        )
+    consent = profile.consent
+    return ProfileView(
+        user_id=user_id,
+        known=True,
+        version=profile.version,
+        source=source,
+        updated_at=profile.updated_at,
+        consent=ConsentView(
+            personalization=profile.personalization_allowed,
+            updated_at=consent.at if consent else None,
+        ),
+        counters=profile.counters,
+        affinities={
+            k: round(v, 6) for k, v in affinities_at(profile, datetime.now(UTC), rules).items()
+        },
+        recent_items=[seen.value for seen in profile.recent_items],
+        recent_searches=[seen.value for seen in profile.recent_searches],
+        session=profile.session,
+        preferences={key: stamped.value for key, stamped in profile.preferences.items()},
+        lifetime_value=profile.lifetime_value,
+        segments=segments(profile),
+    )
+
+
+class ProfileService:
+    def __init__(
+        self,
+        *,
+        store: ProfileStore,
+        redis: Redis,
+        producer: AIOKafkaProducer,
+        rules: Rules,
+        events_topic: str,
+        changes_topic: str,
+        cache_ttl_s: int,
+    ) -> None:
+        self.store = store
+        self.redis = redis
+        self.producer = producer
+        self.rules = rules
+        self.events_topic = events_topic
+        self.changes_topic = changes_topic
+        self.cache_ttl_s = cache_ttl_s
+
+    async def read(self, tenant: str, user_id: str) -> ProfileView:
+        """Redis first; on a miss (or no Redis) MongoDB, then backfill the cache."""
+        pid = profile_id(tenant, user_id)
+        try:
+            cached = await self.redis.get(cache_key(pid))
+        except REDIS_ERRORS:
+            cached = None
+            log.warning("redis unavailable: profile read from MongoDB")
+        if cached is not None:
+            return view(Profile.model_validate_json(cached), user_id, "cache", self.rules)
+        profile = (await self.store.load([pid])).get(pid)
+        if profile is not None:
+            with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
+                await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+        return view(profile, user_id, "store", self.rules)
+
+    async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
+        """A consent event on the user's partition, so it is ordered with their activity."""
+        now = datetime.now(UTC)
+        event_id = uuid7()
+        submitted = ConsentEventIn(
+            type="consent",
+            user_id=user_id,
+            occurred_at=now,
+            source="profile-api",
+            attributes=ConsentAttributes(personalization=allowed),
+        )
+        value = encode_for_topic(submitted, event_id=event_id, received_at=now, tenant=tenant)
+        await self.producer.send_and_wait(
+            self.events_topic,
+            key=user_id.encode(),
+            value=value,
+            headers=[(SCHEMA_HEADER, b"event.v1")],
+        )
+        return ConsentAccepted(user_id=user_id, personalization=allowed, event_id=str(event_id))
+
+    async def erase(self, tenant: str, user_id: str) -> None:
+        """Marker first (so nothing in flight can bring the user back), then every copy."""
+        pid = profile_id(tenant, user_id)
+        await self.store.erase(pid, datetime.now(UTC))
+        try:
+            await self.redis.delete(cache_key(pid))
+        except REDIS_ERRORS:
+            log.warning("redis unavailable: cached profile expires by its TTL")
+        await self.producer.send_and_wait(self.changes_topic, key=pid.encode(), value=None)
+
+
+Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_READ))]
+Writer = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_WRITE))]
+Service = Annotated[ProfileService, Depends(state_dependency("profiles", ProfileService))]
+
+router = APIRouter(tags=["profiles"])
+
+
+@router.get(
+    "/v1/profiles/{user_id}",
+    response_model=ProfileView,
+    summary="What is known about a user now",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_profile(user_id: UserId, caller: Reader, service: Service) -> ProfileView:
+    return await service.read(caller.tenant, user_id)
+
+
+@router.put(
+    "/v1/profiles/{user_id}/consent",
+    status_code=202,
+    response_model=ConsentAccepted,
+    summary="Opt in or out of personalization",
+    description="Recorded as a `consent` event, ordered with the user's activity. After an "
+    "opt-out only consent changes are applied to the profile.",
+    responses=problem_responses(401, 403, 422),
+)
+async def put_consent(
+    user_id: UserId, body: ConsentChange, caller: Writer, service: Service
+) -> ConsentAccepted:
+    return await service.change_consent(caller.tenant, user_id, body.personalization)
+
+
+@router.delete(
+    "/v1/profiles/{user_id}",
+    status_code=204,
+    summary="Erase a user everywhere",
+    description="Removes the profile from MongoDB and Redis, publishes a tombstone on "
+    "`rapport.profile-changes.v1`, and keeps an erasure marker so a replay of the user's "
+    "older events never brings the profile back. Idempotent.",
+    responses=problem_responses(401, 403, 422),
+)
+async def delete_profile(user_id: UserId, caller: Writer, service: Service) -> Response:
+    await service.erase(caller.tenant, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,251 @@
+"""The profile API over real HTTP, with the stream processor running in the same app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import SecretStr
+
+from rapport.common.auth import key_entry
+from rapport.common.cache import create_redis
+from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
+from rapport.common.settings import KafkaSettings
+from rapport.devstack.processes import free_port
+from rapport.devstack.pytest_plugin import serve_app
+from rapport.devstack.servers import RunningServer
+from rapport.profile.main import create_app
+from rapport.profile.processor import cache_key
+from rapport.profile.settings import ProfileSettings
+from rapport.profile.store import profile_id
+
+pytestmark = pytest.mark.integration
+
+READ_WRITE = "rpk_test_profiles-acme-0123456789abc"
+READ_ONLY = "rpk_test_reader-acme-0123456789abcde"
+GLOBEX = "rpk_test_reader-globex-0123456789abc"
+
+
+def keys_json() -> str:
+    entries = [
+        key_entry(
+            READ_WRITE, key_id="rw", tenant="acme", scopes=["profiles:read", "profiles:write"]
+        ),
+        key_entry(READ_ONLY, key_id="ro", tenant="acme", scopes=["profiles:read"]),
+        key_entry(GLOBEX, key_id="gx", tenant="globex", scopes=["profiles:read"]),
+    ]
+    return json.dumps([e.model_dump(mode="json") for e in entries])
+
+
+@dataclass
+class Api:
+    url: str
+    settings: ProfileSettings
+    kafka: KafkaSettings
+    http: aiohttp.ClientSession
+
+    async def call(
+        self, method: str, path: str, key: str = READ_WRITE, body: Any = None
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with self.http.request(
+            method, f"{self.url}{path}", json=body, headers=headers
+        ) as response:
+            text = await response.text()
+            return response.status, json.loads(text) if text else None
+
+    async def send(self, user: str, type_: str, **fields: Any) -> str:
+        event_id = str(uuid.uuid4())
+        now = datetime.now(UTC).isoformat()
+        event = {"event_id": event_id, "type": type_, "user_id": user, "tenant": "acme"}
+        event |= {"occurred_at": now, "received_at": now, **fields}
+        producer = create_producer(self.kafka)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                self.settings.events_topic,
+                key=user.encode(),
+                value=json.dumps(event).encode(),
+                headers=[("rapport-schema", b"event.v1")],
+            )
+        finally:
+            await producer.stop()
+        return event_id
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def api(
+    kafka_server: RunningServer, mongo_server: RunningServer, redis_server: RunningServer
+) -> AsyncIterator[Api]:
+    suffix = uuid.uuid4().hex[:8]
+    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
+    settings = ProfileSettings(
+        kafka_bootstrap_servers=kafka_server.url(),
+        mongo_url=mongo_server.url(),
+        mongo_database=f"profile_api_{suffix}",
+        redis_url=redis_server.url(),
+        api_keys=keys_json(),
+        group_id=f"g.{suffix}",
+        events_topic=f"t.pev.{suffix}",
+        changes_topic=f"t.pch.{suffix}",
+        dlq_topic=f"t.pdlq.{suffix}",
+    )
+    await ensure_topics(
+        kafka,
+        [
+            TopicSpec(settings.events_topic, 2),
+            TopicSpec(settings.changes_topic, 1),
+            TopicSpec(settings.dlq_topic, 1),
+        ],
+    )
+    async with serve_app(create_app(settings)) as url, aiohttp.ClientSession() as http:
+        yield Api(url, settings, kafka, http)
+
+
+async def test_unknown_user_gets_a_cold_start_default(api: Api) -> None:
+    status, body = await api.call("GET", "/v1/profiles/nobody")
+    assert status == 200
+    assert body["known"] is False
+    assert body["version"] == 0
+    assert body["source"] == "default"
+    assert body["consent"]["personalization"] is True
+
+
+async def test_events_become_the_profile_read_from_cache_then_store(api: Api) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    await api.send(user, "item_view", item_id="m-1", category="drama")
+    await api.send(user, "purchase", item_id="m-2", category="drama", value=120.0)
+
+    async def applied() -> bool:
+        return bool((await api.call("GET", f"/v1/profiles/{user}"))[1]["version"] == 2)
+
+    await eventually(applied)
+    status, body = await api.call("GET", f"/v1/profiles/{user}")
+    assert status == 200
+    assert body["known"] is True
+    assert body["source"] == "cache"
+    assert body["counters"] == {"item_view": 1, "purchase": 1}
+    assert body["recent_items"][0] in {"m-1", "m-2"}
+    assert set(body["segments"]) == {"buyer", "high_value"}
+    assert body["affinities"]["drama"] > 0
+
+    # Another tenant's key never reaches this user.
+    _, other = await api.call("GET", f"/v1/profiles/{user}", key=GLOBEX)
+    assert other["known"] is False
+
+    # Without Redis the same read comes from MongoDB, without an error.
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    no_redis = api.settings.model_copy(update={"redis_url": SecretStr(dead), "consume": False})
+    async with serve_app(create_app(no_redis)) as url:
+        status, body = await Api(url, no_redis, api.kafka, api.http).call(
+            "GET", f"/v1/profiles/{user}"
+        )
+    assert status == 200
+    assert (body["known"], body["source"], body["version"]) == (True, "store", 2)
+
+
+async def test_after_opt_out_events_are_not_applied(api: Api) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    await api.send(user, "item_view", item_id="m-1")
+    status, accepted = await api.call(
+        "PUT", f"/v1/profiles/{user}/consent", body={"personalization": False}
+    )
+    assert status == 202
+    assert accepted["personalization"] is False
+
+    async def opted_out() -> bool:
+        body = (await api.call("GET", f"/v1/profiles/{user}"))[1]
+        return body["known"] and body["consent"]["personalization"] is False
+
+    await eventually(opted_out)
+    late = await api.send(user, "item_view", item_id="m-2")
+    redis = create_redis(api.settings, client_name="t")
+    try:
+
+        async def seen() -> bool:
+            cached = await redis.get(cache_key(profile_id("acme", user)))
+            return cached is not None and late in json.loads(cached)["recent_event_ids"]
+
+        await eventually(seen)
+    finally:
+        await redis.aclose()
+    _, body = await api.call("GET", f"/v1/profiles/{user}")
+    assert body["counters"] == {"item_view": 1}
+    assert body["recent_items"] == ["m-1"]
+
+    consent_path = f"/v1/profiles/{user}/consent"
+    assert (await api.call("PUT", consent_path, READ_ONLY, {"personalization": True}))[0] == 403
+    assert (await api.call("PUT", consent_path, body={"x": 1}))[0] == 422
+
+
+async def test_erasure_removes_the_user_everywhere(api: Api) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    await api.send(user, "search", query="boots")
+
+    async def known() -> bool:
+        return bool((await api.call("GET", f"/v1/profiles/{user}"))[1]["known"])
+
+    await eventually(known)
+    assert (await api.call("DELETE", f"/v1/profiles/{user}", READ_ONLY))[0] == 403
+    status, _ = await api.call("DELETE", f"/v1/profiles/{user}")
+    assert status == 204
+    _, body = await api.call("GET", f"/v1/profiles/{user}")
+    assert body["known"] is False
+
+    pid = profile_id("acme", user)
+    redis = create_redis(api.settings, client_name="t")
+    try:
+        assert await redis.get(cache_key(pid)) is None
+    finally:
+        await redis.aclose()
+    consumer = AIOKafkaConsumer(**connection_kwargs(api.kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(api.settings.changes_topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records = []
+        while await consumer.position(tp) < end:
+            records += (await consumer.getmany(tp, timeout_ms=200)).get(tp, [])
+    finally:
+        await consumer.stop()
+    mine = [r for r in records if r.key == pid.encode()]
+    assert mine[-1].value is None, "the last changelog record of an erased user is a tombstone"
+
+    # An event of the erased user's past, arriving after the erasure, does not resurrect them.
+    await api.send(user, "search", query="boots again", received_at="2000-01-01T00:00:00+00:00")
+    await caught_up(api)
+    assert (await api.call("GET", f"/v1/profiles/{user}"))[1]["known"] is False
+
+
+async def caught_up(api: Api) -> None:
+    """Wait until the app's consumer group has committed everything on the events topic."""
+    group = AIOKafkaConsumer(**connection_kwargs(api.kafka), group_id=api.settings.group_id)
+    await group.start()
+    try:
+        partitions = [TopicPartition(api.settings.events_topic, p) for p in range(2)]
+        end = await group.end_offsets(partitions)
+
+        async def committed() -> bool:
+            return all([(await group.committed(tp) or 0) >= end[tp] for tp in partitions])
+
+        await eventually(committed)
+    finally:
+        await group.stop()
