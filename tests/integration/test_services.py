@@ -52,12 +52,22 @@ def test_ingest_is_ready_with_a_real_broker(kafka_server: RunningServer) -> None
         assert response.json()["checks"] == {"kafka": "ok"}
 
 
-def test_profile_readiness_follows_mongo(mongo_server: RunningServer) -> None:
-    url = mongo_server.url("mongo")
-    with TestClient(create_profile(ProfileSettings(mongo_url=url, consume=False))) as client:
-        assert client.get("/readyz").json()["checks"] == {"mongo": "ok"}
+def test_profile_readiness_follows_mongo_and_kafka(
+    mongo_server: RunningServer, kafka_server: RunningServer
+) -> None:
+    kafka = kafka_server.url("kafka")
+    settings = ProfileSettings(
+        mongo_url=mongo_server.url("mongo"),
+        kafka_bootstrap_servers=kafka,
+        group_id=f"g.ready.{free_port()}",
+    )
+    with TestClient(create_profile(settings)) as client:
+        assert client.get("/readyz").json()["checks"] == {"mongo": "ok", "kafka": "ok"}
     unreachable = ProfileSettings(
-        mongo_url=f"mongodb://127.0.0.1:{free_port()}", mongo_timeout_ms=300, consume=False
+        mongo_url=f"mongodb://127.0.0.1:{free_port()}",
+        mongo_timeout_ms=300,
+        kafka_bootstrap_servers=kafka,
+        consume=False,
     )
     with TestClient(create_profile(unreachable)) as client:
         response = client.get("/readyz")

@@ -65,33 +65,31 @@ def create_app(settings: ProfileSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeyStore.from_settings(settings)
-        mongo = create_mongo_client(settings, app_name=settings.service_name)
-        redis = create_redis(settings, client_name=settings.service_name)
-        producer = create_producer(settings, client_id=settings.service_name)
-        store = ProfileStore(mongo[settings.mongo_database])
-        # MongoDB is the source of truth; Redis is a cache and never gates readiness.
-        add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
-        await producer.start()
-        app.state.profiles = ProfileService(
-            store=store,
-            redis=redis,
-            producer=producer,
-            rules=settings.rules,
-            events_topic=settings.events_topic,
-            changes_topic=settings.changes_topic,
-            cache_ttl_s=settings.cache_ttl_s,
-        )
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                if settings.consume:
-                    await stack.enter_async_context(
-                        stream_processor(app, settings, store, producer, redis)
-                    )
-                yield
-        finally:
-            await producer.stop()
-            await redis.aclose()
-            await mongo.close()
+        async with contextlib.AsyncExitStack() as stack:
+            mongo = create_mongo_client(settings, app_name=settings.service_name)
+            stack.push_async_callback(mongo.close)
+            redis = create_redis(settings, client_name=settings.service_name)
+            stack.push_async_callback(redis.aclose)
+            producer = create_producer(settings, client_id=settings.service_name)
+            stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
+            await producer.start()
+            store = ProfileStore(mongo[settings.mongo_database])
+            # MongoDB is the source of truth; Redis is a cache and never gates readiness.
+            add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
+            app.state.profiles = ProfileService(
+                store=store,
+                redis=redis,
+                producer=producer,
+                rules=settings.rules,
+                events_topic=settings.events_topic,
+                changes_topic=settings.changes_topic,
+                cache_ttl_s=settings.cache_ttl_s,
+            )
+            if settings.consume:
+                await stack.enter_async_context(
+                    stream_processor(app, settings, store, producer, redis)
+                )
+            yield
 
     app = create_service_app(
         settings,
