@@ -145,6 +145,13 @@ async def test_events_become_the_profile_read_from_cache_then_store(api: Api) ->
     assert set(body["segments"]) == {"buyer", "high_value"}
     assert body["affinities"]["drama"] > 0
 
+    async with api.http.get(f"{api.url}/metrics") as response:
+        metrics = await response.text()
+    assert 'rapport_profile_events_total{outcome="applied"}' in metrics
+    assert "rapport_profile_freshness_seconds_count" in metrics
+    assert 'rapport_profile_consumer_lag{partition="' in metrics
+    assert 'rapport_profile_store_duration_seconds_count{operation="mongo_bulk_write"}' in metrics
+
     # Another tenant's key never reaches this user.
     _, other = await api.call("GET", f"/v1/profiles/{user}", key=GLOBEX)
     assert other["known"] is False

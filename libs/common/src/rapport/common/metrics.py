@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Buckets dense around the 100 ms respond SLO and the 1 s freshness SLO.
@@ -26,6 +26,12 @@ INGEST_EVENTS = "rapport_ingest_events"
 INGEST_PRODUCE_DURATION = "rapport_ingest_produce_duration_seconds"
 INGEST_REQUESTS_REFUSED = "rapport_ingest_requests_refused"
 INGEST_DEDUP_UNAVAILABLE = "rapport_ingest_dedup_unavailable"
+PROFILE_EVENTS = "rapport_profile_events"
+PROFILE_BATCH_SIZE = "rapport_profile_batch_size"
+PROFILE_FRESHNESS = "rapport_profile_freshness_seconds"
+PROFILE_CONSUMER_LAG = "rapport_profile_consumer_lag"
+PROFILE_STORE_DURATION = "rapport_profile_store_duration_seconds"
+PROFILE_WRITE_CONFLICTS = "rapport_profile_write_conflicts"
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -124,5 +130,47 @@ class IngestMetrics(Metrics):
         self.dedup_unavailable = Counter(
             INGEST_DEDUP_UNAVAILABLE,
             "Requests accepted without the Redis idempotency check (Redis unavailable).",
+            registry=self.registry,
+        )
+
+
+@dataclass
+class ProfileMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.events = Counter(
+            PROFILE_EVENTS,
+            "Events by outcome: applied, duplicate, not_consented, erased, dead_lettered.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            PROFILE_BATCH_SIZE,
+            "Records per processed batch.",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.freshness = Histogram(
+            PROFILE_FRESHNESS,
+            "From an event's received_at to its batch being committed.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            PROFILE_CONSUMER_LAG,
+            "Records behind the partition's high watermark after the last batch.",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.store_duration = Histogram(
+            PROFILE_STORE_DURATION,
+            "MongoDB and Redis calls of the processor, by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.write_conflicts = Counter(
+            PROFILE_WRITE_CONFLICTS,
+            "Profile writes that lost a version race and were applied again.",
             registry=self.registry,
         )

@@ -18,6 +18,7 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
+from rapport.common.metrics import ProfileMetrics
 from rapport.common.mongo import create_mongo_client, ping_mongo
 from rapport.profile.api import ProfileService, router
 from rapport.profile.processor import Processor
@@ -29,9 +30,11 @@ from rapport.profile.store import ProfileStore
 async def stream_processor(
     app: FastAPI,
     settings: ProfileSettings,
+    *,
     store: ProfileStore,
     producer: AIOKafkaProducer,
     redis: Redis,
+    metrics: ProfileMetrics,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
         settings, group_id=settings.group_id, client_id=settings.service_name
@@ -46,6 +49,7 @@ async def stream_processor(
         cache_ttl_s=settings.cache_ttl_s,
         changes_topic=settings.changes_topic,
         dlq_topic=settings.dlq_topic,
+        metrics=metrics,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()
@@ -62,6 +66,8 @@ async def stream_processor(
 
 
 def create_app(settings: ProfileSettings) -> FastAPI:
+    metrics = ProfileMetrics(settings.service_name)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.api_keys = ApiKeyStore.from_settings(settings)
@@ -87,7 +93,9 @@ def create_app(settings: ProfileSettings) -> FastAPI:
             )
             if settings.consume:
                 await stack.enter_async_context(
-                    stream_processor(app, settings, store, producer, redis)
+                    stream_processor(
+                        app, settings, store=store, producer=producer, redis=redis, metrics=metrics
+                    )
                 )
             yield
 
@@ -97,6 +105,7 @@ def create_app(settings: ProfileSettings) -> FastAPI:
         version="0.1.0",
         description="Profiles, sessions and trending items derived from the event stream.",
         lifespan=lifespan,
+        metrics=metrics,
     )
     app.include_router(router)
     return app

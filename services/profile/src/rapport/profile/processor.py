@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -36,6 +38,7 @@ from redis.asyncio import Redis
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import Event, parse_event
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, PROFILE_CHANGES_TOPIC, process_span
+from rapport.common.metrics import ProfileMetrics
 from rapport.profile.domain import Outcome, Profile, Rules, apply
 from rapport.profile.store import ProfileStore, profile_id
 
@@ -92,6 +95,7 @@ class Processor:
         cache_ttl_s: int = 3600,
         changes_topic: str = PROFILE_CHANGES_TOPIC,
         dlq_topic: str = EVENTS_DLQ_TOPIC,
+        metrics: ProfileMetrics | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -103,6 +107,7 @@ class Processor:
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
         self.batch_lock = asyncio.Lock()
+        self.metrics = metrics or ProfileMetrics("rapport-profile")
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         processor = self
@@ -158,22 +163,61 @@ class Processor:
         pending = {profile_id(event.tenant, event.user_id) for _, event in decoded}
         saved: dict[str, Profile] = {}
         while pending:
-            loaded = await self.store.load(pending)
-            erased = await self.store.erased_at(pending)
+            with self._timed("mongo_load"):
+                loaded = await self.store.load(pending)
+                erased = await self.store.erased_at(pending)
             changed = self._apply(decoded, pending, loaded, erased, report)
-            conflicts = await self.store.save(changed)
+            with self._timed("mongo_bulk_write"):
+                conflicts = await self.store.save(changed)
             report.conflicts += len(conflicts)
             saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
             pending = conflicts
         for pid in await self.store.undo_erased(saved):
             del saved[pid]  # erased mid-batch: the marker wins
         report.changed = set(saved)
-        await self._refresh_cache(saved)
+        with self._timed("redis_pipeline"):
+            await self._refresh_cache(saved)
         await self._publish(saved, poison)
         report.dead_lettered = len(poison)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         await self.consumer.commit(offsets)
+        self._observe(batch, decoded, offsets, report)
         return report
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.store_duration.labels(operation).observe(time.perf_counter() - started)
+
+    def _observe(
+        self,
+        batch: dict[TopicPartition, list[Record]],
+        decoded: list[tuple[Record, Event]],
+        offsets: dict[TopicPartition, int],
+        report: BatchReport,
+    ) -> None:
+        metrics = self.metrics
+        metrics.batch_size.observe(sum(len(records) for records in batch.values()))
+        for outcome, count in (
+            ("applied", report.applied),
+            ("duplicate", report.duplicates),
+            ("not_consented", report.not_consented),
+            ("erased", report.erased),
+            ("dead_lettered", report.dead_lettered),
+        ):
+            if count:
+                metrics.events.labels(outcome).inc(count)
+        metrics.write_conflicts.inc(report.conflicts)
+        committed_at = datetime.now(UTC)
+        for _, event in decoded:
+            metrics.freshness.observe((committed_at - event.received_at).total_seconds())
+        for tp, next_offset in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
 
     def _apply(
         self,
