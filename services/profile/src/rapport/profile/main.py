@@ -37,7 +37,11 @@ async def stream_processor(
     metrics: ProfileMetrics,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
-        settings, group_id=settings.group_id, client_id=settings.service_name
+        settings,
+        group_id=settings.group_id,
+        client_id=settings.service_name,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
     )
     processor = Processor(
         consumer=consumer,

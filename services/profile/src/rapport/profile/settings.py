@@ -21,6 +21,14 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     changes_topic: str = Field(PROFILE_CHANGES_TOPIC, description="Changelog topic.")
     dlq_topic: str = Field(EVENTS_DLQ_TOPIC, description="Dead-letter topic for poison records.")
     max_batch: int = Field(500, ge=1, description="Records per getmany batch.")
+    session_timeout_ms: int = Field(
+        10_000,
+        gt=0,
+        description="Consumer group session timeout (how fast a dead member is noticed).",
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000, gt=0, description="Consumer group heartbeat interval."
+    )
     half_life_hours: float = Field(168.0, gt=0, description="Half-life of category affinities.")
     session_gap_minutes: float = Field(30.0, gt=0, description="Inactivity that ends a session.")
     cache_ttl_s: int = Field(3600, gt=0, description="TTL of cached profiles in Redis.")
