@@ -1,9 +1,8 @@
-"""kill -9 the profile consumer mid-stream, five times: nothing lost, nothing applied twice.
+"""Faults around real ``rapport-profile`` processes: kill -9 and rebalances.
 
-The consumer is a real ``rapport-profile`` process; it is killed with SIGKILL at
-random moments while 100,000 events flow, and restarted. Afterwards every
-user's ``version`` (one increment per applied event) and counters must equal
-an oracle computed from the input.
+Afterwards every user's ``version`` (one increment per applied event) and
+counters must equal an oracle computed from the input: nothing lost, nothing
+applied twice.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -65,13 +65,15 @@ def profile_process(
     )
 
 
-async def produce_events(kafka: KafkaSettings, topic: str, rng: random.Random) -> Counter[str]:
+async def produce_events(
+    kafka: KafkaSettings, topic: str, rng: random.Random, count: int = EVENTS
+) -> Counter[str]:
     per_user: Counter[str] = Counter()
     producer = create_producer(kafka, max_batch_size=256 * 1024)
     await producer.start()
     try:
         futures = []
-        for i in range(EVENTS):
+        for i in range(count):
             user = f"user-{rng.randrange(USERS)}"
             per_user[user] += 1
             at = (T0 + timedelta(seconds=rng.randrange(86_400 * 7))).isoformat()
@@ -95,6 +97,7 @@ async def produce_events(kafka: KafkaSettings, topic: str, rng: random.Random) -
 
 
 async def committed_total(kafka: KafkaSettings, topic: str, group: str) -> int:
+    """How many records the group has committed, over every partition."""
     consumer = AIOKafkaConsumer(**connection_kwargs(kafka), group_id=group)
     await consumer.start()
     try:
@@ -157,12 +160,16 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(
     finally:
         processes.stop(consumer.handle)
 
+    assert kills == KILLS
+    check_against_oracle(mongo_server.url(), database, expected, f"{KILLS} x kill -9")
+
+
+def check_against_oracle(mongo: str, database: str, expected: Counter[str], label: str) -> None:
     async def stored() -> dict[str, tuple[int, int]]:
-        client = create_mongo_client(MongoSettings(mongo_url=mongo_server.url()), app_name="t")
+        client = create_mongo_client(MongoSettings(mongo_url=mongo), app_name="t")
         try:
-            docs = client[database]["profiles"].find({})
             result = {}
-            async for doc in docs:
+            async for doc in client[database]["profiles"].find({}):
                 profile = from_document(doc)
                 result[profile.user_id] = (profile.version, profile.counters.get("item_view", 0))
             return result
@@ -174,10 +181,81 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(
     lost = sum(max(0, n - state.get(user, (0, 0))[0]) for user, n in expected.items())
     twice = sum(max(0, state.get(user, (0, 0))[0] - n) for user, n in expected.items())
     print(
-        f"\ncrash test: {EVENTS} events, {KILLS} x kill -9, applied {applied}, "
+        f"\n{label}: {sum(expected.values())} events, applied {applied}, "
         f"lost {lost}, applied twice {twice}"
     )
-    assert kills == KILLS
     assert lost == 0
     assert twice == 0
     assert {user: counts[1] for user, counts in state.items()} == dict(expected)
+
+
+def test_two_processes_split_the_partitions_and_a_rebalance_loses_nothing(
+    kafka_server: RunningServer,
+    mongo_server: RunningServer,
+    redis_server: RunningServer,
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(5)
+    suffix = uuid.uuid4().hex[:8]
+    topic, group, database = f"t.crash.{suffix}", f"g.crash.{suffix}", f"rebalance_{suffix}"
+    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
+    asyncio.run(
+        ensure_topics(
+            kafka,
+            [
+                TopicSpec(topic, PARTITIONS),
+                TopicSpec(f"t.crash-ch.{suffix}", 1),
+                TopicSpec(f"t.crash-dlq.{suffix}", 1),
+            ],
+        )
+    )
+    expected = asyncio.run(produce_events(kafka, topic, rng, count=30_000))
+
+    def start() -> RunningServer:
+        spec = profile_process(
+            processes.free_port(),
+            kafka=kafka_server.url(),
+            mongo=mongo_server.url(),
+            redis=redis_server.url(),
+            suffix=suffix,
+            database=database,
+        )
+        return servers.start(spec, tmp_path)
+
+    first = start()
+    second: RunningServer | None = None
+    try:
+        asyncio.run(asyncio.sleep(2.0))
+        second = start()  # joins mid-stream: the partitions are split
+        asyncio.run(asyncio.sleep(4.0))
+        applied = {
+            name: asyncio.run(applied_by(server))
+            for name, server in (("first", first), ("second", second))
+        }
+        assert asyncio.run(committed_total(kafka, topic, group)) < 30_000, "stream ended too early"
+        processes.stop(first.handle)  # leaves mid-stream: its partitions move back
+        for _ in range(600):
+            if asyncio.run(committed_total(kafka, topic, group)) >= 30_000:
+                break
+            asyncio.run(asyncio.sleep(0.5))
+        assert asyncio.run(applied_by(second)) > applied["second"]
+    finally:
+        processes.stop(first.handle)
+        if second is not None:
+            processes.stop(second.handle)
+    assert applied["first"] > 0
+    assert applied["second"] > 0, "the second member never got a partition"
+    check_against_oracle(mongo_server.url(), database, expected, "rebalance test")
+
+
+async def applied_by(server: RunningServer) -> float:
+    """Events a process has applied, from its own /metrics."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url()}/metrics") as response,
+    ):
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith('rapport_profile_events_total{outcome="applied"}'):
+            return float(line.split()[-1])
+    return 0.0
