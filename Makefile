@@ -70,6 +70,7 @@ demo: install  ## the main job: start the mesh, show it, stop it
 bench: install  ## run the benchmarks; prints a table and writes bench/results/*.json
 	$(BIN)/python bench/infra.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/profile.py
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints

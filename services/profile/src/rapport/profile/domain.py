@@ -32,7 +32,10 @@ from rapport.common.events import ConsentEvent, Event
 
 RECENT_ITEMS = 20
 RECENT_SEARCHES = 10
-RECENT_EVENT_IDS = 256
+# Client retries that reach Kafka twice arrive close together (ingest deduplicates
+# within its window); 64 ids cover them and keep the stored document small, which
+# dominated the processor's cost at 256.
+RECENT_EVENT_IDS = 64
 SENTIMENT_ALPHA = 0.3
 
 

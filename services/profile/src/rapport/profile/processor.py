@@ -175,9 +175,10 @@ class Processor:
         for pid in await self.store.undo_erased(saved):
             del saved[pid]  # erased mid-batch: the marker wins
         report.changed = set(saved)
+        encoded = {pid: profile.model_dump_json().encode() for pid, profile in saved.items()}
         with self._timed("redis_pipeline"):
-            await self._refresh_cache(saved)
-        await self._publish(saved, poison)
+            await self._refresh_cache(encoded)
+        await self._publish(encoded, poison)
         report.dead_lettered = len(poison)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         await self.consumer.commit(offsets)
@@ -259,13 +260,13 @@ class Processor:
                 report.not_consented += 1
         return {pid: working[pid] for pid in touched}
 
-    async def _refresh_cache(self, saved: dict[str, Profile]) -> None:
-        if not saved:
+    async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
+        if not encoded:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for pid, profile in saved.items():
-                    pipe.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+                for pid, value in encoded.items():
+                    pipe.set(cache_key(pid), value, ex=self.cache_ttl_s)
                 await pipe.execute()
         except REDIS_ERRORS:
             log.warning(
@@ -273,13 +274,11 @@ class Processor:
             )
 
     async def _publish(
-        self, saved: dict[str, Profile], poison: list[tuple[Record, PoisonRecord]]
+        self, encoded: dict[str, bytes], poison: list[tuple[Record, PoisonRecord]]
     ) -> None:
         futures = [
-            await self.producer.send(
-                self.changes_topic, key=pid.encode(), value=profile.model_dump_json().encode()
-            )
-            for pid, profile in saved.items()
+            await self.producer.send(self.changes_topic, key=pid.encode(), value=value)
+            for pid, value in encoded.items()
         ]
         for record, error in poison:
             headers = [
