@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
 from rapport.common.settings import KafkaSettings
+from rapport.devstack import processes, servers
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
@@ -256,3 +258,34 @@ async def caught_up(api: Api) -> None:
         await eventually(committed)
     finally:
         await group.stop()
+
+
+async def test_reads_survive_redis_being_killed(api: Api, tmp_path: Path) -> None:
+    """A private Redis behind a second app; kill it mid-traffic: every read still answers."""
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    await api.send(user, "item_view", item_id="m-1")
+
+    async def known() -> bool:
+        return bool((await api.call("GET", f"/v1/profiles/{user}"))[1]["known"])
+
+    await eventually(known)
+    redis = await asyncio.to_thread(
+        servers.start, servers.redis_spec(free_port(), tmp_path), tmp_path
+    )
+    settings = api.settings.model_copy(
+        update={"redis_url": SecretStr(redis.url()), "consume": False, "redis_timeout_ms": 100}
+    )
+    try:
+        async with serve_app(create_app(settings)) as url:
+            reader = Api(url, settings, api.kafka, api.http)
+            statuses = [(await reader.call("GET", f"/v1/profiles/{user}"))[0] for _ in range(20)]
+            _, cached = await reader.call("GET", f"/v1/profiles/{user}")
+            assert cached["source"] == "cache"
+            await asyncio.to_thread(processes.stop, redis.handle)
+            after = [await reader.call("GET", f"/v1/profiles/{user}") for _ in range(50)]
+    finally:
+        await asyncio.to_thread(processes.stop, redis.handle)
+    assert statuses == [200] * 20
+    assert [status for status, _ in after] == [200] * 50
+    assert {body["source"] for _, body in after} == {"store"}
+    assert all(body["known"] for _, body in after)
