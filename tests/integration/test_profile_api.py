@@ -289,3 +289,35 @@ async def test_reads_survive_redis_being_killed(api: Api, tmp_path: Path) -> Non
     assert [status for status, _ in after] == [200] * 50
     assert {body["source"] for _, body in after} == {"store"}
     assert all(body["known"] for _, body in after)
+
+
+async def test_trending_overall_and_by_category_and_the_cold_start_default(api: Api) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    category = f"cat-{suffix}"
+    hit, miss = f"hit-{suffix}", f"miss-{suffix}"
+    users = [f"t-{suffix}-{i}" for i in range(4)]
+    for user in users[:3]:
+        await api.send(user, "item_view", item_id=hit, category=category)
+    await api.send(users[3], "item_view", item_id=miss, category=category)
+
+    async def applied() -> bool:
+        bodies = [(await api.call("GET", f"/v1/profiles/{u}"))[1] for u in users]
+        return all(body["known"] for body in bodies)
+
+    await eventually(applied)
+    redis = create_redis(api.settings, client_name="t")
+    try:
+        await redis.delete("trending:4:acme")  # a read before this test may have cached it
+    finally:
+        await redis.aclose()
+    status, body = await api.call("GET", f"/v1/trending?category={category}")
+    assert status == 200
+    assert [item["item_id"] for item in body["items"]] == [hit, miss]
+    assert body["items"][0]["score"] == pytest.approx(3.0, rel=0.01)
+    assert category in {c["category"] for c in body["categories"]}
+
+    _, default = await api.call("GET", f"/v1/profiles/stranger-{suffix}")
+    assert default["known"] is False
+    assert hit in default["popular_items"]
+    assert max(default["affinities"].values()) == 1.0
+    assert (await api.call("GET", "/v1/trending?limit=0"))[0] == 422

@@ -20,6 +20,7 @@ from rapport.profile.domain import (
     affinities_at,
     apply,
     segments,
+    trending,
 )
 
 pytestmark = pytest.mark.unit
@@ -216,3 +217,20 @@ def test_segments_are_derived_from_state() -> None:
     assert segments(run(views)) == ["browser"]
     buyer = run([make("purchase", T0, item_id="m-1", value=150.0)])
     assert segments(buyer) == ["buyer", "high_value"]
+
+
+def test_trending_is_one_decayed_vote_per_user_and_item() -> None:
+    now = T0 + timedelta(days=1)
+    users = [
+        run([make("item_view", now, item_id="m-1", category="drama")]),
+        run([make("item_view", now, item_id="m-1", category="drama")] * 1),
+        run([make("item_view", now - timedelta(days=1), item_id="m-2", category="comedy")]),
+        run([make("click", now, item_id="m-3")]),
+    ]
+    ranked = trending([u.recent_items for u in users], now, timedelta(days=1), limit=10)
+    assert [(t.item_id, t.category, t.score) for t in ranked] == [
+        ("m-1", "drama", 2.0),
+        ("m-3", None, 1.0),
+        ("m-2", "comedy", 0.5),
+    ]
+    assert len(trending([u.recent_items for u in users], now, timedelta(days=1), limit=1)) == 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from uuid_utils.compat import uuid7
@@ -23,11 +24,22 @@ from rapport.common.events import (
     encode_for_topic,
 )
 from rapport.common.problems import problem_responses
-from rapport.profile.domain import Profile, Rules, Session, affinities_at, segments
+from rapport.profile.domain import (
+    Profile,
+    Rules,
+    Session,
+    Trend,
+    affinities_at,
+    segments,
+    trending,
+)
 from rapport.profile.processor import SCHEMA_HEADER, cache_key
 from rapport.profile.store import ProfileStore, profile_id
 
 log = logging.getLogger(__name__)
+
+TRENDING_CACHE_S = 30
+TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 
@@ -56,6 +68,27 @@ class ProfileView(BaseModel):
     preferences: dict[str, Any] = Field(default_factory=dict)
     lifetime_value: float = 0.0
     segments: list[str] = Field(default_factory=list)
+    popular_items: list[str] = Field(
+        default_factory=list, description="For a cold-start default: what is trending now."
+    )
+
+
+class TrendingItem(BaseModel):
+    item_id: str
+    category: str | None
+    score: float
+
+
+class TrendingCategory(BaseModel):
+    category: str
+    score: float
+
+
+class TrendingView(BaseModel):
+    """Decayed popularity: one vote per user and recently seen item."""
+
+    items: list[TrendingItem]
+    categories: list[TrendingCategory]
 
 
 class ConsentChange(BaseModel):
@@ -70,17 +103,23 @@ class ConsentAccepted(BaseModel):
     event_id: str
 
 
+def cold_start(user_id: str, popular: TrendingView) -> ProfileView:
+    """An unknown user: what is popular, normalised so the top category scores 1."""
+    top = popular.categories[0].score if popular.categories else 1.0
+    return ProfileView(
+        user_id=user_id,
+        known=False,
+        version=0,
+        source="default",
+        consent=ConsentView(personalization=True),
+        affinities={c.category: round(c.score / top, 6) for c in popular.categories[:10]},
+        popular_items=[item.item_id for item in popular.items[:10]],
+    )
+
+
 def view(
-    profile: Profile | None, user_id: str, source: Literal["cache", "store"], rules: Rules
+    profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules
 ) -> ProfileView:
-    if profile is None:
-        return ProfileView(
-            user_id=user_id,
-            known=False,
-            version=0,
-            source="default",
-            consent=ConsentView(personalization=True),
-        )
     consent = profile.consent
     return ProfileView(
         user_id=user_id,
@@ -116,6 +155,7 @@ class ProfileService:
         events_topic: str,
         changes_topic: str,
         cache_ttl_s: int,
+        trending_half_life: timedelta = timedelta(hours=24),
     ) -> None:
         self.store = store
         self.redis = redis
@@ -124,6 +164,7 @@ class ProfileService:
         self.events_topic = events_topic
         self.changes_topic = changes_topic
         self.cache_ttl_s = cache_ttl_s
+        self.trending_half_life = trending_half_life
 
     async def read(self, tenant: str, user_id: str) -> ProfileView:
         """Redis first; on a miss (or no Redis) MongoDB, then backfill the cache."""
@@ -136,10 +177,40 @@ class ProfileService:
         if cached is not None:
             return view(Profile.model_validate_json(cached), user_id, "cache", self.rules)
         profile = (await self.store.load([pid])).get(pid)
-        if profile is not None:
-            with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
-                await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+        if profile is None:
+            return cold_start(user_id, await self.trending(tenant))
+        with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
+            await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
         return view(profile, user_id, "store", self.rules)
+
+    async def trending(
+        self, tenant: str, category: str | None = None, limit: int = 20
+    ) -> TrendingView:
+        """Computed from the tenant's profiles at most every TRENDING_CACHE_S, then cached."""
+        key = f"trending:{len(tenant)}:{tenant}"
+        cached = None
+        with contextlib.suppress(*REDIS_ERRORS):
+            cached = await self.redis.get(key)
+        if cached is not None:
+            pool = [Trend(**t) for t in json.loads(cached)]
+        else:
+            recent = await self.store.recent_items(tenant)
+            pool = trending(recent, datetime.now(UTC), self.trending_half_life, TRENDING_POOL)
+            with contextlib.suppress(*REDIS_ERRORS):
+                payload = json.dumps([t.__dict__ for t in pool])
+                await self.redis.set(key, payload, ex=TRENDING_CACHE_S)
+        by_category: dict[str, float] = {}
+        for trend in pool:
+            if trend.category:
+                by_category[trend.category] = by_category.get(trend.category, 0.0) + trend.score
+        items = [t for t in pool if category is None or t.category == category][:limit]
+        return TrendingView(
+            items=[TrendingItem(**t.__dict__) for t in items],
+            categories=[
+                TrendingCategory(category=c, score=round(s, 6))
+                for c, s in sorted(by_category.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+        )
 
     async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
         """A consent event on the user's partition, so it is ordered with their activity."""
@@ -187,6 +258,23 @@ router = APIRouter(tags=["profiles"])
 )
 async def get_profile(user_id: UserId, caller: Reader, service: Service) -> ProfileView:
     return await service.read(caller.tenant, user_id)
+
+
+@router.get(
+    "/v1/trending",
+    response_model=TrendingView,
+    summary="What is popular now, overall and by category",
+    description="One vote per user for each item in their recent items, decayed by age. "
+    "Recomputed from the profiles at most every 30 s.",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_trending(
+    caller: Reader,
+    service: Service,
+    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TrendingView:
+    return await service.trending(caller.tenant, category, limit)
 
 
 @router.put(

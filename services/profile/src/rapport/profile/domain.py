@@ -21,6 +21,7 @@ only consent events are applied.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -51,6 +52,7 @@ class Affinity(_State):
 class Seen(_State):
     value: str
     at: datetime
+    category: str | None = None
 
 
 class Session(_State):
@@ -120,10 +122,12 @@ def _add_affinity(
         profile.affinities[category] = Affinity(score=current.score + late, as_of=current.as_of)
 
 
-def _keep_newest(seen: list[Seen], value: str, at: datetime, limit: int) -> list[Seen]:
+def _keep_newest(
+    seen: list[Seen], value: str, at: datetime, limit: int, category: str | None = None
+) -> list[Seen]:
     merged = [s for s in seen if s.value != value or s.at >= at]
     if not any(s.value == value for s in merged):
-        merged.append(Seen(value=value, at=at))
+        merged.append(Seen(value=value, at=at, category=category))
     merged.sort(key=lambda s: (s.at, s.value), reverse=True)
     return merged[:limit]
 
@@ -202,7 +206,9 @@ def _apply_activity(profile: Profile, event: Event, rules: Rules) -> None:
     if event.category and event.type in AFFINITY_WEIGHTS:
         _add_affinity(profile, event.category, AFFINITY_WEIGHTS[event.type], at, rules)
     if event.item_id and event.type in ("item_view", "click", "add_to_cart", "purchase"):
-        profile.recent_items = _keep_newest(profile.recent_items, event.item_id, at, RECENT_ITEMS)
+        profile.recent_items = _keep_newest(
+            profile.recent_items, event.item_id, at, RECENT_ITEMS, event.category
+        )
     if event.type == "search" and event.query:
         profile.recent_searches = _keep_newest(
             profile.recent_searches, event.query, at, RECENT_SEARCHES
@@ -242,3 +248,27 @@ def affinities_at(profile: Profile, now: datetime, rules: Rules) -> dict[str, fl
         for category, a in profile.affinities.items()
     }
     return dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))
+
+
+@dataclass(frozen=True)
+class Trend:
+    item_id: str
+    category: str | None
+    score: float
+
+
+def trending(
+    recent: Iterable[list[Seen]], now: datetime, half_life: timedelta, limit: int
+) -> list[Trend]:
+    """Decayed popularity from every user's recent items: one vote per user and item,
+    worth less the longer ago it was. Derived from profiles, so it is exactly-once with
+    them and an erased user's votes go with their profile."""
+    scores: dict[str, float] = {}
+    categories: dict[str, str | None] = {}
+    for items in recent:
+        for seen in items:
+            age = max(now - seen.at, timedelta(0))
+            scores[seen.value] = scores.get(seen.value, 0.0) + decay(1.0, age, half_life)
+            categories[seen.value] = seen.category or categories.get(seen.value)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [Trend(item, categories[item], round(score, 6)) for item, score in ranked]

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 
 from aiokafka import AIOKafkaProducer
@@ -94,6 +95,7 @@ def create_app(settings: ProfileSettings) -> FastAPI:
                 events_topic=settings.events_topic,
                 changes_topic=settings.changes_topic,
                 cache_ttl_s=settings.cache_ttl_s,
+                trending_half_life=timedelta(hours=settings.trending_half_life_hours),
             )
             if settings.consume:
                 await stack.enter_async_context(

@@ -32,6 +32,9 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     half_life_hours: float = Field(168.0, gt=0, description="Half-life of category affinities.")
     session_gap_minutes: float = Field(30.0, gt=0, description="Inactivity that ends a session.")
     cache_ttl_s: int = Field(3600, gt=0, description="TTL of cached profiles in Redis.")
+    trending_half_life_hours: float = Field(
+        24.0, gt=0, description="Half-life of an item view's weight in trending."
+    )
 
     @property
     def rules(self) -> Rules:

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from rapport.common.mongo import Document
-from rapport.profile.domain import Profile
+from rapport.profile.domain import Profile, Seen
 
 PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks")
 DUPLICATE_KEY = 11000
@@ -64,6 +64,14 @@ class ProfileStore:
             return {}
         cursor = self.erasures.find({"_id": {"$in": wanted}})
         return {doc["_id"]: doc["erased_at"] async for doc in cursor}
+
+    async def recent_items(self, tenant: str) -> list[list[Seen]]:
+        """Every profile's recent items in a tenant (the input of trending)."""
+        cursor = self.profiles.find({"tenant": tenant}, {"recent_items": 1})
+        return [
+            [Seen.model_validate(item) for item in doc.get("recent_items", [])]
+            async for doc in cursor
+        ]
 
     async def erase(self, pid: str, at: datetime) -> None:
         """The marker first, so a batch in flight cannot bring the profile back after it."""
