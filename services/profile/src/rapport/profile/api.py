@@ -68,6 +68,7 @@ class ProfileView(BaseModel):
     preferences: dict[str, Any] = Field(default_factory=dict)
     lifetime_value: float = 0.0
     segments: list[str] = Field(default_factory=list)
+    cluster_id: int | None = None
     popular_items: list[str] = Field(
         default_factory=list, description="For a cold-start default: what is trending now."
     )
@@ -141,6 +142,7 @@ def view(
         preferences={key: stamped.value for key, stamped in profile.preferences.items()},
         lifetime_value=profile.lifetime_value,
         segments=segments(profile),
+        cluster_id=profile.cluster_id,
     )
 
 

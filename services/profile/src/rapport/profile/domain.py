@@ -84,6 +84,9 @@ class Profile(_State):
     preferences: dict[str, Stamped] = Field(default_factory=dict)
     consent: Stamped | None = None
     lifetime_value: float = 0.0
+    cluster_id: int | None = Field(
+        None, description="Nearest segment centroid, once a segmentation model assigns one."
+    )
     watermarks: dict[str, int] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
 
