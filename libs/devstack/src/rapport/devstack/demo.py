@@ -1,10 +1,11 @@
 """``make demo``: start the local mesh, show that every part answers, stop it.
 
-Profile, recommend and respond are still skeletons (issues 4-6 fill them in),
-so for now the demo proves the foundation and ingest: real infrastructure and
-the four service processes come up and answer their probes, one event goes
-through ingest into Kafka (and a retry of it is recognised as a duplicate),
-and everything goes away again leaving nothing running. ``KEEP=1`` leaves the
+Recommend and respond are still skeletons (issues 5-6 fill them in), so for
+now the demo proves the foundation, ingest and profile: real infrastructure
+and the four service processes come up and answer their probes, one event
+goes through ingest into Kafka (a retry of it is recognised as a duplicate)
+and shows up in the user's profile, and everything goes away again leaving
+nothing running. ``KEEP=1`` leaves the
 mesh up and prints its URLs and dev API key.
 """
 
@@ -53,7 +54,20 @@ async def _send_event(data: dict[str, Any]) -> bool:
             status = body["events"][0]["status"] if response.status == 202 else body
             statuses.append(status)
             print(f"POST /v1/events ({attempt}): {response.status} {status}")
-    return statuses == ["accepted", "duplicate"]
+        profile_url = f"{data['services']['profile']}/v1/profiles/{event['user_id']}"
+        profile: dict[str, Any] = {}
+        for _ in range(100):  # the profile service applies it within milliseconds to seconds
+            async with session.get(profile_url, headers=headers) as response:
+                profile = await response.json()
+            if profile.get("known"):
+                break
+            await asyncio.sleep(0.1)
+        print(
+            f"GET /v1/profiles/{event['user_id']}: known={profile.get('known')} "
+            f"version={profile.get('version')} counters={profile.get('counters')} "
+            f"recent_items={profile.get('recent_items')}"
+        )
+    return statuses == ["accepted", "duplicate"] and bool(profile.get("known"))
 
 
 def main() -> int:
@@ -68,7 +82,7 @@ def main() -> int:
         return 1
     print(f"up in {time.perf_counter() - started:.1f}s; described in {stack.stack_path(home)}")
     healthy = _print_status(home)
-    print("\nan event through ingest (acks=all) and its retry:")
+    print("\nan event through ingest (acks=all), its retry, and the profile it made:")
     healthy = asyncio.run(_send_event(data)) and healthy
     if keep:
         print(f"\nKEEP=1: the mesh stays up. Dev API key: {data['api_key']}")
