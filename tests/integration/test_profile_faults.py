@@ -14,6 +14,7 @@ import random
 import signal
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +36,64 @@ USERS = 2_000
 KILLS = 5
 PARTITIONS = 6
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@dataclass
+class Stream:
+    """Private topics, group and database for one test, and a way to start consumers."""
+
+    kafka: KafkaSettings
+    mongo: str
+    redis: str
+    suffix: str
+    log_dir: Path
+
+    @property
+    def topic(self) -> str:
+        return f"t.crash.{self.suffix}"
+
+    @property
+    def group(self) -> str:
+        return f"g.crash.{self.suffix}"
+
+    @property
+    def database(self) -> str:
+        return f"faults_{self.suffix}"
+
+    def start(self) -> RunningServer:
+        """A new rapport-profile process in the group (blocks until it serves)."""
+        spec = profile_process(
+            processes.free_port(),
+            kafka=self.kafka.kafka_bootstrap_servers,
+            mongo=self.mongo,
+            redis=self.redis,
+            suffix=self.suffix,
+            database=self.database,
+        )
+        return servers.start(spec, self.log_dir)
+
+
+@pytest.fixture
+def stream(
+    kafka_server: RunningServer,
+    mongo_server: RunningServer,
+    redis_server: RunningServer,
+    tmp_path: Path,
+) -> Stream:
+    suffix = uuid.uuid4().hex[:8]
+    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
+    created = Stream(kafka, mongo_server.url(), redis_server.url(), suffix, tmp_path)
+    asyncio.run(
+        ensure_topics(
+            kafka,
+            [
+                TopicSpec(created.topic, PARTITIONS),
+                TopicSpec(f"t.crash-ch.{suffix}", 1),
+                TopicSpec(f"t.crash-dlq.{suffix}", 1),
+            ],
+        )
+    )
+    return created
 
 
 def profile_process(
@@ -109,38 +168,10 @@ async def committed_total(kafka: KafkaSettings, topic: str, group: str) -> int:
         await consumer.stop()
 
 
-def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(
-    kafka_server: RunningServer,
-    mongo_server: RunningServer,
-    redis_server: RunningServer,
-    tmp_path: Path,
-) -> None:
+def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(stream: Stream) -> None:
     rng = random.Random(11)
-    suffix = uuid.uuid4().hex[:8]
-    topic, group, database = f"t.crash.{suffix}", f"g.crash.{suffix}", f"crash_{suffix}"
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    asyncio.run(
-        ensure_topics(
-            kafka,
-            [
-                TopicSpec(topic, PARTITIONS),
-                TopicSpec(f"t.crash-ch.{suffix}", 1),
-                TopicSpec(f"t.crash-dlq.{suffix}", 1),
-            ],
-        )
-    )
-    expected = asyncio.run(produce_events(kafka, topic, rng))
-
-    def start() -> RunningServer:
-        spec = profile_process(
-            processes.free_port(),
-            kafka=kafka_server.url(),
-            mongo=mongo_server.url(),
-            redis=redis_server.url(),
-            suffix=suffix,
-            database=database,
-        )
-        return servers.start(spec, tmp_path)
+    expected = asyncio.run(produce_events(stream.kafka, stream.topic, rng))
+    topic, group, kafka, start = stream.topic, stream.group, stream.kafka, stream.start
 
     kills = 0
     consumer = start()
@@ -161,7 +192,7 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(
         processes.stop(consumer.handle)
 
     assert kills == KILLS
-    check_against_oracle(mongo_server.url(), database, expected, f"{KILLS} x kill -9")
+    check_against_oracle(stream.mongo, stream.database, expected, f"{KILLS} x kill -9")
 
 
 def check_against_oracle(mongo: str, database: str, expected: Counter[str], label: str) -> None:
@@ -190,37 +221,11 @@ def check_against_oracle(mongo: str, database: str, expected: Counter[str], labe
 
 
 def test_two_processes_split_the_partitions_and_a_rebalance_loses_nothing(
-    kafka_server: RunningServer,
-    mongo_server: RunningServer,
-    redis_server: RunningServer,
-    tmp_path: Path,
+    stream: Stream,
 ) -> None:
     rng = random.Random(5)
-    suffix = uuid.uuid4().hex[:8]
-    topic, group, database = f"t.crash.{suffix}", f"g.crash.{suffix}", f"rebalance_{suffix}"
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    asyncio.run(
-        ensure_topics(
-            kafka,
-            [
-                TopicSpec(topic, PARTITIONS),
-                TopicSpec(f"t.crash-ch.{suffix}", 1),
-                TopicSpec(f"t.crash-dlq.{suffix}", 1),
-            ],
-        )
-    )
-    expected = asyncio.run(produce_events(kafka, topic, rng, count=30_000))
-
-    def start() -> RunningServer:
-        spec = profile_process(
-            processes.free_port(),
-            kafka=kafka_server.url(),
-            mongo=mongo_server.url(),
-            redis=redis_server.url(),
-            suffix=suffix,
-            database=database,
-        )
-        return servers.start(spec, tmp_path)
+    expected = asyncio.run(produce_events(stream.kafka, stream.topic, rng, count=30_000))
+    topic, group, kafka, start = stream.topic, stream.group, stream.kafka, stream.start
 
     first = start()
     second: RunningServer | None = None
@@ -245,7 +250,7 @@ def test_two_processes_split_the_partitions_and_a_rebalance_loses_nothing(
             processes.stop(second.handle)
     assert applied["first"] > 0
     assert applied["second"] > 0, "the second member never got a partition"
-    check_against_oracle(mongo_server.url(), database, expected, "rebalance test")
+    check_against_oracle(stream.mongo, stream.database, expected, "rebalance test")
 
 
 async def applied_by(server: RunningServer) -> float:
