@@ -37,6 +37,7 @@ from rapport.common.kafka import EVENTS_TOPIC, TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import ServerSpec
+from rapport.devstack.stack import service_spec
 
 KEY = "rpk_bench_0123456789abcdefghijklmnop"
 CONNECTIONS = 64
@@ -149,7 +150,6 @@ def summarize(name: str, load: str, events_per_request: int, raw: dict[str, Any]
 def ingest_spec(port: int, kafka: str, redis: str) -> ServerSpec:
     entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=["events:write"])
     env = {
-        "RAPPORT_INGEST_PORT": str(port),
         "RAPPORT_INGEST_LOG_LEVEL": "WARNING",
         "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": kafka,
         "RAPPORT_REDIS_URL": redis,
@@ -159,14 +159,7 @@ def ingest_spec(port: int, kafka: str, redis: str) -> ServerSpec:
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.01",
     }
-    url = f"http://127.0.0.1:{port}"
-    return ServerSpec(
-        name="ingest",
-        argv=[servers.console_script("rapport-ingest")],
-        probe=lambda: servers.probe_http_ok(f"{url}/readyz"),
-        urls={"ingest": url},
-        env=env,
-    )
+    return service_spec("ingest", port, env)
 
 
 def main() -> None:

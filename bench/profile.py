@@ -46,6 +46,7 @@ from rapport.common.kafka import (
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.stack import infra_env, service_spec
 
 PARTITIONS = 6
 
@@ -56,26 +57,15 @@ def keys_env() -> str:
 
 
 def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) -> ServerSpec:
-    url = f"http://127.0.0.1:{port}"
-    prefix = f"RAPPORT_{name.upper()}_"
-    return ServerSpec(
-        name=name,
-        argv=[servers.console_script(f"rapport-{name}")],
-        probe=lambda: servers.probe_http_ok(f"{url}/readyz"),
-        urls={name: url},
-        env={
-            f"{prefix}PORT": str(port),
-            f"{prefix}LOG_LEVEL": "WARNING",
-            "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": infra["kafka"],
-            "RAPPORT_MONGO_URL": infra["mongo"],
-            "RAPPORT_REDIS_URL": infra["redis"],
-            "RAPPORT_API_KEYS": keys_env(),
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.01",
-            **extra,
-        },
-        start_timeout_s=60,
-    )
+    env = {
+        **infra_env(infra),
+        f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
+        "RAPPORT_API_KEYS": keys_env(),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        **extra,
+    }
+    return service_spec(name, port, env)
 
 
 async def fill_topic(kafka: KafkaSettings, topic: str, count: int) -> None:

@@ -27,6 +27,7 @@ from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.stack import service_spec
 from rapport.profile.store import from_document
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,14 +100,10 @@ def stream(
 def profile_process(
     port: int, *, kafka: str, mongo: str, redis: str, suffix: str, database: str
 ) -> ServerSpec:
-    url = f"http://127.0.0.1:{port}"
-    return ServerSpec(
-        name="profile",
-        argv=[servers.console_script("rapport-profile")],
-        probe=lambda: servers.probe_http_ok(f"{url}/livez"),
-        urls={"profile": url},
-        env={
-            "RAPPORT_PROFILE_PORT": str(port),
+    return service_spec(
+        "profile",
+        port,
+        {
             "RAPPORT_PROFILE_LOG_LEVEL": "WARNING",
             "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": kafka,
             "RAPPORT_MONGO_URL": mongo,
