@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 
 from rapport.common.events import Event, parse_event
 from rapport.profile.domain import (
+    MAX_FEEDBACK_ARMS,
     RECENT_ITEMS,
+    ArmFeedback,
     Outcome,
     Profile,
     Rules,
     affinities_at,
     apply,
+    arm_totals,
     segments,
     trending,
 )
@@ -234,3 +237,32 @@ def test_trending_is_one_decayed_vote_per_user_and_item() -> None:
         ("m-2", "comedy", 0.5),
     ]
     assert len(trending([u.recent_items for u in users], now, timedelta(days=1), limit=1)) == 1
+
+
+def test_feedback_on_a_bandit_arm_counts_once_and_sums_per_policy() -> None:
+    arm = {"policy": "explore_slot", "arm": "trending"}
+    good = make("feedback", T0, rating=5, item_id="m-1", attributes=arm)
+    events = [
+        good,
+        make("feedback", T0, rating=2, item_id="m-2", attributes=arm),
+        make("feedback", T0, rating=4, attributes={"policy": "tone", "arm": "concise"}),
+        make("feedback", T0, rating=5),  # names no arm: not bandit evidence
+        make("feedback", T0, rating=5, attributes={"policy": "a/b", "arm": "x"}),
+    ]
+    profile = run(events)
+    assert apply(profile, good, partition=0, offset=99, rules=RULES) is Outcome.DUPLICATE
+    assert profile.feedback == {
+        "explore_slot/trending": ArmFeedback(successes=1, failures=1),
+        "tone/concise": ArmFeedback(successes=1, failures=0),
+    }
+    other = run([make("feedback", T0, rating=1, attributes=arm)])
+    totals = arm_totals([profile.feedback, other.feedback], "explore_slot")
+    assert totals == {"trending": ArmFeedback(successes=1, failures=2)}
+
+
+def test_feedback_arms_per_profile_are_bounded() -> None:
+    events = [
+        make("feedback", T0, rating=5, attributes={"policy": "p", "arm": f"arm-{i}"})
+        for i in range(MAX_FEEDBACK_ARMS + 5)
+    ]
+    assert len(run(events).feedback) == MAX_FEEDBACK_ARMS

@@ -14,12 +14,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from rapport.common.metrics import HttpMetricsMiddleware, Metrics
 from rapport.common.problems import install_problem_handlers, problem_response, problem_responses
@@ -37,13 +37,23 @@ READINESS_TIMEOUT_S = 1.0
 
 
 class ReadinessReport(BaseModel):
-    status: str
+    status: Literal["ready", "degraded"] = Field(
+        description="`degraded`: serving, but a dependency with a fallback is down."
+    )
     checks: dict[str, str]
 
 
-def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
-    """Register a dependency ``/readyz`` must reach. Only hard dependencies belong here."""
+def add_readiness_check(
+    app: FastAPI, name: str, check: ReadinessCheck, *, required: bool = True
+) -> None:
+    """Register a dependency for ``/readyz``.
+
+    A required one that fails takes the pod out of rotation (503). One with a
+    fallback (``required=False``) is only reported: the status reads ``degraded``.
+    """
     app.state.readiness_checks[name] = check
+    if not required:
+        app.state.optional_readiness_checks.add(name)
 
 
 async def _run_check(check: ReadinessCheck, timeout_s: float) -> str:
@@ -79,8 +89,12 @@ def health_router() -> APIRouter:
     )
     async def readyz(request: Request) -> Any:
         results = await run_readiness_checks(request.app.state.readiness_checks)
-        if all(result == "ok" for result in results.values()):
+        optional = request.app.state.optional_readiness_checks
+        failed = {name for name, result in results.items() if result != "ok"}
+        if not failed:
             return ReadinessReport(status="ready", checks=results)
+        if failed <= optional:
+            return ReadinessReport(status="degraded", checks=results)
         return problem_response(
             request,
             503,
@@ -130,6 +144,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness_checks = {}
+    app.state.optional_readiness_checks = set()
     install_problem_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, skip=("/metrics", "/livez"))
     app.include_router(health_router())

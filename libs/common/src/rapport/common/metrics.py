@@ -32,6 +32,11 @@ PROFILE_FRESHNESS = "rapport_profile_freshness_seconds"
 PROFILE_CONSUMER_LAG = "rapport_profile_consumer_lag"
 PROFILE_STORE_DURATION = "rapport_profile_store_duration_seconds"
 PROFILE_WRITE_CONFLICTS = "rapport_profile_write_conflicts"
+RECOMMEND_TRITON_DURATION = "rapport_recommend_triton_duration_seconds"
+RECOMMEND_TRITON_ERRORS = "rapport_recommend_triton_errors"
+RECOMMEND_FALLBACKS = "rapport_recommend_fallbacks"
+RECOMMEND_CIRCUIT_STATE = "rapport_recommend_circuit_state"
+RECOMMEND_BANDIT_CHOICES = "rapport_recommend_bandit_choices"
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -172,5 +177,45 @@ class ProfileMetrics(Metrics):
         self.write_conflicts = Counter(
             PROFILE_WRITE_CONFLICTS,
             "Profile writes that lost a version race and were applied again.",
+            registry=self.registry,
+        )
+
+
+CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
+
+
+@dataclass
+class RecommendMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.triton_duration = Histogram(
+            RECOMMEND_TRITON_DURATION,
+            "Triton inference calls (gRPC round trip), by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.triton_errors = Counter(
+            RECOMMEND_TRITON_ERRORS,
+            "Failed Triton calls, by model and reason (timeout, unavailable, error).",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            RECOMMEND_FALLBACKS,
+            "Responses served without a model, by reason (circuit_open, timeout, error).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.circuit_state = Gauge(
+            RECOMMEND_CIRCUIT_STATE,
+            "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
+            ["circuit"],
+            registry=self.registry,
+        )
+        self.bandit_choices = Counter(
+            RECOMMEND_BANDIT_CHOICES,
+            "Arms chosen by the exploration bandit, by policy and arm.",
+            ["policy", "arm"],
             registry=self.registry,
         )

@@ -91,6 +91,21 @@ class RedisSettings(BaseSettings):
     redis_timeout_ms: int = Field(250, gt=0, validation_alias="RAPPORT_REDIS_TIMEOUT_MS")
 
 
+class ProfileClientSettings(BaseSettings):
+    """Where the profile service answers, for the services that read profiles."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    profile_url: str = Field(
+        "http://127.0.0.1:8082",
+        validation_alias="RAPPORT_PROFILE_URL",
+        description="Base URL of the profile service.",
+    )
+    profile_timeout_ms: int = Field(
+        150, gt=0, validation_alias="RAPPORT_PROFILE_TIMEOUT_MS", description="Per call."
+    )
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 

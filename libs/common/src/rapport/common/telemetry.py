@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -76,9 +77,14 @@ def tracer_provider_for(service_name: str) -> trace.TracerProvider:
 
 
 def instrument_clients(provider: trace.TracerProvider) -> None:
-    """Instrument aiohttp, redis, pymongo and aiokafka (process-wide, once)."""
+    """Instrument aiohttp, redis, pymongo, aiokafka and gRPC aio (process-wide, once).
+
+    The gRPC one covers Triton: its client span carries the W3C context in the
+    call's metadata. It patches channel creation, so clients made later see it.
+    """
     instrumentors: list[Any] = [
         AioHttpClientInstrumentor(),
+        GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
         RedisInstrumentor(),
         PymongoInstrumentor(),
         AIOKafkaInstrumentor(),

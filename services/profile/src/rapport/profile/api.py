@@ -30,6 +30,7 @@ from rapport.profile.domain import (
     Session,
     Trend,
     affinities_at,
+    arm_totals,
     segments,
     trending,
 )
@@ -90,6 +91,18 @@ class TrendingView(BaseModel):
 
     items: list[TrendingItem]
     categories: list[TrendingCategory]
+
+
+class ArmCounts(BaseModel):
+    successes: int
+    failures: int
+
+
+class FeedbackCounts(BaseModel):
+    """Explicit feedback per bandit arm, summed over the tenant's profiles."""
+
+    policy: str
+    arms: dict[str, ArmCounts]
 
 
 class ConsentChange(BaseModel):
@@ -214,6 +227,23 @@ class ProfileService:
             ],
         )
 
+    async def feedback_counts(self, tenant: str, policy: str) -> FeedbackCounts:
+        """Summed from the tenant's profiles at most every TRENDING_CACHE_S, like trending."""
+        key = f"feedback:{len(tenant)}:{tenant}:{policy}"
+        cached = None
+        with contextlib.suppress(*REDIS_ERRORS):
+            cached = await self.redis.get(key)
+        if cached is not None:
+            return FeedbackCounts.model_validate_json(cached)
+        totals = arm_totals(await self.store.feedback(tenant), policy)
+        counts = FeedbackCounts(
+            policy=policy,
+            arms={arm: ArmCounts(**c.model_dump()) for arm, c in sorted(totals.items())},
+        )
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.set(key, counts.model_dump_json(), ex=TRENDING_CACHE_S)
+        return counts
+
     async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
         """A consent event on the user's partition, so it is ordered with their activity."""
         now = datetime.now(UTC)
@@ -277,6 +307,23 @@ async def get_trending(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> TrendingView:
     return await service.trending(caller.tenant, category, limit)
+
+
+@router.get(
+    "/v1/feedback/arms",
+    response_model=FeedbackCounts,
+    summary="Feedback counts per exploration arm (the bandit's evidence)",
+    description="`feedback` events whose `attributes` name a `policy` and an `arm` count as a "
+    "success when `rating` >= 4, else a failure; each event once. Summed over the tenant's "
+    "profiles at most every 30 s.",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_feedback_arms(
+    caller: Reader,
+    service: Service,
+    policy: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[^/\s]+$")],
+) -> FeedbackCounts:
+    return await service.feedback_counts(caller.tenant, policy)
 
 
 @router.put(

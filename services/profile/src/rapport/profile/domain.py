@@ -38,6 +38,10 @@ RECENT_SEARCHES = 10
 # dominated the processor's cost at 256.
 RECENT_EVENT_IDS = 64
 SENTIMENT_ALPHA = 0.3
+# Bandit feedback: at most this many (policy, arm) pairs per profile, names bounded.
+MAX_FEEDBACK_ARMS = 32
+MAX_ARM_NAME = 64
+GOOD_RATING = 4
 
 
 class _State(BaseModel):
@@ -69,6 +73,13 @@ class Stamped(_State):
     at: datetime
 
 
+class ArmFeedback(_State):
+    """Explicit feedback on what an exploration arm showed: rating >= 4 is a success."""
+
+    successes: int = 0
+    failures: int = 0
+
+
 class Profile(_State):
     """One user's state, as stored in MongoDB and cached in Redis."""
 
@@ -84,6 +95,9 @@ class Profile(_State):
     preferences: dict[str, Stamped] = Field(default_factory=dict)
     consent: Stamped | None = None
     lifetime_value: float = 0.0
+    feedback: dict[str, ArmFeedback] = Field(
+        default_factory=dict, description='Per "policy/arm": feedback on what it showed.'
+    )
     cluster_id: int | None = Field(
         None, description="Nearest segment centroid, once a segmentation model assigns one."
     )
@@ -218,12 +232,48 @@ def _apply_activity(profile: Profile, event: Event, rules: Rules) -> None:
         )
     if event.type == "purchase" and event.value:
         profile.lifetime_value = round(profile.lifetime_value + event.value, 6)
+    if event.type == "feedback" and event.rating is not None and event.attributes:
+        _add_arm_feedback(profile, event.attributes, good=event.rating >= GOOD_RATING)
     if event.type == "preference" and event.attributes:
         for key, value in event.attributes.items():
             current = profile.preferences.get(key)
             if current is None or at >= current.at:
                 profile.preferences[key] = Stamped(value=value, at=at)
     _update_session(profile, event, rules)
+
+
+def arm_key(attributes: dict[str, Any]) -> str | None:
+    """``policy/arm`` when a feedback event names the bandit arm it rates, else None."""
+    policy, arm = attributes.get("policy"), attributes.get("arm")
+    if not (isinstance(policy, str) and isinstance(arm, str)):
+        return None
+    if not (0 < len(policy) <= MAX_ARM_NAME and 0 < len(arm) <= MAX_ARM_NAME) or "/" in policy:
+        return None
+    return f"{policy}/{arm}"
+
+
+def _add_arm_feedback(profile: Profile, attributes: dict[str, Any], *, good: bool) -> None:
+    key = arm_key(attributes)
+    if key is None or (key not in profile.feedback and len(profile.feedback) >= MAX_FEEDBACK_ARMS):
+        return
+    counts = profile.feedback.setdefault(key, ArmFeedback())
+    if good:
+        counts.successes += 1
+    else:
+        counts.failures += 1
+
+
+def arm_totals(feedback: Iterable[dict[str, ArmFeedback]], policy: str) -> dict[str, ArmFeedback]:
+    """Sum one policy's arm counts over many profiles."""
+    prefix = f"{policy}/"
+    totals: dict[str, ArmFeedback] = {}
+    for per_user in feedback:
+        for key, counts in per_user.items():
+            if key.startswith(prefix):
+                total = totals.setdefault(key.removeprefix(prefix), ArmFeedback())
+                total.successes += counts.successes
+                total.failures += counts.failures
+    return totals
 
 
 def segments(profile: Profile) -> list[str]:

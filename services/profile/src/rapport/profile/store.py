@@ -19,9 +19,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from rapport.common.mongo import Document
-from rapport.profile.domain import Profile, Seen
+from rapport.profile.domain import ArmFeedback, Profile, Seen
 
-PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks")
+PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback")
 DUPLICATE_KEY = 11000
 
 
@@ -71,6 +71,15 @@ class ProfileStore:
         return [
             [Seen.model_validate(item) for item in doc.get("recent_items", [])]
             async for doc in cursor
+        ]
+
+    async def feedback(self, tenant: str) -> list[dict[str, ArmFeedback]]:
+        """Every profile's bandit feedback counts in a tenant."""
+        cursor = self.profiles.find({"tenant": tenant}, {"feedback": 1})
+        return [
+            {pair["k"]: ArmFeedback.model_validate(pair["v"]) for pair in doc["feedback"]}
+            async for doc in cursor
+            if doc.get("feedback")
         ]
 
     async def erase(self, pid: str, at: datetime) -> None:

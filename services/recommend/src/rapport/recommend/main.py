@@ -1,22 +1,78 @@
-"""App factory and process entry point. Inference arrives with issue 5.
+"""App factory and process entry point.
 
-Readiness has no hard dependency: Triton and the profile service both have
-fallbacks (DESIGN.md), so neither may take this service out of rotation.
+Readiness never fails on Triton or the profile service: both have fallbacks
+(DESIGN.md). ``/readyz`` reports the models' state and says ``degraded`` while
+the fallback serves.
 """
 
-from fastapi import FastAPI
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from rapport.common.app import create_service_app, run_service
+from fastapi import FastAPI
+from purgatory import AsyncCircuitBreakerFactory
+from tritonclient.grpc.aio import InferenceServerClient
+
+from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.auth import ApiKeyStore
+from rapport.common.http import create_http_session
+from rapport.common.metrics import RecommendMetrics
+from rapport.common.profiles import ProfileClient
+from rapport.recommend.api import router
+from rapport.recommend.service import Recommender, load_catalog
 from rapport.recommend.settings import RecommendSettings
+from rapport.recommend.triton import TritonModels
 
 
 def create_app(settings: RecommendSettings) -> FastAPI:
-    return create_service_app(
+    metrics = RecommendMetrics(settings.service_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.api_keys = ApiKeyStore.from_settings(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            http = create_http_session()
+            stack.push_async_callback(http.close)
+            triton = InferenceServerClient(settings.triton_grpc_url)
+            stack.push_async_callback(triton.close)
+            breakers = AsyncCircuitBreakerFactory(
+                default_threshold=settings.breaker_failures, default_ttl=settings.breaker_reset_s
+            )
+            await breakers.initialize()
+            models = TritonModels(
+                triton,
+                item_model=settings.item_model,
+                intent_model=settings.intent_model,
+                sentiment_model=settings.sentiment_model,
+                timeout_s=settings.triton_timeout_ms / 1000,
+                breakers=breakers,
+                metrics=metrics,
+            )
+            add_readiness_check(app, "triton", models.ready, required=False)
+            app.state.recommender = Recommender(
+                models=models,
+                profiles=ProfileClient(
+                    http, settings.profile_url, settings.profile_timeout_ms / 1000
+                ),
+                metrics=metrics,
+                catalog=load_catalog(settings.catalog_path),
+                history_decay=settings.history_decay,
+                history_items=settings.history_items,
+                explore=settings.explore,
+                bandit_refresh_s=settings.bandit_refresh_s,
+            )
+            yield
+
+    app = create_service_app(
         settings,
         title="Rapport recommend",
         version="0.1.0",
         description="Ranked items and message understanding, served by Triton.",
+        lifespan=lifespan,
+        metrics=metrics,
     )
+    app.include_router(router)
+    return app
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""The profile service's read API, as the services that call it see it.
+
+The models ignore fields they do not know, so profile can add fields without
+breaking its readers. The caller's own bearer key is forwarded: the profile
+service then enforces the key's tenant and scopes itself, and no service holds
+a key that could read every tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ConsentSnapshot(_Lenient):
+    personalization: bool = True
+
+
+class SessionSnapshot(_Lenient):
+    id: str
+    turns: int = 0
+    last_intent: str | None = None
+    sentiment_ewma: float | None = None
+
+
+class ProfileSnapshot(_Lenient):
+    """A profile as ``GET /v1/profiles/{user_id}`` returns it (also accepted inline)."""
+
+    user_id: str
+    known: bool = True
+    version: int = 0
+    consent: ConsentSnapshot = Field(default_factory=ConsentSnapshot)
+    affinities: dict[str, float] = Field(default_factory=dict)
+    recent_items: list[str] = Field(default_factory=list)
+    recent_searches: list[str] = Field(default_factory=list)
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    segments: list[str] = Field(default_factory=list)
+    session: SessionSnapshot | None = None
+    cluster_id: int | None = None
+    popular_items: list[str] = Field(default_factory=list)
+
+
+class TrendingItemSnapshot(_Lenient):
+    item_id: str
+    category: str | None = None
+    score: float
+
+
+class TrendingSnapshot(_Lenient):
+    items: list[TrendingItemSnapshot] = Field(default_factory=list)
+
+
+class ArmCountsSnapshot(_Lenient):
+    successes: int = 0
+    failures: int = 0
+
+
+class FeedbackSnapshot(_Lenient):
+    arms: dict[str, ArmCountsSnapshot] = Field(default_factory=dict)
+
+
+class ProfileServiceError(Exception):
+    """The profile service refused or failed; ``status`` is its HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"profile service: {status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ProfileClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def _get(self, path: str, authorization: str, params: dict[str, str]) -> bytes:
+        try:
+            async with self.session.get(
+                f"{self.base_url}{path}",
+                params=params,
+                headers={"Authorization": authorization},
+                timeout=self.timeout,
+            ) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise ProfileServiceError(response.status, body[:300].decode(errors="replace"))
+                return body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProfileServiceError(0, f"{type(exc).__name__}: {exc}") from exc
+
+    async def profile(self, user_id: str, authorization: str) -> ProfileSnapshot:
+        body = await self._get(f"/v1/profiles/{quote(user_id, safe='')}", authorization, {})
+        return ProfileSnapshot.model_validate_json(body)
+
+    async def trending(
+        self, authorization: str, *, category: str | None = None, limit: int = 20
+    ) -> TrendingSnapshot:
+        params = {"limit": str(limit)}
+        if category:
+            params["category"] = category
+        return TrendingSnapshot.model_validate_json(
+            await self._get("/v1/trending", authorization, params)
+        )
+
+    async def feedback(self, authorization: str, policy: str) -> FeedbackSnapshot:
+        body = await self._get("/v1/feedback/arms", authorization, {"policy": policy})
+        return FeedbackSnapshot.model_validate_json(body)

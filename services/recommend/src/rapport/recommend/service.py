@@ -1,0 +1,373 @@
+"""One recommendation: the profile, the models, the fallback and the exploration slot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapport.common.events import Identifier
+from rapport.common.metrics import RecommendMetrics
+from rapport.common.problems import ProblemError
+from rapport.common.profiles import (
+    ProfileClient,
+    ProfileServiceError,
+    ProfileSnapshot,
+    TrendingItemSnapshot,
+)
+from rapport.recommend.bandit import ArmEvidence, ThompsonSampler
+from rapport.recommend.triton import (
+    Intent,
+    ModelUnavailable,
+    RankedItem,
+    Ranking,
+    Sentiment,
+    TritonModels,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+POLICY = "explore_slot"
+ARMS = ("model", "trending", "discovery")
+EXTRA_CANDIDATES = 10  # ranked beyond k, for the discovery arm to choose from
+TRENDING_TTL_S = 30.0
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Identifier
+    profile: ProfileSnapshot | None = Field(
+        None, description="The caller's copy of the profile; fetched from profile when absent."
+    )
+    message: str | None = Field(
+        None, min_length=1, max_length=2000, description="The user's latest chat message."
+    )
+    k: int = Field(10, ge=1, le=50, description="How many items to return.")
+    exclude: list[Identifier] = Field(default_factory=list, max_length=500)
+    category: str | None = Field(
+        None, min_length=1, max_length=64, description="Only items of this category."
+    )
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    score: float
+    reason: str
+    categories: list[str] = Field(default_factory=list)
+    slot: Literal["ranked", "explore"] = "ranked"
+
+
+class MessageUnderstanding(BaseModel):
+    intent: str
+    confidence: float
+    out_of_scope: bool
+    sentiment: str | None
+    sentiment_score: float | None
+
+
+class Segment(BaseModel):
+    id: int
+    name: str
+
+
+class Exploration(BaseModel):
+    policy: str
+    arm: str
+    item_id: str | None = Field(
+        None, description="Send `feedback` on this item with attributes {policy, arm}."
+    )
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    items: list[Item]
+    message: MessageUnderstanding | None = None
+    segment: Segment | None = None
+    models: dict[str, str] = Field(
+        default_factory=dict, description="Model name to the version that answered."
+    )
+    fallback: bool = Field(description="True when trending served instead of the model.")
+    fallback_reason: str | None = None
+    degraded: list[str] = Field(
+        default_factory=list, description="Parts that could not be produced: items, message."
+    )
+    personalized: bool
+    profile_version: int | None = None
+    exploration: Exploration | None = None
+
+
+def history_weights(count: int, decay: float) -> list[float]:
+    """The newest item weighs 1, each older one ``decay`` times the previous."""
+    return [decay**i for i in range(count)]
+
+
+def load_catalog(path: Path | None) -> dict[str, str]:
+    """item id -> title, from ``rapport-models export``'s catalog.json (optional)."""
+    if path is None or not path.is_file():
+        return {}
+    return {entry["item_id"]: entry["title"] for entry in json.loads(path.read_text())}
+
+
+@dataclass
+class _Bandit:
+    sampler: ThompsonSampler
+    fetched_at: float = 0.0
+    refreshing: bool = False
+
+
+@dataclass
+class Recommender:
+    models: TritonModels
+    profiles: ProfileClient
+    metrics: RecommendMetrics
+    catalog: dict[str, str]
+    history_decay: float
+    history_items: int
+    explore: bool
+    bandit_refresh_s: float
+    bandits: dict[str, _Bandit] = field(default_factory=dict)
+    trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItemSnapshot]]] = field(
+        default_factory=dict
+    )
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def title(self, item_id: str) -> str:
+        return self.catalog.get(item_id, item_id)
+
+    async def recommend(
+        self, request: RecommendationRequest, *, tenant: str, authorization: str
+    ) -> Recommendations:
+        degraded: list[str] = []
+        profile = request.profile
+        if profile is None:
+            try:
+                profile = await self.profiles.profile(request.user_id, authorization)
+            except ProfileServiceError as exc:
+                if exc.status in (401, 403):
+                    raise ProblemError(
+                        exc.status,
+                        detail="The profile service refused this key; recommend forwards the "
+                        "caller's key, so it also needs the `profiles:read` scope.",
+                    ) from exc
+                log.warning("profile unavailable", extra={"error": str(exc)})
+                profile = ProfileSnapshot(user_id=request.user_id, known=False)
+                degraded.append("profile")
+        personalized = profile.consent.personalization
+        history = profile.recent_items[: self.history_items] if personalized else []
+        affinities = profile.affinities if personalized else {}
+        exclude = list(dict.fromkeys([*request.exclude, *history]))
+        categories = [request.category] if request.category else []
+        ranking_call = self.models.rank(
+            history=history,
+            weights=history_weights(len(history), self.history_decay),
+            affinities=affinities,
+            exclude=exclude,
+            categories=categories,
+            k=request.k + EXTRA_CANDIDATES,
+        )
+        ranking, intent, sentiment = await asyncio.gather(
+            _outcome(ranking_call),
+            _outcome(self.models.intent(request.message)) if request.message else _none(),
+            _outcome(self.models.sentiment(request.message)) if request.message else _none(),
+        )
+        result = Recommendations(
+            user_id=request.user_id,
+            items=[],
+            fallback=False,
+            degraded=degraded,
+            personalized=personalized,
+            profile_version=profile.version if profile.known else None,
+        )
+        if isinstance(ranking, Ranking):
+            result.models[self.models.item_model] = ranking.version
+            result.segment = Segment(id=ranking.segment, name=ranking.segment_name)
+            result.items = [self._ranked_item(i, affinities) for i in ranking.items]
+            await self._explore(
+                result=result,
+                request=request,
+                exclude=exclude,
+                tenant=tenant,
+                authorization=authorization,
+                affinities=affinities,
+            )
+        else:
+            reason = ranking.reason if isinstance(ranking, ModelUnavailable) else "error"
+            self.metrics.fallbacks.labels(reason).inc()
+            result.fallback, result.fallback_reason = True, reason
+            result.items = await self._trending_items(
+                request, exclude, tenant, authorization, result
+            )
+        result.items = result.items[: request.k]
+        if request.message:
+            result.message = self._understanding(result, intent, sentiment)
+        return result
+
+    def _ranked_item(self, ranked: RankedItem, affinities: dict[str, float]) -> Item:
+        liked = [c for c in ranked.categories if affinities.get(c, 0.0) > 0]
+        if ranked.because_item:
+            reason = f"because you watched {self.title(ranked.because_item)}"
+        elif liked:
+            reason = f"matches your interest in {max(liked, key=affinities.__getitem__)}"
+        else:
+            reason = "popular with viewers overall"
+        return Item(
+            item_id=ranked.item_id,
+            title=ranked.title,
+            score=round(ranked.score, 6),
+            reason=reason,
+            categories=list(ranked.categories),
+        )
+
+    def _understanding(
+        self,
+        result: Recommendations,
+        intent: Intent | BaseException | None,
+        sentiment: Sentiment | BaseException | None,
+    ) -> MessageUnderstanding | None:
+        if isinstance(sentiment, Sentiment):
+            result.models[self.models.sentiment_model] = sentiment.version
+        else:
+            result.degraded.append("sentiment")
+        if not isinstance(intent, Intent):
+            result.degraded.append("message")
+            return None
+        result.models[self.models.intent_model] = intent.version
+        return MessageUnderstanding(
+            intent=intent.intent,
+            confidence=round(intent.confidence, 6),
+            out_of_scope=intent.out_of_scope,
+            sentiment=sentiment.label if isinstance(sentiment, Sentiment) else None,
+            sentiment_score=round(sentiment.score, 6) if isinstance(sentiment, Sentiment) else None,
+        )
+
+    async def _trending(
+        self, tenant: str, authorization: str, category: str | None
+    ) -> list[TrendingItemSnapshot]:
+        key = (tenant, category)
+        cached = self.trending_cache.get(key)
+        now = time.monotonic()
+        if cached and now - cached[0] < TRENDING_TTL_S:
+            return cached[1]
+        items = (await self.profiles.trending(authorization, category=category, limit=100)).items
+        self.trending_cache[key] = (now, items)
+        return items
+
+    async def _trending_items(
+        self,
+        request: RecommendationRequest,
+        exclude: Sequence[str],
+        tenant: str,
+        authorization: str,
+        result: Recommendations,
+    ) -> list[Item]:
+        try:
+            trending = await self._trending(tenant, authorization, request.category)
+        except ProfileServiceError as exc:
+            log.warning("trending unavailable", extra={"error": str(exc)})
+            result.degraded.append("items")
+            return []
+        skip = set(exclude)
+        return [
+            Item(
+                item_id=t.item_id,
+                title=self.title(t.item_id),
+                score=round(t.score, 6),
+                reason=f"trending in {t.category}" if t.category else "trending now",
+                categories=[t.category] if t.category else [],
+            )
+            for t in trending
+            if t.item_id not in skip
+        ]
+
+    async def _explore(
+        self,
+        *,
+        result: Recommendations,
+        request: RecommendationRequest,
+        exclude: Sequence[str],
+        tenant: str,
+        authorization: str,
+        affinities: dict[str, float],
+    ) -> None:
+        """Fill the last of k (k >= 3) slots by the bandit's arm."""
+        if not self.explore or request.k < 3 or len(result.items) < request.k:
+            return
+        arm = self._bandit(tenant, authorization).sampler.choose()
+        self.metrics.bandit_choices.labels(POLICY, arm).inc()
+        shown = {i.item_id for i in result.items[: request.k - 1]}
+        chosen: Item | None = None
+        if arm == "model":
+            chosen = result.items[request.k - 1]
+        elif arm == "discovery":
+            liked = set(affinities)
+            for item in result.items[request.k - 1 :]:
+                if item.categories and not liked.intersection(item.categories):
+                    chosen = item.model_copy(
+                        update={"reason": f"something different: {item.categories[0]}"}
+                    )
+                    break
+        elif arm == "trending":
+            seen = shown | set(exclude)
+            with contextlib.suppress(ProfileServiceError):
+                for t in await self._trending(tenant, authorization, request.category):
+                    if t.item_id not in seen:
+                        chosen = Item(
+                            item_id=t.item_id,
+                            title=self.title(t.item_id),
+                            score=round(t.score, 6),
+                            reason="trending now: something new to try",
+                            categories=[t.category] if t.category else [],
+                        )
+                        break
+        if chosen is None:  # the arm had nothing to offer: the model's own pick
+            chosen = result.items[request.k - 1]
+        result.items[request.k - 1] = chosen.model_copy(update={"slot": "explore"})
+        result.exploration = Exploration(policy=POLICY, arm=arm, item_id=chosen.item_id)
+
+    def _bandit(self, tenant: str, authorization: str) -> _Bandit:
+        bandit = self.bandits.get(tenant)
+        if bandit is None:
+            bandit = self.bandits[tenant] = _Bandit(ThompsonSampler(ARMS))
+        stale = time.monotonic() - bandit.fetched_at > self.bandit_refresh_s
+        if stale and not bandit.refreshing:
+            bandit.refreshing = True
+            task = asyncio.create_task(self._refresh(bandit, authorization))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        return bandit
+
+    async def _refresh(self, bandit: _Bandit, authorization: str) -> None:
+        """Off the request path: the next choices use the new counts."""
+        try:
+            counts = await self.profiles.feedback(authorization, POLICY)
+            bandit.sampler.update(
+                {a: ArmEvidence(c.successes, c.failures) for a, c in counts.arms.items()}
+            )
+        except ProfileServiceError as exc:
+            log.warning("bandit counts unavailable", extra={"error": str(exc)})
+        finally:
+            bandit.fetched_at = time.monotonic()
+            bandit.refreshing = False
+
+
+async def _outcome(call: Awaitable[T]) -> T | BaseException:
+    try:
+        return await call
+    except ModelUnavailable as exc:
+        return exc
+
+
+async def _none() -> None:
+    return None
