@@ -127,6 +127,23 @@ def stop(handle: ProcessHandle, *, timeout_s: float = 10.0) -> bool:
     return True
 
 
+def kill(handle: ProcessHandle, *, timeout_s: float = 10.0) -> bool:
+    """SIGKILL the process group at once (a crash, for fault tests). True if it was running."""
+    proc = _process(handle)
+    if proc is None:
+        return False
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = [proc]
+    _signal_group(handle, signal.SIGKILL)
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(family, timeout=timeout_s)
+    return True
+
+
 def pause(handle: ProcessHandle) -> None:
     """SIGSTOP, for fault tests (a broker that accepts connections but never answers)."""
     _signal_group(handle, signal.SIGSTOP)

@@ -190,20 +190,25 @@ def up(config: StackConfig) -> dict[str, Any]:
         else:
             record(stack.start(servers.mongo_spec(free(), data_dir)), "infra")
         record(stack.start(servers.redis_spec(free(), data_dir)), "infra")
+        repository = (config.model_repository or default_model_repository()).resolve()
         if config.with_triton:
             spec = triton.triton_spec(
                 http_port=free(),
                 grpc_port=free(),
                 metrics_port=free(),
-                model_repository=(config.model_repository or default_model_repository()).resolve(),
+                model_repository=repository,
             )
             record(stack.start(spec), "infra")
         kafka = KafkaSettings(kafka_bootstrap_servers=data["infra"]["kafka"])
         asyncio.run(ensure_topics(kafka, default_topics()))
         if config.with_services:
             env = {**infra_env(data["infra"]), **dev_key_env(data["api_key"])}
-            for name in installed_services():
+            catalog = repository.parent / "catalog.json"
+            if catalog.is_file():
+                env["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog)
+            for name in installed_services():  # in order: each finds those it calls
                 record(stack.start(service_spec(name, free(), env)), "services")
+                env[f"RAPPORT_{name.upper()}_URL"] = data["services"][name]
     except BaseException:
         stack.stop_all()
         stack_path(config.home).unlink(missing_ok=True)
