@@ -71,6 +71,7 @@ bench: install  ## run the benchmarks; prints a table and writes bench/results/*
 	$(BIN)/python bench/infra.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/recommend.py
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints

@@ -124,9 +124,11 @@ def run_load(kind: str, url: str, payload: bytes, seconds: float, level: float) 
     return result
 
 
-def summarize(name: str, load: str, events_per_request: int, raw: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    name: str, load: str, events_per_request: int, raw: dict[str, Any], ok_status: int = 202
+) -> dict[str, Any]:
     lat = np.array(raw["latencies"]) * 1000
-    ok = raw["statuses"].get(202, 0)
+    ok = raw["statuses"].get(ok_status, 0)
     row = {
         "scenario": name,
         "load": load,

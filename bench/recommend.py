@@ -1,0 +1,148 @@
+"""Recommend latency and throughput, with real Triton models behind it.
+
+Starts Tansu, nx-27017, Redis and Triton (serving the exported model
+repository; built with ``rapport-models export`` when missing), then real
+``rapport-profile`` and ``rapport-recommend`` processes on loopback, and drives
+``POST /v1/recommendations`` from a separate load-generator process:
+
+- ``rank``: the profile inline, ranking only (one Triton call);
+- ``rank+message``: the profile inline and a chat message (ranking, intent and
+  sentiment: three concurrent Triton calls);
+- ``fetch+rank+message``: the profile read from the profile service first.
+
+For each: concurrency 1 (unloaded latency), saturation (closed loop, 32
+connections), then an open loop at half the saturation rate. Two cores hold
+the load generator, both services, Triton and the stores: the figures are for
+that whole box, printed beside their load levels, and written to
+``bench/results/recommend.json``.
+
+    .venv/bin/python bench/recommend.py [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from ingest import KEY, run_load, summarize
+from results_file import write_results
+
+from rapport.common.auth import ALL_SCOPES, key_entry
+from rapport.devstack import processes, servers, triton
+from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.stack import infra_env, service_spec
+
+REPO = Path(__file__).resolve().parents[1]
+HISTORY = ["50", "172", "181", "174", "210"]
+
+
+def model_repository(work: Path) -> Path:
+    """models/repository when built, else a fresh export (minutes on two cores)."""
+    built = REPO / "models" / "repository"
+    if not built.is_dir():
+        subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+            [servers.console_script("rapport-models"), "export", "--repository", str(built)],
+            check=True,
+        )
+    target = work / "repository"
+    shutil.copytree(built, target)
+    catalog = built.parent / "catalog.json"
+    if catalog.is_file():
+        shutil.copy2(catalog, work / "catalog.json")
+    return target
+
+
+def keys_env() -> str:
+    entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=ALL_SCOPES)
+    return json.dumps([{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}])
+
+
+def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) -> ServerSpec:
+    env = {
+        **infra_env(infra),
+        f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
+        "RAPPORT_API_KEYS": keys_env(),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        **extra,
+    }
+    return service_spec(name, port, env)
+
+
+def bodies() -> dict[str, bytes]:
+    profile = {
+        "user_id": "bench-user",
+        "recent_items": HISTORY,
+        "affinities": {"Sci-Fi": 1.0, "Action": 0.6},
+    }
+    message = "my card was declined at the store, what should i do"
+    return {
+        "rank": json.dumps({"user_id": "bench-user", "k": 10, "profile": profile}).encode(),
+        "rank+message": json.dumps(
+            {"user_id": "bench-user", "k": 10, "profile": profile, "message": message}
+        ).encode(),
+        "fetch+rank+message": json.dumps(
+            {"user_id": "bench-user", "k": 10, "message": message}
+        ).encode(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
+    args = parser.parse_args()
+    seconds = max(2.0, min(args.seconds, 60.0))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+        work = Path(tmp)
+
+        def start(spec: ServerSpec) -> RunningServer:
+            server = servers.start(spec, work)
+            cleanup.callback(processes.stop, server.handle)
+            return server
+
+        infra: dict[str, str] = {}
+        infra |= start(servers.kafka_spec(processes.free_port())).urls
+        infra |= start(servers.mongo_spec(processes.free_port(), work)).urls
+        infra |= start(servers.redis_spec(processes.free_port(), work)).urls
+        repository = model_repository(work)
+        free = processes.free_port
+        infra |= start(
+            triton.triton_spec(
+                http_port=free(), grpc_port=free(), metrics_port=free(), model_repository=repository
+            )
+        ).urls
+        profile = start(service("profile", free(), infra, {}))
+        recommend = start(
+            service(
+                "recommend",
+                free(),
+                infra,
+                {
+                    "RAPPORT_PROFILE_URL": profile.url("profile"),
+                    "RAPPORT_RECOMMEND_CATALOG_PATH": str(work / "catalog.json"),
+                },
+            )
+        )
+        url = f"{recommend.url('recommend')}/v1/recommendations"
+        for scenario, payload in bodies().items():
+            run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
+            single = run_load("closed", url, payload, seconds, 1)
+            rows.append(summarize(scenario, "concurrency 1", 1, single, ok_status=200))
+            many = run_load("closed", url, payload, seconds, 32)
+            saturated = summarize(scenario, "saturation, 32 conns", 1, many, ok_status=200)
+            rows.append(saturated)
+            rate = max(1.0, round(saturated["requests_per_s"] * 0.5))
+            half = run_load("open", url, payload, seconds, rate)
+            rows.append(summarize(scenario, f"open {rate:.0f} req/s (50%)", 1, half, ok_status=200))
+    write_results("recommend", rows, seconds_per_level=seconds)
+
+
+if __name__ == "__main__":
+    main()
