@@ -45,6 +45,8 @@ EventType = Literal[
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 SERVER_FIELDS = ("received_at", "tenant")
+# The record header naming the schema of a record's value (a consumer refuses unknown ones).
+SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"event.v1")
 
 # Identifiers: no whitespace or control characters, bounded. The classes are spelled
 # out because `\s` means different things to Python, Rust (pydantic) and ECMA-262

@@ -37,6 +37,10 @@ RECOMMEND_TRITON_ERRORS = "rapport_recommend_triton_errors"
 RECOMMEND_FALLBACKS = "rapport_recommend_fallbacks"
 RECOMMEND_CIRCUIT_STATE = "rapport_recommend_circuit_state"
 RECOMMEND_BANDIT_CHOICES = "rapport_recommend_bandit_choices"
+RESPOND_STAGE_DURATION = "rapport_respond_stage_duration_seconds"
+RESPOND_DEGRADED = "rapport_respond_degraded"
+RESPOND_REPLIES = "rapport_respond_replies"
+RESPOND_EVENTS = "rapport_respond_events"
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -217,5 +221,38 @@ class RecommendMetrics(Metrics):
             RECOMMEND_BANDIT_CHOICES,
             "Arms chosen by the exploration bandit, by policy and arm.",
             ["policy", "arm"],
+            registry=self.registry,
+        )
+
+
+@dataclass
+class RespondMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.stage_duration = Histogram(
+            RESPOND_STAGE_DURATION,
+            "Time spent in each stage of a reply: profile, recommend, event, assemble, llm.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            RESPOND_DEGRADED,
+            "Replies that went without a part (profile, recommendations, ranking, intent, "
+            "sentiment, event, llm), by part.",
+            ["part"],
+            registry=self.registry,
+        )
+        self.replies = Counter(
+            RESPOND_REPLIES,
+            "Replies by endpoint, mode (template, llm) and tone.",
+            ["endpoint", "mode", "tone"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            RESPOND_EVENTS,
+            "chat_message events by outcome: acknowledged, late (acknowledged after the reply), "
+            "failed, skipped_consent.",
+            ["outcome"],
             registry=self.registry,
         )

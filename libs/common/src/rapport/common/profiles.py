@@ -81,13 +81,20 @@ class ProfileClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def _get(self, path: str, authorization: str, params: dict[str, str]) -> bytes:
+    async def _get(
+        self,
+        path: str,
+        authorization: str,
+        params: dict[str, str],
+        timeout_s: float | None = None,
+    ) -> bytes:
+        timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self.session.get(
                 f"{self.base_url}{path}",
                 params=params,
                 headers={"Authorization": authorization},
-                timeout=self.timeout,
+                timeout=timeout,
             ) as response:
                 body = await response.read()
                 if response.status != 200:
@@ -96,8 +103,12 @@ class ProfileClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProfileServiceError(0, f"{type(exc).__name__}: {exc}") from exc
 
-    async def profile(self, user_id: str, authorization: str) -> ProfileSnapshot:
-        body = await self._get(f"/v1/profiles/{quote(user_id, safe='')}", authorization, {})
+    async def profile(
+        self, user_id: str, authorization: str, *, timeout_s: float | None = None
+    ) -> ProfileSnapshot:
+        """``timeout_s`` overrides the client's timeout for this call (a caller's deadline)."""
+        path = f"/v1/profiles/{quote(user_id, safe='')}"
+        body = await self._get(path, authorization, {}, timeout_s)
         return ProfileSnapshot.model_validate_json(body)
 
     async def trending(

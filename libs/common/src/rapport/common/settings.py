@@ -106,6 +106,21 @@ class ProfileClientSettings(BaseSettings):
     )
 
 
+class RecommendClientSettings(BaseSettings):
+    """Where the recommend service answers, for the services that call it."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    recommend_url: str = Field(
+        "http://127.0.0.1:8083",
+        validation_alias="RAPPORT_RECOMMEND_URL",
+        description="Base URL of the recommend service.",
+    )
+    recommend_timeout_ms: int = Field(
+        150, gt=0, validation_alias="RAPPORT_RECOMMEND_TIMEOUT_MS", description="Per call."
+    )
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 

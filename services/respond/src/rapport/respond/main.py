@@ -1,23 +1,137 @@
-"""App factory and process entry point. The gateway arrives with issue 6.
+"""App factory and process entry point.
 
 Readiness has no hard dependency: the gateway degrades rather than fails when
-profile, recommend or Kafka is slow or down (DESIGN.md).
+profile, recommend or Kafka is slow or down (DESIGN.md). ``/readyz`` reports
+each of them and reads ``degraded`` (still 200) while one does not answer.
 """
 
-from fastapi import FastAPI
+from __future__ import annotations
 
-from rapport.common.app import create_service_app, run_service
+import argparse
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.auth import ApiKeyStore
+from rapport.common.http import create_http_session
+from rapport.common.metrics import RespondMetrics
+from rapport.common.profiles import ProfileClient
+from rapport.common.recommendations import RecommendClient
+from rapport.respond.api import router
+from rapport.respond.llm import Upstream
+from rapport.respond.recorder import EventRecorder
+from rapport.respond.service import Gateway
 from rapport.respond.settings import RespondSettings
+from rapport.respond.templates import check_file, load_templates
+
+READY_PROBE_S = 0.5
+
+
+def _probe(http: aiohttp.ClientSession, url: str) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        timeout = aiohttp.ClientTimeout(total=READY_PROBE_S)
+        async with http.get(url, timeout=timeout) as response:
+            if response.status != 200:
+                raise ConnectionError(f"{url} answered {response.status}")
+
+    return check
 
 
 def create_app(settings: RespondSettings) -> FastAPI:
-    return create_service_app(
+    metrics = RespondMetrics(settings.service_name)
+    try:
+        templates = load_templates(settings.templates_path)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise SystemExit(
+            f"invalid templates ({settings.templates_path or 'built-in'}): "
+            "run `rapport-respond templates check FILE`; " + str(exc).splitlines()[0]
+        ) from None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.api_keys = ApiKeyStore.from_settings(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            # Timeouts are per call (the request's remaining budget); these are only ceilings.
+            http = create_http_session(total_timeout_s=30.0, pool_size=200)
+            stack.push_async_callback(http.close)
+            recorder = EventRecorder(
+                settings, topic=settings.events_topic, retry_s=settings.kafka_retry_s
+            )
+            await recorder.start()
+            stack.push_async_callback(recorder.stop)
+            upstream = None
+            if settings.llm_base_url:
+                key = settings.llm_api_key
+                upstream = Upstream(
+                    http,
+                    settings.llm_base_url,
+                    key.get_secret_value() if key else None,
+                    settings.llm_timeout_ms / 1000,
+                    settings.llm_max_tokens,
+                )
+            app.state.gateway = Gateway(
+                settings=settings,
+                profiles=ProfileClient(
+                    http, settings.profile_url, settings.profile_timeout_ms / 1000
+                ),
+                recommend=RecommendClient(
+                    http, settings.recommend_url, settings.recommend_timeout_ms / 1000
+                ),
+                recorder=recorder,
+                templates=templates,
+                metrics=metrics,
+                upstream=upstream,
+            )
+            add_readiness_check(app, "kafka", recorder.ping, required=False)
+            profile_ready = _probe(http, f"{settings.profile_url.rstrip('/')}/readyz")
+            add_readiness_check(app, "profile", profile_ready, required=False)
+            recommend_ready = _probe(http, f"{settings.recommend_url.rstrip('/')}/readyz")
+            add_readiness_check(app, "recommend", recommend_ready, required=False)
+            yield
+
+    app = create_service_app(
         settings,
         title="Rapport respond",
         version="0.1.0",
-        description="Personalized replies for chatbots; OpenAI-compatible.",
+        description="Personalized replies for chatbots, natively and OpenAI-compatible.",
+        lifespan=lifespan,
+        metrics=metrics,
     )
+    app.include_router(router)
+    return app
+
+
+def templates_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rapport-respond templates", description="Reply templates."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a templates YAML file")
+    check.add_argument("file", type=Path)
+    sub.add_parser("show", help="print the built-in templates (a starting point)")
+    args = parser.parse_args(argv)
+    if args.command == "show":
+        from rapport.respond.templates import builtin_templates_text  # noqa: PLC0415
+
+        print(builtin_templates_text(), end="")
+        return 0
+    problems = check_file(args.file)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if not problems:
+        print(f"{args.file}: ok")
+    return 1 if problems else 0
 
 
 def main() -> None:
+    """``rapport-respond`` serves; ``rapport-respond templates check FILE`` validates."""
+    if sys.argv[1:2] == ["templates"]:
+        raise SystemExit(templates_cli(sys.argv[2:]))
     run_service(RespondSettings, create_app)

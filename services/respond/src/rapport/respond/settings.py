@@ -1,12 +1,91 @@
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Self
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rapport.common.settings import ServiceSettings
+from rapport.common.auth import AuthSettings
+from rapport.common.kafka import EVENTS_TOPIC
+from rapport.common.settings import (
+    KafkaSettings,
+    ProfileClientSettings,
+    RecommendClientSettings,
+    ServiceSettings,
+)
 
 
-class RespondSettings(ServiceSettings):
+class LlmSettings(BaseSettings):
+    """The upstream OpenAI-compatible API; LLM mode is on when the base URL is set."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    llm_base_url: str | None = Field(
+        None,
+        validation_alias="RAPPORT_LLM_BASE_URL",
+        description="Upstream base URL (ending in /v1); unset: template mode.",
+    )
+    llm_api_key: SecretStr | None = Field(None, validation_alias="RAPPORT_LLM_API_KEY")
+    llm_model: str = Field(
+        "gpt-4o-mini", validation_alias="RAPPORT_LLM_MODEL", description="Default upstream model."
+    )
+    llm_models: str = Field(
+        "",
+        validation_alias="RAPPORT_LLM_MODELS",
+        description="Comma-separated upstream models a caller may pick with `model`.",
+    )
+    llm_timeout_ms: int = Field(
+        15_000,
+        gt=0,
+        validation_alias="RAPPORT_LLM_TIMEOUT_MS",
+        description="Whole upstream call (non-streaming) or time to its first chunk (streaming).",
+    )
+    llm_max_tokens: int = Field(400, gt=0, validation_alias="RAPPORT_LLM_MAX_TOKENS")
+
+
+class RespondSettings(
+    ServiceSettings,
+    ProfileClientSettings,
+    RecommendClientSettings,
+    KafkaSettings,
+    LlmSettings,
+    AuthSettings,
+):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RESPOND_")
     service_name: ClassVar[str] = "rapport-respond"
 
     port: int = 8080
+    deadline_ms: int = Field(
+        80, ge=5, description="End-to-end budget of a reply's fan-out, unless the request says."
+    )
+    max_deadline_ms: int = Field(
+        2000, ge=5, description="Largest budget a request may ask for with X-Rapport-Deadline-Ms."
+    )
+    profile_share: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="Largest fraction of the budget the profile read may use, so a slow "
+        "profile service leaves time for recommend.",
+    )
+    reserve_ms: float = Field(
+        4.0, ge=0, description="Budget kept after recommend for the event and the assembly."
+    )
+    recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
+    events_topic: str = Field(EVENTS_TOPIC, description="Where chat messages are recorded.")
+    templates_path: Path | None = Field(
+        None, description="A team's templates YAML; unset: the built-in templates."
+    )
+    kafka_retry_s: float = Field(
+        2.0, gt=0, description="Pause between attempts to connect the producer at start-up."
+    )
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> Self:
+        if self.deadline_ms > self.max_deadline_ms:
+            raise ValueError("deadline_ms must not exceed max_deadline_ms")
+        return self
+
+    @property
+    def upstream_models(self) -> list[str]:
+        extra = [m.strip() for m in self.llm_models.split(",") if m.strip()]
+        return list(dict.fromkeys([self.llm_model, *extra]))

@@ -1,0 +1,171 @@
+"""Pure decisions about a reply: tone, which profile facts may be shown, safe labels.
+
+Profile values arrive from events that clients send (categories, preferences,
+searches), so nothing from a profile is shown or put in a prompt unless it is
+typed here: labels must look like labels, preferences are read only for keys
+with a known type, and free text (searches, chat text, other preference
+values) is never used at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rapport.common.profiles import ProfileSnapshot
+from rapport.common.recommendations import MessageUnderstandingSnapshot, RecommendedItem
+from rapport.respond.templates import TONES, Tone
+
+# A user who asks to repeat or what they can ask is lost; so is one the model barely understood.
+CONFUSED_INTENTS = frozenset({"repeat", "what_can_i_ask_you", "maybe"})
+LOW_CONFIDENCE = 0.35
+# The profile's session sentiment (EWMA of signed scores) at or below this reads as frustrated.
+FRUSTRATED_EWMA = -0.3
+OUT_OF_SCOPE = "oos"
+
+MAX_LABEL = 32
+MAX_LABEL_WORDS = 3
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'/.,+-]*$")
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+MAX_TITLE = 100
+# Reasons recommend writes, with the user-derived label that may follow each prefix.
+_LABELLED_REASONS = ("matches your interest in ", "trending in ", "something different: ")
+_TITLED_REASONS = ("because you watched ",)
+_FIXED_REASONS = frozenset(
+    {"popular with viewers overall", "trending now", "trending now: something new to try"}
+)
+GENERIC_REASON = "recommended for you"
+
+
+def safe_label(value: object) -> str | None:
+    """``value`` when it looks like a category or segment name, else None.
+
+    Short, at most three words, letters, digits and a little punctuation: a
+    genre passes, a sentence (an instruction) does not.
+    """
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_LABEL or len(value.split()) > MAX_LABEL_WORDS:
+        return None
+    return value if _LABEL.match(value) else None
+
+
+def bounded_title(value: str) -> str:
+    """A catalogue title, bounded and without angle brackets (they delimit prompt sections)."""
+    cleaned = " ".join(value.replace("<", "(").replace(">", ")").split())
+    return cleaned if len(cleaned) <= MAX_TITLE else cleaned[: MAX_TITLE - 1] + "…"
+
+
+def safe_reason(reason: str) -> str:
+    """Recommend's reason, keeping a user-derived label only when it is a safe one."""
+    for prefix in _LABELLED_REASONS:
+        if reason.startswith(prefix):
+            label = safe_label(reason.removeprefix(prefix))
+            return f"{prefix}{label}" if label else GENERIC_REASON
+    for prefix in _TITLED_REASONS:
+        if reason.startswith(prefix):
+            return prefix + bounded_title(reason.removeprefix(prefix))
+    return reason if reason in _FIXED_REASONS else GENERIC_REASON
+
+
+def interests(profile: ProfileSnapshot | None, limit: int = 3) -> list[str]:
+    """The strongest positive affinities whose names are safe labels, strongest first."""
+    if profile is None:
+        return []
+    ranked = sorted(profile.affinities.items(), key=lambda kv: kv[1], reverse=True)
+    out = []
+    for name, score in ranked:
+        label = safe_label(name)
+        if label and score > 0:
+            out.append(label)
+        if len(out) == limit:
+            break
+    return out
+
+
+def preferred_tone(profile: ProfileSnapshot | None) -> Tone | None:
+    """A stated preference ``{"tone": "concise"}``, when it names a known tone."""
+    if profile is None:
+        return None
+    value = profile.preferences.get("tone")
+    for tone in TONES:
+        if value == tone:
+            return tone
+    return None
+
+
+def preferred_language(profile: ProfileSnapshot | None, locale: str | None) -> str | None:
+    """The request's locale, else the profile's ``language`` preference; a tag, or None."""
+    for value in (locale, profile.preferences.get("language") if profile else None):
+        if isinstance(value, str) and _LOCALE.match(value):
+            return value
+    return None
+
+
+def segments(profile: ProfileSnapshot | None, model_segment: str | None) -> list[str]:
+    found = [s for s in (profile.segments if profile else []) if safe_label(s)]
+    if model_segment and safe_label(model_segment):
+        found.append(model_segment)
+    return list(dict.fromkeys(found))
+
+
+def signed_sentiment(label: str | None, score: float | None) -> float | None:
+    """A score in [-1, 1] whatever the model's convention (probability or signed)."""
+    if label is None:
+        return None
+    magnitude = min(1.0, abs(score)) if score is not None else 1.0
+    if label == "negative":
+        return -magnitude
+    if label == "positive":
+        return magnitude
+    return 0.0
+
+
+def choose_tone(
+    message: MessageUnderstandingSnapshot | None,
+    profile: ProfileSnapshot | None,
+) -> Tone:
+    """Empathetic when the user is negative or confused, concise when positive, else neutral.
+
+    Negative: this message, or the session's running sentiment, or the
+    profile's ``frustrated`` segment. A stated ``tone`` preference wins over
+    everything but a negative or confused user.
+    """
+    negative = message is not None and message.sentiment == "negative"
+    confused = message is not None and (
+        message.intent in CONFUSED_INTENTS
+        or (not message.out_of_scope and message.confidence < LOW_CONFIDENCE)
+    )
+    if profile is not None:
+        ewma = profile.session.sentiment_ewma if profile.session else None
+        negative = negative or (ewma is not None and ewma <= FRUSTRATED_EWMA)
+        negative = negative or "frustrated" in profile.segments
+    if negative or confused:
+        return "empathetic"
+    preferred = preferred_tone(profile)
+    if preferred is not None:
+        return preferred
+    if message is not None and message.sentiment == "positive":
+        return "concise"
+    return "neutral"
+
+
+def readable(name: str) -> str:
+    return name.replace("_", " ").strip()
+
+
+def join_words(words: Sequence[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def shown_items(items: Sequence[RecommendedItem], limit: int) -> list[RecommendedItem]:
+    """The items a reply shows, with bounded titles and safe reasons."""
+    return [
+        item.model_copy(
+            update={"title": bounded_title(item.title), "reason": safe_reason(item.reason)}
+        )
+        for item in items[:limit]
+    ]

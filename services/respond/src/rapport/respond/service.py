@@ -1,0 +1,416 @@
+"""One reply: gather what is known under the deadline, then assemble it.
+
+Flow (each outbound call gets what is left of the budget):
+
+1. the profile, with at most ``profile_share`` of the budget, so a slow
+   profile service still leaves recommend its time;
+2. recommend, with the profile inline (it does not read it again) and the
+   message (intent, out-of-scope, sentiment);
+3. the ``chat_message`` event, produced to Kafka with the intent and sentiment
+   that the profile's session keeps (the broker's acknowledgement is awaited
+   only within the budget);
+4. the reply: a template, or the upstream LLM with a template fallback.
+
+A part that is slow or down is left out and named in ``degraded``; the reply
+never fails for it. Opted-out users: their profile is reduced to its consent
+flag as soon as it arrives, recommend sees no profile data, and their message
+is not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rapport.common.metrics import RespondMetrics
+from rapport.common.problems import ProblemError
+from rapport.common.profiles import (
+    ConsentSnapshot,
+    ProfileClient,
+    ProfileServiceError,
+    ProfileSnapshot,
+)
+from rapport.common.recommendations import (
+    RecommendationsSnapshot,
+    RecommendClient,
+    RecommendedItem,
+    RecommendServiceError,
+)
+from rapport.respond import domain
+from rapport.respond.deadline import Deadline
+from rapport.respond.llm import (
+    ContextItem,
+    ContextMessage,
+    ContextUser,
+    PromptContext,
+    Upstream,
+    UpstreamError,
+    build_messages,
+)
+from rapport.respond.recorder import EventRecorder, RecorderUnavailable
+from rapport.respond.settings import RespondSettings
+from rapport.respond.templates import Persona, Selection, TemplateFile, Tone, choose, fill, render
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+MAX_RECOMMEND_MESSAGE = 2000  # recommend's limit
+MIN_CALL_S = 0.001  # below this a call cannot succeed; skip it and degrade
+
+
+@dataclass
+class Turn:
+    user_id: str | None
+    session_id: str | None
+    message: str
+    channel: str | None = None
+    locale: str | None = None
+
+
+@dataclass
+class Gathered:
+    """What the fan-out found, and what it could not."""
+
+    profile: ProfileSnapshot | None
+    personalized: bool
+    recommendations: RecommendationsSnapshot | None
+    items: list[RecommendedItem]
+    tone: Tone
+    degraded: list[str] = field(default_factory=list)
+
+    @property
+    def intent(self) -> str | None:
+        message = self.recommendations.message if self.recommendations else None
+        return message.intent if message else None
+
+    @property
+    def sentiment(self) -> str | None:
+        message = self.recommendations.message if self.recommendations else None
+        return message.sentiment if message else None
+
+    @property
+    def segment(self) -> str | None:
+        recs = self.recommendations
+        if not self.personalized or recs is None or recs.segment is None:
+            return None
+        return domain.safe_label(recs.segment.name)
+
+    @property
+    def profile_version(self) -> int | None:
+        profile = self.profile
+        return profile.version if profile is not None and profile.known else None
+
+
+def _forbidden(service: str, scope: str) -> ProblemError:
+    return ProblemError(
+        403,
+        detail=f"The {service} service refused this key. respond forwards the caller's key, "
+        f"so it also needs the `{scope}` scope.",
+        slug="forbidden",
+    )
+
+
+@dataclass
+class Gateway:
+    settings: RespondSettings
+    profiles: ProfileClient
+    recommend: RecommendClient
+    recorder: EventRecorder
+    templates: TemplateFile
+    metrics: RespondMetrics
+    upstream: Upstream | None = None
+    started_at: int = field(default_factory=lambda: int(time.time()))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
+
+    def degrade(self, gathered: Gathered, part: str) -> None:
+        if part not in gathered.degraded:
+            gathered.degraded.append(part)
+            self.metrics.degraded.labels(part).inc()
+
+    async def gather(
+        self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
+    ) -> Gathered:
+        reserve_s = self.settings.reserve_ms / 1000
+        gathered = Gathered(None, turn.user_id is not None, None, [], "neutral")
+        profile: ProfileSnapshot | None = None
+        if turn.user_id is not None:
+            profile = await self._profile(turn.user_id, authorization, deadline, gathered)
+        if profile is not None and not profile.consent.personalization:
+            # Opted out: keep nothing but the flag, before anything else sees the profile.
+            profile = ProfileSnapshot(
+                user_id=profile.user_id,
+                known=profile.known,
+                version=profile.version,
+                consent=ConsentSnapshot(personalization=False),
+            )
+            gathered.personalized = False
+        gathered.profile = profile
+        user_id = turn.user_id or ANONYMOUS
+        inline = profile or ProfileSnapshot(user_id=user_id, known=False)
+        if not gathered.personalized:
+            inline = ProfileSnapshot(
+                user_id=user_id, known=False, consent=ConsentSnapshot(personalization=False)
+            )
+        recs = await self._recommend(
+            turn,
+            user_id,
+            inline,
+            authorization,
+            remaining_s=deadline.remaining_s(reserve_s),
+            gathered=gathered,
+        )
+        gathered.recommendations = recs
+        if recs is not None:
+            gathered.items = domain.shown_items(recs.items, self.templates.max_recommendations)
+            for part in recs.degraded:
+                self.degrade(
+                    gathered, {"items": "recommendations", "message": "intent"}.get(part, part)
+                )
+            if recs.fallback:
+                self.degrade(gathered, "ranking")
+        message = recs.message if recs else None
+        gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
+        if turn.user_id is not None and gathered.personalized:
+            await self._record(turn, tenant, deadline, gathered)
+        elif turn.user_id is not None:
+            self.metrics.events.labels("skipped_consent").inc()
+        return gathered
+
+    async def _profile(
+        self, user_id: str, authorization: str, deadline: Deadline, gathered: Gathered
+    ) -> ProfileSnapshot | None:
+        timeout = min(
+            self.settings.profile_timeout_ms / 1000,
+            deadline.budget_s * self.settings.profile_share,
+            deadline.remaining_s(self.settings.reserve_ms / 1000),
+        )
+        if timeout < MIN_CALL_S:
+            self.degrade(gathered, "profile")
+            return None
+        with self.stage("profile"):
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.profiles.profile(user_id, authorization, timeout_s=timeout)
+            except ProfileServiceError as exc:
+                if exc.status in (401, 403):
+                    raise _forbidden("profile", "profiles:read") from exc
+                log.warning("profile unavailable", extra={"error": str(exc)[:200]})
+            except TimeoutError:
+                log.warning("profile slower than the deadline")
+        self.degrade(gathered, "profile")
+        return None
+
+    async def _recommend(
+        self,
+        turn: Turn,
+        user_id: str,
+        profile: ProfileSnapshot,
+        authorization: str,
+        *,
+        remaining_s: float,
+        gathered: Gathered,
+    ) -> RecommendationsSnapshot | None:
+        timeout = min(self.settings.recommend_timeout_ms / 1000, remaining_s)
+        if timeout < MIN_CALL_S:
+            self.degrade(gathered, "recommendations")
+            return None
+        with self.stage("recommend"):
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.recommend.recommend(
+                        user_id=user_id,
+                        authorization=authorization,
+                        profile=profile,
+                        message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
+                        k=self.settings.recommendations,
+                        timeout_s=timeout,
+                    )
+            except RecommendServiceError as exc:
+                if exc.status in (401, 403):
+                    raise _forbidden("recommend", "recommend:invoke") from exc
+                log.warning("recommend unavailable", extra={"error": str(exc)[:200]})
+            except TimeoutError:
+                log.warning("recommend slower than the deadline")
+        self.degrade(gathered, "recommendations")
+        return None
+
+    async def _record(
+        self, turn: Turn, tenant: str, deadline: Deadline, gathered: Gathered
+    ) -> None:
+        """Produce the chat message; wait for the broker only within the budget."""
+        assert turn.user_id is not None  # noqa: S101 - the caller checked
+        message = gathered.recommendations.message if gathered.recommendations else None
+        attributes: dict[str, str | float] = {}
+        if message is not None:
+            attributes["intent"] = message.intent
+            signed = domain.signed_sentiment(message.sentiment, message.sentiment_score)
+            if signed is not None:
+                attributes["sentiment"] = round(signed, 4)
+        if turn.channel:
+            attributes["channel"] = turn.channel
+        with self.stage("event"):
+            try:
+                task = self.recorder.record(
+                    tenant=tenant,
+                    user_id=turn.user_id,
+                    session_id=turn.session_id,
+                    text=turn.message,
+                    attributes=attributes,
+                )
+            except RecorderUnavailable:
+                self.metrics.events.labels("failed").inc()
+                self.degrade(gathered, "event")
+                return
+            done, _ = await asyncio.wait({task}, timeout=deadline.remaining_s(MIN_CALL_S))
+        if done:
+            outcome = "failed" if task.cancelled() or task.exception() else "acknowledged"
+            self.metrics.events.labels(outcome).inc()
+            if outcome == "failed":
+                self.degrade(gathered, "event")
+            return
+        self.degrade(gathered, "event")
+        task.add_done_callback(self._count_late)
+
+    def _count_late(self, task: asyncio.Task[None]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        self.metrics.events.labels("failed" if failed else "late").inc()
+
+    # ---- assembly ----------------------------------------------------------------
+
+    def template_reply(self, gathered: Gathered, persona: Persona) -> str:
+        with self.stage("assemble"):
+            templates = self.templates
+            intent = gathered.intent
+            profile = gathered.profile if gathered.personalized else None
+            interests = domain.interests(profile)
+            model_segment = gathered.segment
+            selection = Selection(
+                intent=intent,
+                domain=templates.domain_of(intent),
+                segments=frozenset(domain.segments(profile, model_segment)),
+                tone=gathered.tone,
+                personalized=gathered.personalized,
+            )
+            template = choose(templates, selection)
+            items = gathered.items
+            values = {
+                "greeting": persona.greeting,
+                "sign_off": persona.sign_off,
+                "intent": domain.readable(intent)
+                if intent and intent != domain.OUT_OF_SCOPE
+                else "",
+                "domain": domain.readable(selection.domain or ""),
+                "interests": domain.join_words(interests[:2]),
+                "top_interest": interests[0] if interests else "",
+                "segment": model_segment or "",
+                "recommendations": "\n".join(
+                    fill(templates.recommendation_line, {"title": i.title, "reason": i.reason})
+                    for i in items
+                ),
+                "first_title": items[0].title if items else "",
+                "first_reason": items[0].reason if items else "",
+            }
+            return render(template, values)
+
+    def prompt(
+        self,
+        gathered: Gathered,
+        turn: Turn,
+        persona: Persona,
+        *,
+        operator_system: Sequence[str],
+        conversation: Sequence[dict[str, str]],
+    ) -> list[dict[str, str]]:
+        profile = gathered.profile if gathered.personalized else None
+        message = gathered.recommendations.message if gathered.recommendations else None
+        session = profile.session if profile else None
+        ewma = session.sentiment_ewma if session else None
+        mood = None
+        if ewma is not None:
+            mood = (
+                "negative"
+                if ewma <= domain.FRUSTRATED_EWMA
+                else "positive"
+                if ewma >= 0.3
+                else "neutral"
+            )
+        context = PromptContext(
+            user=ContextUser(
+                known=bool(profile and profile.known),
+                personalized=gathered.personalized,
+                interests=domain.interests(profile, limit=5),
+                segments=domain.segments(profile, gathered.segment)[:5],
+                session_turns=session.turns if session else None,
+                mood=mood,
+                language=domain.preferred_language(profile, turn.locale),
+            ),
+            message=ContextMessage(
+                intent=message.intent if message else None,
+                out_of_scope=message.out_of_scope if message else None,
+                sentiment=message.sentiment if message else None,
+            ),
+            tone=gathered.tone,
+            recommendations=[ContextItem(title=i.title, reason=i.reason) for i in gathered.items],
+        )
+        return build_messages(
+            persona=persona,
+            tone=gathered.tone,
+            context=context,
+            operator_system=operator_system,
+            conversation=conversation,
+        )
+
+    async def llm_reply(
+        self, gathered: Gathered, model: str, messages: list[dict[str, str]]
+    ) -> str | None:
+        """The upstream's reply, or None (degraded ``llm``) for the template fallback."""
+        if self.upstream is None:
+            return None
+        with self.stage("llm"):
+            try:
+                return await self.upstream.complete(model, messages)
+            except UpstreamError as exc:
+                log.warning("upstream LLM failed; template reply", extra={"error": str(exc)})
+        self.degrade(gathered, "llm")
+        return None
+
+    async def llm_stream(
+        self, gathered: Gathered, model: str, messages: list[dict[str, str]]
+    ) -> AsyncIterator[str] | None:
+        """The upstream's deltas once the first has arrived, or None for the fallback."""
+        if self.upstream is None:
+            return None
+        started = time.perf_counter()
+        stream: AsyncGenerator[str, None] = self.upstream.stream(model, messages)
+        try:
+            first = await anext(stream)
+        except (UpstreamError, StopAsyncIteration) as exc:
+            log.warning("upstream LLM failed; template reply", extra={"error": str(exc)})
+            await stream.aclose()
+            self.degrade(gathered, "llm")
+            return None
+
+        async def rest() -> AsyncIterator[str]:
+            yield first
+            try:
+                async for delta in stream:
+                    yield delta
+            except UpstreamError as exc:
+                log.warning("upstream LLM stream broke off", extra={"error": str(exc)})
+                self.metrics.degraded.labels("llm").inc()
+            finally:
+                await stream.aclose()
+                self.metrics.stage_duration.labels("llm").observe(time.perf_counter() - started)
+
+        return rest()
