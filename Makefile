@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 TRITON_VENV := .venv-triton
 BIN := $(VENV)/bin
-PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond
+PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond models
 PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
@@ -23,6 +23,8 @@ $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP) pip
 	$(BIN)/pip install $(PIP) -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	# MovieLens-100K ships in this wheel; its own dependencies (torch, ...) are not needed to read it.
+	$(BIN)/pip install $(PIP) --no-deps recbole
 	@touch $@
 
 $(TRITON_VENV)/.installed: constraints-triton.txt requirements-triton.txt

@@ -1,0 +1,1 @@
+"""Rapport's training pipeline: item scorer and message understanding for Triton."""

@@ -1,0 +1,40 @@
+"""Top-k ranking metrics over binary relevance (one held-out set per user)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def precision_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:
+    """Hits in the top k divided by k."""
+    return sum(1 for i in ranked[:k] if i in relevant) / k
+
+
+def recall_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:
+    """Hits in the top k divided by the number of held-out items."""
+    if not relevant:
+        return 0.0
+    return sum(1 for i in ranked[:k] if i in relevant) / len(relevant)
+
+
+def ndcg_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:
+    """DCG of the top k (gain 1 per hit, discount log2(rank + 1)) over the ideal DCG."""
+    if not relevant:
+        return 0.0
+    dcg = sum(1.0 / np.log2(r + 2) for r, i in enumerate(ranked[:k]) if i in relevant)
+    ideal = sum(1.0 / np.log2(r + 2) for r in range(min(k, len(relevant))))
+    return float(dcg / ideal)
+
+
+def mean_metrics(
+    rankings: Sequence[Sequence[int]], held_out: Sequence[set[int]], k: int
+) -> dict[str, float]:
+    """Mean P@k, R@k and NDCG@k over users that have held-out items."""
+    rows = [(r, h) for r, h in zip(rankings, held_out, strict=True) if h]
+    return {
+        f"precision@{k}": float(np.mean([precision_at_k(r, h, k) for r, h in rows])),
+        f"recall@{k}": float(np.mean([recall_at_k(r, h, k) for r, h in rows])),
+        f"ndcg@{k}": float(np.mean([ndcg_at_k(r, h, k) for r, h in rows])),
+    }

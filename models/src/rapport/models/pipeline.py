@@ -1,0 +1,115 @@
+"""Where data, trained models and outputs live, and the cached default models."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from rapport.models import intents, movielens, ranking, textdata
+
+DATA_ENV = "RAPPORT_DATA_DIR"
+CACHE_ENV = "RAPPORT_MODELS_CACHE"
+DEFAULT_REPOSITORY = Path("models/repository")
+DEFAULT_CATALOG_NAME = "catalog.json"
+DEFAULT_REPORTS = Path("models/reports")
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def data_dir() -> Path:
+    """``$RAPPORT_DATA_DIR``, else the team's ``shared/data`` beside the repository."""
+    configured = os.environ.get(DATA_ENV)
+    if configured:
+        return Path(configured)
+    for start in (Path.cwd().resolve(), Path(__file__).resolve()):
+        for directory in (start, *start.parents):
+            candidate = directory / "shared" / "data"
+            if (candidate / "clinc150").is_dir():
+                return candidate
+    raise PipelineError(
+        f"no shared/data/clinc150 found above the working directory; set {DATA_ENV}"
+    )
+
+
+def clinc150(split: str) -> Path:
+    return data_dir() / "clinc150" / f"{split}.csv"
+
+
+def default_catalog(repository: Path) -> Path:
+    """``models/catalog.json`` for ``models/repository``: beside it, not inside it."""
+    return repository.parent / DEFAULT_CATALOG_NAME
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rapport-models"
+
+
+def fingerprint(*files: Path) -> str:
+    """A hash of the training code and the given data files: a cached model's key."""
+    digest = hashlib.sha256()
+    package = Path(str(resources.files("rapport.models")))
+    for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.pbtxt")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached(name: str, key: str, build: Callable[[Path], object]) -> Path:
+    target = cache_root() / f"{name}-{key}"
+    if (target / "metadata.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def train_intents(data: Path, out: Path, *, progress: bool = True) -> Path:
+    labelled = textdata.read_labelled(data)
+    trained = intents.train(labelled, intents.IntentParams(), progress=progress)
+    return intents.save(trained, out, source=str(data))
+
+
+def train_items(out: Path, *, progress: bool = True) -> Path:
+    data = movielens.load()
+    lam = ranking.choose_lambda(data, progress=progress)
+    arrays = ranking.train_served(data, lam)
+    return ranking.save(
+        arrays, out, {"source": "MovieLens-100K (recbole 1.2.1)", "ease_lambda": lam}
+    )
+
+
+def default_intents(*, progress: bool = True) -> Path:
+    """The CLINC150 model, trained on first use and cached by code + data hash."""
+    train = clinc150("train")
+    return _cached(
+        "intents-clinc150",
+        fingerprint(train),
+        lambda out: train_intents(train, out, progress=progress),
+    )
+
+
+def default_items(*, progress: bool = True) -> Path:
+    files = [Path(str(movielens.dataset_dir() / f"ml-100k.{x}")) for x in ("inter", "item")]
+    return _cached(
+        "items-ml100k", fingerprint(*files), lambda out: train_items(out, progress=progress)
+    )

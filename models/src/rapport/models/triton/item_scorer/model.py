@@ -1,0 +1,84 @@
+"""Triton Python backend: the item scorer. The logic is item_runtime.py beside this file."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+RUNTIME = "item_runtime"
+
+
+def load_runtime(directory: Path, name: str) -> ModuleType:
+    """Import the runtime module shipped in this version folder (not one on sys.path)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_{abs(hash(directory))}", directory / f"{name}.py"
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {name} from {directory}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def strings(request: Any, name: str) -> list[str]:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return []
+    return [
+        v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in tensor.as_numpy().ravel()
+    ]
+
+
+def floats(request: Any, name: str) -> np.ndarray:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return np.zeros(0, np.float32)
+    return np.asarray(tensor.as_numpy(), np.float32).ravel()
+
+
+def as_bytes(values: list[str]) -> np.ndarray:
+    return np.array([v.encode("utf-8") for v in values], dtype=np.object_)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        directory = Path(args["model_repository"]) / args["model_version"]
+        self.scorer = load_runtime(directory, RUNTIME).ItemScorer.load(directory)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        return [self.answer(request) for request in requests]
+
+    def answer(self, request: Any) -> Any:
+        try:
+            k = pb_utils.get_input_tensor_by_name(request, "K").as_numpy().ravel()
+            ranked = self.scorer.recommend(
+                history_items=strings(request, "HISTORY_ITEMS"),
+                history_weights=floats(request, "HISTORY_WEIGHTS"),
+                category_names=strings(request, "CATEGORY_NAMES"),
+                category_weights=floats(request, "CATEGORY_WEIGHTS"),
+                exclude_items=strings(request, "EXCLUDE_ITEMS"),
+                category_filter=strings(request, "CATEGORY_FILTER"),
+                k=int(k[0]) if len(k) else 10,
+            )
+        except ValueError as exc:  # the caller's input is inconsistent: say why
+            return pb_utils.InferenceResponse(
+                output_tensors=[], error=pb_utils.TritonError(str(exc))
+            )
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("ITEM_IDS", as_bytes(ranked.item_ids)),
+                pb_utils.Tensor("SCORES", ranked.scores.astype(np.float32)),
+                pb_utils.Tensor("TITLES", as_bytes(ranked.titles)),
+                pb_utils.Tensor("CATEGORIES", as_bytes(ranked.categories)),
+                pb_utils.Tensor("BECAUSE_ITEMS", as_bytes(ranked.because)),
+                pb_utils.Tensor("SEGMENT", np.array([ranked.segment], np.int32)),
+                pb_utils.Tensor("SEGMENT_NAME", as_bytes([ranked.segment_name])),
+            ]
+        )
