@@ -168,7 +168,11 @@ class Upstream:
         slower than the timeout to its first chunk (the caller then falls back);
         a failure after that ends the stream early.
         """
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)
+        # No total: a long answer may stream for a while. Each read (the headers, then every
+        # chunk) must come within the timeout.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s
+        )
         try:
             response = await self.session.post(
                 f"{self.base_url.rstrip('/')}/chat/completions",
