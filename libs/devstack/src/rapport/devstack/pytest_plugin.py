@@ -8,8 +8,15 @@ session ends. Fixtures that hand out a running server yield a
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -98,3 +105,82 @@ def mongo_settings(mongo_server: RunningServer) -> MongoSettings:
 @pytest.fixture(scope="session")
 def redis_settings(redis_server: RunningServer) -> RedisSettings:
     return RedisSettings(redis_url=redis_server.url("redis"))
+
+
+# ---- the trained models (rapport-models), built once and cached ------------------------
+
+MODEL_CACHE = Path(".rapport") / "model-cache"
+
+
+def _models_key(root: Path, data: Path) -> str:
+    """Hash of the training code, the CLINC150 train CSV and the MovieLens wheel's version."""
+    digest = hashlib.sha256(f"recbole {version('recbole')}".encode())
+    sources = root / "models" / "src"
+    for path in sorted(p for p in sources.rglob("*") if p.suffix in (".py", ".pbtxt")):
+        digest.update(path.relative_to(sources).as_posix().encode())
+        digest.update(path.read_bytes())
+    digest.update((data / "clinc150" / "train.csv").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def model_repository(pytestconfig: pytest.Config) -> Path:
+    """The exported Triton repository (``catalog.json`` beside it), trained on first use.
+
+    Runs the ``rapport-models`` CLI (devstack never imports the training code) and
+    caches the result in ``.rapport/model-cache/<hash of code + data>``: about a
+    minute on 2 cores the first time, nothing afterwards.
+    """
+    root = pytestconfig.rootpath
+    data = Path(os.environ.get("RAPPORT_DATA_DIR") or root.parent / "shared" / "data")
+    cache_root = root / MODEL_CACHE
+    target = cache_root / _models_key(root, data)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # Concurrent test sessions share the cache: one builds while the others wait.
+    with (cache_root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "repository").is_dir():
+            for stale in cache_root.iterdir():  # earlier code or data: never used again
+                if stale.name != ".lock":
+                    shutil.rmtree(stale, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
+            env = {
+                **os.environ,
+                "RAPPORT_DATA_DIR": str(data),
+                "RAPPORT_MODELS_CACHE": str(staging / "trained"),
+            }
+            subprocess.run(  # noqa: S603  (our own console script, fixed arguments)
+                [
+                    servers.console_script("rapport-models"),
+                    "--quiet",
+                    "export",
+                    "--repository",
+                    str(staging / "repository"),
+                ],
+                check=True,
+                env=env,
+                cwd=root,
+            )
+            staging.rename(target)
+    return target / "repository"
+
+
+@pytest.fixture(scope="session")
+def served_models(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the repository (catalog beside it) that tests may add versions to."""
+    target = tmp_path_factory.mktemp("models") / "repository"
+    shutil.copytree(model_repository, target)
+    shutil.copy2(model_repository.parent / "catalog.json", target.parent / "catalog.json")
+    return target
+
+
+@pytest.fixture(scope="session")
+def models_triton(served_models: Path, devstack_dir: Path) -> Iterator[RunningServer]:
+    """Triton serving the exported models (item_scorer, intent_classifier, sentiment)."""
+    spec = triton.triton_spec(
+        http_port=processes.free_port(),
+        grpc_port=processes.free_port(),
+        metrics_port=processes.free_port(),
+        model_repository=served_models,
+    )
+    yield from serve(spec, devstack_dir)
