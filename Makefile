@@ -6,18 +6,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 TRITON_VENV := .venv-triton
+DEPLOY_VENV := .venv-deploy
 BIN := $(VENV)/bin
 PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond models
 PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench constraints clean
+.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench constraints chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(TRITON_VENV)/.installed  ## create .venv and .venv-triton and install everything
+install: $(VENV)/.installed $(TRITON_VENV)/.installed $(DEPLOY_VENV)/.installed  ## create .venv, .venv-triton and .venv-deploy
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,13 @@ $(TRITON_VENV)/.installed: constraints-triton.txt requirements-triton.txt
 	PIP_CONSTRAINT=$(CURDIR)/constraints-triton.txt $(TRITON_VENV)/bin/pip install $(PIP) -r requirements-triton.txt
 	@touch $@
 
+# Chart, alert-rule and image checks (Helm SDK, kubernetes-validate, checkov,
+# hadolint); checkov pins its own dependency tree, so it gets a venv of its own.
+$(DEPLOY_VENV)/.installed: constraints-deploy.txt requirements-deploy.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	PIP_CONSTRAINT=$(CURDIR)/constraints-deploy.txt $(DEPLOY_VENV)/bin/pip install $(PIP) -r requirements-deploy.txt
+	@touch $@
+
 lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,13 +50,13 @@ format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 typecheck: $(VENV)/.installed  ## mypy --strict over every package
-	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests bench
+	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests bench scripts
 
 test: install lint typecheck  ## install, lint, type-check, then every test tier
 	$(BIN)/pytest -m unit -q
 	$(BIN)/pytest -m "not unit" -q
 
-test-unit: $(VENV)/.installed  ## the fast tier only (no servers)
+test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed  ## the fast tier only (no servers)
 	$(BIN)/pytest -m unit -q
 
 test-integration: install  ## tests against real servers
@@ -78,5 +86,11 @@ bench: install  ## run the benchmarks; prints a table and writes bench/results/*
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints
 
+chart-examples: $(DEPLOY_VENV)/.installed  ## re-render charts/rapport/examples/ after a chart change
+	$(DEPLOY_VENV)/bin/python scripts/chart.py examples
+
+chart-docs: $(DEPLOY_VENV)/.installed  ## regenerate the values table in docs/install.md from the schema
+	$(DEPLOY_VENV)/bin/python scripts/chart.py values-doc
+
 clean: down  ## remove virtualenvs, caches and local state
-	rm -rf $(VENV) $(TRITON_VENV) .rapport .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TRITON_VENV) $(DEPLOY_VENV) .rapport .mypy_cache .ruff_cache .pytest_cache
