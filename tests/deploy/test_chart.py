@@ -1,0 +1,373 @@
+"""charts/rapport: rendered by the real Helm for four value sets, linted, validated against
+the Kubernetes schemas, committed as examples, and holding the promises of DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from prometheus_client.utils import floatToGoString
+from pydantic_settings import BaseSettings
+
+from rapport.common.kafka import EVENTS_TOPIC
+from rapport.common.metrics import LATENCY_BUCKETS_S
+from rapport.common.settings import env_vars
+from rapport.ingest.settings import IngestSettings
+from rapport.profile.settings import ProfileSettings
+from rapport.recommend.settings import RecommendSettings
+from rapport.respond.settings import RespondSettings
+
+if TYPE_CHECKING:
+    from tests.deploy.conftest import DeployTools
+
+pytestmark = pytest.mark.unit
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "rapport"
+Manifest = dict[str, Any]
+
+VALUE_SETS = ("default", "dev", "prod", "all-enabled")
+COMPONENTS = ("ingest", "profile", "recommend", "respond", "triton")
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "ingest": IngestSettings,
+    "profile": ProfileSettings,
+    "recommend": RecommendSettings,
+    "respond": RespondSettings,
+}
+# Who calls whom (DESIGN.md "Shape"): the only pod-to-pod edges the NetworkPolicies allow.
+EDGES = {
+    ("respond", "profile"),
+    ("respond", "recommend"),
+    ("recommend", "profile"),
+    ("recommend", "triton"),
+}
+
+
+def objects(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
+    """Objects of a kind by component (`app.kubernetes.io/component`), or by name."""
+    found = {}
+    for m in manifests:
+        if m["kind"] == kind:
+            labels = m["metadata"].get("labels", {})
+            found[labels.get("app.kubernetes.io/component", m["metadata"]["name"])] = m
+    return found
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def main_container(deployment: Manifest) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+# ---- the tools ----------------------------------------------------------------------
+
+
+def test_helm_lint_is_clean_for_every_value_set(deploy: DeployTools) -> None:
+    result = deploy.chart("lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 finding(s)" in result.stdout
+
+
+def test_every_manifest_passes_kubernetes_validate_strict(deploy: DeployTools) -> None:
+    result = deploy.chart("validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failed" in result.stdout, result.stdout
+
+
+def test_committed_examples_equal_a_fresh_render(deploy: DeployTools) -> None:
+    result = deploy.chart("examples", "--check")
+    assert result.returncode == 0, (
+        "charts/rapport/examples/ differ from a fresh render; review the diff and run "
+        f"`make chart-examples`:\n{result.stdout}{result.stderr}"
+    )
+
+
+def test_values_table_in_install_doc_is_generated_from_the_schema(deploy: DeployTools) -> None:
+    result = deploy.chart("values-doc", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+BAD_VALUES = {
+    "component-typo": {"components": {"recomend": {"replicas": 1}}},
+    "unknown-key": {"default": {"replicaCount": 3}},
+    "unknown-top-level": {"ingress": {"enabled": True}},
+    "bad-enum": {"kafka": {"securityProtocol": "TLS"}},
+    "root-user": {"default": {"runAsUser": 0}},
+    "not-a-bucket-bound": {"monitoring": {"rules": {"slo": {"respondLatencyThreshold": "0.2"}}}},
+    "bad-digest": {"components": {"triton": {"image": {"digest": "latest"}}}},
+    "unknown-dependency": {"components": {"ingest": {"uses": ["postgres"]}}},
+}
+
+
+def test_schema_accepts_the_shipped_values_and_rejects_mistakes(
+    deploy: DeployTools, tmp_path: Path
+) -> None:
+    files = [str(CHART / name) for name in ("values-dev.yaml", "values-prod.yaml")]
+    files.append(str(CHART / "ci" / "all-enabled-values.yaml"))
+    for name, values in BAD_VALUES.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(values))
+        files.append(str(path))
+    result = deploy.chart("check-values", *files)
+    failed = {
+        Path(line[5:]).stem for line in result.stdout.splitlines() if line.startswith("FAIL ")
+    }
+    assert failed == set(BAD_VALUES), result.stdout + result.stderr
+
+
+def test_latency_thresholds_offered_are_the_histograms_bucket_bounds() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    slo = schema["properties"]["monitoring"]["properties"]["rules"]["properties"]["slo"]
+    # As prometheus_client writes the `le` label (untyped, hence the ignore).
+    bounds = [floatToGoString(b) for b in LATENCY_BUCKETS_S]  # type: ignore[no-untyped-call]
+    assert slo["properties"]["respondLatencyThreshold"]["enum"] == bounds
+    assert slo["properties"]["freshnessThreshold"]["enum"] == bounds
+
+
+# ---- what every component gets ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_component_has_its_objects(
+    rendered: dict[str, list[Manifest]], value_set: str
+) -> None:
+    manifests = rendered[value_set]
+    keda = set(objects(manifests, "ScaledObject"))
+    for kind in ("Deployment", "Service", "ServiceAccount", "NetworkPolicy"):
+        assert set(COMPONENTS) <= set(objects(manifests, kind)), kind
+    if value_set == "dev":  # one replica, no autoscaling, no disruption budget
+        assert not objects(manifests, "HorizontalPodAutoscaler")
+        assert not objects(manifests, "PodDisruptionBudget")
+        for deployment in objects(manifests, "Deployment").values():
+            assert deployment["spec"]["replicas"] == 1
+        return
+    assert set(objects(manifests, "PodDisruptionBudget")) == set(COMPONENTS)
+    assert set(objects(manifests, "HorizontalPodAutoscaler")) == set(COMPONENTS) - keda
+    for hpa in objects(manifests, "HorizontalPodAutoscaler").values():
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    for deployment in objects(manifests, "Deployment").values():
+        assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_pods_run_with_a_restricted_security_context(
+    rendered: dict[str, list[Manifest]], value_set: str
+) -> None:
+    for name, deployment in objects(rendered[value_set], "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["runAsNonRoot"] is True, (name, container["name"])
+            assert sc["runAsUser"] > 10000
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            for resource in ("cpu", "memory"):
+                assert resource in container["resources"]["requests"], (name, resource)
+                assert resource in container["resources"]["limits"], (name, resource)
+    for account in objects(rendered[value_set], "ServiceAccount").values():
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_probes_and_telemetry_come_from_each_component(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for name, deployment in objects(rendered["default"], "Deployment").items():
+        container = main_container(deployment)
+        env = env_of(container)
+        assert env["OTEL_SERVICE_NAME"] == f"rapport-{name}"
+        assert "k8s.pod.name=$(POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"]
+        live = container["livenessProbe"]["httpGet"]
+        ready = container["readinessProbe"]["httpGet"]
+        if name == "triton":
+            assert (live["path"], ready["path"]) == ("/v2/health/live", "/v2/health/ready")
+            assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        else:
+            assert (live["path"], ready["path"]) == ("/livez", "/readyz")
+            assert env[f"RAPPORT_{name.upper()}_HOST"] == "0.0.0.0"
+            assert "startupProbe" not in container
+    prod = objects(rendered["prod"], "Deployment")
+    assert env_of(main_container(prod["respond"]))["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith(
+        "http://"
+    )
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_rapport_variable_the_chart_sets_is_one_the_service_reads(
+    rendered: dict[str, list[Manifest]], value_set: str
+) -> None:
+    deployments = objects(rendered[value_set], "Deployment")
+    for service, settings_cls in SETTINGS.items():
+        read = set(env_vars(settings_cls))
+        container = main_container(deployments[service])
+        port = env_of(container)[f"RAPPORT_{service.upper()}_PORT"]
+        assert [p["containerPort"] for p in container["ports"]] == [int(port)]
+        assert int(port) == settings_cls.model_fields["port"].default
+        unknown = {n for n in env_of(container) if n.startswith("RAPPORT_")} - read
+        assert not unknown, f"{service} sets variables its settings never read: {unknown}"
+
+
+def test_secrets_stay_out_of_plain_env(rendered: dict[str, list[Manifest]]) -> None:
+    for value_set in ("default", "prod"):
+        for name, deployment in objects(rendered[value_set], "Deployment").items():
+            env = env_of(main_container(deployment))
+            for secret in ("RAPPORT_MONGO_URL", "RAPPORT_REDIS_URL", "RAPPORT_KAFKA_SASL_PASSWORD"):
+                if secret in env:
+                    assert "secretKeyRef" in env[secret], (value_set, name, secret)
+            assert "RAPPORT_API_KEYS" not in env, "keys come from a mounted Secret file"
+    prod = objects(rendered["prod"], "Deployment")
+    profile_env = env_of(main_container(prod["profile"]))
+    assert profile_env["RAPPORT_MONGO_URL"]["secretKeyRef"]["name"] == "rapport-mongo"
+    assert not objects(rendered["prod"], "Secret"), "prod takes every credential from its own"
+
+
+# ---- network -------------------------------------------------------------------------
+
+
+def _component_of(peer: dict[str, Any]) -> str | None:
+    labels = peer.get("podSelector", {}).get("matchLabels", {})
+    component: str | None = labels.get("app.kubernetes.io/component")
+    return component
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_network_policies_deny_by_default_and_allow_the_designed_edges(
+    rendered: dict[str, list[Manifest]], value_set: str
+) -> None:
+    policies = objects(rendered[value_set], "NetworkPolicy")
+    deny = policies.pop("rapport-default-deny")
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
+    assert deny["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "rapport",
+        "app.kubernetes.io/instance": "rapport",
+    }
+    ingress_edges, egress_edges = set(), set()
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
+        for rule in spec["ingress"]:
+            for peer in rule.get("from", []):
+                if caller := _component_of(peer):
+                    ingress_edges.add((caller, name))
+        dns = spec["egress"][0]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+        for rule in spec["egress"][1:]:
+            for peer in rule.get("to", []):
+                if callee := _component_of(peer):
+                    egress_edges.add((name, callee))
+    assert ingress_edges == EDGES
+    assert egress_edges == EDGES
+    triton = policies["triton"]["spec"]
+    assert len(triton["egress"]) == 1 or value_set in ("prod", "all-enabled"), "DNS (+ tracing)"
+
+
+# ---- optional parts -------------------------------------------------------------------
+
+
+def test_keda_scales_profile_on_consumer_lag_instead_of_the_hpa(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    prod = rendered["prod"]
+    scaled = objects(prod, "ScaledObject")
+    assert set(scaled) == {"profile"}
+    spec = scaled["profile"]["spec"]
+    deployment = objects(prod, "Deployment")["profile"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["topic"] == EVENTS_TOPIC
+    assert trigger["metadata"]["consumerGroup"] == ProfileSettings.model_fields["group_id"].default
+    assert trigger["authenticationRef"] == {"name": "rapport-kafka"}, "SASL brokers need one"
+    assert "profile" not in objects(prod, "HorizontalPodAutoscaler")
+
+
+def test_triton_gets_its_model_repository_from_an_image_or_a_pvc(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    pod = objects(rendered["default"], "Deployment")["triton"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"].startswith("rapport-models:")
+    assert init["command"][-2:] == ["/models/repository/.", "/model-repository/"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    shm = mounts["/dev/shm"]  # noqa: S108 - the Python backend's shared memory, a tmpfs
+    assert volumes[shm["name"]]["emptyDir"]["medium"] == "Memory"
+    args = container["args"]
+    assert "--model-repository=/models" in args
+    assert "--grpc-port=8001" in args
+
+    pod = objects(rendered["all-enabled"], "Deployment")["triton"]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["model-repository"]["persistentVolumeClaim"] == {
+        "claimName": "rapport-models",
+        "readOnly": True,
+    }
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "model-repository")
+    assert mount["subPath"] == "repository"
+
+
+def test_recommend_finds_triton_profile_and_its_catalogue(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    deployments = objects(rendered["default"], "Deployment")
+    env = env_of(main_container(deployments["recommend"]))
+    assert env["RAPPORT_TRITON_GRPC_URL"] == "rapport-triton:8001"
+    assert env["RAPPORT_PROFILE_URL"] == "http://rapport-profile:8082"
+    assert env["RAPPORT_RECOMMEND_CATALOG_PATH"] == "/catalog/catalog.json"
+    respond = env_of(main_container(deployments["respond"]))
+    assert respond["RAPPORT_RECOMMEND_URL"] == "http://rapport-recommend:8083"
+
+
+@pytest.mark.parametrize(
+    ("value_set", "kind"), [("prod", "ServiceMonitor"), ("all-enabled", "PodMonitor")]
+)
+def test_monitors_name_the_job_that_alerts_and_dashboards_select(
+    rendered: dict[str, list[Manifest]], value_set: str, kind: str
+) -> None:
+    manifests = rendered[value_set]
+    monitors = objects(manifests, kind)
+    assert set(monitors) == set(COMPONENTS)
+    deployments = objects(manifests, "Deployment")
+    for name, monitor in monitors.items():
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        key = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
+        (endpoint,) = monitor["spec"][key]
+        assert endpoint["relabelings"] == [
+            {"action": "replace", "targetLabel": "job", "replacement": f"rapport-{name}"}
+        ]
+        ports = {p["name"] for p in main_container(deployments[name])["ports"]}
+        assert endpoint["port"] in ports
+        assert endpoint["path"] == "/metrics"
+
+
+def test_dashboards_ship_as_configmaps_the_grafana_sidecar_finds(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    maps = [m for m in rendered["prod"] if m["kind"] == "ConfigMap"]
+    files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert sorted(name for m in maps for name in m["data"]) == files
+    for configmap in maps:
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert configmap["metadata"]["annotations"] == {"grafana_folder": "Rapport"}
+        (text,) = configmap["data"].values()
+        dashboard = json.loads(text)
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["traces_uid"]["query"] == "jaeger"
