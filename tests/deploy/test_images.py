@@ -1,0 +1,155 @@
+"""Dockerfiles and skaffold.yaml: hadolint is clean, every image builds from the
+repository root as a non-root user with pinned dependencies, every skaffold artifact has
+its Dockerfile, and every value skaffold sets is one the chart's schema knows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from rapport.ingest.settings import IngestSettings
+from rapport.profile.settings import ProfileSettings
+from rapport.recommend.settings import RecommendSettings
+from rapport.respond.settings import RespondSettings
+
+if TYPE_CHECKING:
+    from tests.deploy.conftest import DeployTools
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES: dict[str, type[BaseSettings]] = {
+    "ingest": IngestSettings,
+    "profile": ProfileSettings,
+    "recommend": RecommendSettings,
+    "respond": RespondSettings,
+}
+DOCKERFILES = [REPO / "services" / name / "Dockerfile" for name in SERVICES]
+DOCKERFILES.append(REPO / "models" / "Dockerfile")
+
+
+def skaffold() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    return config
+
+
+def releases(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The helm releases of the base config and of every profile."""
+    found: list[dict[str, Any]] = list(config["deploy"]["helm"]["releases"])
+    for profile in config.get("profiles", []):
+        found += profile.get("deploy", {}).get("helm", {}).get("releases", [])
+    return found
+
+
+def test_hadolint_finds_nothing(deploy: DeployTools) -> None:
+    result = deploy.run([deploy.tool("hadolint"), *map(str, DOCKERFILES)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_image_is_multi_stage_pinned_and_unprivileged(service: str) -> None:
+    text = (REPO / "services" / service / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "multi-stage"
+    assert "COPY constraints.txt" in text
+    assert "PIP_CONSTRAINT=/src/constraints.txt" in text
+    assert f"COPY services/{service} services/{service}" in text
+    assert "COPY libs/common libs/common" in text
+    copied = set(re.findall(r"^COPY (?!--from)(\S+)", text, re.M))
+    assert copied == {"constraints.txt", "libs/common", f"services/{service}"}
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert f'ENTRYPOINT ["rapport-{service}"]' in text
+    port = SERVICES[service].model_fields["port"].default
+    assert re.search(rf"^EXPOSE {port}$", text, re.M)
+    assert not re.search(r"^(ARG|ENV) .*(KEY|SECRET|PASSWORD|TOKEN)", text, re.M | re.I)
+
+
+def test_the_build_context_lets_in_only_what_the_images_copy() -> None:
+    lines = [
+        line
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "**", "deny everything first (.rapport holds the dev API key)"
+    assert all(line.startswith(("!", "**/")) for line in lines[1:])
+    assert not any(".rapport" in line or ".venv" in line for line in lines[1:])
+
+
+def test_skaffold_builds_every_service_and_the_models_from_the_repository_root() -> None:
+    config = skaffold()
+    assert config["apiVersion"].startswith("skaffold/v4beta")
+    artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
+    assert set(artifacts) == {f"rapport-{s}" for s in SERVICES} | {"rapport-models"}
+    for image, artifact in artifacts.items():
+        assert artifact["context"] == ".", image
+        dockerfile = REPO / artifact["docker"]["dockerfile"]
+        assert dockerfile.is_file(), f"{image}: {dockerfile} does not exist"
+    for release in releases(config):
+        values = " ".join(release["setValueTemplates"].values())
+        for image in artifacts:
+            variable = image.replace("-", "_")
+            assert f"{{{{.IMAGE_REPO_{variable}}}}}" in values, (release["name"], image)
+        assert (REPO / release["chartPath"] / "Chart.yaml").is_file()
+        for values_file in release.get("valuesFiles", []):
+            assert (REPO / values_file).is_file(), values_file
+
+
+def test_skaffold_profiles_dev_and_prod_patch_nothing_by_list_position() -> None:
+    profiles = {p["name"]: p for p in skaffold()["profiles"]}
+    assert set(profiles) == {"dev", "prod"}
+    for name, profile in profiles.items():
+        for patch in profile.get("patches", []):
+            assert not re.search(r"/\d+(/|$)", patch["path"]), (name, patch)
+    (dev,) = profiles["dev"]["deploy"]["helm"]["releases"]
+    assert dev["valuesFiles"] == ["charts/rapport/values-dev.yaml"]
+    (prod,) = profiles["prod"]["deploy"]["helm"]["releases"]
+    assert prod["valuesFiles"] == ["charts/rapport/values-prod.yaml"]
+
+
+def _sample(key: str) -> str:
+    """A value of the right shape for what skaffold would put there."""
+    if key.endswith(".digest"):
+        return "sha256:" + "0" * 64
+    if key.endswith(".tag"):
+        return "abc1234"
+    return "registry.example.com/rapport/image"
+
+
+def test_every_value_skaffold_sets_exists_in_the_schema(
+    deploy: DeployTools, tmp_path: Path
+) -> None:
+    schema = json.loads((REPO / "charts" / "rapport" / "values.schema.json").read_text())
+    for release in releases(skaffold()):
+        keys = {**release.get("setValues", {}), **release["setValueTemplates"]}
+        values: dict[str, Any] = {}
+        for key in keys:
+            node = values
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = _sample(key)
+            _assert_in_schema(schema, key)
+        path = tmp_path / f"{release['name']}-{len(values)}.json"
+        path.write_text(json.dumps(values))
+        result = deploy.chart("check-values", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _assert_in_schema(schema: dict[str, Any], key: str) -> None:
+    node = schema
+    for part in key.split("."):
+        while "properties" not in node:
+            if "allOf" in node:
+                node = node["allOf"][0]
+            elif "$ref" in node:
+                node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+            else:
+                pytest.fail(f"{key}: the schema has no properties at {part!r}")
+        assert part in node["properties"], f"{key}: {part!r} is not in the schema"
+        node = node["properties"][part]
