@@ -567,6 +567,10 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     {{- end }}
+    {{- with $c.networkPolicy.extraEgress }}
+    # This component's own destinations.
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* ---- monitoring --------------------------------------------------------- */}}
