@@ -1,0 +1,304 @@
+"""Respond, the whole mesh local: latency and throughput of POST /v1/respond, and the HTTP client.
+
+Starts Tansu, nx-27017, Redis and Triton (serving the exported models), then
+real ``rapport-profile``, ``rapport-recommend`` and ``rapport-respond``
+processes on loopback. A known user (a few item views, applied by profile) asks
+a question; every reply reads the profile, calls recommend (ranking, intent,
+sentiment on Triton) and produces a ``chat_message`` event (acks=all).
+
+1. **HTTP client for the respond -> profile/recommend hop**: aiohttp against
+   httpx (the ``httpx2`` distribution, the one installed here), both with a
+   pooled, reused connection, against the real profile (cached GET) and
+   recommend (POST, profile inline) processes; concurrency 1 and 16.
+2. **respond**: concurrency 1 (unloaded), saturation (closed loop, 32
+   connections), then open loops at 300 req/s and at half the saturation.
+   The degraded parts counted by respond during each level are reported too
+   (``rapport_respond_degraded_total`` before and after).
+
+The load generator runs in its own process; two cores hold it, the four
+processes of the mesh, Triton and the stores. Every latency is printed beside
+its load level and written to ``bench/results/respond.json``.
+
+    .venv/bin/python bench/respond.py [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import re
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ingest import KEY, run_load, summarize
+from recommend import model_repository, service
+from results_file import write_results
+
+from rapport.common.kafka import create_producer, default_topics, ensure_topics
+from rapport.common.settings import KafkaSettings
+from rapport.devstack import processes, servers, triton
+from rapport.devstack.servers import RunningServer, ServerSpec
+
+USER = "bench-user"
+HISTORY = ["50", "172", "181", "174", "210"]
+MESSAGE = "my card was declined at the store, what should i do"
+TARGETS = {"unloaded_p50_ms": 3, "p99_ms_at_300_rps": 25}
+
+
+async def seed_profile(kafka: str) -> None:
+    producer = create_producer(KafkaSettings(kafka_bootstrap_servers=kafka))
+    await producer.start()
+    try:
+        for item in HISTORY:
+            now = datetime.now(UTC).isoformat()
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "type": "item_view",
+                "user_id": USER,
+                "tenant": "bench",
+                "item_id": item,
+                "category": "Sci-Fi",
+                "occurred_at": now,
+                "received_at": now,
+            }
+            await producer.send_and_wait(
+                "rapport.events.v1",
+                key=USER.encode(),
+                value=json.dumps(event).encode(),
+                headers=[("rapport-schema", b"event.v1")],
+            )
+    finally:
+        await producer.stop()
+
+
+def get_json(url: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def degraded_counts(respond_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{respond_url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    found = re.findall(r'rapport_respond_degraded_total\{part="([^"]+)"\} ([0-9.e+]+)', text)
+    return {part: float(value) for part, value in found}
+
+
+# ---- the HTTP client comparison (in the load-generator process) -----------------------
+
+
+HopJob = tuple[str, str, str, bytes | None, int, int]  # client, method, url, body, n, conc
+
+
+def _check(status: int) -> None:
+    if status != 200:
+        raise RuntimeError(f"the hop answered {status}")
+
+
+async def _hop(job: HopJob) -> Any:
+    client, method, url, body, n, conc = job
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    per_worker = n // conc
+    if client == "aiohttp":
+        import aiohttp  # noqa: PLC0415
+
+        connector = aiohttp.TCPConnector(limit=conc)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def call() -> None:
+                async with session.request(method, url, data=body, headers=headers) as response:
+                    await response.read()
+                    _check(response.status)
+
+            await call()  # connect before timing
+            started = time.perf_counter()
+
+            async def worker() -> None:
+                for _ in range(per_worker):
+                    t = time.perf_counter()
+                    await call()
+                    latencies.append(time.perf_counter() - t)
+
+            await asyncio.gather(*(worker() for _ in range(conc)))
+    else:
+        import httpx2  # noqa: PLC0415
+
+        limits = httpx2.Limits(max_connections=conc, max_keepalive_connections=conc)
+        async with httpx2.AsyncClient(limits=limits) as http:
+
+            async def call() -> None:
+                response = await http.request(method, url, content=body, headers=headers)
+                _check(response.status_code)
+
+            await call()
+            started = time.perf_counter()
+
+            async def worker() -> None:
+                for _ in range(per_worker):
+                    t = time.perf_counter()
+                    await call()
+                    latencies.append(time.perf_counter() - t)
+
+            await asyncio.gather(*(worker() for _ in range(conc)))
+    return {"latencies": latencies, "elapsed": time.perf_counter() - started}
+
+
+def _run_hop(job: HopJob, out: Any) -> None:
+    import uvloop  # noqa: PLC0415
+
+    out.put(uvloop.run(_hop(job)))
+
+
+def run_hop(job: HopJob) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_hop, args=(job, queue))
+    proc.start()
+    result: dict[str, Any] = queue.get(timeout=300)
+    proc.join(timeout=30)
+    return result
+
+
+def hop_row(client: str, target: str, conc: int, raw: dict[str, Any]) -> dict[str, Any]:
+    lat = np.array(raw["latencies"]) * 1000
+    row = {
+        "scenario": f"hop {target}, {client}",
+        "load": f"closed, {conc} conns",
+        "requests": len(lat),
+        "requests_per_s": round(len(lat) / raw["elapsed"], 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+    }
+    print(
+        f"{row['scenario']:<34} load={row['load']:<18} req/s={row['requests_per_s']:>8}  "
+        f"p50={row['p50_ms']:>7} ms  p99={row['p99_ms']:>7} ms",
+        flush=True,
+    )
+    return row
+
+
+# ---- main -----------------------------------------------------------------------------
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
+    parser.add_argument("--hops", type=int, default=2000, help="requests per client hop level")
+    args = parser.parse_args()
+    seconds = max(2.0, min(args.seconds, 60.0))
+    hops = max(200, min(args.hops, 20_000))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+        work = Path(tmp)
+
+        def start(spec: ServerSpec) -> RunningServer:
+            server = servers.start(spec, work)
+            cleanup.callback(processes.stop, server.handle)
+            return server
+
+        free = processes.free_port
+        infra: dict[str, str] = {}
+        infra |= start(servers.kafka_spec(free())).urls
+        infra |= start(servers.mongo_spec(free(), work)).urls
+        infra |= start(servers.redis_spec(free(), work)).urls
+        repository = model_repository(work)
+        infra |= start(
+            triton.triton_spec(
+                http_port=free(), grpc_port=free(), metrics_port=free(), model_repository=repository
+            )
+        ).urls
+        kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"])
+        asyncio.run(ensure_topics(kafka, default_topics()))
+        profile = start(service("profile", free(), infra, {}))
+        profile_url = profile.url("profile")
+        recommend = start(
+            service(
+                "recommend",
+                free(),
+                infra,
+                {
+                    "RAPPORT_PROFILE_URL": profile_url,
+                    "RAPPORT_RECOMMEND_CATALOG_PATH": str(work / "catalog.json"),
+                },
+            )
+        )
+        recommend_url = recommend.url("recommend")
+        respond = start(
+            service(
+                "respond",
+                free(),
+                infra,
+                {"RAPPORT_PROFILE_URL": profile_url, "RAPPORT_RECOMMEND_URL": recommend_url},
+            )
+        )
+        respond_url = respond.url("respond")
+        asyncio.run(seed_profile(infra["kafka"]))
+        deadline = time.monotonic() + 30
+        while len(get_json(f"{profile_url}/v1/profiles/{USER}")["recent_items"]) < len(HISTORY):
+            if time.monotonic() > deadline:
+                raise SystemExit("the bench user's views were not applied in 30 s")
+            time.sleep(0.1)
+        profile_doc = get_json(f"{profile_url}/v1/profiles/{USER}")
+
+        # 1. the hop: aiohttp against httpx, same servers, same requests.
+        recommend_body = json.dumps(
+            {"user_id": USER, "k": 3, "profile": profile_doc, "message": MESSAGE}
+        ).encode()
+        targets = {
+            "profile GET": ("GET", f"{profile_url}/v1/profiles/{USER}", None),
+            "recommend POST": ("POST", f"{recommend_url}/v1/recommendations", recommend_body),
+        }
+        for target, (method, url, body) in targets.items():
+            for conc in (1, 16):
+                for client in ("aiohttp", "httpx"):
+                    raw = run_hop((client, method, url, body, hops, conc))
+                    rows.append(hop_row(client, target, conc, raw))
+
+        # 2. respond, the whole mesh behind it.
+        url = f"{respond_url}/v1/respond"
+        payload = json.dumps(
+            {"user_id": USER, "session_id": "bench-session", "message": MESSAGE}
+        ).encode()
+
+        def level(name: str, load: str, kind: str, value: float) -> dict[str, Any]:
+            before = degraded_counts(respond_url)
+            raw = run_load(kind, url, payload, seconds, value)
+            after = degraded_counts(respond_url)
+            row = summarize(name, load, 1, raw, ok_status=200)
+            row["degraded"] = {
+                part: int(after[part] - before.get(part, 0.0))
+                for part in after
+                if after[part] > before.get(part, 0.0)
+            }
+            print(f"{'':<26} degraded parts during this level: {row['degraded']}", flush=True)
+            return row
+
+        run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
+        rows.append(level("respond", "closed, 1 conn", "closed", 1))
+        saturated = level("respond", "saturation, 32 conns", "closed", 32)
+        rows.append(saturated)
+        rows.append(level("respond", "open 300 req/s", "open", 300.0))
+        half = max(1.0, round(saturated["requests_per_s"] * 0.5))
+        rows.append(level("respond", f"open {half:.0f} req/s (50%)", "open", half))
+    write_results(
+        "respond",
+        rows,
+        seconds_per_level=seconds,
+        targets=TARGETS,
+        note="load generator, profile, recommend, respond, Triton, Tansu, nx-27017 and Redis "
+        "share 2 cores; httpx is the httpx2 distribution",
+    )
+
+
+if __name__ == "__main__":
+    main()
