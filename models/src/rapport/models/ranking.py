@@ -32,7 +32,9 @@ TEST_FRACTION = 0.2
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0, 2000.0)
 KNN_NEIGHBOURS = (25, 50, 100, 200, 400)
 KNN_SHRINKS = (0.0, 10.0, 100.0)
-N_SEGMENTS = 8
+# k-means users by genre profile; 6 gave the best silhouette among 4..10 with
+# distinct names (all were ~0.2: tastes overlap). See models/README.md.
+N_SEGMENTS = 6
 # Runtime blend constants (see item_runtime): a small popularity prior that
 # orders cold starts and breaks ties, and how much a category affinity lifts it.
 POPULARITY_WEIGHT = 0.01
@@ -131,16 +133,21 @@ def user_genre_profiles(train: sp.csr_matrix, genres: np.ndarray) -> np.ndarray:
 def segment_names(
     centroids: np.ndarray, global_profile: np.ndarray, genre_names: list[str]
 ) -> list[str]:
-    """Name a segment by the genres it over-represents most (lift over all users)."""
+    """Name a segment by its characteristic genres: share x lift over all users.
+
+    Lift alone would name a mixed segment after a rare genre it barely watches.
+    """
     names: list[str] = []
+    seen: list[set[int]] = []
     for centroid in centroids:
-        lift = np.where(centroid >= 0.03, centroid / np.maximum(global_profile, 1e-9), 0.0)
-        order = [int(c) for c in np.argsort(-lift)]
+        share = np.maximum(centroid, 0.0)
+        characteristic = share * share / np.maximum(global_profile, 1e-9)
+        order = [int(c) for c in np.argsort(-characteristic)]
         for width in (2, 3, 4):
-            name = " & ".join(genre_names[c] for c in order[:width])
-            if name not in names:
+            if set(order[:width]) not in seen:
                 break
-        names.append(name)
+        seen.append(set(order[:width]))
+        names.append(" & ".join(genre_names[c] for c in order[:width]))
     return names
 
 

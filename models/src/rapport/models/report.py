@@ -165,7 +165,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         ]
         for row in items["test"]:
             params = ", ".join(
-                f"{k}={v:g}" for k, v in row.items() if isinstance(v, float) and "@" not in k
+                f"{k}={v:g}" for k, v in row.items() if k != "model" and "@" not in k
             )
             lines.append(
                 f"| {row['model']} | {params or '-'} | {row['precision@10']:.4f} | "

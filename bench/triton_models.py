@@ -1,0 +1,176 @@
+"""Latency of the exported models through a real Triton (gRPC), one message per request.
+
+Starts Triton (devstack) on free loopback ports serving the exported
+repository, sends a bounded number of requests at fixed concurrency levels
+(Triton forms the dynamic batches), prints the load level beside every
+latency, writes ``bench/results/triton_models.json`` and stops Triton.
+
+    .venv/bin/python bench/triton_models.py [--repository models/repository] [--ops 2000]
+
+Without an exported repository it runs ``rapport-models export`` into a temp dir.
+The client runs on the same two cores as Triton.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from results_file import write_results
+
+from rapport.devstack import processes, servers, triton
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VAL_CSV = REPO_ROOT.parent / "shared" / "data" / "clinc150" / "val.csv"
+CONCURRENCY = (1, 8, 32)
+# A MovieLens user's 30 most recent items (user 1), as recommend would send them.
+HISTORY = ["50", "181", "100", "258", "127", "1", "174", "172", "7", "56"] * 3
+
+Op = Callable[[int], Awaitable[object]]
+
+
+async def measure(model: str, op: Op, ops: int, concurrency: int) -> dict[str, Any]:
+    latencies = np.empty(ops, dtype=np.float64)
+    counter = iter(range(ops))
+
+    async def worker() -> None:
+        for i in counter:
+            start = time.perf_counter()
+            await op(i)
+            latencies[i] = (time.perf_counter() - start) * 1000
+
+    for i in range(min(100, ops)):  # warm the connection and the model
+        await op(i)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "model": model,
+        "concurrency": concurrency,
+        "requests": ops,
+        "messages_per_request": 1,
+        "throughput_per_s": round(ops / elapsed, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "max_ms": round(float(latencies.max()), 3),
+    }
+
+
+def text_request(text: str) -> list[grpcclient.InferInput]:
+    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
+    return [tensor]
+
+
+def scorer_request(history: list[str]) -> list[grpcclient.InferInput]:
+    def strings(name: str, values: list[str]) -> grpcclient.InferInput:
+        t = grpcclient.InferInput(name, [len(values)], "BYTES")
+        t.set_data_from_numpy(np.array([v.encode() for v in values], dtype=np.object_))
+        return t
+
+    def floats(name: str, values: list[float]) -> grpcclient.InferInput:
+        t = grpcclient.InferInput(name, [len(values)], "FP32")
+        t.set_data_from_numpy(np.array(values, dtype=np.float32))
+        return t
+
+    k = grpcclient.InferInput("K", [1], "INT32")
+    k.set_data_from_numpy(np.array([10], np.int32))
+    return [
+        strings("HISTORY_ITEMS", history),
+        floats("HISTORY_WEIGHTS", [1.0] * len(history)),
+        strings("CATEGORY_NAMES", ["Comedy"]),
+        floats("CATEGORY_WEIGHTS", [1.0]),
+        strings("EXCLUDE_ITEMS", []),
+        strings("CATEGORY_FILTER", []),
+        k,
+    ]
+
+
+async def run(grpc_url: str, ops: int) -> list[dict[str, Any]]:
+    with VAL_CSV.open(newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    random.Random(3).shuffle(texts)
+    client = grpcclient.InferenceServerClient(url=grpc_url)
+    rows: list[dict[str, Any]] = []
+    try:
+        for model in ("intent_classifier", "sentiment"):
+
+            async def infer(i: int, model: str = model) -> object:
+                return await client.infer(
+                    model, text_request(texts[i % len(texts)]), client_timeout=10
+                )
+
+            for concurrency in CONCURRENCY:
+                rows.append(await measure(model, infer, ops, concurrency))
+                print_row(rows[-1])
+
+        request = scorer_request(HISTORY)
+
+        async def score(_: int) -> object:
+            return await client.infer("item_scorer", request, client_timeout=10)
+
+        for concurrency in CONCURRENCY[:2]:
+            rows.append(await measure("item_scorer", score, ops // 2, concurrency))
+            print_row(rows[-1])
+    finally:
+        await client.close()
+    return rows
+
+
+def print_row(row: dict[str, Any]) -> None:
+    print(
+        f"{row['model']:<18} concurrency {row['concurrency']:>3}  "
+        f"{row['throughput_per_s']:>8.1f} req/s  p50 {row['p50_ms']:>7.3f} ms  "
+        f"p99 {row['p99_ms']:>7.3f} ms  max {row['max_ms']:>7.3f} ms",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repository", type=Path, default=REPO_ROOT / "models" / "repository")
+    parser.add_argument("--ops", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        repository: Path = args.repository
+        if not repository.is_dir():
+            repository = Path(tmp) / "repository"
+            subprocess.run(  # noqa: S603  (our own console script)
+                [
+                    servers.console_script("rapport-models"),
+                    "export",
+                    "--repository",
+                    str(repository),
+                ],
+                check=True,
+            )
+        spec = triton.triton_spec(
+            http_port=processes.free_port(),
+            grpc_port=processes.free_port(),
+            metrics_port=processes.free_port(),
+            model_repository=repository.resolve(),
+        )
+        server = servers.start(spec, Path(tmp))
+        try:
+            rows = asyncio.run(run(server.url("triton_grpc"), args.ops))
+        finally:
+            processes.stop(server.handle)
+    write_results(
+        "triton_models",
+        rows,
+        notes="one message per gRPC request; the client shares the 2 cores with Triton",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Pure logic of the training pipeline and of the runtime code Triton runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from rapport.models import export, intents, textdata
+from rapport.models.metrics import mean_metrics, ndcg_at_k, precision_at_k, recall_at_k
+from rapport.models.runtime import intent_runtime, sentiment_runtime
+from rapport.models.runtime.item_runtime import ItemScorer, Ranked
+
+pytestmark = pytest.mark.unit
+
+CLINC = Path(__file__).resolve().parents[3] / "shared" / "data" / "clinc150"
+
+
+# ---- metrics -------------------------------------------------------------------------
+
+
+def test_metrics_on_a_hand_example() -> None:
+    ranked = [7, 3, 9, 1, 4]
+    relevant = {3, 4, 8}
+    assert precision_at_k(ranked, relevant, 5) == pytest.approx(2 / 5)
+    assert recall_at_k(ranked, relevant, 5) == pytest.approx(2 / 3)
+    dcg = 1 / math.log2(3) + 1 / math.log2(6)  # hits at ranks 2 and 5
+    ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(ranked, relevant, 5) == pytest.approx(dcg / ideal)
+    assert ndcg_at_k([3, 4, 8], relevant, 3) == pytest.approx(1.0)
+    means = mean_metrics([ranked, [8]], [relevant, set()], 5)  # users without test items skipped
+    assert means["precision@5"] == pytest.approx(2 / 5)
+
+
+# ---- CSV validation ------------------------------------------------------------------
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_errors_name_the_row_and_column(tmp_path: Path) -> None:
+    with pytest.raises(textdata.CsvError, match=r"row 1 \(header\): missing column\(s\) intent"):
+        textdata.read_labelled(write(tmp_path / "a.csv", "text,label\nhi,greet\n"))
+    with pytest.raises(textdata.CsvError, match="row 3, column text: empty"):
+        textdata.read_labelled(write(tmp_path / "b.csv", "text,intent\nhi,greet\n  ,bye\n"))
+    with pytest.raises(textdata.CsvError, match="row 2, column intent: empty"):
+        textdata.read_labelled(write(tmp_path / "c.csv", "text,intent\nhi,\n"))
+    with pytest.raises(textdata.CsvError, match="row 2: more fields"):
+        textdata.read_labelled(write(tmp_path / "d.csv", "text,intent\nhi,greet,extra\n"))
+    with pytest.raises(textdata.CsvError, match="at least two in-scope intents"):
+        textdata.read_labelled(write(tmp_path / "e.csv", "text,intent\nhi,greet\nyo,oos\n"))
+    (tmp_path / "f.csv").write_bytes(b"text,intent\n\xff\xfe,greet\n")
+    with pytest.raises(textdata.CsvError, match="not UTF-8"):
+        textdata.read_labelled(tmp_path / "f.csv")
+    found = textdata.read_labelled(
+        write(tmp_path / "ok.csv", 'text,intent,extra\n"hi, there",greet,1\nbye,leave,2\n')
+    )
+    assert found.texts == ["hi, there", "bye"]
+    assert textdata.read_texts(write(tmp_path / "t.csv", "id,text\n1,hello\n")) == ["hello"]
+
+
+# ---- featurization parity: the numpy runtime equals scikit-learn ------------------------
+
+AWKWARD = [
+    "How do I say 'good night' in Italian?",
+    "a b cd   e\tfg\n hij",
+    "I",
+    "",
+    "Ünïcödé café — naïve résumé 42",
+    "what's my credit-score???  (pls)",
+    "x y",
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_ngrams_equal_scikit_learn(text: str) -> None:
+    word = TfidfVectorizer(ngram_range=(1, 2)).build_analyzer()
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)).build_analyzer()
+    assert intent_runtime.word_ngrams(text, 1, 2) == word(text)
+    assert intent_runtime.char_wb_ngrams(text, 2, 5) == char(text)
+    three = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)).build_analyzer()
+    assert intent_runtime.char_wb_ngrams(text, 1, 3) == three(text)
+
+
+@pytest.fixture(scope="module")
+def small_intents() -> tuple[textdata.Labelled, textdata.Labelled]:
+    """CLINC150 cut to 15 intents + oos, so a full train (CV included) takes seconds."""
+    train = textdata.read_labelled(CLINC / "train.csv")
+    val = textdata.read_labelled(CLINC / "val.csv")
+    keep = set(train.in_scope_labels[:15]) | {textdata.OOS_LABEL}
+
+    def cut(data: textdata.Labelled) -> textdata.Labelled:
+        rows = [(t, i) for t, i in zip(data.texts, data.intents, strict=True) if i in keep]
+        return textdata.Labelled([t for t, _ in rows], [i for _, i in rows])
+
+    return cut(train), cut(val)
+
+
+def test_runtime_predictions_equal_the_sklearn_pipeline(
+    small_intents: tuple[textdata.Labelled, textdata.Labelled], tmp_path: Path
+) -> None:
+    train, val = small_intents
+    trained = intents.train(train, intents.IntentParams(folds=3), progress=False)
+    model = intents.load(intents.save(trained, tmp_path, source="unit test"))
+    texts = val.texts + AWKWARD
+    runtime = np.array([model.probabilities(t) for t in texts])
+    reference = intents.sklearn_probabilities(trained, texts)
+    np.testing.assert_allclose(runtime, reference, atol=1e-6)
+    classes = [str(c) for c in trained.arrays["classes"]]
+    labels, confidence = intents.decide(reference, classes, model.threshold)
+    served = [model.predict(t) for t in texts]
+    assert [p.intent for p in served] == labels.tolist()
+    np.testing.assert_allclose([p.confidence for p in served], confidence, atol=1e-6)
+    # the folder carries the packaged runtime verbatim
+    assert (tmp_path / "intent_runtime.py").read_bytes() == Path(
+        intent_runtime.__file__
+    ).read_bytes()
+
+
+def test_threshold_rule() -> None:
+    classes = ["a", "b", "oos"]
+    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.25, 0.45], [0.4, 0.35, 0.25]])
+    labels, confidence = intents.decide(probs, classes, threshold=0.5)
+    assert labels.tolist() == ["a", "oos", "oos"]  # oos wins; best in-scope under threshold
+    np.testing.assert_allclose(confidence, [0.7, 0.7, 0.6])
+
+
+# ---- item scorer runtime on a hand-made catalogue -------------------------------------
+
+
+def tiny_scorer() -> ItemScorer:
+    # items 0..3; item 0 predicts 1 strongly and 2 weakly; item 3 is the most popular
+    similarity = np.zeros((4, 4), np.float32)
+    similarity[0, 1] = 0.9
+    similarity[0, 2] = 0.2
+    similarity[1, 2] = 0.5
+    return ItemScorer(
+        {
+            "item_ids": np.array(["10", "11", "12", "13"]),
+            "titles": np.array(["A", "B", "C", "D"]),
+            "genre_names": np.array(["Comedy", "Drama"]),
+            "genres": np.array([[1, 0], [1, 1], [0, 1], [1, 0]], np.float32),
+            "similarity": similarity,
+            "popularity": np.array([0.2, 0.1, 0.3, 1.0], np.float32),
+            "centroids": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+            "segment_names": np.array(["Comedy fans", "Drama fans"]),
+            "global_profile": np.array([0.6, 0.4], np.float32),
+            "affinity_weight": np.array(0.1, np.float32),
+            "popularity_weight": np.array(0.01, np.float32),
+        }
+    )
+
+
+def recommend(scorer: ItemScorer, **kwargs: object) -> Ranked:
+    args: dict[str, object] = {
+        "history_items": [],
+        "history_weights": np.zeros(0, np.float32),
+        "category_names": [],
+        "category_weights": np.zeros(0, np.float32),
+        "exclude_items": [],
+        "category_filter": [],
+        "k": 3,
+    }
+    args.update(kwargs)
+    return scorer.recommend(**args)  # type: ignore[arg-type]
+
+
+def test_item_scorer_history_exclusion_and_explanations() -> None:
+    scorer = tiny_scorer()
+    ranked = scorer.recommend(
+        history_items=["10", "unknown"],
+        history_weights=np.array([1.0, 5.0], np.float32),
+        category_names=[],
+        category_weights=np.zeros(0, np.float32),
+        exclude_items=[],
+        category_filter=[],
+        k=3,
+    )
+    assert ranked.item_ids == ["11", "12", "13"]  # history item 10 never comes back
+    assert ranked.because == ["10", "10", ""]  # 13 is there on popularity alone
+    np.testing.assert_allclose(ranked.scores[:2], [0.9 + 0.001, 0.2 + 0.003], rtol=1e-5)
+    assert ranked.categories[0] == "Comedy|Drama"
+    assert ranked.segment_name == "Comedy fans"
+
+
+def test_item_scorer_cold_start_filters_and_errors() -> None:
+    scorer = tiny_scorer()
+    cold = recommend(scorer, k=10)
+    assert cold.item_ids == ["13", "12", "10", "11"]
+    drama = recommend(scorer, category_filter=["Drama"], exclude_items=["12"])
+    assert drama.item_ids == ["11"]
+    liked = recommend(scorer, category_names=["Drama"], category_weights=np.ones(1, np.float32))
+    assert liked.item_ids[:2] == ["12", "11"]  # popular in the liked category first
+    assert liked.segment_name == "Drama fans"
+    with pytest.raises(ValueError, match="HISTORY_WEIGHTS"):
+        recommend(scorer, history_items=["10"])
+
+
+# ---- sentiment: a small hand-written sanity set (not a benchmark) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Thanks, that was really helpful!", "positive"),
+        ("I absolutely love these suggestions", "positive"),
+        ("This is useless and I'm fed up", "negative"),
+        ("worst service ever, very disappointed", "negative"),
+        ("what time is it in tokyo", "neutral"),
+        ("add milk to my shopping list", "neutral"),
+    ],
+)
+def test_sentiment_sanity(text: str, label: str) -> None:
+    found = sentiment_runtime.SentimentModel().predict(text)
+    assert found.label == label
+    assert -1.0 <= found.score <= 1.0
+
+
+# ---- export: numbered versions, atomic folders -----------------------------------------
+
+
+def test_export_adds_the_next_version_and_keeps_a_few(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "weights.bin").write_bytes(b"v")
+    source = export.ModelSource("sentiment", "sentiment_runtime", trained)
+    found = [export.export_model(repository, source, keep=2) for _ in range(3)]
+    assert found == [1, 2, 3]
+    assert export.versions(repository / "sentiment") == [2, 3]
+    folder = repository / "sentiment" / "3"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "model.py",
+        "sentiment_runtime.py",
+        "weights.bin",
+    ]
+    assert (repository / "sentiment" / "config.pbtxt").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
