@@ -577,7 +577,6 @@ spec:
 
 {{- define "rapport.monitor" -}}
 {{- $s := .root.Values.monitoring.scrape -}}
-{{- $endpoint := dict "port" .c.metricsPort "path" .c.metricsPath "interval" $s.interval "scrapeTimeout" $s.scrapeTimeout -}}
 apiVersion: monitoring.coreos.com/v1
 kind: {{ $s.kind }}
 metadata:
@@ -594,7 +593,10 @@ spec:
   namespaceSelector:
     matchNames: [{{ .root.Release.Namespace }}]
   {{ ternary "endpoints" "podMetricsEndpoints" (eq $s.kind "ServiceMonitor") }}:
-    - {{- toYaml $endpoint | nindent 6 }}
+    - port: {{ .c.metricsPort }}
+      path: {{ .c.metricsPath }}
+      interval: {{ $s.interval }}
+      scrapeTimeout: {{ $s.scrapeTimeout }}
       # The alerts and dashboards select services by this job name.
       relabelings:
         - action: replace
