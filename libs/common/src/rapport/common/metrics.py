@@ -251,8 +251,7 @@ class RespondMetrics(Metrics):
         )
         self.events = Counter(
             RESPOND_EVENTS,
-            "chat_message events by outcome: acknowledged, late (acknowledged after the reply), "
-            "failed, skipped_consent.",
+            "chat_message events by outcome: acknowledged, failed, skipped_consent.",
             ["outcome"],
             registry=self.registry,
         )

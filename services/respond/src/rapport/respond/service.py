@@ -6,9 +6,9 @@ Flow (each outbound call gets what is left of the budget):
    profile service still leaves recommend its time;
 2. recommend, with the profile inline (it does not read it again) and the
    message (intent, out-of-scope, sentiment);
-3. the ``chat_message`` event, produced to Kafka with the intent and sentiment
-   that the profile's session keeps (the broker's acknowledgement is awaited
-   only within the budget);
+3. the ``chat_message`` event, handed to the Kafka producer with the intent
+   and sentiment that the profile's session keeps (the reply does not wait for
+   the broker's acknowledgement);
 4. the reply: a template, or the upstream LLM with a template fallback.
 
 A part that is slow or down is left out and named in ``degraded``; the reply
@@ -182,7 +182,7 @@ class Gateway:
         message = recs.message if recs else None
         gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
         if turn.user_id is not None and gathered.personalized:
-            await self._record(turn, tenant, deadline, gathered)
+            await self._record(turn, tenant, gathered)
         elif turn.user_id is not None:
             self.metrics.events.labels("skipped_consent").inc()
         return gathered
@@ -245,11 +245,16 @@ class Gateway:
         self.degrade(gathered, "recommendations")
         return None
 
-    async def _record(
-        self, turn: Turn, tenant: str, deadline: Deadline, gathered: Gathered
-    ) -> None:
-        """Produce the chat message; wait for the broker only within the budget."""
-        assert turn.user_id is not None  # noqa: S101 - the caller checked
+    async def _record(self, turn: Turn, tenant: str, gathered: Gathered) -> None:
+        """Hand the chat message to the producer; the reply does not wait for the broker.
+
+        The reply never depends on the event, so the acknowledgement (acks=all) is
+        counted when it comes (``rapport_respond_events_total``), off the request path.
+        Only a producer that cannot take the record (no broker, too much waiting)
+        degrades the reply's ``event`` part.
+        """
+        if turn.user_id is None:
+            return
         message = gathered.recommendations.message if gathered.recommendations else None
         attributes: dict[str, str | float] = {}
         if message is not None:
@@ -272,19 +277,11 @@ class Gateway:
                 self.metrics.events.labels("failed").inc()
                 self.degrade(gathered, "event")
                 return
-            done, _ = await asyncio.wait({task}, timeout=deadline.remaining_s(MIN_CALL_S))
-        if done:
-            outcome = "failed" if task.cancelled() or task.exception() else "acknowledged"
-            self.metrics.events.labels(outcome).inc()
-            if outcome == "failed":
-                self.degrade(gathered, "event")
-            return
-        self.degrade(gathered, "event")
-        task.add_done_callback(self._count_late)
+        task.add_done_callback(self._count_event)
 
-    def _count_late(self, task: asyncio.Task[None]) -> None:
+    def _count_event(self, task: asyncio.Task[None]) -> None:
         failed = task.cancelled() or task.exception() is not None
-        self.metrics.events.labels("failed" if failed else "late").inc()
+        self.metrics.events.labels("failed" if failed else "acknowledged").inc()
 
     # ---- assembly ----------------------------------------------------------------
 
