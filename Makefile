@@ -82,6 +82,7 @@ bench: install  ## run the benchmarks; prints a table and writes bench/results/*
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/respond.py
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints
