@@ -22,6 +22,7 @@ revoked partition's batch is never half-committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,9 @@ def cache_key(pid: str) -> str:
     return f"profile:{pid}"
 
 
+OUTCOMES = ("applied", "duplicate", "not_consented", "erased", "dead_lettered")
+
+
 @dataclass
 class BatchReport:
     applied: int = 0
@@ -108,6 +112,8 @@ class Processor:
         self.dlq_topic = dlq_topic
         self.batch_lock = asyncio.Lock()
         self.metrics = metrics or ProfileMetrics("rapport-profile")
+        for outcome in OUTCOMES:  # exported at 0 from the start, so rate() sees the first one
+            self.metrics.events.labels(outcome)
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         processor = self
@@ -116,6 +122,9 @@ class Processor:
             async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
                 async with processor.batch_lock:  # the batch in hand finishes and commits
                     pass
+                for tp in revoked:  # the new owner reports its lag; a stale gauge would linger
+                    with contextlib.suppress(KeyError):
+                        processor.metrics.consumer_lag.remove(str(tp.partition))
 
             async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
                 log.info(
@@ -202,13 +211,14 @@ class Processor:
     ) -> None:
         metrics = self.metrics
         metrics.batch_size.observe(sum(len(records) for records in batch.values()))
-        for outcome, count in (
-            ("applied", report.applied),
-            ("duplicate", report.duplicates),
-            ("not_consented", report.not_consented),
-            ("erased", report.erased),
-            ("dead_lettered", report.dead_lettered),
-        ):
+        counts = (
+            report.applied,
+            report.duplicates,
+            report.not_consented,
+            report.erased,
+            report.dead_lettered,
+        )
+        for outcome, count in zip(OUTCOMES, counts, strict=True):
             if count:
                 metrics.events.labels(outcome).inc(count)
         metrics.write_conflicts.inc(report.conflicts)
