@@ -18,7 +18,10 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(TRITON_VENV)/.installed $(DEPLOY_VENV)/.installed  ## create .venv, .venv-triton and .venv-deploy
+# Running the mesh needs .venv and .venv-triton; only the tests need .venv-deploy.
+RUNTIME := $(VENV)/.installed $(TRITON_VENV)/.installed
+
+install: $(RUNTIME) $(DEPLOY_VENV)/.installed  ## create .venv, .venv-triton and .venv-deploy
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +65,7 @@ test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed  ## the fast tier only (
 test-integration: install  ## tests against real servers
 	$(BIN)/pytest -m "integration or e2e" -q
 
-up: install  ## start the local mesh in the background; writes .rapport/stack.json
+up: $(RUNTIME)  ## start the local mesh in the background; writes .rapport/stack.json
 	$(BIN)/rapport-dev up
 
 down:  ## stop exactly what `make up` started
@@ -74,10 +77,10 @@ status:  ## is every server and service answering?
 logs:  ## tail the logs of the local mesh
 	$(BIN)/rapport-dev logs
 
-demo: install  ## the main job: start the mesh, show it, stop it
+demo: $(RUNTIME)  ## the main job: start the mesh, show it, stop it
 	$(BIN)/python -m rapport.devstack.demo
 
-bench: install  ## run the benchmarks; prints a table and writes bench/results/*.json
+bench: $(RUNTIME)  ## run the benchmarks; prints a table and writes bench/results/*.json
 	$(BIN)/python bench/infra.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/profile.py
