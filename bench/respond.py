@@ -86,11 +86,17 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def degraded_counts(respond_url: str) -> dict[str, float]:
+def respond_metrics(respond_url: str) -> dict[str, float]:
+    """Degraded parts, and the sum and count of each stage's latency."""
     with urllib.request.urlopen(f"{respond_url}/metrics", timeout=5) as response:  # noqa: S310
         text = response.read().decode()
     found = re.findall(r'rapport_respond_degraded_total\{part="([^"]+)"\} ([0-9.e+]+)', text)
-    return {part: float(value) for part, value in found}
+    out = {f"degraded:{part}": float(value) for part, value in found}
+    stages = re.findall(
+        r'rapport_respond_stage_duration_seconds_(sum|count)\{stage="([^"]+)"\} ([0-9.e+-]+)', text
+    )
+    out |= {f"{kind}:{stage}": float(value) for kind, stage, value in stages}
+    return out
 
 
 # ---- the HTTP client comparison (in the load-generator process) -----------------------
@@ -271,16 +277,26 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         ).encode()
 
         def level(name: str, load: str, kind: str, value: float) -> dict[str, Any]:
-            before = degraded_counts(respond_url)
+            before = respond_metrics(respond_url)
             raw = run_load(kind, url, payload, seconds, value)
-            after = degraded_counts(respond_url)
+            after = respond_metrics(respond_url)
             row = summarize(name, load, 1, raw, ok_status=200)
+            delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
             row["degraded"] = {
-                part: int(after[part] - before.get(part, 0.0))
-                for part in after
-                if after[part] > before.get(part, 0.0)
+                k.removeprefix("degraded:"): int(v)
+                for k, v in delta.items()
+                if k.startswith("degraded:") and v > 0
             }
-            print(f"{'':<26} degraded parts during this level: {row['degraded']}", flush=True)
+            # Mean time inside respond per stage (ms): where a reply's time goes.
+            row["stage_mean_ms"] = {
+                k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
+                for k, v in delta.items()
+                if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
+            }
+            print(
+                f"{'':<26} degraded: {row['degraded']}  stage means (ms): {row['stage_mean_ms']}",
+                flush=True,
+            )
             return row
 
         run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
