@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rapport.devstack import stack
+from rapport.devstack import models, stack
 from rapport.devstack.servers import ServerStartError
 
 
@@ -19,8 +19,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.model_repository:
         config.model_repository = args.model_repository
     try:
+        if config.with_triton and config.model_repository is None:
+            config.model_repository = models.ensure_repository()
         data = stack.up(config)
-    except (stack.StackError, ServerStartError) as exc:
+    except (stack.StackError, ServerStartError, models.ModelBuildError) as exc:
         print(f"rapport-dev up: {exc}", file=sys.stderr)
         return 1
     print(f"stack is up; described in {stack.stack_path(args.home)}")

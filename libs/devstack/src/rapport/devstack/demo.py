@@ -1,12 +1,16 @@
-"""``make demo``: start the local mesh, show that every part answers, stop it.
+"""``make demo``: the whole mesh, the way a new user meets it.
 
-Recommend and respond are still skeletons (issues 5-6 fill them in), so for
-now the demo proves the foundation, ingest and profile: real infrastructure
-and the four service processes come up and answer their probes, one event
-goes through ingest into Kafka (a retry of it is recognised as a duplicate)
-and shows up in the user's profile, and everything goes away again leaving
-nothing running. ``KEEP=1`` leaves the
-mesh up and prints its URLs and dev API key.
+1. the model repository: built by ``rapport-models export`` when missing
+   (trained models are cached, so a second run takes seconds);
+2. the infrastructure (Tansu, nx-27017, Redis, Triton) and the four services;
+3. real MovieLens-100K ratings replayed through ingest as a live stream;
+4. a scripted conversation through the OpenAI-compatible endpoint, with the
+   official ``openai`` client: turn by turn the reply changes as the profile
+   does, and the transcript shows why (profile delta, recommendations with
+   their reasons, degraded parts, trace ids);
+5. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
+
+    make demo [KEEP=1] [DEMO_EVENTS=20000]
 """
 
 from __future__ import annotations
@@ -14,85 +18,237 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import textwrap
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from openai import AsyncOpenAI
+from tqdm import tqdm
 
-from rapport.devstack import processes, stack
+from rapport.devstack import models, processes, stack
 from rapport.devstack.servers import ServerStartError
 
+BATCH = 250
+VIEWER = "demo-viewer"
+STAR_WARS = [
+    "50",
+    "172",
+    "181",
+]  # MovieLens ids: Star Wars, The Empire Strikes Back, Return of the Jedi
+QUESTION = "Hi there, what is good to watch?"
 
-def _print_status(home: Path) -> bool:
-    rows = stack.status(home) or []
-    print(f"\n{'PART':<10} {'PID':>8}  {'ANSWERS':<10} URL")
-    for row in rows:
-        pid = str(row.pid) if row.pid else "external"
-        print(f"{row.name:<10} {pid:>8}  {row.answer:<10} {row.url}")
-    return bool(rows) and all(row.running and row.answer == "ok" for row in rows)
+
+@dataclass(frozen=True)
+class Rating:
+    user: str
+    item: str
+    timestamp: int
 
 
-async def _send_event(data: dict[str, Any]) -> bool:
-    """One event through ingest, then the same event again: accepted, then a duplicate."""
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "type": "item_view",
-        "user_id": "demo-user",
-        "item_id": "m-50",
-        "occurred_at": datetime.now(UTC).isoformat(),
-    }
-    headers = {"Authorization": f"Bearer {data['api_key']}"}
-    url = f"{data['services']['ingest']}/v1/events"
-    statuses = []
-    async with aiohttp.ClientSession() as session:
-        for attempt in ("first", "retry"):
-            async with session.post(url, json=event, headers=headers) as response:
-                body = await response.json()
-            status = body["events"][0]["status"] if response.status == 202 else body
-            statuses.append(status)
-            print(f"POST /v1/events ({attempt}): {response.status} {status}")
-        profile_url = f"{data['services']['profile']}/v1/profiles/{event['user_id']}"
-        profile: dict[str, Any] = {}
-        for _ in range(100):  # the profile service applies it within milliseconds to seconds
-            async with session.get(profile_url, headers=headers) as response:
-                profile = await response.json()
-            if profile.get("known"):
-                break
-            await asyncio.sleep(0.1)
-        print(
-            f"GET /v1/profiles/{event['user_id']}: known={profile.get('known')} "
-            f"version={profile.get('version')} counters={profile.get('counters')} "
-            f"recent_items={profile.get('recent_items')}"
+def movielens() -> tuple[list[Rating], dict[str, str]]:
+    """The ratings, oldest first, and each movie's first genre (read from the recbole wheel)."""
+    folder = resources.files("recbole") / "dataset_example" / "ml-100k"
+    genres: dict[str, str] = {}
+    lines = (folder / "ml-100k.item").read_text(encoding="latin-1").splitlines()
+    for line in lines[1:]:
+        item, _title, _year, genre = line.split("\t")
+        genres[item] = genre.split(" ")[0]
+    ratings = []
+    for line in (folder / "ml-100k.inter").read_text().splitlines()[1:]:
+        user, item, _rating, timestamp = line.split("\t")
+        ratings.append(Rating(user, item, int(float(timestamp))))
+    ratings.sort(key=lambda r: r.timestamp)
+    return ratings, genres
+
+
+def events(ratings: list[Rating], genres: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Item views in the same order and spacing, moved into the last week (affinities decay)."""
+    first, last = ratings[0].timestamp, ratings[-1].timestamp
+    end = datetime.now(UTC)
+    span = timedelta(days=7)
+    for rating in ratings:
+        at = end - span * ((last - rating.timestamp) / max(1, last - first))
+        yield {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ml100k/{rating.user}/{rating.item}")),
+            "type": "item_view",
+            "user_id": f"ml-{rating.user}",
+            "item_id": rating.item,
+            "category": genres.get(rating.item, "unknown"),
+            "occurred_at": at.isoformat(),
+            "source": "movielens-100k",
+        }
+
+
+class Demo:
+    def __init__(self, data: dict[str, Any], session: aiohttp.ClientSession) -> None:
+        self.services = data["services"]
+        self.key = data["api_key"]
+        self.http = session
+        self.headers = {"Authorization": f"Bearer {self.key}"}
+        self.openai = AsyncOpenAI(
+            api_key=self.key, base_url=f"{self.services['respond']}/v1", max_retries=0
         )
-    return statuses == ["accepted", "duplicate"] and bool(profile.get("known"))
+
+    async def post_events(self, batch: list[dict[str, Any]]) -> int:
+        url = f"{self.services['ingest']}/v1/events"
+        for attempt in range(20):  # a 503 or 429 says when to come back
+            async with self.http.post(url, json={"events": batch}, headers=self.headers) as r:
+                if r.status == 202:
+                    return len(batch)
+                wait = float(r.headers.get("Retry-After", "0.2"))
+            await asyncio.sleep(min(wait, 1.0) * (attempt + 1) / 4)
+        raise RuntimeError(f"ingest refused a batch {attempt + 1} times")
+
+    async def replay(self, count: int) -> None:
+        ratings, genres = movielens()
+        chosen = ratings[:count]
+        print(f"\nreplaying {len(chosen):,} MovieLens-100K ratings through ingest as item views")
+        started = time.perf_counter()
+        stream = events(chosen, genres)
+        with tqdm(total=len(chosen), unit="ev", file=sys.stdout) as bar:
+            while batch := [e for _, e in zip(range(BATCH), stream, strict=False)]:
+                bar.update(await self.post_events(batch))
+        elapsed = time.perf_counter() - started
+        print(f"accepted {len(chosen):,} events in {elapsed:.1f}s ({len(chosen) / elapsed:,.0f}/s)")
+        last_user = f"ml-{chosen[-1].user}"
+        await self.until(lambda p: p["known"], last_user, "the stream to reach the profiles")
+
+    async def models_ready(self, timeout_s: float = 120) -> None:
+        """Recommend says `ready` once Triton has every model loaded and answering."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            async with self.http.get(f"{self.services['recommend']}/readyz") as response:
+                if (await response.json()).get("status") == "ready":
+                    return
+            await asyncio.sleep(0.5)
+        raise RuntimeError("recommend did not report its models ready")
+
+    async def profile(self, user: str) -> dict[str, Any]:
+        url = f"{self.services['profile']}/v1/profiles/{user}"
+        async with self.http.get(url, headers=self.headers) as response:
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def until(self, done: Any, user: str, what: str, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done(await self.profile(user)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.1)
+
+    async def send(self, *fresh: dict[str, Any]) -> None:
+        now = datetime.now(UTC).isoformat()
+        batch = [{"user_id": VIEWER, "occurred_at": now, **e} for e in fresh]
+        await self.post_events(batch)
+
+    async def turn(self, number: int, message: str, history: list[dict[str, str]]) -> str:
+        before = await self.profile(VIEWER)
+        history.append({"role": "user", "content": message})
+        completion = await self.openai.chat.completions.create(
+            model="rapport",
+            messages=history,  # type: ignore[arg-type]
+            user=VIEWER,
+            extra_headers={"X-Rapport-Session-Id": "demo-session", "X-Rapport-Deadline-Ms": "250"},
+        )
+        reply = completion.choices[0].message.content or ""
+        history.append({"role": "assistant", "content": reply})
+        rapport = (completion.model_extra or {}).get("rapport", {})
+        show_turn(number, message, reply, rapport, before)
+        return reply
+
+
+def show_turn(
+    number: int, message: str, reply: str, rapport: dict[str, Any], profile: dict[str, Any]
+) -> None:
+    personal = rapport.get("personalization", {})
+    print(f"\n── turn {number} " + "─" * 60)
+    print(f"user : {message}")
+    print("bot  : " + textwrap.fill(reply, 96, subsequent_indent="       "))
+    top = sorted(profile.get("affinities", {}).items(), key=lambda kv: -kv[1])[:3]
+    recent = (profile.get("recent_items") or [])[:5]
+    print(
+        f"profile  : version {profile.get('version')}, recent {recent}, "
+        f"interests {[name for name, _ in top]}, preferences {profile.get('preferences')}"
+    )
+    print(
+        f"reading  : intent={personal.get('intent')} sentiment={personal.get('sentiment')} "
+        f"tone={personal.get('tone')} segment={personal.get('segment')}"
+    )
+    for item in rapport.get("recommendations", [])[:5]:
+        print(f"  - {item['title']:<42} {item['reason']}")
+    print(f"degraded : {personal.get('degraded') or 'none'}")
+    print(f"trace id : {rapport.get('trace_id')}")
+
+
+async def conversation(demo: Demo) -> list[str]:
+    history: list[dict[str, str]] = []
+    replies = [await demo.turn(1, QUESTION, history)]
+    print("\n[the user watches the original Star Wars trilogy]")
+    await demo.send(
+        *({"type": "item_view", "item_id": item, "category": "Sci-Fi"} for item in STAR_WARS)
+    )
+    await demo.until(lambda p: len(p["recent_items"]) >= len(STAR_WARS), VIEWER, "the views")
+    replies.append(await demo.turn(2, QUESTION, history))
+    print('\n[the user states a preference: {"tone": "concise"}]')
+    await demo.send({"type": "preference", "attributes": {"tone": "concise"}})
+    await demo.until(lambda p: p["preferences"].get("tone") == "concise", VIEWER, "the preference")
+    replies.append(await demo.turn(3, "ok, and what else would you suggest?", history))
+    replies.append(
+        await demo.turn(4, "ugh my card got declined at the cinema and i'm really annoyed", history)
+    )
+    return replies
+
+
+async def run(data: dict[str, Any], count: int) -> bool:
+    async with aiohttp.ClientSession() as session:
+        demo = Demo(data, session)
+        await demo.replay(count)
+        await demo.models_ready()
+        replies = await conversation(demo)
+    changed = len(set(replies)) == len(replies)
+    print(f"\nevery reply differs from the one before: {changed}")
+    return changed
 
 
 def main() -> int:
     home = Path(os.environ.get("RAPPORT_HOME", ".rapport"))
     keep = os.environ.get("KEEP", "") not in ("", "0")
-    print("starting the local mesh (Kafka, MongoDB wire, Redis, Triton, four services)...")
-    started = time.perf_counter()
+    count = int(os.environ.get("DEMO_EVENTS", "20000"))
     try:
-        data = stack.up(stack.StackConfig.from_env(home))
-    except (stack.StackError, ServerStartError) as exc:
+        repository = models.ensure_repository()
+        print("starting the local mesh (Kafka, MongoDB wire, Redis, Triton, four services)...")
+        started = time.perf_counter()
+        config = stack.StackConfig.from_env(home)
+        config.model_repository = config.model_repository or repository
+        data = stack.up(config)
+    except (stack.StackError, ServerStartError, models.ModelBuildError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     print(f"up in {time.perf_counter() - started:.1f}s; described in {stack.stack_path(home)}")
-    healthy = _print_status(home)
-    print("\nan event through ingest (acks=all), its retry, and the profile it made:")
-    healthy = asyncio.run(_send_event(data)) and healthy
+    for section in ("infra", "services"):
+        for name, url in data[section].items():
+            print(f"  {name:<14} {url}")
+    ok = False
+    try:
+        ok = asyncio.run(run(data, count))
+    except Exception as exc:  # the mesh still has to come down; say what broke
+        print(f"demo: {type(exc).__name__}: {exc}", file=sys.stderr)
     if keep:
         print(f"\nKEEP=1: the mesh stays up. Dev API key: {data['api_key']}")
         print("Stop it with: make down")
-        return 0 if healthy else 1
+        return 0 if ok else 1
     handles = stack.handles_of(data)
     stopped = stack.down(home)
     leftovers = [h.name for h in handles if processes.is_running(h)]
     print(f"\nstopped {len(stopped)} processes; still running: {leftovers or 'none'}")
-    return 0 if healthy and not leftovers else 1
+    return 0 if ok and not leftovers else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Readiness never fails on Triton or the profile service: both have fallbacks
 the fallback serves.
 """
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +50,8 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 metrics=metrics,
             )
             add_readiness_check(app, "triton", models.ready, required=False)
+            warm_up = asyncio.create_task(models.warm_up())
+            stack.callback(warm_up.cancel)
             app.state.recommender = Recommender(
                 models=models,
                 profiles=ProfileClient(

@@ -193,7 +193,9 @@ class Recommender:
         if isinstance(ranking, Ranking):
             result.models[self.models.item_model] = ranking.version
             result.segment = Segment(id=ranking.segment, name=ranking.segment_name)
-            result.items = [self._ranked_item(i, affinities) for i in ranking.items]
+            result.items = [
+                self._ranked_item(i, affinities, known=profile.known) for i in ranking.items
+            ]
             await self._explore(
                 result=result,
                 request=request,
@@ -214,12 +216,16 @@ class Recommender:
             result.message = self._understanding(result, intent, sentiment)
         return result
 
-    def _ranked_item(self, ranked: RankedItem, affinities: dict[str, float]) -> Item:
+    def _ranked_item(
+        self, ranked: RankedItem, affinities: dict[str, float], *, known: bool
+    ) -> Item:
         liked = [c for c in ranked.categories if affinities.get(c, 0.0) > 0]
         if ranked.because_item:
             reason = f"because you watched {self.title(ranked.because_item)}"
-        elif liked:
+        elif liked and known:
             reason = f"matches your interest in {max(liked, key=affinities.__getitem__)}"
+        elif liked:  # a cold-start profile's affinities are what is popular, not the user's
+            reason = f"popular in {max(liked, key=affinities.__getitem__)}"
         else:
             reason = "popular with viewers overall"
         return Item(

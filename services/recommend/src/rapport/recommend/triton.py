@@ -10,6 +10,7 @@ gRPC metadata (the OpenTelemetry gRPC instrumentation, see rapport.common.teleme
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ from typing import Any
 import numpy as np
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
-from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from rapport.common.metrics import CIRCUIT_STATES, RecommendMetrics
+
+log = logging.getLogger(__name__)
 
 CIRCUIT = "triton"
 
@@ -82,6 +85,26 @@ def _tensor(name: str, array: np.ndarray[Any, Any], datatype: str) -> InferInput
     return tensor
 
 
+def _scorer_inputs(
+    *,
+    history: Sequence[str],
+    weights: Sequence[float],
+    affinities: dict[str, float],
+    exclude: Sequence[str],
+    categories: Sequence[str],
+    k: int,
+) -> list[InferInput]:
+    return [
+        _bytes_tensor("HISTORY_ITEMS", history),
+        _tensor("HISTORY_WEIGHTS", np.asarray(weights, dtype=np.float32), "FP32"),
+        _bytes_tensor("CATEGORY_NAMES", list(affinities)),
+        _tensor("CATEGORY_WEIGHTS", np.asarray(list(affinities.values()), np.float32), "FP32"),
+        _bytes_tensor("EXCLUDE_ITEMS", exclude),
+        _bytes_tensor("CATEGORY_FILTER", categories),
+        _tensor("K", np.asarray([k], dtype=np.int32), "INT32"),
+    ]
+
+
 def _strings(array: np.ndarray[Any, Any] | None) -> list[str]:
     if array is None:
         return []
@@ -107,12 +130,49 @@ class TritonModels:
         self.timeout_s = timeout_s
         self.breakers = breakers
         self.metrics = metrics
+        self.warm = False
         metrics.circuit_state.labels(CIRCUIT).set(CIRCUIT_STATES["closed"])
         breakers.add_listener(self._on_breaker_event)
 
     def _on_breaker_event(self, circuit: str, event: str, payload: Any) -> None:
         if event == "state_changed":
             self.metrics.circuit_state.labels(circuit).set(CIRCUIT_STATES[payload.state])
+
+    async def warm_up(self, *, timeout_s: float = 10.0, retry_s: float = 1.0) -> None:
+        """One call per model, outside the breaker, until each answers.
+
+        A model's first inference pays for the gRPC channel and the Python
+        backend's first execution (tens of ms): without this, the first user
+        requests would time out and be served by the fallback.
+        """
+        while not self.warm:
+            try:
+                await asyncio.gather(
+                    self._call(
+                        self.item_model,
+                        _scorer_inputs(
+                            history=[], weights=[], affinities={}, exclude=[], categories=[], k=1
+                        ),
+                        ("ITEM_IDS",),
+                        timeout_s,
+                    ),
+                    self._call(
+                        self.intent_model,
+                        [_bytes_tensor("TEXT", ["hello"], [1, 1])],
+                        ("INTENT",),
+                        timeout_s,
+                    ),
+                    self._call(
+                        self.sentiment_model,
+                        [_bytes_tensor("TEXT", ["hello"], [1, 1])],
+                        ("SENTIMENT",),
+                        timeout_s,
+                    ),
+                )
+                self.warm = True
+            except InferenceServerException as exc:
+                log.info("models not answering yet", extra={"error": exc.message()})
+                await asyncio.sleep(retry_s)
 
     async def circuit_state(self) -> str:
         breaker = await self.breakers.get_breaker(CIRCUIT)
@@ -127,6 +187,8 @@ class TritonModels:
         missing = [n for n, ok in zip(names, states, strict=True) if not ok]
         if missing:
             raise ModelUnavailable("not_ready", ", ".join(missing))
+        if not self.warm:
+            raise ModelUnavailable("warming_up")
         if (state := await self.circuit_state()) != "closed":
             raise ModelUnavailable("circuit", state)
 
@@ -136,12 +198,7 @@ class TritonModels:
         started = time.perf_counter()
         try:
             async with await self.breakers.get_breaker(CIRCUIT):
-                result = await self.client.infer(
-                    model,
-                    inputs,
-                    outputs=[InferRequestedOutput(name) for name in outputs],
-                    client_timeout=self.timeout_s,
-                )
+                result = await self._call(model, inputs, outputs, self.timeout_s)
         except OpenedState as exc:
             raise ModelUnavailable("circuit_open") from exc
         except InferenceServerException as exc:
@@ -155,6 +212,16 @@ class TritonModels:
             self.metrics.triton_duration.labels(model).observe(time.perf_counter() - started)
         version = str(result.get_response().model_version)
         return {name: result.as_numpy(name) for name in outputs}, version
+
+    async def _call(
+        self, model: str, inputs: list[InferInput], outputs: Sequence[str], timeout_s: float
+    ) -> InferResult:
+        return await self.client.infer(
+            model,
+            inputs,
+            outputs=[InferRequestedOutput(name) for name in outputs],
+            client_timeout=timeout_s,
+        )
 
     async def rank(
         self,
