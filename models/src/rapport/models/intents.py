@@ -194,7 +194,6 @@ def train(
         "char_ngram_range": list(params.char_ngram_range),
         "oos_label": OOS_LABEL,
         "threshold": chosen["threshold"],
-        "layers": 1,
     }
     arrays = {
         "meta": np.array(json.dumps(meta)),
@@ -203,11 +202,11 @@ def train(
         "char_vocabulary": _vocabulary(char),
         "char_idf": char.idf_.astype(np.float64),
         # the temperature is folded into the weights: softmax(layer output) = probabilities
-        "w0": (svm.coef_.T * t).astype(np.float32),
-        "b0": (svm.intercept_ * t).astype(np.float64),
+        "weights": (svm.coef_.T * t).astype(np.float32),
+        "bias": (svm.intercept_ * t).astype(np.float64),
         "classes": np.array([str(c) for c in svm.classes_]),
     }
-    if x.shape[1] != len(arrays["w0"]):
+    if x.shape[1] != len(arrays["weights"]):
         raise AssertionError("feature count differs from the weight rows")
     return Trained(
         arrays=arrays,

@@ -2,8 +2,8 @@
 
 Reimplements exactly the featurization the training pipeline fit with
 scikit-learn (a union of two TF-IDF vectorizers: word n-grams and char_wb
-n-grams, each sublinear-tf and l2-normalized), then a small feed-forward
-network (one layer is a linear model). A message is out of scope when the
+n-grams, each sublinear-tf and l2-normalized), then a linear model whose
+softmax gives the probabilities. A message is out of scope when the
 most probable label is the out-of-scope label, or when the probability of
 the best in-scope intent is under a threshold chosen by cross-validation.
 """
@@ -69,9 +69,8 @@ class IntentModel:
         offset = len(self.word_index)
         self.char_index = {str(g): offset + i for i, g in enumerate(arrays["char_vocabulary"])}
         self.idf = np.concatenate([arrays["word_idf"], arrays["char_idf"]]).astype(np.float64)
-        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
-        for n in range(int(meta["layers"])):
-            self.layers.append((arrays[f"w{n}"], arrays[f"b{n}"].astype(np.float64)))
+        self.weights = arrays["weights"]  # (features, classes)
+        self.bias = arrays["bias"].astype(np.float64)
         self.classes = [str(c) for c in arrays["classes"]]
         self.in_scope = np.array([c != self.oos_label for c in self.classes])
 
@@ -95,10 +94,9 @@ class IntentModel:
 
     def probabilities(self, text: str) -> np.ndarray:
         idx, vals = self.features(text)
-        first_w, first_b = self.layers[0]
-        h = vals @ first_w[idx].astype(np.float64) + first_b
-        for w, b in self.layers[1:]:
-            h = np.maximum(h, 0.0) @ w.astype(np.float64) + b
+        # Elementwise, not `@`: a BLAS call here starts threads whose wake-ups
+        # gave a 4 ms p99 on 2 shared cores (p50 0.13 ms).
+        h = (self.weights[idx] * vals[:, None]).sum(axis=0) + self.bias
         h = h - h.max()
         e = np.exp(h)
         return e / e.sum()  # type: ignore[no-any-return]
