@@ -68,7 +68,7 @@ class RespondSettings(
         "profile service leaves time for recommend.",
     )
     reserve_ms: float = Field(
-        4.0, ge=0, description="Budget kept after recommend for the event and the assembly."
+        8.0, ge=0, description="Budget kept after recommend for the event and the assembly."
     )
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
     events_topic: str = Field(EVENTS_TOPIC, description="Where chat messages are recorded.")
