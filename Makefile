@@ -13,7 +13,7 @@ PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench constraints chart-examples chart-docs clean
+.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ bench: $(RUNTIME)  ## run the benchmarks; prints a table and writes bench/result
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/respond.py
+
+chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json
+	$(BIN)/python bench/chaos.py $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints

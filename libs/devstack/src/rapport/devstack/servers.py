@@ -103,9 +103,12 @@ async def probe_kafka(bootstrap: str) -> None:
         await admin.close()
 
 
-def kafka_spec(port: int) -> ServerSpec:
+def kafka_spec(port: int, *, advertised_port: int | None = None) -> ServerSpec:
+    """Tansu on ``port``. ``advertised_port`` makes clients reconnect there after
+    bootstrapping (a fault proxy in front of the broker); its URL is then the proxy's."""
     url = f"tcp://127.0.0.1:{port}"
-    bootstrap = f"127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    bootstrap = f"127.0.0.1:{advertised_port or port}"
     return ServerSpec(
         name="kafka",
         argv=[
@@ -114,11 +117,11 @@ def kafka_spec(port: int) -> ServerSpec:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],
-        probe=lambda: probe_kafka(bootstrap),
+        probe=lambda: probe_kafka(f"127.0.0.1:{port}"),
         urls={"kafka": bootstrap},
     )
 
@@ -135,14 +138,15 @@ async def probe_mongo(url: str) -> None:
         await client.close()
 
 
-def mongo_spec(port: int, workdir: Path) -> ServerSpec:
+def mongo_spec(port: int, workdir: Path, *, db_file: Path | None = None) -> ServerSpec:
+    """In memory by default; ``db_file`` keeps the data across a restart (a crash test)."""
     url = f"mongodb://127.0.0.1:{port}"
     return ServerSpec(
         name="mongo",
         argv=[
             console_script("nx-27017"),
             "--db",
-            "memory",
+            str(db_file) if db_file else "memory",
             "--host",
             "127.0.0.1",
             "-p",
@@ -249,6 +253,24 @@ def start(spec: ServerSpec, log_dir: Path) -> RunningServer:
         asyncio.run(_wait_ready(spec, handle))
     except BaseException:
         processes.stop(handle)
+        raise
+    return RunningServer(spec, handle)
+
+
+async def start_async(
+    spec: ServerSpec, log_dir: Path, *, spawned: Callable[[ProcessHandle], None] | None = None
+) -> RunningServer:
+    """``start`` inside a running event loop. ``spawned`` sees the handle before the wait,
+    so a caller that is cancelled meanwhile can still stop the process."""
+    handle = processes.spawn(
+        spec.name, spec.argv, log_path=log_dir / f"{spec.name}.log", env=clean_env(spec.env)
+    )
+    if spawned is not None:
+        spawned(handle)
+    try:
+        await _wait_ready(spec, handle)
+    except BaseException:
+        await asyncio.to_thread(processes.stop, handle)
         raise
     return RunningServer(spec, handle)
 
