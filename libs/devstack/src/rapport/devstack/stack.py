@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -49,6 +49,9 @@ class StackConfig:
     with_services: bool = True
     model_repository: Path | None = None
     external_mongo_url: str | None = None
+    # Where services and Triton send traces (OTLP/HTTP base URL, e.g. a local Jaeger).
+    otlp_endpoint: str | None = None
+    service_env: dict[str, str] = field(default_factory=dict)  # added to every service's env
 
     @classmethod
     def from_env(cls, home: Path) -> StackConfig:
@@ -57,6 +60,7 @@ class StackConfig:
             home=home,
             model_repository=Path(repo) if repo else None,
             external_mongo_url=os.environ.get("RAPPORT_MONGO_URL") or None,
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         )
 
 
@@ -197,12 +201,18 @@ def up(config: StackConfig) -> dict[str, Any]:
                 grpc_port=free(),
                 metrics_port=free(),
                 model_repository=repository,
+                otlp_traces_url=f"{config.otlp_endpoint}/v1/traces"
+                if config.otlp_endpoint
+                else None,
             )
             record(stack.start(spec), "infra")
         kafka = KafkaSettings(kafka_bootstrap_servers=data["infra"]["kafka"])
         asyncio.run(ensure_topics(kafka, default_topics()))
         if config.with_services:
             env = {**infra_env(data["infra"]), **dev_key_env(data["api_key"])}
+            if config.otlp_endpoint:
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = config.otlp_endpoint
+            env |= config.service_env
             catalog = repository.parent / "catalog.json"
             if catalog.is_file():
                 env["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog)

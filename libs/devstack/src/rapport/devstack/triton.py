@@ -81,9 +81,21 @@ def triton_spec(
     metrics_port: int,
     model_repository: Path,
     venv: Path | None = None,
+    otlp_traces_url: str | None = None,
 ) -> ServerSpec:
+    """``otlp_traces_url`` (``http://host:port/v1/traces``): Triton exports a span per
+    request, model and compute step there, joined to the caller's W3C trace context."""
     binary, backends, env = prepare_triton(venv or find_triton_venv())
     http_url = f"http://127.0.0.1:{http_port}"
+    tracing = []
+    if otlp_traces_url:
+        tracing = [
+            "--trace-config=mode=opentelemetry",
+            "--trace-config=rate=1",
+            "--trace-config=level=TIMESTAMPS",
+            f"--trace-config=opentelemetry,url={otlp_traces_url.split('://', 1)[-1]}",
+            "--trace-config=opentelemetry,resource=service.name=triton",
+        ]
     return ServerSpec(
         name="triton",
         argv=[
@@ -100,6 +112,7 @@ def triton_spec(
             "--repository-poll-secs=5",
             "--exit-timeout-secs=5",
             "--log-verbose=0",
+            *tracing,
         ],
         probe=lambda: probe_http_ok(f"{http_url}/v2/health/ready"),
         urls={
