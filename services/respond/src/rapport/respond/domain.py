@@ -70,8 +70,12 @@ def safe_reason(reason: str) -> str:
 
 
 def interests(profile: ProfileSnapshot | None, limit: int = 3) -> list[str]:
-    """The strongest positive affinities whose names are safe labels, strongest first."""
-    if profile is None:
+    """The strongest positive affinities whose names are safe labels, strongest first.
+
+    None for an unknown user: a cold-start profile's affinities are what is popular,
+    and "since you like ..." would put words in their mouth.
+    """
+    if profile is None or not profile.known:
         return []
     ranked = sorted(profile.affinities.items(), key=lambda kv: kv[1], reverse=True)
     out = []
