@@ -80,12 +80,14 @@ logs:  ## tail the logs of the local mesh
 demo: $(RUNTIME)  ## the main job: start the mesh, show it, stop it
 	$(BIN)/python -m rapport.devstack.demo
 
-bench: $(RUNTIME)  ## run the benchmarks; prints a table and writes bench/results/*.json
+bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (bench/results/)
 	$(BIN)/python bench/infra.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/triton_models.py
 	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/respond.py
+	$(BIN)/python bench/summary.py
 
 chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json
 	$(BIN)/python bench/chaos.py $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
