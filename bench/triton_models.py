@@ -32,7 +32,7 @@ from rapport.devstack import processes, servers, triton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VAL_CSV = REPO_ROOT.parent / "shared" / "data" / "clinc150" / "val.csv"
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 4, 8, 32)
 # A MovieLens user's 30 most recent items (user 1), as recommend would send them.
 HISTORY = ["50", "181", "100", "258", "127", "1", "174", "172", "7", "56"] * 3
 
@@ -119,7 +119,7 @@ async def run(grpc_url: str, ops: int) -> list[dict[str, Any]]:
         async def score(_: int) -> object:
             return await client.infer("item_scorer", request, client_timeout=10)
 
-        for concurrency in CONCURRENCY[:2]:
+        for concurrency in CONCURRENCY[:3]:
             rows.append(await measure("item_scorer", score, ops // 2, concurrency))
             print_row(rows[-1])
     finally:

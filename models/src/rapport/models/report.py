@@ -217,7 +217,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             "",
             f"Offline runtime cost: {found['runtime_ms_per_message_offline']} ms per message "
             "(numpy runtime, one message at a time, no Triton). Through Triton: see "
-            "`bench/results/intents.json`.",
+            "`bench/triton_models.py` (models/README.md).",
             "",
             "![intents](intents.png)",
             "",
