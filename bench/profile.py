@@ -33,9 +33,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 from ingest import KEY, run_load
+from mesh import service
 from results_file import write_results
 
-from rapport.common.auth import ALL_SCOPES, key_entry
 from rapport.common.kafka import (
     EVENTS_TOPIC,
     TopicSpec,
@@ -46,26 +46,8 @@ from rapport.common.kafka import (
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import RunningServer, ServerSpec
-from rapport.devstack.stack import infra_env, service_spec
 
 PARTITIONS = 6
-
-
-def keys_env() -> str:
-    entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=ALL_SCOPES)
-    return json.dumps([{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}])
-
-
-def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) -> ServerSpec:
-    env = {
-        **infra_env(infra),
-        f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
-        "RAPPORT_API_KEYS": keys_env(),
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.01",
-        **extra,
-    }
-    return service_spec(name, port, env)
 
 
 async def fill_topic(kafka: KafkaSettings, topic: str, count: int) -> None:

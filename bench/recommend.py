@@ -30,13 +30,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ingest import KEY, run_load, summarize
+from ingest import run_load, summarize
+from mesh import service
 from results_file import write_results
 
-from rapport.common.auth import ALL_SCOPES, key_entry
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.servers import RunningServer, ServerSpec
-from rapport.devstack.stack import infra_env, service_spec
 
 REPO = Path(__file__).resolve().parents[1]
 HISTORY = ["50", "172", "181", "174", "210"]
@@ -56,23 +55,6 @@ def model_repository(work: Path) -> Path:
     if catalog.is_file():
         shutil.copy2(catalog, work / "catalog.json")
     return target
-
-
-def keys_env() -> str:
-    entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=ALL_SCOPES)
-    return json.dumps([{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}])
-
-
-def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) -> ServerSpec:
-    env = {
-        **infra_env(infra),
-        f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
-        "RAPPORT_API_KEYS": keys_env(),
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.01",
-        **extra,
-    }
-    return service_spec(name, port, env)
 
 
 def bodies() -> dict[str, bytes]:

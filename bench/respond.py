@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 from ingest import KEY, run_load, summarize
-from recommend import model_repository, service
+from mesh import service
+from recommend import model_repository
 from results_file import write_results
 
 from rapport.common.kafka import create_producer, default_topics, ensure_topics

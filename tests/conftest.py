@@ -3,7 +3,8 @@ the ``rapport.devstack.pytest_plugin`` plugin, loaded through its entry point.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from opentelemetry import trace
@@ -11,7 +12,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from rapport.common.kafka import TopicSpec, ensure_topics
+from rapport.common.settings import KafkaSettings
 from rapport.common.telemetry import instrument_clients
+from rapport.devstack.servers import RunningServer
+from rapport.profile.settings import ProfileSettings
+
+PrivateProfile = Callable[[str, str], Awaitable[ProfileSettings]]
 
 _EXPORTER = InMemorySpanExporter()
 
@@ -36,3 +43,36 @@ def spans(_tracing: TracerProvider) -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+
+
+@pytest.fixture(scope="session")
+def private_profile(
+    kafka_server: RunningServer, mongo_server: RunningServer, redis_server: RunningServer
+) -> PrivateProfile:
+    """``await private_profile(name, api_keys)``: profile settings on the session's servers
+    with a database, consumer group and topics (created here) that no other test shares."""
+
+    async def make(name: str, api_keys: str) -> ProfileSettings:
+        suffix = f"{name}.{uuid.uuid4().hex[:8]}"
+        settings = ProfileSettings(
+            kafka_bootstrap_servers=kafka_server.url(),
+            mongo_url=mongo_server.url(),
+            mongo_database=suffix.replace(".", "_"),
+            redis_url=redis_server.url(),
+            api_keys=api_keys,
+            group_id=f"g.{suffix}",
+            events_topic=f"t.events.{suffix}",
+            changes_topic=f"t.changes.{suffix}",
+            dlq_topic=f"t.dlq.{suffix}",
+        )
+        await ensure_topics(
+            KafkaSettings(kafka_bootstrap_servers=kafka_server.url()),
+            [
+                TopicSpec(settings.events_topic, 2),
+                TopicSpec(settings.changes_topic, 1),
+                TopicSpec(settings.dlq_topic, 1),
+            ],
+        )
+        return settings
+
+    return make

@@ -19,12 +19,11 @@ from pydantic import SecretStr
 
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
-from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
+from rapport.common.kafka import connection_kwargs, create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
-from rapport.devstack.servers import RunningServer
 from rapport.profile.main import create_app
 from rapport.profile.processor import cache_key
 from rapport.profile.settings import ProfileSettings
@@ -93,29 +92,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20
 
 @pytest_asyncio.fixture(scope="module")
 async def api(
-    kafka_server: RunningServer, mongo_server: RunningServer, redis_server: RunningServer
+    private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
 ) -> AsyncIterator[Api]:
-    suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    settings = ProfileSettings(
-        kafka_bootstrap_servers=kafka_server.url(),
-        mongo_url=mongo_server.url(),
-        mongo_database=f"profile_api_{suffix}",
-        redis_url=redis_server.url(),
-        api_keys=keys_json(),
-        group_id=f"g.{suffix}",
-        events_topic=f"t.pev.{suffix}",
-        changes_topic=f"t.pch.{suffix}",
-        dlq_topic=f"t.pdlq.{suffix}",
-    )
-    await ensure_topics(
-        kafka,
-        [
-            TopicSpec(settings.events_topic, 2),
-            TopicSpec(settings.changes_topic, 1),
-            TopicSpec(settings.dlq_topic, 1),
-        ],
-    )
+    settings = await private_profile("profile_api", keys_json())
+    kafka = KafkaSettings(kafka_bootstrap_servers=settings.kafka_bootstrap_servers)
     async with serve_app(create_app(settings)) as url, aiohttp.ClientSession() as http:
         yield Api(url, settings, kafka, http)
 

@@ -24,7 +24,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import TopicSpec, create_producer, ensure_topics
+from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.pytest_plugin import serve_app
@@ -161,33 +161,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30
 
 @pytest_asyncio.fixture(scope="module")
 async def mesh(
-    kafka_server: RunningServer,
-    mongo_server: RunningServer,
-    redis_server: RunningServer,
+    private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
     triton_process: TritonProcess,
     served_repository: Path,
 ) -> AsyncIterator[Mesh]:
-    suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    profile_settings = ProfileSettings(
-        kafka_bootstrap_servers=kafka_server.url(),
-        mongo_url=mongo_server.url(),
-        mongo_database=f"recommend_{suffix}",
-        redis_url=redis_server.url(),
-        api_keys=keys_json(),
-        group_id=f"g.{suffix}",
-        events_topic=f"t.rev.{suffix}",
-        changes_topic=f"t.rch.{suffix}",
-        dlq_topic=f"t.rdlq.{suffix}",
-    )
-    await ensure_topics(
-        kafka,
-        [
-            TopicSpec(profile_settings.events_topic, 2),
-            TopicSpec(profile_settings.changes_topic, 1),
-            TopicSpec(profile_settings.dlq_topic, 1),
-        ],
-    )
+    profile_settings = await private_profile("recommend", keys_json())
+    kafka = KafkaSettings(kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers)
     async with (
         serve_app(create_profile_app(profile_settings)) as profile_url,
         aiohttp.ClientSession() as http,

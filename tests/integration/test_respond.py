@@ -27,12 +27,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from openai import AsyncOpenAI, PermissionDeniedError
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
+from rapport.common.kafka import connection_kwargs, create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
-from rapport.devstack.servers import RunningServer
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -197,30 +196,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20
 
 @pytest_asyncio.fixture(scope="module")
 async def mesh(
-    kafka_server: RunningServer, mongo_server: RunningServer, redis_server: RunningServer
+    private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
 ) -> AsyncIterator[Mesh]:
-    suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    profile_settings = ProfileSettings(
-        kafka_bootstrap_servers=kafka_server.url(),
-        mongo_url=mongo_server.url(),
-        mongo_database=f"respond_{suffix}",
-        redis_url=redis_server.url(),
-        api_keys=keys_json(),
-        group_id=f"g.{suffix}",
-        events_topic=f"t.sev.{suffix}",
-        changes_topic=f"t.sch.{suffix}",
-        dlq_topic=f"t.sdlq.{suffix}",
-    )
-    topics = [profile_settings.events_topic, profile_settings.changes_topic]
-    await ensure_topics(
-        kafka,
-        [
-            TopicSpec(topics[0], 2),
-            TopicSpec(topics[1], 1),
-            TopicSpec(profile_settings.dlq_topic, 1),
-        ],
-    )
+    profile_settings = await private_profile("respond", keys_json())
+    kafka = KafkaSettings(kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers)
     llm = FakeLlm()
     async with (
         serve_app(create_profile_app(profile_settings)) as profile_url,
@@ -245,7 +224,7 @@ async def mesh(
                 api_keys=keys_json(),
                 profile_url=profile_proxy.url,
                 recommend_url=recommend_proxy.url,
-                kafka_bootstrap_servers=kafka_server.url(),
+                kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers,
                 events_topic=profile_settings.events_topic,
                 deadline_ms=DEADLINE_MS,
             )

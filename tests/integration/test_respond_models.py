@@ -24,7 +24,7 @@ import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import TopicSpec, create_producer, ensure_topics
+from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
@@ -99,33 +99,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30
 
 @pytest_asyncio.fixture(scope="module")
 async def mesh(
-    kafka_server: RunningServer,
-    mongo_server: RunningServer,
-    redis_server: RunningServer,
+    private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
     models_triton: RunningServer,
     served_models: Path,
 ) -> AsyncIterator[Mesh]:
-    suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
-    profile_settings = ProfileSettings(
-        kafka_bootstrap_servers=kafka_server.url(),
-        mongo_url=mongo_server.url(),
-        mongo_database=f"respond_models_{suffix}",
-        redis_url=redis_server.url(),
-        api_keys=keys_json(),
-        group_id=f"g.{suffix}",
-        events_topic=f"t.mev.{suffix}",
-        changes_topic=f"t.mch.{suffix}",
-        dlq_topic=f"t.mdlq.{suffix}",
-    )
-    await ensure_topics(
-        kafka,
-        [
-            TopicSpec(profile_settings.events_topic, 2),
-            TopicSpec(profile_settings.changes_topic, 1),
-            TopicSpec(profile_settings.dlq_topic, 1),
-        ],
-    )
+    profile_settings = await private_profile("respond_models", keys_json())
+    kafka = KafkaSettings(kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers)
     async with (
         serve_app(create_profile_app(profile_settings)) as profile_url,
         aiohttp.ClientSession() as http,
@@ -145,7 +124,7 @@ async def mesh(
                 recommend_url=recommend_url,
                 recommend_timeout_ms=5000,
                 profile_timeout_ms=5000,
-                kafka_bootstrap_servers=kafka_server.url(),
+                kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers,
                 events_topic=profile_settings.events_topic,
                 deadline_ms=5000,
                 max_deadline_ms=5000,
