@@ -22,7 +22,7 @@ from rapport.common.profiles import ProfileClient
 from rapport.recommend.api import router
 from rapport.recommend.service import Recommender, load_catalog
 from rapport.recommend.settings import RecommendSettings
-from rapport.recommend.triton import TritonModels
+from rapport.recommend.triton import TritonModels, channel_args
 
 
 def create_app(settings: RecommendSettings) -> FastAPI:
@@ -34,7 +34,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             http = create_http_session()
             stack.push_async_callback(http.close)
-            triton = InferenceServerClient(settings.triton_grpc_url)
+            triton = InferenceServerClient(settings.triton_grpc_url, channel_args=channel_args())
             stack.push_async_callback(triton.close)
             breakers = AsyncCircuitBreakerFactory(
                 default_threshold=settings.breaker_failures, default_ttl=settings.breaker_reset_s
