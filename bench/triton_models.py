@@ -31,7 +31,7 @@ from results_file import write_results
 from rapport.devstack import processes, servers, triton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VAL_CSV = REPO_ROOT.parent / "shared" / "data" / "clinc150" / "val.csv"
+VAL_CSV = REPO_ROOT / "data" / "clinc150" / "val.csv"
 CONCURRENCY = (1, 4, 8, 32)
 # A MovieLens user's 30 most recent items (user 1), as recommend would send them.
 HISTORY = ["50", "181", "100", "258", "127", "1", "174", "172", "7", "56"] * 3

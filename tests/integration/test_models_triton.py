@@ -21,7 +21,7 @@ from rapport.models.runtime.item_runtime import ItemScorer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-VAL_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "clinc150" / "val.csv"
+VAL_CSV = Path(__file__).resolve().parents[2] / "data" / "clinc150" / "val.csv"
 # Hand-written sanity set for sentiment (not a benchmark: no labelled data is available offline).
 SENTIMENT_SANITY = [
     ("I love this, thank you so much!", "positive"),

@@ -16,7 +16,7 @@ from rapport.models.runtime.item_runtime import ItemScorer, Ranked
 
 pytestmark = pytest.mark.unit
 
-CLINC = Path(__file__).resolve().parents[3] / "shared" / "data" / "clinc150"
+CLINC = Path(__file__).resolve().parents[2] / "data" / "clinc150"
 
 
 # ---- metrics -------------------------------------------------------------------------

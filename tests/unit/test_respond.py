@@ -35,7 +35,7 @@ from rapport.respond.templates import (
 
 pytestmark = pytest.mark.unit
 
-CLINC_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "clinc150" / "train.csv"
+CLINC_TRAIN = Path(__file__).resolve().parents[2] / "data" / "clinc150" / "train.csv"
 
 
 def understanding(

@@ -24,18 +24,15 @@ class PipelineError(RuntimeError):
 
 
 def data_dir() -> Path:
-    """``$RAPPORT_DATA_DIR``, else the team's ``shared/data`` beside the repository."""
+    """``$RAPPORT_DATA_DIR``, else the repository's ``data/`` (CLINC150 ships there)."""
     configured = os.environ.get(DATA_ENV)
     if configured:
         return Path(configured)
     for start in (Path.cwd().resolve(), Path(__file__).resolve()):
         for directory in (start, *start.parents):
-            candidate = directory / "shared" / "data"
-            if (candidate / "clinc150").is_dir():
-                return candidate
-    raise PipelineError(
-        f"no shared/data/clinc150 found above the working directory; set {DATA_ENV}"
-    )
+            if (directory / "data" / "clinc150").is_dir():
+                return directory / "data"
+    raise PipelineError(f"no data/clinc150 found above the working directory; set {DATA_ENV}")
 
 
 def clinc150(split: str) -> Path:

@@ -132,7 +132,7 @@ def model_repository(pytestconfig: pytest.Config) -> Path:
     minute on 2 cores the first time, nothing afterwards.
     """
     root = pytestconfig.rootpath
-    data = Path(os.environ.get("RAPPORT_DATA_DIR") or root.parent / "shared" / "data")
+    data = Path(os.environ.get("RAPPORT_DATA_DIR") or root / "data")
     cache_root = root / MODEL_CACHE
     target = cache_root / _models_key(root, data)
     cache_root.mkdir(parents=True, exist_ok=True)
