@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+import urllib.request
 
 from ingest import KEY
 
@@ -27,3 +30,26 @@ def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) 
         **extra,
     }
     return service_spec(name, port, env)
+
+
+def metric_total(base_url: str, family: str) -> float:
+    """The sum of a counter family's samples on a service's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    pattern = rf"^{re.escape(family)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
+    return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+
+def wait_until_ready(base_url: str, timeout_s: float = 60.0) -> float:
+    """Block until ``/readyz`` says ``ready`` (for recommend: models warm, circuit closed),
+    so one load level's overload (an open breaker) does not leak into the next."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as response:  # noqa: S310
+                if json.loads(response.read()).get("status") == "ready":
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{base_url} not ready after {timeout_s:.0f} s")

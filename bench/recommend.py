@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import run_load, summarize
-from mesh import service
+from mesh import metric_total, service, wait_until_ready
 from results_file import write_results
 
 from rapport.devstack import processes, servers, triton
@@ -113,16 +113,25 @@ def main() -> None:
             )
         )
         url = f"{recommend.url('recommend')}/v1/recommendations"
+        base = recommend.url("recommend")
+
+        def level(
+            scenario: str, load: str, kind: str, value: float, payload: bytes
+        ) -> dict[str, Any]:
+            wait_until_ready(base)  # no open breaker left over from the level before
+            before = metric_total(base, "rapport_recommend_fallbacks_total")
+            row = summarize(scenario, load, 1, run_load(kind, url, payload, seconds, value), 200)
+            row["fallbacks"] = int(metric_total(base, "rapport_recommend_fallbacks_total") - before)
+            print(f"{'':<26} served by the fallback: {row['fallbacks']}", flush=True)
+            return row
+
         for scenario, payload in bodies().items():
             run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
-            single = run_load("closed", url, payload, seconds, 1)
-            rows.append(summarize(scenario, "concurrency 1", 1, single, ok_status=200))
-            many = run_load("closed", url, payload, seconds, 32)
-            saturated = summarize(scenario, "saturation, 32 conns", 1, many, ok_status=200)
+            rows.append(level(scenario, "concurrency 1", "closed", 1, payload))
+            saturated = level(scenario, "saturation, 32 conns", "closed", 32, payload)
             rows.append(saturated)
             rate = max(1.0, round(saturated["requests_per_s"] * 0.5))
-            half = run_load("open", url, payload, seconds, rate)
-            rows.append(summarize(scenario, f"open {rate:.0f} req/s (50%)", 1, half, ok_status=200))
+            rows.append(level(scenario, f"open {rate:.0f} req/s (50%)", "open", rate, payload))
     write_results("recommend", rows, seconds_per_level=seconds)
 
 

@@ -10,6 +10,7 @@ gRPC metadata (the OpenTelemetry gRPC instrumentation, see rapport.common.teleme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -216,8 +217,13 @@ class TritonModels:
             raise ModelUnavailable("not_ready", ", ".join(missing))
         if not self.warm:
             raise ModelUnavailable("warming_up")
-        if (state := await self.circuit_state()) != "closed":
-            raise ModelUnavailable("circuit", state)
+        if await self.circuit_state() != "closed":
+            # An idle service sends no request that could try Triton again once the
+            # breaker's wait is over: the probe makes that trial call itself.
+            with contextlib.suppress(ModelUnavailable):
+                await self.sentiment("ready?")
+            if (state := await self.circuit_state()) != "closed":
+                raise ModelUnavailable("circuit", state)
 
     async def _infer(
         self, model: str, inputs: list[InferInput], outputs: Sequence[str]
