@@ -29,7 +29,12 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'/.,+-]*$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 MAX_TITLE = 100
 # Reasons recommend writes, with the user-derived label that may follow each prefix.
-_LABELLED_REASONS = ("matches your interest in ", "trending in ", "something different: ")
+_LABELLED_REASONS = (
+    "matches your interest in ",
+    "popular in ",
+    "trending in ",
+    "something different: ",
+)
 _TITLED_REASONS = ("because you watched ",)
 _FIXED_REASONS = frozenset(
     {"popular with viewers overall", "trending now", "trending now: something new to try"}
