@@ -166,30 +166,57 @@ async def committed_total(kafka: KafkaSettings, topic: str, group: str) -> int:
 
 
 def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(stream: Stream) -> None:
+    # The stream is produced in chunks, each while no consumer runs, and every
+    # consumer is killed soon after it starts applying: each kill lands with work
+    # left (a chunk is ~16k events; the kill comes within 0.5 s of the first).
     rng = random.Random(11)
-    expected = asyncio.run(produce_events(stream.kafka, stream.topic, rng))
     topic, group, kafka, start = stream.topic, stream.group, stream.kafka, stream.start
+    chunk = EVENTS // (KILLS + 1)
+    expected: Counter[str] = Counter()
+    committed_at_kill = []
+    for _ in range(KILLS):
+        expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
+        consumer = start()
+        try:
+            asyncio.run(wait_until_applying(consumer))
+            # Somewhere in its next batches, not always right after the first commit.
+            asyncio.run(asyncio.sleep(rng.uniform(0.05, 0.5)))
+            os.kill(consumer.handle.pid, signal.SIGKILL)
+        finally:
+            processes.stop(consumer.handle)  # reaps it
+        committed_at_kill.append(asyncio.run(committed_total(kafka, topic, group)))
+        assert committed_at_kill[-1] < expected.total(), "a kill landed after the work was done"
 
-    kills = 0
+    expected += asyncio.run(produce_events(kafka, topic, rng, count=EVENTS - chunk * KILLS))
     consumer = start()
     try:
-        while kills < KILLS:
-            asyncio.run(asyncio.sleep(rng.uniform(2.0, 4.0)))
-            done = asyncio.run(committed_total(kafka, topic, group))
-            assert done < EVENTS, "the stream finished before every kill happened"
-            os.kill(consumer.handle.pid, signal.SIGKILL)
-            processes.stop(consumer.handle)  # reaps it
-            kills += 1
-            consumer = start()
-        for _ in range(600):
-            if asyncio.run(committed_total(kafka, topic, group)) >= EVENTS:
-                break
-            asyncio.run(asyncio.sleep(0.5))
+        asyncio.run(wait_until_committed(kafka, topic, group, EVENTS))
     finally:
         processes.stop(consumer.handle)
 
-    assert kills == KILLS
+    print(f"\ncommitted at each kill: {committed_at_kill}")
+    assert len(committed_at_kill) == KILLS
     check_against_oracle(stream.mongo, stream.database, expected, f"{KILLS} x kill -9")
+
+
+async def wait_until_applying(
+    server: RunningServer, at_least: float = 1, timeout_s: float = 60
+) -> float:
+    """Polls a process's applied count until it reaches ``at_least``; returns the count."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (applied := await applied_by(server)) < at_least:
+        assert asyncio.get_running_loop().time() < deadline, "the consumer applied nothing"
+        await asyncio.sleep(0.02)
+    return applied
+
+
+async def wait_until_committed(
+    kafka: KafkaSettings, topic: str, group: str, total: int, timeout_s: float = 300
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await committed_total(kafka, topic, group) < total:
+        assert asyncio.get_running_loop().time() < deadline, f"the group never committed {total}"
+        await asyncio.sleep(0.5)
 
 
 def check_against_oracle(mongo: str, database: str, expected: Counter[str], label: str) -> None:
@@ -220,33 +247,36 @@ def check_against_oracle(mongo: str, database: str, expected: Counter[str], labe
 def test_two_processes_split_the_partitions_and_a_rebalance_loses_nothing(
     stream: Stream,
 ) -> None:
+    # Phased, not timed: each step produces new work and waits for the member it
+    # is about, so the join and the leave both happen with records still to apply.
     rng = random.Random(5)
-    expected = asyncio.run(produce_events(stream.kafka, stream.topic, rng, count=30_000))
     topic, group, kafka, start = stream.topic, stream.group, stream.kafka, stream.start
+    chunk = 10_000
+    expected = asyncio.run(produce_events(kafka, topic, rng, count=chunk))
 
     first = start()
     second: RunningServer | None = None
     try:
-        asyncio.run(asyncio.sleep(2.0))
-        second = start()  # joins mid-stream: the partitions are split
-        asyncio.run(asyncio.sleep(4.0))
-        applied = {
-            name: asyncio.run(applied_by(server))
-            for name, server in (("first", first), ("second", second))
-        }
-        assert asyncio.run(committed_total(kafka, topic, group)) < 30_000, "stream ended too early"
-        processes.stop(first.handle)  # leaves mid-stream: its partitions move back
-        for _ in range(600):
-            if asyncio.run(committed_total(kafka, topic, group)) >= 30_000:
-                break
-            asyncio.run(asyncio.sleep(0.5))
-        assert asyncio.run(applied_by(second)) > applied["second"]
+        asyncio.run(wait_until_applying(first))
+        second = start()  # joins: the partitions are split
+        expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
+        # Only a member that was given partitions can apply anything.
+        asyncio.run(wait_until_applying(second))
+
+        first_applied = asyncio.run(applied_by(first))
+        expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
+        asyncio.run(wait_until_applying(first, at_least=first_applied + 1))
+        second_before_leave = asyncio.run(applied_by(second))
+        processes.stop(first.handle)  # leaves: its partitions move to the second
+
+        expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
+        asyncio.run(wait_until_committed(kafka, topic, group, 4 * chunk))
+        # The last chunk covers every partition, so the second applied at least all of it.
+        assert asyncio.run(applied_by(second)) - second_before_leave >= chunk
     finally:
         processes.stop(first.handle)
         if second is not None:
             processes.stop(second.handle)
-    assert applied["first"] > 0
-    assert applied["second"] > 0, "the second member never got a partition"
     check_against_oracle(stream.mongo, stream.database, expected, "rebalance test")
 
 
