@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from rapport.devstack import processes, stack
+from rapport.devstack.waiting import eventually, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -167,13 +167,6 @@ class Mesh:
         return result
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def mesh(
     collector: Collector, model_repository: Path, tmp_path_factory: pytest.TempPathFactory
@@ -242,7 +235,8 @@ async def test_one_trace_covers_ingest_kafka_and_the_profile_apply(
     async def complete() -> bool:
         return {"rapport-ingest", "rapport-profile"} <= collector.services_in(trace_id)
 
-    await eventually(complete, timeout_s=30)
+    waited = await wait_until(complete, timeout_s=30)
+    assert waited is not None, f"services in the trace: {collector.services_in(trace_id)}"
     ingest = collector.names_in(trace_id, "rapport-ingest")
     assert any("/v1/events" in n for n in ingest), ingest
     assert any(n.startswith("send") or "publish" in n for n in ingest), ingest  # to Kafka

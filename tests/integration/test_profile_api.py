@@ -24,6 +24,7 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
+from rapport.devstack.waiting import eventually
 from rapport.profile.main import create_app
 from rapport.profile.processor import cache_key
 from rapport.profile.settings import ProfileSettings
@@ -81,13 +82,6 @@ class Api:
         finally:
             await producer.stop()
         return event_id
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 @pytest_asyncio.fixture(scope="module")

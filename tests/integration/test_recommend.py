@@ -8,7 +8,6 @@ import asyncio
 import csv
 import json
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.waiting import eventually
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -150,13 +150,6 @@ class Mesh:
                 await asyncio.sleep(0.002)  # distinct occurred_at: the order is the history
         finally:
             await producer.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
+from rapport.devstack.waiting import eventually
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -88,13 +88,6 @@ class Mesh:
             )
         finally:
             await producer.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 @pytest_asyncio.fixture(scope="module")

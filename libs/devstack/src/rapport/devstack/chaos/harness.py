@@ -33,6 +33,7 @@ from rapport.devstack import processes, servers
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import infra_env, service_spec
+from rapport.devstack.waiting import wait_until
 
 TENANT = "chaos"
 PARTITIONS = 6
@@ -474,14 +475,8 @@ async def metric(url: str, http: aiohttp.ClientSession, name: str, **labels: str
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float) -> float | None:
-    """Seconds until ``check`` holds, or None if it never did within ``timeout_s``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        with contextlib.suppress(Exception):
-            if await check():
-                return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    return None
+    """Seconds until ``check`` holds, or None; a check that raises counts as not yet."""
+    return await wait_until(check, timeout_s, retry_on=(Exception,))
 
 
 def percentile(values: list[float], q: float) -> float:
