@@ -13,6 +13,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.profiles import ProfileSnapshot
+from rapport.common.retry import stale_connection_retry
 
 
 class _Lenient(BaseModel):
@@ -89,15 +90,18 @@ class RecommendClient:
             body["message"] = message
         timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
         try:
-            async with self.session.post(
-                f"{self.base_url}/v1/recommendations",
-                json=body,
-                headers={"Authorization": authorization},
-                timeout=timeout,
-            ) as response:
-                raw = await response.read()
-                if response.status != 200:
-                    raise RecommendServiceError(response.status, raw[:300].decode(errors="replace"))
+            # Recommending changes nothing, so a second attempt is safe.
+            async for attempt in stale_connection_retry():
+                with attempt:
+                    async with self.session.post(
+                        f"{self.base_url}/v1/recommendations",
+                        json=body,
+                        headers={"Authorization": authorization},
+                        timeout=timeout,
+                    ) as response:
+                        raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RecommendServiceError(0, f"{type(exc).__name__}: {exc}") from exc
+        if response.status != 200:
+            raise RecommendServiceError(response.status, raw[:300].decode(errors="replace"))
         return RecommendationsSnapshot.model_validate_json(raw)
