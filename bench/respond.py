@@ -97,6 +97,8 @@ def respond_metrics(respond_url: str) -> dict[str, float]:
         r'rapport_respond_stage_duration_seconds_(sum|count)\{stage="([^"]+)"\} ([0-9.e+-]+)', text
     )
     out |= {f"{kind}:{stage}": float(value) for kind, stage, value in stages}
+    shed = re.search(r"^rapport_respond_shed_total ([0-9.e+]+)$", text, re.MULTILINE)
+    out["shed"] = float(shed.group(1)) if shed else 0.0
     return out
 
 
@@ -201,6 +203,13 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
     parser.add_argument("--hops", type=int, default=2000, help="requests per client hop level")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="respond's RAPPORT_RESPOND_MAX_IN_FLIGHT (load shedding); default: the service's",
+    )
+    parser.add_argument("--skip-hops", action="store_true", help="only the respond levels")
     args = parser.parse_args()
     seconds = max(2.0, min(args.seconds, 60.0))
     hops = max(200, min(args.hops, 20_000))
@@ -240,12 +249,19 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             )
         )
         recommend_url = recommend.url("recommend")
+        shedding = (
+            {"RAPPORT_RESPOND_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
+        )
         respond = start(
             service(
                 "respond",
                 free(),
                 infra,
-                {"RAPPORT_PROFILE_URL": profile_url, "RAPPORT_RECOMMEND_URL": recommend_url},
+                {
+                    "RAPPORT_PROFILE_URL": profile_url,
+                    "RAPPORT_RECOMMEND_URL": recommend_url,
+                    **shedding,
+                },
             )
         )
         respond_url = respond.url("respond")
@@ -265,7 +281,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             "profile GET": ("GET", f"{profile_url}/v1/profiles/{USER}", None),
             "recommend POST": ("POST", f"{recommend_url}/v1/recommendations", recommend_body),
         }
-        for target, (method, url, body) in targets.items():
+        for target, (method, url, body) in ({} if args.skip_hops else targets).items():
             for conc in (1, 16):
                 for client in ("aiohttp", "httpx"):
                     raw = run_hop((client, method, url, body, hops, conc))
@@ -289,6 +305,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 for k, v in delta.items()
                 if k.startswith("degraded:") and v > 0
             }
+            row["shed"] = int(delta.get("shed", 0))
             # Mean time inside respond per stage (ms): where a reply's time goes.
             row["stage_mean_ms"] = {
                 k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
@@ -296,7 +313,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
             }
             print(
-                f"{'':<26} degraded: {row['degraded']}  stage means (ms): {row['stage_mean_ms']}",
+                f"{'':<26} shed: {row['shed']}  degraded: {row['degraded']}  "
+                f"stage means (ms): {row['stage_mean_ms']}",
                 flush=True,
             )
             return row
@@ -313,6 +331,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         rows,
         seconds_per_level=seconds,
         targets=TARGETS,
+        max_in_flight=args.max_in_flight or "service default",
         note="load generator, profile, recommend, respond, Triton, Tansu, nx-27017 and Redis "
         "share 2 cores; httpx is the httpx2 distribution",
     )

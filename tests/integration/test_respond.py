@@ -32,6 +32,7 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
+from rapport.devstack.waiting import eventually
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -114,6 +115,7 @@ class Mesh:
     llm: FakeLlm
     kafka: KafkaSettings
     events_topic: str
+    settings: RespondSettings
 
     async def respond(
         self,
@@ -187,13 +189,6 @@ class Mesh:
         return [v for v in values if v.get("type") == "chat_message"]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def mesh(
     private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
@@ -246,6 +241,7 @@ async def mesh(
                         llm,
                         kafka,
                         profile_settings.events_topic,
+                        settings,
                     )
 
                     async def connected() -> bool:
@@ -377,6 +373,46 @@ async def test_both_slow_and_a_tighter_deadline_from_the_header(mesh: Mesh) -> N
     status, body, _ = await mesh.respond("anyone", headers={"X-Rapport-Deadline-Ms": "99999"})
     assert status == 422
     assert body["errors"][0]["field"] == "X-Rapport-Deadline-Ms"
+
+
+async def test_past_max_in_flight_replies_are_shed_at_once_and_still_recorded(
+    mesh: Mesh,
+) -> None:
+    user = await known_user(mesh, ["m-5"])
+    mesh.profile_proxy.delay_s = 0.3  # holds each admitted fan-out ~200 ms (its profile share)
+    before = len([e for e in await mesh.chat_events() if e["user_id"] == user])
+    shedding = create_respond_app(mesh.settings.model_copy(update={"max_in_flight": 2}))
+    async with serve_app(shedding) as url:
+        slow = {"X-Rapport-Deadline-Ms": "500"}
+        answers = await asyncio.gather(
+            *(mesh.respond(user, url=url, headers=slow) for _ in range(10))
+        )
+        async with mesh.http.get(f"{url}/metrics") as response:
+            metrics = await response.text()
+        mesh.profile_proxy.up()
+        status, after, _ = await mesh.respond(user, url=url)
+
+    assert [status for status, _, _ in answers] == [200] * 10
+    shed: list[tuple[Any, float]] = []
+    admitted: list[tuple[Any, float]] = []
+    for _, body, ms in answers:
+        skipped = body["personalization"]["degraded"] == ["profile", "recommendations"]
+        (shed if skipped else admitted).append((body, ms))
+    assert len(shed) == 8, answers
+    assert all(body["reply"] and body["recommendations"] == [] for body, _ in shed)
+    # The two admitted ones waited out their profile share; the shed ones did not wait.
+    assert all(body["recommendations"] for body, _ in admitted), admitted
+    assert max(ms for _, ms in shed) < min(ms for _, ms in admitted)
+    assert "rapport_respond_shed_total 8.0" in metrics
+    assert status == 200
+    assert after["recommendations"], "a slot freed: the next reply has the fan-out again"
+    assert "profile" not in after["personalization"]["degraded"]
+
+    async def all_recorded() -> bool:
+        events = [e for e in await mesh.chat_events() if e["user_id"] == user]
+        return len(events) - before == 11
+
+    await eventually(all_recorded)
 
 
 async def test_an_opted_out_user_gets_nothing_personal_and_is_not_recorded(mesh: Mesh) -> None:

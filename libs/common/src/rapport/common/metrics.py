@@ -41,6 +41,8 @@ RESPOND_STAGE_DURATION = "rapport_respond_stage_duration_seconds"
 RESPOND_DEGRADED = "rapport_respond_degraded"
 RESPOND_REPLIES = "rapport_respond_replies"
 RESPOND_EVENTS = "rapport_respond_events"
+RESPOND_SHED = "rapport_respond_shed"
+RESPOND_IN_FLIGHT = "rapport_respond_in_flight"
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -253,5 +255,15 @@ class RespondMetrics(Metrics):
             RESPOND_EVENTS,
             "chat_message events by outcome: acknowledged, failed, skipped_consent.",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            RESPOND_SHED,
+            "Replies answered without the fan-out because max_in_flight fan-outs were running.",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            RESPOND_IN_FLIGHT,
+            "Fan-outs (profile and recommend calls) running now.",
             registry=self.registry,
         )

@@ -12,9 +12,15 @@ Flow (each outbound call gets what is left of the budget):
 4. the reply: a template, or the upstream LLM with a template fallback.
 
 A part that is slow or down is left out and named in ``degraded``; the reply
-never fails for it. Opted-out users: their profile is reduced to its consent
-flag as soon as it arrives, recommend sees no profile data, and their message
-is not recorded.
+never fails for it. Past ``max_in_flight`` running fan-outs, a reply skips steps
+1 and 2 (load shedding): queueing it behind the others would only make it late
+and add load to the services that are already behind.
+
+Opted-out users: their profile is reduced to its consent flag as soon as it
+arrives, recommend sees no profile data, and their message is not recorded.
+When their profile could not be read (down, or shed), consent is unknown here:
+the message is recorded and the profile service, which enforces consent where
+events are applied, drops it.
 """
 
 from __future__ import annotations
@@ -124,6 +130,7 @@ class Gateway:
     metrics: RespondMetrics
     upstream: Upstream | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
+    in_flight: int = 0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -139,6 +146,31 @@ class Gateway:
             self.metrics.degraded.labels(part).inc()
 
     async def gather(
+        self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
+    ) -> Gathered:
+        if self.in_flight >= self.settings.max_in_flight:
+            return await self._shed(turn, tenant)
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            return await self._fan_out(
+                turn, tenant=tenant, authorization=authorization, deadline=deadline
+            )
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+    async def _shed(self, turn: Turn, tenant: str) -> Gathered:
+        """The reply without profile and recommendations; the message is still recorded."""
+        self.metrics.shed.inc()
+        gathered = Gathered(None, turn.user_id is not None, None, [], "neutral")
+        self.degrade(gathered, "profile")
+        self.degrade(gathered, "recommendations")
+        if turn.user_id is not None:
+            await self._record(turn, tenant, gathered)
+        return gathered
+
+    async def _fan_out(
         self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
     ) -> Gathered:
         reserve_s = self.settings.reserve_ms / 1000

@@ -71,6 +71,13 @@ class RespondSettings(
         8.0, ge=0, description="Budget kept after recommend for the event and the assembly."
     )
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
+    max_in_flight: int = Field(
+        64,
+        ge=1,
+        description="Fan-outs one process runs at once. Past it a reply is answered at once "
+        "without profile and recommendations (both listed in `degraded`), so an overloaded "
+        "gateway sheds its dependencies' load and still answers within the deadline.",
+    )
     events_topic: str = Field(EVENTS_TOPIC, description="Where chat messages are recorded.")
     templates_path: Path | None = Field(
         None, description="A team's templates YAML; unset: the built-in templates."
