@@ -72,7 +72,7 @@ class RespondSettings(
     )
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
     max_in_flight: int = Field(
-        64,
+        8,
         ge=1,
         description="Fan-outs one process runs at once. Past it a reply is answered at once "
         "without profile and recommendations (both listed in `degraded`), so an overloaded "
