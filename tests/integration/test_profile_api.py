@@ -166,11 +166,15 @@ async def test_after_opt_out_events_are_not_applied(api: Api) -> None:
             return cached is not None and late in json.loads(cached)["recent_event_ids"]
 
         await eventually(seen)
+        stored = json.loads(await redis.get(cache_key(profile_id("acme", user))) or b"{}")
     finally:
         await redis.aclose()
+    assert stored["counters"] == {"item_view": 1}, "the late view was not applied"
+    # What is stored stays (until an erasure) but is not served.
     _, body = await api.call("GET", f"/v1/profiles/{user}")
-    assert body["counters"] == {"item_view": 1}
-    assert body["recent_items"] == ["m-1"]
+    assert body["withheld"] is True
+    assert (body["counters"], body["recent_items"], body["affinities"]) == ({}, [], {})
+    assert body["version"] == stored["version"]
 
     consent_path = f"/v1/profiles/{user}/consent"
     assert (await api.call("PUT", consent_path, READ_ONLY, {"personalization": True}))[0] == 403
@@ -295,3 +299,19 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     assert hit in default["popular_items"]
     assert max(default["affinities"].values()) == 1.0
     assert (await api.call("GET", "/v1/trending?limit=0"))[0] == 422
+
+    # A user who opts out stops counting: their views are theirs, not the crowd's.
+    await api.call("PUT", f"/v1/profiles/{users[0]}/consent", body={"personalization": False})
+
+    async def opted_out() -> bool:
+        return bool((await api.call("GET", f"/v1/profiles/{users[0]}"))[1]["withheld"])
+
+    await eventually(opted_out)
+    redis = create_redis(api.settings, client_name="t")
+    try:
+        await redis.delete("trending:4:acme")
+    finally:
+        await redis.aclose()
+    _, body = await api.call("GET", f"/v1/trending?category={category}")
+    assert body["items"][0]["item_id"] == hit
+    assert body["items"][0]["score"] == pytest.approx(2.0, rel=0.01)

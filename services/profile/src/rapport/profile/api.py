@@ -59,6 +59,11 @@ class ProfileView(BaseModel):
     source: Literal["cache", "store", "default"]
     updated_at: datetime | None = None
     consent: ConsentView
+    withheld: bool = Field(
+        False,
+        description="True when the user opted out of personalization: what is stored about "
+        "them (until an erasure) is not served, only their consent and version.",
+    )
     counters: dict[str, int] = Field(default_factory=dict)
     affinities: dict[str, float] = Field(
         default_factory=dict, description="Category scores decayed to now, strongest first."
@@ -134,17 +139,28 @@ def cold_start(user_id: str, popular: TrendingView) -> ProfileView:
 def view(
     profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules
 ) -> ProfileView:
-    consent = profile.consent
+    consent = ConsentView(
+        personalization=profile.personalization_allowed,
+        updated_at=profile.consent.at if profile.consent else None,
+    )
+    if not consent.personalization:
+        # Opted out: nothing personal leaves this service, whoever asks.
+        return ProfileView(
+            user_id=user_id,
+            known=True,
+            version=profile.version,
+            source=source,
+            updated_at=profile.updated_at,
+            consent=consent,
+            withheld=True,
+        )
     return ProfileView(
         user_id=user_id,
         known=True,
         version=profile.version,
         source=source,
         updated_at=profile.updated_at,
-        consent=ConsentView(
-            personalization=profile.personalization_allowed,
-            updated_at=consent.at if consent else None,
-        ),
+        consent=consent,
         counters=profile.counters,
         affinities={
             k: round(v, 6) for k, v in affinities_at(profile, datetime.now(UTC), rules).items()

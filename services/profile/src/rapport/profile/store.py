@@ -45,6 +45,11 @@ def from_document(doc: Document) -> Profile:
     return Profile.model_validate(data)
 
 
+def consenting(tenant: str) -> dict[str, Any]:
+    """A tenant's profiles whose data may be used: not opted out (no consent yet is consent)."""
+    return {"tenant": tenant, "consent.value": {"$ne": False}}
+
+
 class ProfileStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.profiles = db["profiles"]
@@ -66,16 +71,16 @@ class ProfileStore:
         return {doc["_id"]: doc["erased_at"] async for doc in cursor}
 
     async def recent_items(self, tenant: str) -> list[list[Seen]]:
-        """Every profile's recent items in a tenant (the input of trending)."""
-        cursor = self.profiles.find({"tenant": tenant}, {"recent_items": 1})
+        """Every consenting profile's recent items in a tenant (the input of trending)."""
+        cursor = self.profiles.find(consenting(tenant), {"recent_items": 1})
         return [
             [Seen.model_validate(item) for item in doc.get("recent_items", [])]
             async for doc in cursor
         ]
 
     async def feedback(self, tenant: str) -> list[dict[str, ArmFeedback]]:
-        """Every profile's bandit feedback counts in a tenant."""
-        cursor = self.profiles.find({"tenant": tenant}, {"feedback": 1})
+        """Every consenting profile's bandit feedback counts in a tenant."""
+        cursor = self.profiles.find(consenting(tenant), {"feedback": 1})
         return [
             {pair["k"]: ArmFeedback.model_validate(pair["v"]) for pair in doc["feedback"]}
             async for doc in cursor
