@@ -21,6 +21,14 @@ from rapport.profile.settings import ProfileSettings
 PrivateProfile = Callable[[str, str], Awaitable[ProfileSettings]]
 
 _EXPORTER = InMemorySpanExporter()
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test names its tier: make test runs ``-m unit``, then ``-m "not unit"``."""
+    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if untiered:
+        raise pytest.UsageError(f"tests without a tier marker {TIERS}: {untiered}")
 
 
 @pytest.fixture(scope="session")

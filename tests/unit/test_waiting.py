@@ -8,6 +8,8 @@ import pytest
 
 from rapport.devstack.waiting import eventually, wait_until
 
+pytestmark = pytest.mark.unit
+
 
 async def test_wait_until_returns_once_the_check_holds() -> None:
     calls = itertools.count(1)
