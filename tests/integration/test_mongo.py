@@ -42,6 +42,7 @@ CONFORMANCE = {
     "$lt",
     "$gt",
     "$in",
+    "$ne",
 }
 
 # `$`-strings that are not MongoDB operators (the event JSON Schema).
@@ -167,6 +168,23 @@ async def test_set_on_insert_applies_on_insert_only(coll: AsyncCollection[Docume
         {"_id": "s"}, {"$setOnInsert": {"created": 2}, "$set": {"x": 2}}, upsert=True
     )
     assert await coll.find_one({"_id": "s"}) == {"_id": "s", "created": 1, "x": 2}
+
+
+async def test_ne_on_a_nested_field_matches_missing_and_null_too(
+    coll: AsyncCollection[Document],
+) -> None:
+    """The profile store's consent filter: only an explicit ``false`` is excluded."""
+    await coll.insert_many(
+        [
+            {"_id": "never-asked", "tenant": "a"},
+            {"_id": "null", "tenant": "a", "consent": None},
+            {"_id": "yes", "tenant": "a", "consent": {"value": True}},
+            {"_id": "no", "tenant": "a", "consent": {"value": False}},
+            {"_id": "other-tenant", "tenant": "b", "consent": {"value": True}},
+        ]
+    )
+    found = coll.find({"tenant": "a", "consent.value": {"$ne": False}}, {"_id": 1})
+    assert sorted([doc["_id"] async for doc in found]) == ["never-asked", "null", "yes"]
 
 
 async def test_known_gap_set_on_insert_ignored_by_find_one_and_update(
