@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,14 @@ from pydantic import SecretStr
 
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
-from rapport.common.kafka import connection_kwargs, create_producer
+from rapport.common.kafka import connection_kwargs
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
+from rapport.devstack.events import event, publish
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
+from rapport.profile.api import trending_cache_key
 from rapport.profile.main import create_app
 from rapport.profile.processor import cache_key
 from rapport.profile.settings import ProfileSettings
@@ -66,22 +67,9 @@ class Api:
             return response.status, json.loads(text) if text else None
 
     async def send(self, user: str, type_: str, **fields: Any) -> str:
-        event_id = str(uuid.uuid4())
-        now = datetime.now(UTC).isoformat()
-        event = {"event_id": event_id, "type": type_, "user_id": user, "tenant": "acme"}
-        event |= {"occurred_at": now, "received_at": now, **fields}
-        producer = create_producer(self.kafka)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                self.settings.events_topic,
-                key=user.encode(),
-                value=json.dumps(event).encode(),
-                headers=[("rapport-schema", b"event.v1")],
-            )
-        finally:
-            await producer.stop()
-        return event_id
+        sent = event(user, type_, **fields)
+        await publish(self.kafka, self.settings.events_topic, sent)
+        return str(sent["event_id"])
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -285,7 +273,7 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     await eventually(applied)
     redis = create_redis(api.settings, client_name="t")
     try:
-        await redis.delete("trending:4:acme")  # a read before this test may have cached it
+        await redis.delete(trending_cache_key("acme"))  # a read before this test may have cached it
     finally:
         await redis.aclose()
     status, body = await api.call("GET", f"/v1/trending?category={category}")
@@ -309,7 +297,7 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     await eventually(opted_out)
     redis = create_redis(api.settings, client_name="t")
     try:
-        await redis.delete("trending:4:acme")
+        await redis.delete(trending_cache_key("acme"))
     finally:
         await redis.aclose()
     _, body = await api.call("GET", f"/v1/trending?category={category}")

@@ -8,10 +8,9 @@ import asyncio
 import csv
 import json
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,14 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import create_producer
+from rapport.common.cache import create_redis
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
+from rapport.devstack.events import event, publish
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.waiting import eventually
+from rapport.profile.api import trending_cache_key
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -126,30 +127,19 @@ class Mesh:
             return response.status, await response.json(content_type=None)
 
     async def send_views(self, user: str, items: list[str], tenant: str = "acme") -> None:
-        producer = create_producer(self.kafka)
-        await producer.start()
-        try:
-            for item in items:
-                now = datetime.now(UTC).isoformat()
-                event = {
-                    "event_id": str(uuid.uuid4()),
-                    "type": "item_view",
-                    "user_id": user,
-                    "tenant": tenant,
-                    "item_id": item,
-                    "category": "Sci-Fi",
-                    "occurred_at": now,
-                    "received_at": now,
-                }
-                await producer.send_and_wait(
-                    self.events_topic,
-                    key=user.encode(),
-                    value=json.dumps(event).encode(),
-                    headers=[("rapport-schema", b"event.v1")],
-                )
-                await asyncio.sleep(0.002)  # distinct occurred_at: the order is the history
-        finally:
-            await producer.stop()
+        now = datetime.now(UTC)
+        views = [
+            # Distinct occurred_at: the order is the history.
+            event(
+                user,
+                at=now + timedelta(milliseconds=i),
+                tenant=tenant,
+                item_id=item,
+                category="Sci-Fi",
+            )
+            for i, item in enumerate(items)
+        ]
+        await publish(self.kafka, self.events_topic, *views)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -194,6 +184,13 @@ async def mesh(
                 return True
 
             await eventually(profiles_ready)
+            # Reading a user not applied yet served a cold-start default, which computed
+            # trending and cached it for 30 s, perhaps without the neighbour's views.
+            redis = create_redis(profile_settings, client_name="t")
+            try:
+                await redis.delete(trending_cache_key("acme"))
+            finally:
+                await redis.aclose()
             yield mesh
 
 

@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -27,12 +26,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from openai import AsyncOpenAI, PermissionDeniedError
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import connection_kwargs, create_producer
+from rapport.common.cache import create_redis
+from rapport.common.kafka import connection_kwargs
 from rapport.common.settings import KafkaSettings
+from rapport.devstack.events import event, publish
 from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
+from rapport.profile.api import trending_cache_key
 from rapport.profile.main import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.main import create_app as create_recommend_app
@@ -142,27 +144,7 @@ class Mesh:
             return response.status, await response.json(content_type=None)
 
     async def send(self, user: str, type_: str, tenant: str = "acme", **fields: Any) -> None:
-        now = datetime.now(UTC).isoformat()
-        event = {
-            "event_id": str(uuid.uuid4()),
-            "type": type_,
-            "user_id": user,
-            "tenant": tenant,
-            "occurred_at": now,
-            "received_at": now,
-            **fields,
-        }
-        producer = create_producer(self.kafka)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                self.events_topic,
-                key=user.encode(),
-                value=json.dumps(event).encode(),
-                headers=[("rapport-schema", b"event.v1")],
-            )
-        finally:
-            await producer.stop()
+        await publish(self.kafka, self.events_topic, event(user, type_, tenant=tenant, **fields))
 
     async def profile(self, user: str) -> dict[str, Any]:
         status, body = await self.get(f"{self.profile_url}/v1/profiles/{user}")
@@ -257,6 +239,13 @@ async def mesh(
                         return len((await mesh.profile("neighbour"))["recent_items"]) == 4
 
                     await eventually(trending)
+                    # A read of a user not applied yet computed trending and cached it for
+                    # 30 s, perhaps without the neighbour's views.
+                    redis = create_redis(profile_settings, client_name="t")
+                    try:
+                        await redis.delete(trending_cache_key("acme"))
+                    finally:
+                        await redis.aclose()
                     # Open recommend's circuit to the missing Triton before timing anything.
                     for _ in range(8):
                         await mesh.respond("warm-up", deadline_ms=None)

@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rapport.common.auth import key_entry
-from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
+from rapport.devstack.events import event, publish
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
 from rapport.devstack.waiting import eventually
@@ -74,20 +73,7 @@ class Mesh:
             return body
 
     async def send(self, user: str, type_: str, **fields: Any) -> None:
-        producer = create_producer(self.kafka)
-        await producer.start()
-        try:
-            now = datetime.now(UTC).isoformat()
-            event = {"event_id": str(uuid.uuid4()), "type": type_, "user_id": user}
-            event |= {"tenant": "acme", "occurred_at": now, "received_at": now, **fields}
-            await producer.send_and_wait(
-                self.events_topic,
-                key=user.encode(),
-                value=json.dumps(event).encode(),
-                headers=[("rapport-schema", b"event.v1")],
-            )
-        finally:
-            await producer.stop()
+        await publish(self.kafka, self.events_topic, event(user, type_, **fields))
 
 
 @pytest_asyncio.fixture(scope="module")

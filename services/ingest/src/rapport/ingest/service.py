@@ -38,7 +38,7 @@ from uuid_utils.compat import uuid7
 
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
-from rapport.common.events import EVENT_TYPES, EventIn, encode_for_topic
+from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
 from rapport.common.metrics import IngestMetrics, trace_exemplar
 from rapport.common.problems import FieldError, ProblemError
 from rapport.ingest.dedup import AdmissionStore, ClaimState
@@ -47,7 +47,6 @@ from rapport.ingest.settings import IngestSettings
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rapport.ingest")
 
-SCHEMA_HEADER = ("rapport-schema", b"event.v1")
 # Below this many records for one partition, `send` (which merges concurrent requests'
 # records) beats building a batch (which waits for the partition's previous batch).
 WHOLE_BATCH_MIN_RECORDS = 8

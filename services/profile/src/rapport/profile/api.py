@@ -122,6 +122,11 @@ class ConsentAccepted(BaseModel):
     event_id: str
 
 
+def trending_cache_key(tenant: str) -> str:
+    """Where a tenant's trending pool is cached (length-prefixed: tenants may contain ':')."""
+    return f"trending:{len(tenant)}:{tenant}"
+
+
 def cold_start(user_id: str, popular: TrendingView) -> ProfileView:
     """An unknown user: what is popular, normalised so the top category scores 1."""
     top = popular.categories[0].score if popular.categories else 1.0
@@ -218,7 +223,7 @@ class ProfileService:
         self, tenant: str, category: str | None = None, limit: int = 20
     ) -> TrendingView:
         """Computed from the tenant's profiles at most every TRENDING_CACHE_S, then cached."""
-        key = f"trending:{len(tenant)}:{tenant}"
+        key = trending_cache_key(tenant)
         cached = None
         with contextlib.suppress(*REDIS_ERRORS):
             cached = await self.redis.get(key)

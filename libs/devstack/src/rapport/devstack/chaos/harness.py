@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,10 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport.common.auth import ALL_SCOPES, generate_key, key_entry
-from rapport.common.events import SCHEMA_HEADER
-from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
+from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
-from rapport.devstack import processes, servers
+from rapport.devstack import events, processes, servers
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import infra_env, service_spec
@@ -248,41 +247,12 @@ class Harness:
 
 # ---- events ---------------------------------------------------------------------------
 
-Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
-
 
 def event(
     user: str, type_: str = "item_view", at: datetime | None = None, **fields: Any
 ) -> dict[str, Any]:
-    """An event as ingest puts it on the topic (server fields set)."""
-    now = datetime.now(UTC).isoformat()
-    return {
-        "event_id": str(uuid.uuid4()),
-        "type": type_,
-        "user_id": user,
-        "tenant": TENANT,
-        "occurred_at": (at.isoformat() if at else now),
-        "received_at": now,
-        **fields,
-    }
-
-
-def record(value: dict[str, Any]) -> Record:
-    return (value["user_id"].encode(), json.dumps(value).encode(), [SCHEMA_HEADER])
-
-
-async def produce(kafka: KafkaSettings, topic: str, records: Iterable[Record]) -> list[Any]:
-    """Produce with acks=all; returns each record's metadata (partition, offset) in order."""
-    producer = create_producer(kafka, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, key=key, value=value, headers=headers)
-            for key, value, headers in records
-        ]
-        return list(await asyncio.gather(*futures))
-    finally:
-        await producer.stop()
+    """An event of the chaos tenant, as ingest puts it on the topic."""
+    return events.event(user, type_, at, tenant=TENANT, **fields)
 
 
 # Tansu 0.6 answers ListOffsets(LATEST) with the last batch's base offset + 1, not the

@@ -26,14 +26,13 @@ from rapport.devstack.chaos.harness import (
     event,
     eventually,
     percentile,
-    produce,
     read_topic,
-    record,
     settle,
     tally,
     traffic,
 )
 from rapport.devstack.chaos.scale import Scale
+from rapport.devstack.events import produce, record
 from rapport.devstack.faults import DelayProxy
 
 Step = Callable[[], Awaitable[float | None]]

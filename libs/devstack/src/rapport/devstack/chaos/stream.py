@@ -22,18 +22,16 @@ from rapport.devstack.chaos.harness import (
     GroupWatch,
     Harness,
     Lane,
-    Record,
     Row,
     event,
     eventually,
     metric,
-    produce,
     read_topic,
-    record,
     state_hash,
     tally,
 )
 from rapport.devstack.chaos.scale import Scale
+from rapport.devstack.events import Record, produce, record
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
