@@ -6,7 +6,11 @@ aiohttp rather than httpx: one hop measured 0.34-0.48 ms against 1.3-1.7 ms
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
+
+from rapport.common.retry import stale_connection_retry
 
 
 def create_http_session(
@@ -18,3 +22,51 @@ def create_http_session(
     )
     timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+
+
+class ServiceCallError(Exception):
+    """Another Rapport service refused or failed; ``status`` is its HTTP status (0: no answer)."""
+
+    service = "a service"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{self.service}: {status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+async def call_service(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    error: type[ServiceCallError],
+    *,
+    authorization: str,
+    client_timeout: aiohttp.ClientTimeout,
+    params: dict[str, str] | None = None,
+    json: Any = None,
+    resend_on_stale: bool = False,
+) -> bytes:
+    """The body of a 200 answer; anything else raises ``error``.
+
+    ``resend_on_stale``: for a call that changes nothing, go once more on a fresh
+    connection when a pooled one was closed under the request (aiohttp does this
+    itself for idempotent methods only).
+    """
+    try:
+        async for attempt in stale_connection_retry(attempts=2 if resend_on_stale else 1):
+            with attempt:
+                async with session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers={"Authorization": authorization},
+                    timeout=client_timeout,
+                ) as response:
+                    body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise error(0, f"{type(exc).__name__}: {exc}") from exc
+    if response.status != 200:
+        raise error(response.status, body[:300].decode(errors="replace"))
+    return body

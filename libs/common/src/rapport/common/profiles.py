@@ -14,6 +14,8 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.common.http import ServiceCallError, call_service
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -66,13 +68,10 @@ class FeedbackSnapshot(_Lenient):
     arms: dict[str, ArmCountsSnapshot] = Field(default_factory=dict)
 
 
-class ProfileServiceError(Exception):
+class ProfileServiceError(ServiceCallError):
     """The profile service refused or failed; ``status`` is its HTTP status (0: no answer)."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"profile service: {status} {detail}")
-        self.status = status
-        self.detail = detail
+    service = "profile service"
 
 
 class ProfileClient:
@@ -89,19 +88,15 @@ class ProfileClient:
         timeout_s: float | None = None,
     ) -> bytes:
         timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
-        try:
-            async with self.session.get(
-                f"{self.base_url}{path}",
-                params=params,
-                headers={"Authorization": authorization},
-                timeout=timeout,
-            ) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise ProfileServiceError(response.status, body[:300].decode(errors="replace"))
-                return body
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProfileServiceError(0, f"{type(exc).__name__}: {exc}") from exc
+        return await call_service(
+            self.session,
+            "GET",
+            f"{self.base_url}{path}",
+            ProfileServiceError,
+            authorization=authorization,
+            client_timeout=timeout,
+            params=params,
+        )
 
     async def profile(
         self, user_id: str, authorization: str, *, timeout_s: float | None = None

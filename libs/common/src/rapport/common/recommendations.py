@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.common.http import ServiceCallError, call_service
 from rapport.common.profiles import ProfileSnapshot
-from rapport.common.retry import stale_connection_retry
 
 
 class _Lenient(BaseModel):
@@ -57,13 +57,10 @@ class RecommendationsSnapshot(_Lenient):
     exploration: dict[str, Any] | None = None
 
 
-class RecommendServiceError(Exception):
+class RecommendServiceError(ServiceCallError):
     """The recommend service refused or failed; ``status`` is its HTTP status (0: no answer)."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"recommend service: {status} {detail}")
-        self.status = status
-        self.detail = detail
+    service = "recommend service"
 
 
 class RecommendClient:
@@ -89,19 +86,14 @@ class RecommendClient:
         if message:
             body["message"] = message
         timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
-        try:
-            # Recommending changes nothing, so a second attempt is safe.
-            async for attempt in stale_connection_retry():
-                with attempt:
-                    async with self.session.post(
-                        f"{self.base_url}/v1/recommendations",
-                        json=body,
-                        headers={"Authorization": authorization},
-                        timeout=timeout,
-                    ) as response:
-                        raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RecommendServiceError(0, f"{type(exc).__name__}: {exc}") from exc
-        if response.status != 200:
-            raise RecommendServiceError(response.status, raw[:300].decode(errors="replace"))
+        raw = await call_service(
+            self.session,
+            "POST",
+            f"{self.base_url}/v1/recommendations",
+            RecommendServiceError,
+            authorization=authorization,
+            client_timeout=timeout,
+            json=body,
+            resend_on_stale=True,  # recommending changes nothing
+        )
         return RecommendationsSnapshot.model_validate_json(raw)

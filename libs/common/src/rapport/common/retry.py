@@ -69,15 +69,15 @@ STALE_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def stale_connection_retry() -> AsyncRetrying:
-    """One immediate second attempt, on a fresh connection, after a stale pooled one.
+def stale_connection_retry(attempts: int = 2) -> AsyncRetrying:
+    """An immediate second attempt, on a fresh connection, after a stale pooled one.
 
     For side-effect-free POSTs on a hot path (aiohttp already does this for
     idempotent methods): no backoff (the caller's deadline bounds both
     attempts), and no retry of timeouts or HTTP errors.
     """
     return AsyncRetrying(
-        stop=stop_after_attempt(2),
+        stop=stop_after_attempt(attempts),
         retry=retry_if_exception_type(STALE_CONNECTION_ERRORS),
         reraise=True,
     )

@@ -148,35 +148,31 @@ def view(
         personalization=profile.personalization_allowed,
         updated_at=profile.consent.at if profile.consent else None,
     )
-    if not consent.personalization:
-        # Opted out: nothing personal leaves this service, whoever asks.
-        return ProfileView(
-            user_id=user_id,
-            known=True,
-            version=profile.version,
-            source=source,
-            updated_at=profile.updated_at,
-            consent=consent,
-            withheld=True,
-        )
-    return ProfileView(
+    head = ProfileView(
         user_id=user_id,
         known=True,
         version=profile.version,
         source=source,
         updated_at=profile.updated_at,
         consent=consent,
-        counters=profile.counters,
-        affinities={
-            k: round(v, 6) for k, v in affinities_at(profile, datetime.now(UTC), rules).items()
-        },
-        recent_items=[seen.value for seen in profile.recent_items],
-        recent_searches=[seen.value for seen in profile.recent_searches],
-        session=profile.session,
-        preferences={key: stamped.value for key, stamped in profile.preferences.items()},
-        lifetime_value=profile.lifetime_value,
-        segments=segments(profile),
-        cluster_id=profile.cluster_id,
+        withheld=not consent.personalization,
+    )
+    if head.withheld:
+        return head  # opted out: nothing personal leaves this service, whoever asks
+    return head.model_copy(
+        update={
+            "counters": profile.counters,
+            "affinities": {
+                k: round(v, 6) for k, v in affinities_at(profile, datetime.now(UTC), rules).items()
+            },
+            "recent_items": [seen.value for seen in profile.recent_items],
+            "recent_searches": [seen.value for seen in profile.recent_searches],
+            "session": profile.session,
+            "preferences": {key: stamped.value for key, stamped in profile.preferences.items()},
+            "lifetime_value": profile.lifetime_value,
+            "segments": segments(profile),
+            "cluster_id": profile.cluster_id,
+        }
     )
 
 
