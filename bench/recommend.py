@@ -79,7 +79,18 @@ def bodies() -> dict[str, bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
+    parser.add_argument(
+        "--max-model-in-flight",
+        type=int,
+        default=None,
+        help="recommend's RAPPORT_RECOMMEND_MAX_MODEL_IN_FLIGHT; default: the service's",
+    )
     args = parser.parse_args()
+    admission = (
+        {"RAPPORT_RECOMMEND_MAX_MODEL_IN_FLIGHT": str(args.max_model_in_flight)}
+        if args.max_model_in_flight
+        else {}
+    )
     seconds = max(2.0, min(args.seconds, 60.0))
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
@@ -110,6 +121,7 @@ def main() -> None:
                 {
                     "RAPPORT_PROFILE_URL": profile.url("profile"),
                     "RAPPORT_RECOMMEND_CATALOG_PATH": str(work / "catalog.json"),
+                    **admission,
                 },
             )
         )
@@ -141,7 +153,12 @@ def main() -> None:
             rows.append(saturated)
             rate = max(1.0, round(saturated["model_served_per_s"] * 0.5))
             rows.append(level(scenario, f"open {rate:.0f} req/s (50%)", "open", rate, payload))
-    write_results("recommend", rows, seconds_per_level=seconds)
+    write_results(
+        "recommend",
+        rows,
+        seconds_per_level=seconds,
+        max_model_in_flight=args.max_model_in_flight or "service default",
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from rapport.common.cache import create_redis
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.events import event, publish
+from rapport.devstack.faults import DelayProxy
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.waiting import eventually
@@ -113,10 +114,13 @@ class Mesh:
     triton: TritonProcess
     kafka: KafkaSettings
     events_topic: str
+    settings: RecommendSettings
 
-    async def recommend(self, body: dict[str, Any], key: str = ACME) -> tuple[int, Any]:
+    async def recommend(
+        self, body: dict[str, Any], key: str = ACME, url: str | None = None
+    ) -> tuple[int, Any]:
         async with self.http.post(
-            f"{self.recommend_url}/v1/recommendations",
+            f"{url or self.recommend_url}/v1/recommendations",
             json=body,
             headers={"Authorization": f"Bearer {key}"},
         ) as response:
@@ -163,6 +167,7 @@ async def mesh(
             profile_timeout_ms=1000,
             breaker_reset_s=1.0,
             catalog_path=served_repository.parent / "catalog.json",
+            max_model_in_flight=64,  # the val test sends 20 at once; admission has its own test
         )
         async with serve_app(create_recommend_app(settings)) as recommend_url:
             mesh = Mesh(
@@ -172,6 +177,7 @@ async def mesh(
                 triton_process,
                 kafka,
                 profile_settings.events_topic,
+                settings,
             )
             await mesh.send_views("fan", STAR_WARS_FAN)
             await mesh.send_views("neighbour", NEIGHBOUR)  # what trending will offer
@@ -419,3 +425,38 @@ async def test_killing_triton_mid_traffic_falls_back_then_recovers(mesh: Mesh) -
         metrics = await response.text()
     assert "rapport_recommend_fallbacks_total" in metrics
     assert 'rapport_recommend_circuit_state{circuit="triton"} 0.0' in metrics
+
+
+async def test_past_max_model_in_flight_a_request_gets_the_fallback_at_once(mesh: Mesh) -> None:
+    host, port = mesh.triton.grpc_url.rsplit(":", 1)
+    slow_triton = await DelayProxy(host, int(port)).start()
+    slow_triton.delay_s = 0.05  # holds the one admitted request at Triton
+    settings = mesh.settings.model_copy(
+        update={
+            "triton_grpc_url": slow_triton.address,
+            "triton_timeout_ms": 5000,
+            "max_model_in_flight": 1,
+        }
+    )
+    body = {"user_id": "fan", "k": 3, "message": "my card was declined"}
+    try:
+        async with serve_app(create_recommend_app(settings)) as url:
+            answers = await asyncio.gather(*(mesh.recommend(body, url=url) for _ in range(5)))
+            slow_triton.up()
+            _, after = await mesh.recommend(body, url=url)
+            _, ready = await mesh.get(f"{url}/readyz")
+            async with mesh.http.get(f"{url}/metrics") as response:
+                metrics = await response.text()
+    finally:
+        await slow_triton.stop()
+
+    assert [status for status, _ in answers] == [200] * 5
+    reasons = sorted(str(answer["fallback_reason"]) for _, answer in answers)
+    assert reasons == ["None"] + ["overloaded"] * 4, reasons
+    shed = [answer for _, answer in answers if answer["fallback"]]
+    assert all(a["items"] and "message" in a["degraded"] for a in shed), shed
+    # Shedding is not a Triton failure: the circuit stays closed and the models serve on.
+    assert 'rapport_recommend_fallbacks_total{reason="overloaded"} 4.0' in metrics
+    assert 'rapport_recommend_circuit_state{circuit="triton"} 0.0' in metrics
+    assert ready["status"] == "ready", ready
+    assert after["fallback"] is False

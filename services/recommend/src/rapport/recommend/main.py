@@ -63,6 +63,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 history_items=settings.history_items,
                 explore=settings.explore,
                 bandit_refresh_s=settings.bandit_refresh_s,
+                max_model_in_flight=settings.max_model_in_flight,
             )
             yield
 

@@ -137,6 +137,8 @@ class Recommender:
     history_items: int
     explore: bool
     bandit_refresh_s: float
+    max_model_in_flight: int = 16
+    model_in_flight: int = 0
     bandits: dict[str, _Bandit] = field(default_factory=dict)
     trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItemSnapshot]]] = field(
         default_factory=dict
@@ -169,19 +171,34 @@ class Recommender:
         affinities = profile.affinities if personalized else {}
         exclude = list(dict.fromkeys([*request.exclude, *history]))
         categories = [request.category] if request.category else []
-        ranking_call = self.models.rank(
-            history=history,
-            weights=history_weights(len(history), self.history_decay),
-            affinities=affinities,
-            exclude=exclude,
-            categories=categories,
-            k=request.k + EXTRA_CANDIDATES,
-        )
-        ranking, intent, sentiment = await asyncio.gather(
-            _outcome(ranking_call),
-            _outcome(self.models.intent(request.message)) if request.message else _none(),
-            _outcome(self.models.sentiment(request.message)) if request.message else _none(),
-        )
+        ranking: Ranking | BaseException
+        intent: Intent | BaseException | None
+        sentiment: Sentiment | BaseException | None
+        if self.model_in_flight >= self.max_model_in_flight:
+            # Shed before Triton: a longer queue there would time out every caller.
+            overloaded = ModelUnavailable("overloaded")
+            ranking = overloaded
+            intent = sentiment = overloaded if request.message else None
+        else:
+            self.model_in_flight += 1
+            try:
+                ranking_call = self.models.rank(
+                    history=history,
+                    weights=history_weights(len(history), self.history_decay),
+                    affinities=affinities,
+                    exclude=exclude,
+                    categories=categories,
+                    k=request.k + EXTRA_CANDIDATES,
+                )
+                ranking, intent, sentiment = await asyncio.gather(
+                    _outcome(ranking_call),
+                    _outcome(self.models.intent(request.message)) if request.message else _none(),
+                    _outcome(self.models.sentiment(request.message))
+                    if request.message
+                    else _none(),
+                )
+            finally:
+                self.model_in_flight -= 1
         result = Recommendations(
             user_id=request.user_id,
             items=[],

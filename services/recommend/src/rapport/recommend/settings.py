@@ -24,6 +24,13 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, AuthSettings):
     item_model: str = Field("item_scorer", description="Triton model that ranks items.")
     intent_model: str = Field("intent_classifier", description="Triton intent model.")
     sentiment_model: str = Field("sentiment", description="Triton sentiment model.")
+    max_model_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Requests one process has at Triton at once. Past it a request gets the "
+        "fallback at once (reason `overloaded`): queueing it would overrun the Triton "
+        "deadline for everyone and open the circuit.",
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive Triton failures that open the circuit."
     )
