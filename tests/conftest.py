@@ -4,12 +4,12 @@ the ``rapport.devstack.pytest_plugin`` plugin, loaded through its entry point.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rapport.common.kafka import TopicSpec, ensure_topics
@@ -20,7 +20,22 @@ from rapport.profile.settings import ProfileSettings
 
 PrivateProfile = Callable[[str, str], Awaitable[ProfileSettings]]
 
-_EXPORTER = InMemorySpanExporter()
+
+class _SpanRecorder(InMemorySpanExporter):
+    """Keeps spans only while a test asks for them (the ``spans`` fixture).
+
+    The provider is global and the in-process apps of every later test export to it;
+    keeping all their spans grew the heap until a full garbage collection paused the
+    event loop for a second (in the middle of respond's deadline tests).
+    """
+
+    recording = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return super().export(spans) if self.recording else SpanExportResult.SUCCESS
+
+
+_EXPORTER = _SpanRecorder()
 TIERS = ("unit", "integration", "e2e")
 
 
@@ -49,8 +64,12 @@ def _tracing() -> TracerProvider:
 def spans(_tracing: TracerProvider) -> Iterator[InMemorySpanExporter]:
     """Finished spans of this test, in memory."""
     _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    _EXPORTER.recording = True
+    try:
+        yield _EXPORTER
+    finally:
+        _EXPORTER.recording = False
+        _EXPORTER.clear()
 
 
 @pytest.fixture(scope="session")

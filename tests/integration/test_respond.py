@@ -10,10 +10,11 @@ the upstream LLM, which records the prompts it is sent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,6 +254,19 @@ async def mesh(
             finally:
                 await profile_proxy.stop()
                 await recommend_proxy.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_long_gc_pauses() -> Iterator[None]:
+    """The whole mesh runs in this process: a full collection of what earlier test
+    modules left on the heap (200+ ms) would stall it mid-request, and these tests time
+    replies to 10 ms. Frozen objects are not traversed again."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
