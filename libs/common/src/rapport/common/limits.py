@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from prometheus_client import Gauge
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,3 +86,29 @@ class RateDecision:
     def retry_after_header(self) -> str:
         """Whole seconds, at least 1 (the header takes no fractions)."""
         return str(max(1, math.ceil(self.retry_after_s)))
+
+
+class InFlightLimit:
+    """At most ``limit`` callers of one process inside at once; the rest are turned away
+    at once rather than queued (load shedding in front of a deadline-bound dependency).
+
+    ``gauge``, when given, reports how many are inside.
+    """
+
+    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
+        self.limit = limit
+        self.inside = 0
+        if gauge is not None:
+            gauge.set_function(lambda: self.inside)
+
+    @contextmanager
+    def admit(self) -> Iterator[bool]:
+        """``with limit.admit() as admitted:``; inside counts only when admitted."""
+        if self.inside >= self.limit:
+            yield False
+            return
+        self.inside += 1
+        try:
+            yield True
+        finally:
+            self.inside -= 1

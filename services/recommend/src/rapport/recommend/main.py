@@ -17,6 +17,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
+from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RecommendMetrics
 from rapport.common.profiles import ProfileClient
 from rapport.recommend.api import router
@@ -63,7 +64,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 history_items=settings.history_items,
                 explore=settings.explore,
                 bandit_refresh_s=settings.bandit_refresh_s,
-                max_model_in_flight=settings.max_model_in_flight,
+                admission=InFlightLimit(settings.max_model_in_flight),
             )
             yield
 

@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.events import Identifier
+from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RecommendMetrics
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import (
@@ -137,8 +138,7 @@ class Recommender:
     history_items: int
     explore: bool
     bandit_refresh_s: float
-    max_model_in_flight: int = 16
-    model_in_flight: int = 0
+    admission: InFlightLimit
     bandits: dict[str, _Bandit] = field(default_factory=dict)
     trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItemSnapshot]]] = field(
         default_factory=dict
@@ -174,14 +174,8 @@ class Recommender:
         ranking: Ranking | BaseException
         intent: Intent | BaseException | None
         sentiment: Sentiment | BaseException | None
-        if self.model_in_flight >= self.max_model_in_flight:
-            # Shed before Triton: a longer queue there would time out every caller.
-            overloaded = ModelUnavailable("overloaded")
-            ranking = overloaded
-            intent = sentiment = overloaded if request.message else None
-        else:
-            self.model_in_flight += 1
-            try:
+        with self.admission.admit() as admitted:
+            if admitted:
                 ranking_call = self.models.rank(
                     history=history,
                     weights=history_weights(len(history), self.history_decay),
@@ -197,8 +191,11 @@ class Recommender:
                     if request.message
                     else _none(),
                 )
-            finally:
-                self.model_in_flight -= 1
+            else:
+                # Shed before Triton: a longer queue there would time out every caller.
+                overloaded = ModelUnavailable("overloaded")
+                ranking = overloaded
+                intent = sentiment = overloaded if request.message else None
         result = Recommendations(
             user_id=request.user_id,
             items=[],

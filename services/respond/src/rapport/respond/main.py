@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
+from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RespondMetrics
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
@@ -87,6 +88,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                 recorder=recorder,
                 templates=templates,
                 metrics=metrics,
+                admission=InFlightLimit(settings.max_in_flight, metrics.in_flight),
                 upstream=upstream,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)

@@ -32,6 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RespondMetrics
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import (
@@ -88,6 +89,11 @@ class Gathered:
     tone: Tone
     degraded: list[str] = field(default_factory=list)
 
+    @classmethod
+    def nothing_yet(cls, turn: Turn) -> Gathered:
+        """Before the fan-out: personalized when there is a user, until consent says no."""
+        return cls(None, turn.user_id is not None, None, [], "neutral")
+
     @property
     def intent(self) -> str | None:
         message = self.recommendations.message if self.recommendations else None
@@ -128,9 +134,9 @@ class Gateway:
     recorder: EventRecorder
     templates: TemplateFile
     metrics: RespondMetrics
+    admission: InFlightLimit
     upstream: Upstream | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
-    in_flight: int = 0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -148,22 +154,17 @@ class Gateway:
     async def gather(
         self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
     ) -> Gathered:
-        if self.in_flight >= self.settings.max_in_flight:
-            return await self._shed(turn, tenant)
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
-        try:
-            return await self._fan_out(
-                turn, tenant=tenant, authorization=authorization, deadline=deadline
-            )
-        finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.dec()
+        with self.admission.admit() as admitted:
+            if admitted:
+                return await self._fan_out(
+                    turn, tenant=tenant, authorization=authorization, deadline=deadline
+                )
+        return await self._shed(turn, tenant)
 
     async def _shed(self, turn: Turn, tenant: str) -> Gathered:
         """The reply without profile and recommendations; the message is still recorded."""
         self.metrics.shed.inc()
-        gathered = Gathered(None, turn.user_id is not None, None, [], "neutral")
+        gathered = Gathered.nothing_yet(turn)
         self.degrade(gathered, "profile")
         self.degrade(gathered, "recommendations")
         if turn.user_id is not None:
@@ -174,7 +175,7 @@ class Gateway:
         self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
     ) -> Gathered:
         reserve_s = self.settings.reserve_ms / 1000
-        gathered = Gathered(None, turn.user_id is not None, None, [], "neutral")
+        gathered = Gathered.nothing_yet(turn)
         profile: ProfileSnapshot | None = None
         if turn.user_id is not None:
             profile = await self._profile(turn.user_id, authorization, deadline, gathered)
