@@ -8,26 +8,27 @@ applied twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from rapport.common.kafka import TopicSpec, connection_kwargs, create_producer, ensure_topics
+from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import processes, servers
+from rapport.devstack.chaos.stream import item_views
+from rapport.devstack.events import produce
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import service_spec
+from rapport.devstack.waiting import eventually
 from rapport.profile.store import from_document
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,7 +37,6 @@ EVENTS = 100_000
 USERS = 2_000
 KILLS = 5
 PARTITIONS = 6
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -124,31 +124,9 @@ def profile_process(
 async def produce_events(
     kafka: KafkaSettings, topic: str, rng: random.Random, count: int = EVENTS
 ) -> Counter[str]:
-    per_user: Counter[str] = Counter()
-    producer = create_producer(kafka, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        futures = []
-        for i in range(count):
-            user = f"user-{rng.randrange(USERS)}"
-            per_user[user] += 1
-            at = (T0 + timedelta(seconds=rng.randrange(86_400 * 7))).isoformat()
-            event = {
-                "event_id": str(uuid.uuid4()),
-                "type": "item_view",
-                "user_id": user,
-                "tenant": "acme",
-                "item_id": f"m-{i % 500}",
-                "category": f"c-{i % 12}",
-                "occurred_at": at,
-                "received_at": datetime.now(UTC).isoformat(),
-            }
-            futures.append(
-                await producer.send(topic, key=user.encode(), value=json.dumps(event).encode())
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    """``count`` item views over USERS users, on the topic; how many each user got."""
+    records, per_user = item_views(rng, count, users=USERS)
+    await produce(kafka, topic, records)
     return per_user
 
 
@@ -178,7 +156,7 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(stream: Strea
         expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
         consumer = start()
         try:
-            asyncio.run(wait_until_applying(consumer))
+            asyncio.run(applied_at_least(consumer))
             # Somewhere in its next batches, not always right after the first commit.
             asyncio.run(asyncio.sleep(rng.uniform(0.05, 0.5)))
             os.kill(consumer.handle.pid, signal.SIGKILL)
@@ -190,7 +168,7 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(stream: Strea
     expected += asyncio.run(produce_events(kafka, topic, rng, count=EVENTS - chunk * KILLS))
     consumer = start()
     try:
-        asyncio.run(wait_until_committed(kafka, topic, group, EVENTS))
+        asyncio.run(committed_at_least(kafka, topic, group, EVENTS))
     finally:
         processes.stop(consumer.handle)
 
@@ -199,24 +177,20 @@ def test_kill_9_five_times_loses_nothing_and_applies_nothing_twice(stream: Strea
     check_against_oracle(stream.mongo, stream.database, expected, f"{KILLS} x kill -9")
 
 
-async def wait_until_applying(
-    server: RunningServer, at_least: float = 1, timeout_s: float = 60
-) -> float:
-    """Polls a process's applied count until it reaches ``at_least``; returns the count."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while (applied := await applied_by(server)) < at_least:
-        assert asyncio.get_running_loop().time() < deadline, "the consumer applied nothing"
-        await asyncio.sleep(0.02)
-    return applied
+async def applied_at_least(server: RunningServer, at_least: float = 1) -> None:
+    """Until the process has applied ``at_least`` events (its own /metrics)."""
+
+    async def reached() -> bool:
+        return await applied_by(server) >= at_least
+
+    await eventually(reached, timeout_s=60, interval_s=0.02)
 
 
-async def wait_until_committed(
-    kafka: KafkaSettings, topic: str, group: str, total: int, timeout_s: float = 300
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while await committed_total(kafka, topic, group) < total:
-        assert asyncio.get_running_loop().time() < deadline, f"the group never committed {total}"
-        await asyncio.sleep(0.5)
+async def committed_at_least(kafka: KafkaSettings, topic: str, group: str, total: int) -> None:
+    async def reached() -> bool:
+        return await committed_total(kafka, topic, group) >= total
+
+    await eventually(reached, timeout_s=300, interval_s=0.5)
 
 
 def check_against_oracle(mongo: str, database: str, expected: Counter[str], label: str) -> None:
@@ -257,20 +231,20 @@ def test_two_processes_split_the_partitions_and_a_rebalance_loses_nothing(
     first = start()
     second: RunningServer | None = None
     try:
-        asyncio.run(wait_until_applying(first))
+        asyncio.run(applied_at_least(first))
         second = start()  # joins: the partitions are split
         expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
         # Only a member that was given partitions can apply anything.
-        asyncio.run(wait_until_applying(second))
+        asyncio.run(applied_at_least(second))
 
         first_applied = asyncio.run(applied_by(first))
         expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
-        asyncio.run(wait_until_applying(first, at_least=first_applied + 1))
+        asyncio.run(applied_at_least(first, at_least=first_applied + 1))
         second_before_leave = asyncio.run(applied_by(second))
         processes.stop(first.handle)  # leaves: its partitions move to the second
 
         expected += asyncio.run(produce_events(kafka, topic, rng, count=chunk))
-        asyncio.run(wait_until_committed(kafka, topic, group, 4 * chunk))
+        asyncio.run(committed_at_least(kafka, topic, group, 4 * chunk))
         # The last chunk covers every partition, so the second applied at least all of it.
         assert asyncio.run(applied_by(second)) - second_before_leave >= chunk
     finally:
