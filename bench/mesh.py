@@ -6,6 +6,7 @@ import json
 import re
 import time
 import urllib.request
+from typing import Any
 
 from ingest import KEY
 
@@ -38,6 +39,13 @@ def metric_total(base_url: str, family: str) -> float:
         text = response.read().decode()
     pattern = rf"^{re.escape(family)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
     return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+
+
+def rate_excluding(row: dict[str, Any], excluded: int) -> float:
+    """A level's requests per second less the ``excluded`` answers (shed, fallback): what
+    the expensive path really sustained. Cheap answers would inflate a saturation rate."""
+    requests, rate = int(row["requests"]), float(row["requests_per_s"])
+    return round(rate * (1 - excluded / max(1, requests)), 1)
 
 
 def wait_until_ready(base_url: str, timeout_s: float = 60.0) -> float:

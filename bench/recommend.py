@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import run_load, summarize
-from mesh import metric_total, service, wait_until_ready
+from mesh import metric_total, rate_excluding, service, wait_until_ready
 from results_file import write_results
 
 from rapport.devstack import processes, servers, triton
@@ -135,10 +135,7 @@ def main() -> None:
             before = metric_total(base, "rapport_recommend_fallbacks_total")
             row = summarize(scenario, load, 1, run_load(kind, url, payload, seconds, value), 200)
             row["fallbacks"] = int(metric_total(base, "rapport_recommend_fallbacks_total") - before)
-            # Answers the models served, per second: fallbacks are cheap and would inflate it.
-            row["model_served_per_s"] = round(
-                row["requests_per_s"] * (1 - row["fallbacks"] / max(1, row["requests"])), 1
-            )
+            row["model_served_per_s"] = rate_excluding(row, row["fallbacks"])
             print(
                 f"{'':<26} served by the fallback: {row['fallbacks']} "
                 f"(by the models: {row['model_served_per_s']} req/s)",

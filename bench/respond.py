@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 from ingest import KEY, run_load, summarize
-from mesh import service, wait_until_ready
+from mesh import rate_excluding, service, wait_until_ready
 from recommend import model_repository
 from results_file import write_results
 
@@ -307,10 +307,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 if k.startswith("degraded:") and v > 0
             }
             row["shed"] = int(delta.get("shed", 0))
-            # Replies that had the fan-out (profile, recommend), per second.
-            row["fanned_out_per_s"] = round(
-                row["requests_per_s"] * (1 - row["shed"] / max(1, row["requests"])), 1
-            )
+            row["fanned_out_per_s"] = rate_excluding(row, row["shed"])
             # Mean time inside respond per stage (ms): where a reply's time goes.
             row["stage_mean_ms"] = {
                 k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
