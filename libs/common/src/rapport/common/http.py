@@ -53,20 +53,22 @@ async def call_service(
     connection when a pooled one was closed under the request (aiohttp does this
     itself for idempotent methods only).
     """
+
+    async def once() -> tuple[int, bytes]:
+        async with session.request(
+            method,
+            url,
+            params=params,
+            json=json,
+            headers={"Authorization": authorization},
+            timeout=client_timeout,
+        ) as response:
+            return response.status, await response.read()
+
     try:
-        async for attempt in stale_connection_retry(attempts=2 if resend_on_stale else 1):
-            with attempt:
-                async with session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers={"Authorization": authorization},
-                    timeout=client_timeout,
-                ) as response:
-                    body = await response.read()
+        status, body = await (stale_connection_retry()(once) if resend_on_stale else once())
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise error(0, f"{type(exc).__name__}: {exc}") from exc
-    if response.status != 200:
-        raise error(response.status, body[:300].decode(errors="replace"))
+    if status != 200:
+        raise error(status, body[:300].decode(errors="replace"))
     return body

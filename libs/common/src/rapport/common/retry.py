@@ -69,7 +69,7 @@ STALE_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def stale_connection_retry(attempts: int = 2) -> AsyncRetrying:
+def stale_connection_retry() -> AsyncRetrying:
     """An immediate second attempt, on a fresh connection, after a stale pooled one.
 
     For side-effect-free POSTs on a hot path (aiohttp already does this for
@@ -77,7 +77,7 @@ def stale_connection_retry(attempts: int = 2) -> AsyncRetrying:
     attempts), and no retry of timeouts or HTTP errors.
     """
     return AsyncRetrying(
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(2),
         retry=retry_if_exception_type(STALE_CONNECTION_ERRORS),
         reraise=True,
     )
