@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.integration
 READ_WRITE = "rpk_test_profiles-acme-0123456789abc"
 READ_ONLY = "rpk_test_reader-acme-0123456789abcde"
 GLOBEX = "rpk_test_reader-globex-0123456789abc"
+PAUSED = "rpk_test_reader-paused-0123456789abc"  # a tenant whose traffic stopped
 
 
 def keys_json() -> str:
@@ -45,6 +47,7 @@ def keys_json() -> str:
         ),
         key_entry(READ_ONLY, key_id="ro", tenant="acme", scopes=["profiles:read"]),
         key_entry(GLOBEX, key_id="gx", tenant="globex", scopes=["profiles:read"]),
+        key_entry(PAUSED, key_id="pa", tenant="paused", scopes=["profiles:read"]),
     ]
     return json.dumps([e.model_dump(mode="json") for e in entries])
 
@@ -205,7 +208,8 @@ async def test_erasure_removes_the_user_everywhere(api: Api) -> None:
     assert mine[-1].value is None, "the last changelog record of an erased user is a tombstone"
 
     # An event of the erased user's past, arriving after the erasure, does not resurrect them.
-    await api.send(user, "search", query="boots again", received_at="2000-01-01T00:00:00+00:00")
+    before_erasure = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    await api.send(user, "search", query="boots again", received_at=before_erasure)
     await caught_up(api)
     assert (await api.call("GET", f"/v1/profiles/{user}"))[1]["known"] is False
 
@@ -303,3 +307,89 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     _, body = await api.call("GET", f"/v1/trending?category={category}")
     assert body["items"][0]["item_id"] == hit
     assert body["items"][0]["score"] == pytest.approx(2.0, rel=0.01)
+
+
+class MovableClock:
+    """Now, or ``offset`` from now: the app reads as if that much time had passed."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
+class PausedTenant:
+    reader: Api  # a second app on the same store, with a movable clock
+    clock: MovableClock
+
+
+@pytest_asyncio.fixture(scope="module")
+async def paused(api: Api) -> AsyncIterator[PausedTenant]:
+    """Tenant ``paused``: three users viewed ``hit`` (drama), one viewed ``miss`` (comedy),
+    then nothing more."""
+    views = [("hit", "drama")] * 3 + [("miss", "comedy")]
+    await publish(
+        api.kafka,
+        api.settings.events_topic,
+        *[
+            event(f"p-{i}", "item_view", tenant="paused", item_id=item, category=category)
+            for i, (item, category) in enumerate(views)
+        ],
+    )
+
+    async def applied() -> bool:
+        reads = [await api.call("GET", f"/v1/profiles/p-{i}", PAUSED) for i in range(len(views))]
+        return all(status == 200 and body["known"] for status, body in reads)
+
+    await eventually(applied)
+    clock = MovableClock()
+    settings = api.settings.model_copy(update={"consume": False})
+    async with serve_app(create_app(settings, clock=clock)) as url:
+        yield PausedTenant(Api(url, settings, api.kafka, api.http), clock)
+
+
+@pytest.mark.parametrize("days", [60, 365])
+@pytest.mark.parametrize("pool", ["cached", "cold"])
+async def test_reads_after_a_long_pause_keep_order_and_never_fail(
+    paused: PausedTenant, pool: str, days: int
+) -> None:
+    """Trending (24 h half-life) is 2^-60 and 2^-365 of what it was; affinities (7 days)
+    2^-8.6 and 2^-52. Read from a pool cached before the pause, and from one computed after."""
+    reader, key = paused.reader, trending_cache_key("paused")
+    redis = create_redis(reader.settings, client_name="t")
+    try:
+        paused.clock.offset = timedelta(0)
+        await redis.delete(key)
+        if pool == "cached":
+            assert (await reader.call("GET", "/v1/trending", PAUSED))[0] == 200
+            cached = await redis.get(key)
+            assert cached is not None
+            await redis.expire(key, 600)  # a recompute would write it again with a 30 s TTL
+        paused.clock.offset = timedelta(days=days)
+
+        status, default = await reader.call("GET", "/v1/profiles/newcomer", PAUSED)
+        assert status == 200, default
+        assert default["known"] is False
+        assert default["affinities"] == {"drama": 1.0, "comedy": pytest.approx(1 / 3, rel=1e-5)}
+        assert default["popular_items"] == ["hit", "miss"]
+
+        status, popular = await reader.call("GET", "/v1/trending", PAUSED)
+        assert status == 200, popular
+        left = 0.5**days
+        assert [(i["item_id"], i["score"]) for i in popular["items"]] == [
+            ("hit", pytest.approx(3 * left, rel=1e-3, abs=0)),
+            ("miss", pytest.approx(left, rel=1e-3, abs=0)),
+        ]
+        assert [c["category"] for c in popular["categories"]] == ["drama", "comedy"]
+
+        status, known = await reader.call("GET", "/v1/profiles/p-0", PAUSED)
+        assert status == 200, known
+        assert known["affinities"] == {"drama": pytest.approx(0.5 ** (days / 7), rel=1e-3, abs=0)}
+        if pool == "cached":
+            assert await redis.ttl(key) > 30, "the reads used the pool cached before the pause"
+            assert await redis.get(key) == cached
+    finally:
+        paused.clock.offset = timedelta(0)
+        await redis.aclose()

@@ -277,6 +277,22 @@ async def test_reasons_name_the_watched_item_that_led_to_a_recommendation(mesh: 
     assert sum(title in TITLES for title in because) >= 3, ranked
 
 
+async def test_affinities_decayed_below_fp32_still_steer_the_ranking(mesh: Mesh) -> None:
+    """A user back after years away: affinities of 1e-60 are 0 in FP32, but their ratio is
+    what the scorer uses, so they must rank as the same ratio of ordinary numbers does."""
+
+    async def ranked(affinities: dict[str, float]) -> list[str]:
+        profile = {"user_id": "back", "affinities": affinities}
+        status, body = await mesh.recommend({"user_id": "back", "k": 8, "profile": profile})
+        assert status == 200, body
+        assert body["fallback"] is False
+        return [i["item_id"] for i in body["items"] if i["slot"] == "ranked"]
+
+    ordinary = await ranked({"Horror": 1.0, "Musical": 0.5})
+    assert ordinary != await ranked({}), "the affinities change the ranking"
+    assert await ranked({"Horror": 1e-60, "Musical": 5e-61}) == ordinary
+
+
 async def test_excluded_and_seen_items_never_come_back(mesh: Mesh) -> None:
     status, first = await mesh.recommend({"user_id": "fan", "k": 10})
     assert status == 200

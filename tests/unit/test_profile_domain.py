@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapport.common.events import Event, parse_event
+from rapport.profile.api import cold_start, trending_view
 from rapport.profile.domain import (
     MAX_FEEDBACK_ARMS,
     RECENT_ITEMS,
@@ -19,6 +20,7 @@ from rapport.profile.domain import (
     Outcome,
     Profile,
     Rules,
+    TrendingPool,
     affinities_at,
     apply,
     arm_totals,
@@ -230,13 +232,96 @@ def test_trending_is_one_decayed_vote_per_user_and_item() -> None:
         run([make("item_view", now - timedelta(days=1), item_id="m-2", category="comedy")]),
         run([make("click", now, item_id="m-3")]),
     ]
-    ranked = trending([u.recent_items for u in users], now, timedelta(days=1), limit=10)
-    assert [(t.item_id, t.category, t.score) for t in ranked] == [
+    pool = trending([u.recent_items for u in users], now, timedelta(days=1), limit=10)
+    assert pool.as_of == now
+    assert [(t.item_id, t.category, t.weight) for t in pool.trends] == [
         ("m-1", "drama", 2.0),
         ("m-3", None, 1.0),
         ("m-2", "comedy", 0.5),
     ]
-    assert len(trending([u.recent_items for u in users], now, timedelta(days=1), limit=1)) == 1
+    assert pool.category_weights() == {"drama": 2.0, "comedy": 0.5}
+    assert len(trending([u.recent_items for u in users], now, timedelta(days=1), 1).trends) == 1
+
+
+def test_a_vote_from_a_clock_ahead_counts_as_cast_now() -> None:
+    now = T0 + timedelta(days=1)
+    users = [
+        run([make("item_view", now + timedelta(days=3), item_id="m-1", category="drama")]),
+        run([make("item_view", now, item_id="m-2", category="comedy")]),
+    ]
+    pool = trending([u.recent_items for u in users], now, timedelta(days=1), limit=10)
+    assert pool.as_of == now
+    assert [t.weight for t in pool.trends] == [1.0, 1.0]
+
+
+def stale_pool(half_life: timedelta) -> TrendingPool:
+    """Three votes for m-1 (drama), one for m-2 (comedy) a half-life older, one for m-3."""
+    at = T0
+    users = [run([make("item_view", at, item_id="m-1", category="drama")]) for _ in range(3)]
+    users.append(run([make("item_view", at - half_life, item_id="m-2", category="comedy")]))
+    users.append(run([make("item_view", at - 2 * half_life, item_id="m-3")]))
+    return trending([u.recent_items for u in users], at, half_life, limit=10)
+
+
+@pytest.mark.parametrize("half_life", [timedelta(hours=1), timedelta(days=1)])
+@pytest.mark.parametrize("days", [0, 60, 365])
+def test_cold_start_and_trending_keep_their_order_after_any_pause(
+    half_life: timedelta, days: int
+) -> None:
+    """365 days at a 1 h half-life is 2^-8760: below the smallest float, and still in order."""
+    pool = stale_pool(half_life)
+    later = T0 + timedelta(days=days)
+    default = cold_start("new", pool)
+    assert default.affinities == {"drama": 1.0, "comedy": pytest.approx(1 / 6, rel=1e-5)}
+    assert default.popular_items == ["m-1", "m-2", "m-3"]
+
+    popular = trending_view(pool, later, half_life, category=None, limit=10)
+    assert [i.item_id for i in popular.items] == ["m-1", "m-2", "m-3"]
+    assert [c.category for c in popular.categories] == ["drama", "comedy"]
+    fraction = 0.5 ** (timedelta(days=days) / half_life)  # 0.0 where it underflows
+    assert [i.score for i in popular.items] == pytest.approx(
+        [3 * fraction, 0.5 * fraction, 0.25 * fraction], rel=1e-5, abs=0
+    )
+
+
+def test_with_nothing_trending_the_cold_start_default_is_plain() -> None:
+    default = cold_start("new", TrendingPool())
+    assert (default.known, default.affinities, default.popular_items) == (False, {}, [])
+    assert trending([], T0, timedelta(days=1), limit=10) == TrendingPool()
+    empty = trending_view(TrendingPool(), T0, timedelta(days=1), category=None, limit=10)
+    assert (empty.items, empty.categories) == ([], [])
+
+
+def test_cold_start_survives_category_weights_that_underflowed() -> None:
+    """The newest vote has no category; the categorised ones are 2,000 half-lives older."""
+    half_life = timedelta(hours=1)
+    users = [
+        run([make("click", T0, item_id="m-new")]),
+        run([make("item_view", T0 - 2000 * half_life, item_id="m-old", category="drama")]),
+    ]
+    pool = trending([u.recent_items for u in users], T0, half_life, limit=10)
+    assert pool.category_weights() == {"drama": 0.0}
+    default = cold_start("new", pool)
+    assert default.affinities == {}
+    assert default.popular_items == ["m-new", "m-old"]
+
+
+def test_affinities_keep_their_order_below_the_smallest_float() -> None:
+    profile = run(
+        [
+            make("item_view", T0, item_id="m-1", category="comedy"),
+            make("purchase", T0, item_id="m-2", category="drama", value=1.0),
+        ]
+    )
+    for days in (60, 365):
+        decayed = affinities_at(profile, T0 + timedelta(days=days), RULES)
+        assert list(decayed) == ["drama", "comedy"]
+        assert decayed["drama"] == pytest.approx(5 * 0.5 ** (days / 7), rel=1e-9, abs=0)
+        assert decayed["drama"] > 0
+    hourly = Rules(half_life=timedelta(hours=1))
+    underflowed = affinities_at(profile, T0 + timedelta(days=365), hourly)
+    assert underflowed == {"drama": 0.0, "comedy": 0.0}
+    assert list(underflowed) == ["drama", "comedy"]
 
 
 def test_feedback_on_a_bandit_arm_counts_once_and_sums_per_policy() -> None:

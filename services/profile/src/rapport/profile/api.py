@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 from uuid_utils.compat import uuid7
 
 from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
 from rapport.common.cache import REDIS_ERRORS
+from rapport.common.clock import Clock, utc_now
 from rapport.common.events import (
     NO_SPACE_OR_CONTROL,
     ConsentAttributes,
@@ -24,11 +24,12 @@ from rapport.common.events import (
     encode_for_topic,
 )
 from rapport.common.problems import problem_responses
+from rapport.common.scores import normalised, significant
 from rapport.profile.domain import (
     Profile,
     Rules,
     Session,
-    Trend,
+    TrendingPool,
     affinities_at,
     arm_totals,
     segments,
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 TRENDING_CACHE_S = 30
 TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
+COLD_START_TOP = 10  # categories and items a cold-start default carries
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 
@@ -127,22 +129,46 @@ def trending_cache_key(tenant: str) -> str:
     return f"trending:{len(tenant)}:{tenant}"
 
 
-def cold_start(user_id: str, popular: TrendingView) -> ProfileView:
-    """An unknown user: what is popular, normalised so the top category scores 1."""
-    top = popular.categories[0].score if popular.categories else 1.0
+def cold_start(user_id: str, popular: TrendingPool) -> ProfileView:
+    """An unknown user: what is popular, normalised so the top category scores 1.
+
+    With no trending left (a new tenant, or every view erased) it is a plain default:
+    no affinities and no popular items.
+    """
+    top_categories = dict(list(popular.category_weights().items())[:COLD_START_TOP])
     return ProfileView(
         user_id=user_id,
         known=False,
         version=0,
         source="default",
         consent=ConsentView(personalization=True),
-        affinities={c.category: round(c.score / top, 6) for c in popular.categories[:10]},
-        popular_items=[item.item_id for item in popular.items[:10]],
+        affinities=normalised(top_categories),
+        popular_items=[trend.item_id for trend in popular.trends[:COLD_START_TOP]],
+    )
+
+
+def trending_view(
+    pool: TrendingPool, now: datetime, half_life: timedelta, category: str | None, limit: int
+) -> TrendingView:
+    """The pool's weights decayed to ``now``."""
+    scale = pool.scale_at(now, half_life)
+    items = [t for t in pool.trends if category is None or t.category == category][:limit]
+    return TrendingView(
+        items=[
+            TrendingItem(
+                item_id=t.item_id, category=t.category, score=significant(t.weight * scale)
+            )
+            for t in items
+        ],
+        categories=[
+            TrendingCategory(category=c, score=significant(weight * scale))
+            for c, weight in pool.category_weights().items()
+        ],
     )
 
 
 def view(
-    profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules
+    profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules, now: datetime
 ) -> ProfileView:
     consent = ConsentView(
         personalization=profile.personalization_allowed,
@@ -163,7 +189,7 @@ def view(
         update={
             "counters": profile.counters,
             "affinities": {
-                k: round(v, 6) for k, v in affinities_at(profile, datetime.now(UTC), rules).items()
+                k: significant(v) for k, v in affinities_at(profile, now, rules).items()
             },
             "recent_items": [seen.value for seen in profile.recent_items],
             "recent_searches": [seen.value for seen in profile.recent_searches],
@@ -188,6 +214,7 @@ class ProfileService:
         changes_topic: str,
         cache_ttl_s: int,
         trending_half_life: timedelta = timedelta(hours=24),
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.redis = redis
@@ -197,6 +224,7 @@ class ProfileService:
         self.changes_topic = changes_topic
         self.cache_ttl_s = cache_ttl_s
         self.trending_half_life = trending_half_life
+        self.clock = clock
 
     async def read(self, tenant: str, user_id: str) -> ProfileView:
         """Redis first; on a miss (or no Redis) MongoDB, then backfill the cache."""
@@ -207,42 +235,37 @@ class ProfileService:
             cached = None
             log.warning("redis unavailable: profile read from MongoDB")
         if cached is not None:
-            return view(Profile.model_validate_json(cached), user_id, "cache", self.rules)
+            hot = Profile.model_validate_json(cached)
+            return view(hot, user_id, "cache", self.rules, self.clock())
         profile = (await self.store.load([pid])).get(pid)
         if profile is None:
-            return cold_start(user_id, await self.trending(tenant))
+            return cold_start(user_id, await self.trending_pool(tenant))
         with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
             await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
-        return view(profile, user_id, "store", self.rules)
+        return view(profile, user_id, "store", self.rules, self.clock())
 
     async def trending(
         self, tenant: str, category: str | None = None, limit: int = 20
     ) -> TrendingView:
+        pool = await self.trending_pool(tenant)
+        return trending_view(pool, self.clock(), self.trending_half_life, category, limit)
+
+    async def trending_pool(self, tenant: str) -> TrendingPool:
         """Computed from the tenant's profiles at most every TRENDING_CACHE_S, then cached."""
         key = trending_cache_key(tenant)
         cached = None
         with contextlib.suppress(*REDIS_ERRORS):
             cached = await self.redis.get(key)
         if cached is not None:
-            pool = [Trend(**t) for t in json.loads(cached)]
-        else:
-            recent = await self.store.recent_items(tenant)
-            pool = trending(recent, datetime.now(UTC), self.trending_half_life, TRENDING_POOL)
-            with contextlib.suppress(*REDIS_ERRORS):
-                payload = json.dumps([t.__dict__ for t in pool])
-                await self.redis.set(key, payload, ex=TRENDING_CACHE_S)
-        by_category: dict[str, float] = {}
-        for trend in pool:
-            if trend.category:
-                by_category[trend.category] = by_category.get(trend.category, 0.0) + trend.score
-        items = [t for t in pool if category is None or t.category == category][:limit]
-        return TrendingView(
-            items=[TrendingItem(**t.__dict__) for t in items],
-            categories=[
-                TrendingCategory(category=c, score=round(s, 6))
-                for c, s in sorted(by_category.items(), key=lambda kv: (-kv[1], kv[0]))
-            ],
-        )
+            try:
+                return TrendingPool.model_validate_json(cached)
+            except ValidationError:  # written by another version: recompute it
+                log.warning("cached trending pool unreadable: recomputed")
+        recent = await self.store.recent_items(tenant)
+        pool = trending(recent, self.clock(), self.trending_half_life, TRENDING_POOL)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.set(key, pool.model_dump_json(), ex=TRENDING_CACHE_S)
+        return pool
 
     async def feedback_counts(self, tenant: str, policy: str) -> FeedbackCounts:
         """Summed from the tenant's profiles at most every TRENDING_CACHE_S, like trending."""
@@ -263,7 +286,7 @@ class ProfileService:
 
     async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
         """A consent event on the user's partition, so it is ordered with their activity."""
-        now = datetime.now(UTC)
+        now = self.clock()
         event_id = uuid7()
         submitted = ConsentEventIn(
             type="consent",
@@ -284,7 +307,7 @@ class ProfileService:
     async def erase(self, tenant: str, user_id: str) -> None:
         """Marker first (so nothing in flight can bring the user back), then every copy."""
         pid = profile_id(tenant, user_id)
-        await self.store.erase(pid, datetime.now(UTC))
+        await self.store.erase(pid, self.clock())
         try:
             await self.redis.delete(cache_key(pid))
         except REDIS_ERRORS:

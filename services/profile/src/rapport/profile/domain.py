@@ -21,7 +21,7 @@ only consent events are applied.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.events import ConsentEvent, Event
+from rapport.common.scores import significant
 
 RECENT_ITEMS = 20
 RECENT_SEARCHES = 10
@@ -295,33 +296,77 @@ def segments(profile: Profile) -> list[str]:
 
 
 def affinities_at(profile: Profile, now: datetime, rules: Rules) -> dict[str, float]:
-    """Every affinity decayed to ``now``, strongest first."""
-    scores = {
-        category: decay(a.score, max(now - a.as_of, timedelta(0)), rules.half_life)
-        for category, a in profile.affinities.items()
-    }
-    return dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))
+    """Every affinity decayed to ``now``, strongest first.
+
+    Ordered by the logarithm of the score, which never underflows: after a pause long
+    enough to take scores below the smallest float, they still come out in order.
+    """
+
+    def log2_at(affinity: Affinity) -> float:
+        if affinity.score <= 0:
+            return -math.inf
+        return math.log2(affinity.score) - max(now - affinity.as_of, timedelta(0)) / rules.half_life
+
+    ranked = sorted(profile.affinities.items(), key=lambda kv: log2_at(kv[1]), reverse=True)
+    return {category: math.pow(2.0, log2_at(a)) for category, a in ranked}
 
 
-@dataclass(frozen=True)
-class Trend:
+class Trend(_State):
     item_id: str
     category: str | None
-    score: float
+    weight: float = Field(description="Its votes' worth, relative to one vote cast at as_of.")
+
+
+class TrendingPool(_State):
+    """A tenant's most popular items, as of their newest vote.
+
+    Weights are relative to the newest vote, not decayed to a clock: after any
+    pause in traffic they keep their order and their ratios, and a read scales
+    them to its own time with ``scale_at``.
+    """
+
+    as_of: datetime | None = None
+    trends: list[Trend] = Field(default_factory=list)
+
+    def scale_at(self, now: datetime, half_life: timedelta) -> float:
+        """What one vote cast at ``as_of`` is worth at ``now``."""
+        if self.as_of is None:
+            return 0.0
+        return decay(1.0, max(now - self.as_of, timedelta(0)), half_life)
+
+    def category_weights(self) -> dict[str, float]:
+        """Summed weight per category, strongest first (ties by name)."""
+        totals: dict[str, float] = {}
+        for trend in self.trends:
+            if trend.category:
+                totals[trend.category] = totals.get(trend.category, 0.0) + trend.weight
+        return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def trending(
-    recent: Iterable[list[Seen]], now: datetime, half_life: timedelta, limit: int
-) -> list[Trend]:
+    recent: Sequence[list[Seen]], now: datetime, half_life: timedelta, limit: int
+) -> TrendingPool:
     """Decayed popularity from every user's recent items: one vote per user and item,
-    worth less the longer ago it was. Derived from profiles, so it is exactly-once with
-    them and an erased user's votes go with their profile."""
-    scores: dict[str, float] = {}
+    worth less the older it is than the newest vote. Derived from profiles, so it is
+    exactly-once with them and an erased user's votes go with their profile.
+
+    A vote dated after ``now`` (a client's clock ahead) counts as cast ``now``.
+    """
+    newest = max((min(seen.at, now) for items in recent for seen in items), default=None)
+    if newest is None:
+        return TrendingPool()
+    weights: dict[str, float] = {}
     categories: dict[str, str | None] = {}
     for items in recent:
         for seen in items:
-            age = max(now - seen.at, timedelta(0))
-            scores[seen.value] = scores.get(seen.value, 0.0) + decay(1.0, age, half_life)
+            age = newest - min(seen.at, now)
+            weights[seen.value] = weights.get(seen.value, 0.0) + decay(1.0, age, half_life)
             categories[seen.value] = seen.category or categories.get(seen.value)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-    return [Trend(item, categories[item], round(score, 6)) for item, score in ranked]
+    ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return TrendingPool(
+        as_of=newest,
+        trends=[
+            Trend(item_id=item, category=categories[item], weight=significant(weight))
+            for item, weight in ranked
+        ],
+    )

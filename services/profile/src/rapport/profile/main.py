@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
+from rapport.common.clock import Clock, utc_now
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
 from rapport.common.metrics import ProfileMetrics
 from rapport.common.mongo import create_mongo_client, ping_mongo
@@ -70,7 +71,8 @@ async def stream_processor(
         await consumer.stop()
 
 
-def create_app(settings: ProfileSettings) -> FastAPI:
+def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
+    """``clock`` dates what the API decays, records and erases (tests move it)."""
     metrics = ProfileMetrics(settings.service_name)
 
     @asynccontextmanager
@@ -96,6 +98,7 @@ def create_app(settings: ProfileSettings) -> FastAPI:
                 changes_topic=settings.changes_topic,
                 cache_ttl_s=settings.cache_ttl_s,
                 trending_half_life=timedelta(hours=settings.trending_half_life_hours),
+                clock=clock,
             )
             if settings.consume:
                 await stack.enter_async_context(

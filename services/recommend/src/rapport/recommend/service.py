@@ -24,6 +24,7 @@ from rapport.common.profiles import (
     ProfileSnapshot,
     TrendingItemSnapshot,
 )
+from rapport.common.scores import significant
 from rapport.recommend.bandit import ArmEvidence, ThompsonSampler
 from rapport.recommend.triton import (
     Intent,
@@ -245,7 +246,7 @@ class Recommender:
         return Item(
             item_id=ranked.item_id,
             title=ranked.title,
-            score=round(ranked.score, 6),
+            score=significant(ranked.score),
             reason=reason,
             categories=list(ranked.categories),
         )
@@ -303,7 +304,7 @@ class Recommender:
             Item(
                 item_id=t.item_id,
                 title=self.title(t.item_id),
-                score=round(t.score, 6),
+                score=significant(t.score),
                 reason=f"trending in {t.category}" if t.category else "trending now",
                 categories=[t.category] if t.category else [],
             )
@@ -346,7 +347,7 @@ class Recommender:
                         chosen = Item(
                             item_id=t.item_id,
                             title=self.title(t.item_id),
-                            score=round(t.score, 6),
+                            score=significant(t.score),
                             reason="trending now: something new to try",
                             categories=[t.category] if t.category else [],
                         )

@@ -31,6 +31,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from rapport.common.metrics import CIRCUIT_STATES, RecommendMetrics
+from rapport.common.scores import normalised
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,14 @@ def _scorer_inputs(
     categories: Sequence[str],
     k: int,
 ) -> list[InferInput]:
+    # The model divides affinities by the largest; scaling here, in float64, keeps a long
+    # inactive user's decayed affinities (below FP32's smallest, ~1e-45) from reaching it as 0.
+    scaled = normalised(affinities)
     return [
         _bytes_tensor("HISTORY_ITEMS", history),
         _tensor("HISTORY_WEIGHTS", np.asarray(weights, dtype=np.float32), "FP32"),
-        _bytes_tensor("CATEGORY_NAMES", list(affinities)),
-        _tensor("CATEGORY_WEIGHTS", np.asarray(list(affinities.values()), np.float32), "FP32"),
+        _bytes_tensor("CATEGORY_NAMES", list(scaled)),
+        _tensor("CATEGORY_WEIGHTS", np.asarray(list(scaled.values()), np.float32), "FP32"),
         _bytes_tensor("EXCLUDE_ITEMS", exclude),
         _bytes_tensor("CATEGORY_FILTER", categories),
         _tensor("K", np.asarray([k], dtype=np.int32), "INT32"),
@@ -266,15 +270,14 @@ class TritonModels:
         categories: Sequence[str],
         k: int,
     ) -> Ranking:
-        inputs = [
-            _bytes_tensor("HISTORY_ITEMS", history),
-            _tensor("HISTORY_WEIGHTS", np.asarray(weights, dtype=np.float32), "FP32"),
-            _bytes_tensor("CATEGORY_NAMES", list(affinities)),
-            _tensor("CATEGORY_WEIGHTS", np.asarray(list(affinities.values()), np.float32), "FP32"),
-            _bytes_tensor("EXCLUDE_ITEMS", exclude),
-            _bytes_tensor("CATEGORY_FILTER", categories),
-            _tensor("K", np.asarray([k], dtype=np.int32), "INT32"),
-        ]
+        inputs = _scorer_inputs(
+            history=history,
+            weights=weights,
+            affinities=affinities,
+            exclude=exclude,
+            categories=categories,
+            k=k,
+        )
         out, version = await self._infer(
             self.item_model,
             inputs,
