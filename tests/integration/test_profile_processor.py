@@ -35,7 +35,6 @@ from rapport.profile.store import ProfileStore, profile_id, to_document
 pytestmark = pytest.mark.integration
 
 RULES = Rules()
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
 PARTITIONS = 3
 
 
@@ -67,6 +66,8 @@ async def store(mongo_settings: MongoSettings) -> AsyncIterator[ProfileStore]:
 
 
 def make_events(rng: random.Random, users: int, count: int) -> list[dict[str, Any]]:
+    """Over the last two weeks, all received now; whole seconds, as MongoDB keeps only ms."""
+    now = datetime.now(UTC).replace(microsecond=0)
     kinds: list[tuple[str, dict[str, Any]]] = [
         ("item_view", {"item_id": "m-1", "category": "drama"}),
         ("item_view", {"item_id": "m-2", "category": "comedy"}),
@@ -79,7 +80,7 @@ def make_events(rng: random.Random, users: int, count: int) -> list[dict[str, An
     for _ in range(count):
         type_, fields = rng.choice(kinds)
         # Out of order on purpose: event time jumps back and forth by hours.
-        at = T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 14))
+        at = now - timedelta(minutes=rng.randint(0, 60 * 24 * 14))
         events.append(
             {
                 "event_id": str(uuid.uuid4()),
@@ -87,7 +88,7 @@ def make_events(rng: random.Random, users: int, count: int) -> list[dict[str, An
                 "user_id": f"user-{rng.randrange(users)}",
                 "tenant": "acme",
                 "occurred_at": at.isoformat(),
-                "received_at": (T0 + timedelta(days=30)).isoformat(),
+                "received_at": now.isoformat(),
                 **fields,
             }
         )
@@ -290,7 +291,8 @@ async def test_an_erased_user_is_not_resurrected_by_a_replay(
     assert await store.profiles.count_documents({"_id": victim}) == 1
     # What erasure leaves behind: no profile, and a marker dated after every past event.
     await store.profiles.delete_one({"_id": victim})
-    await store.erasures.insert_one({"_id": victim, "erased_at": T0 + timedelta(days=31)})
+    erased_after_every_event = datetime.now(UTC)
+    await store.erasures.insert_one({"_id": victim, "erased_at": erased_after_every_event})
     await run_until_caught_up(
         kafka_settings, topics, store, redis_settings, group, from_beginning=True
     )

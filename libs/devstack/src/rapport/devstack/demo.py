@@ -133,6 +133,7 @@ class Demo:
     async def profile(self, user: str) -> dict[str, Any]:
         url = f"{self.services['profile']}/v1/profiles/{user}"
         async with self.http.get(url, headers=self.headers) as response:
+            response.raise_for_status()
             body: dict[str, Any] = await response.json()
             return body
 

@@ -259,6 +259,8 @@ async def seed_fan(h: Harness, lane: Lane, profile_url: str) -> None:
     async def applied() -> bool:
         url = f"{profile_url}/v1/profiles/{FAN}"
         async with h.http.get(url, headers=h.auth) as response:
+            if response.status != 200:
+                return False
             return len((await response.json())["recent_items"]) == len(FAN_ITEMS)
 
     if await eventually(applied, 30) is None:

@@ -33,17 +33,17 @@ from rapport.devstack.chaos.harness import (
 from rapport.devstack.chaos.scale import Scale
 from rapport.devstack.events import Record, produce, record
 
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
 
 def item_views(rng: random.Random, count: int, users: int) -> tuple[list[Record], Counter[str]]:
-    """``count`` item views spread over ``users``, and how many each user got."""
+    """``count`` item views over the last week, spread over ``users``, and how many each
+    user got. Dated from the clock: reads decay with age, so fixed dates would age."""
+    now = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
     per_user: Counter[str] = Counter()
     records = []
     for i in range(count):
         user = f"user-{rng.randrange(users)}"
         per_user[user] += 1
-        at = T0 + timedelta(seconds=rng.randrange(86_400 * 7))
+        at = now - timedelta(seconds=rng.randrange(86_400 * 7))
         view = event(user, "item_view", at, item_id=f"m-{i % 500}", category=f"c-{i % 12}")
         records.append(record(view))
     return records, per_user
@@ -243,7 +243,9 @@ async def poison_records(h: Harness, rows: list[Row], scale: Scale) -> None:
 
 
 def mixed_events(rng: random.Random, count: int, users: int) -> list[dict[str, Any]]:
-    """Every kind of event the reducer handles, so the state hash covers every field."""
+    """Every kind of event the reducer handles, so the state hash covers every field,
+    over the last three days."""
+    now = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
     kinds: list[tuple[str, dict[str, Any]]] = [
         ("item_view", {"item_id": "m-1", "category": "Drama"}),
         ("click", {"item_id": "m-2", "category": "Comedy"}),
@@ -259,7 +261,7 @@ def mixed_events(rng: random.Random, count: int, users: int) -> list[dict[str, A
     events = []
     for i in range(count):
         type_, fields = kinds[i % len(kinds)] if rng.random() < 0.5 else kinds[0]
-        at = T0 + timedelta(seconds=rng.randrange(86_400 * 3))
+        at = now - timedelta(seconds=rng.randrange(86_400 * 3))
         events.append(event(f"user-{rng.randrange(users)}", type_, at, **fields))
     return events
 
@@ -343,13 +345,15 @@ async def erasure_then_replay(h: Harness, rows: list[Row], scale: Scale) -> None
     stored = sum(1 for d in docs if d["user_id"] == victim)
     others_after = state_hash(d for d in docs if d["user_id"] != victim)
     async with h.http.get(f"{replayer.url()}/v1/profiles/{victim}", headers=h.auth) as response:
-        known = (await response.json())["known"]
+        read_status = response.status
+        known = (await response.json())["known"] if read_status == 200 else None
     skipped = await metric(replayer.url(), h.http, "rapport_profile_events_total", outcome="erased")
     republished = await _changes_after_tombstone(h, lane, victim)
     row.figures = {
         "victim events": expected[victim],
         "DELETE": erased_status,
         "stored after replay": stored,
+        "GET": read_status,
         "GET known": known,
         "replayed events skipped as erased": int(skipped),
         "changelog after tombstone": republished,
@@ -358,6 +362,7 @@ async def erasure_then_replay(h: Harness, rows: list[Row], scale: Scale) -> None
     row.check("drained", drained is not None and replayed is not None)
     row.check("erased (204)", erased_status == 204)
     row.check("not in MongoDB", stored == 0)
+    row.check("GET answers (200)", read_status == 200)
     row.check("GET says unknown", known is False)
     row.check("every replayed event of the user skipped", skipped == expected[victim])
     row.check("no changelog record after the tombstone", republished == 0)
