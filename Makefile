@@ -13,7 +13,7 @@ PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints chart-examples chart-docs clean
+.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -21,7 +21,17 @@ help:  ## list the targets
 # Running the mesh needs .venv and .venv-triton; only the tests need .venv-deploy.
 RUNTIME := $(VENV)/.installed $(TRITON_VENV)/.installed
 
-install: $(RUNTIME) $(DEPLOY_VENV)/.installed  ## create .venv, .venv-triton and .venv-deploy
+install: $(RUNTIME) $(DEPLOY_VENV)/.installed promtool  ## create .venv, .venv-triton and .venv-deploy; promtool
+
+# The alert rules' unit tests need promtool, which ships in Debian's `prometheus` package.
+promtool:  ## install promtool when it is missing (as root with apt-get), or say how
+	@command -v promtool >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing promtool (Debian package prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	else \
+		echo "promtool is missing: run 'sudo apt-get install prometheus' (it ships promtool)" >&2; exit 1; \
+	fi
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +69,7 @@ test: install lint typecheck  ## install, lint, type-check, then every test tier
 	$(BIN)/pytest -m unit -q
 	$(BIN)/pytest -m "not unit" -q
 
-test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed  ## the fast tier only (no servers)
+test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed promtool  ## the fast tier only (no servers)
 	$(BIN)/pytest -m unit -q
 
 test-integration: install  ## tests against real servers

@@ -54,7 +54,7 @@ def deploy() -> DeployTools:
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.fail("promtool is missing: `apt-get install prometheus` (.ci/run installs it)")
+        pytest.fail("promtool is missing: `make promtool` (or `apt-get install prometheus`)")
     return found
 
 
