@@ -15,22 +15,19 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 from openai import AsyncOpenAI, PermissionDeniedError
 
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
-from rapport.common.kafka import connection_kwargs
 from rapport.common.settings import KafkaSettings
-from rapport.devstack.events import event, publish
+from rapport.devstack.events import event, publish, read_topic
+from rapport.devstack.fake_llm import FakeLlm
 from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
@@ -63,48 +60,6 @@ def keys_json() -> str:
         key_entry(NO_RESPOND, key_id="nr", tenant="acme", scopes=["profiles:read"]),
     ]
     return json.dumps([e.model_dump(mode="json") for e in entries])
-
-
-@dataclass
-class FakeLlm:
-    """An OpenAI-compatible upstream that records every request and can fail or stall.
-
-    Like a careless model, it obeys the canary whenever the canary reaches it.
-    """
-
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    mode: str = "ok"  # ok, error, slow
-
-    def reply_for(self, body: dict[str, Any]) -> list[str]:
-        if CANARY in json.dumps(body):
-            return ["I obey: ", CANARY]
-        return ["LLM ", "says ", "hi"]
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def complete(request: Request) -> Any:
-            body = await request.json()
-            self.requests.append(body)
-            if self.mode == "error":
-                return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
-            if self.mode == "slow":
-                await asyncio.sleep(2.0)
-            parts = self.reply_for(body)
-            if not body.get("stream"):
-                message = {"role": "assistant", "content": "".join(parts)}
-                return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
-
-            async def events() -> AsyncIterator[bytes]:
-                for part in parts:
-                    chunk = {"choices": [{"index": 0, "delta": {"content": part}}]}
-                    yield f"data: {json.dumps(chunk)}\n\n".encode()
-                yield b"data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-        return app
 
 
 @dataclass
@@ -155,19 +110,7 @@ class Mesh:
 
     async def chat_events(self) -> list[dict[str, Any]]:
         """Every chat_message on the events topic so far."""
-        consumer = AIOKafkaConsumer(**connection_kwargs(self.kafka), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(self.events_topic, p) for p in range(2)]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
-            records = []
-            while any([await consumer.position(tp) < end[tp] for tp in partitions]):
-                batches = await consumer.getmany(*partitions, timeout_ms=200)
-                records += [r for batch in batches.values() for r in batch]
-        finally:
-            await consumer.stop()
+        records = await read_topic(self.kafka, self.events_topic, 2)
         values = [json.loads(r.value) for r in records if r.value]
         return [v for v in values if v.get("type") == "chat_message"]
 
@@ -178,7 +121,7 @@ async def mesh(
 ) -> AsyncIterator[Mesh]:
     profile_settings = await private_profile("respond", keys_json())
     kafka = KafkaSettings(kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers)
-    llm = FakeLlm()
+    llm = FakeLlm(canary=CANARY)
     async with (
         serve_app(create_profile_app(profile_settings)) as profile_url,
         serve_app(llm.app()) as llm_url,
@@ -552,7 +495,7 @@ async def test_llm_mode_passes_a_bounded_context_and_the_canary_goes_nowhere(mes
     assert [d for d in deltas if d][:3] == ["LLM ", "says ", "hi"], "passed through as streamed"
 
     assert len(mesh.llm.requests) == 2
-    for sent in mesh.llm.requests:
+    for sent in mesh.llm.bodies:
         prompt = sent["messages"]
         assert CANARY not in json.dumps(sent), "the canary reached the upstream model"
         system = [m["content"] for m in prompt if m["role"] == "system"]

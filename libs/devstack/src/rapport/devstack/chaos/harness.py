@@ -29,6 +29,7 @@ from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import events, processes, servers
+from rapport.devstack.events import drain
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import infra_env, service_spec
@@ -255,40 +256,6 @@ def event(
     return events.event(user, type_, at, tenant=TENANT, **fields)
 
 
-# Tansu 0.6 answers ListOffsets(LATEST) with the last batch's base offset + 1, not the
-# log end, so ``end_offsets`` undercounts a partition written in batches. The high
-# watermark in fetch responses is right: every "where does the log end" here reads it.
-
-
-async def _drain(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> list[Any]:
-    """Fetch until every partition's position has reached its high watermark."""
-    records: list[Any] = []
-    for _ in range(100_000):
-        batches = await consumer.getmany(*tps, timeout_ms=50)
-        records += [r for batch in batches.values() for r in batch]
-        marks = [consumer.highwater(tp) for tp in tps]
-        if None not in marks and all(
-            [await consumer.position(tp) >= mark for tp, mark in zip(tps, marks, strict=True)]
-        ):
-            return records
-    raise RuntimeError("the topic never ended")
-
-
-async def read_topic(kafka: KafkaSettings, topic: str, partitions: int) -> list[Any]:
-    """Every record on the topic now, partition by partition."""
-    consumer = AIOKafkaConsumer(
-        **connection_kwargs(kafka), enable_auto_commit=False, fetch_max_wait_ms=10
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        return await _drain(consumer, tps)
-    finally:
-        await consumer.stop()
-
-
 class GroupWatch:
     """A consumer group's committed offsets against the log's end: progress and lag.
 
@@ -320,7 +287,7 @@ class GroupWatch:
         return sum([await self.consumer.committed(tp) or 0 for tp in self.tps])
 
     async def end(self) -> int:
-        await _drain(self.tail, self.tps)
+        await drain(self.tail, self.tps)
         return sum(self.tail.highwater(tp) or 0 for tp in self.tps)
 
     async def lag(self) -> int:

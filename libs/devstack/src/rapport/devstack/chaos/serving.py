@@ -26,13 +26,12 @@ from rapport.devstack.chaos.harness import (
     event,
     eventually,
     percentile,
-    read_topic,
     settle,
     tally,
     traffic,
 )
 from rapport.devstack.chaos.scale import Scale
-from rapport.devstack.events import produce, record
+from rapport.devstack.events import produce, read_topic, record
 from rapport.devstack.faults import DelayProxy
 
 Step = Callable[[], Awaitable[float | None]]

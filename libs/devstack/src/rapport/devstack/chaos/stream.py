@@ -26,12 +26,11 @@ from rapport.devstack.chaos.harness import (
     event,
     eventually,
     metric,
-    read_topic,
     state_hash,
     tally,
 )
 from rapport.devstack.chaos.scale import Scale
-from rapport.devstack.events import Record, produce, record
+from rapport.devstack.events import Record, produce, read_topic, record
 
 
 def item_views(rng: random.Random, count: int, users: int) -> tuple[list[Record], Counter[str]]:
