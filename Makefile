@@ -97,6 +97,7 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 	$(BIN)/python bench/triton_models.py
 	$(BIN)/python bench/recommend.py
 	$(BIN)/python bench/respond.py
+	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/summary.py
 
 chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json

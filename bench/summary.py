@@ -20,7 +20,7 @@ mpl.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from results_file import RESULTS, write_results
 
-ORDER = ("respond", "recommend", "triton_models", "profile", "ingest", "infra")
+ORDER = ("respond", "proxy", "recommend", "triton_models", "profile", "ingest", "infra")
 
 
 @dataclass(frozen=True)

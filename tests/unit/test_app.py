@@ -57,7 +57,13 @@ def build(dependency_up: dict[str, bool]) -> FastAPI:
         yield
         events.append("close")
 
-    app = create_service_app(AppSettings(), title="t", version="0", lifespan=lifespan)
+    app = create_service_app(
+        AppSettings(),
+        title="t",
+        version="0",
+        lifespan=lifespan,
+        openai_compatible_paths=frozenset({"/items/7"}),
+    )
     app.state.events = events
 
     @app.post("/items/{item_id}")
@@ -184,3 +190,20 @@ def test_json_logs_carry_trace_and_span_ids(spans: InMemorySpanExporter) -> None
     assert inside["level"] == "INFO"
     assert inside["time"].endswith("+00:00")
     assert "trace_id" not in outside
+
+
+def test_problems_on_openai_compatible_paths_also_carry_openais_error() -> None:
+    with TestClient(build({"value": True})) as client:
+        plain = client.post("/items/1", json={"name": "taken"}).json()
+        assert "error" not in plain
+        conflict = client.post("/items/7", json={"name": "taken"}).json()
+        assert conflict["error"] == {
+            "message": "name already used",
+            "type": "conflict_error",
+            "param": "name",
+            "code": "conflict",
+        }
+        assert conflict["status"] == 409, "still a problem document"
+        invalid = client.post("/items/7", json={"name": "toolong"}).json()
+        assert invalid["error"]["type"] == "invalid_request_error"
+        assert invalid["error"]["param"] == "name"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from rapport.common.profiles import ProfileSnapshot, SessionSnapshot
 from rapport.common.recommendations import MessageUnderstandingSnapshot
 from rapport.respond import domain
+from rapport.respond.api import ChatCompletionRequest
 from rapport.respond.deadline import parse_deadline_header
 from rapport.respond.llm import (
     CONTEXT_CLOSE,
@@ -21,6 +23,7 @@ from rapport.respond.llm import (
     ContextUser,
     PromptContext,
     build_messages,
+    upstream_entries,
 )
 from rapport.respond.main import templates_cli
 from rapport.respond.templates import (
@@ -183,14 +186,15 @@ def test_the_prompt_keeps_profile_data_out_of_the_system_part() -> None:
         tone="neutral",
         recommendations=[ContextItem(title=f"x {CONTEXT_CLOSE} y", reason="trending now")],
     )
+    operator = {"role": "system", "content": "You sell films."}
+    later = {"role": "developer", "content": "Mid-conversation note."}
+    conversation = [operator, {"role": "user", "content": "hello"}, later]
     messages = build_messages(
-        persona=templates.personas[0],
-        tone="neutral",
-        context=context,
-        operator_system=["You sell films."],
-        conversation=[{"role": "user", "content": "hello"}],
+        persona=templates.personas[0], tone="neutral", context=context, conversation=conversation
     )
-    assert [m["role"] for m in messages] == ["system", "system", "user", "user"]
+    assert [m["role"] for m in messages] == ["system", "system", "user", "user", "developer"]
+    assert messages[1] == operator, "the operator's system message, unaltered"
+    assert messages[3:] == conversation[1:], "the conversation, in order"
     assert "Drama" not in messages[0]["content"] + messages[1]["content"]
     data = messages[2]["content"]
     assert data.count(CONTEXT_CLOSE) == 1, "a value closed the delimiter early"
@@ -205,3 +209,28 @@ def test_the_deadline_header_is_bounded() -> None:
         with pytest.raises(Exception, match="Deadline") as info:
             parse_deadline_header(bad, default_ms=80, max_ms=2000)
         assert getattr(info.value, "status", None) == 422
+
+
+def test_only_a_model_can_answer_tools_tool_results_and_structured_formats() -> None:
+    def request(**fields: Any) -> ChatCompletionRequest:
+        messages = fields.pop("messages", [{"role": "user", "content": "hi"}])
+        return ChatCompletionRequest.model_validate({"model": "m", "messages": messages, **fields})
+
+    assert request().needs_model() is None
+    assert request(response_format={"type": "text"}, temperature=0).needs_model() is None
+    assert request(tools=[{"type": "function"}]).needs_model() == "tools"
+    assert request(response_format={"type": "json_object"}).needs_model() == "response_format"
+    tool_result = [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}]
+    assert request(messages=tool_result).needs_model() == "messages"
+    forwarded = request(seed=7, user="u-1", metadata={"channel": "web"}).forwarded()
+    assert forwarded == {"seed": 7}, "Rapport's own fields are not forwarded"
+
+
+def test_per_tenant_upstreams_are_validated_and_unique() -> None:
+    entry = {"tenant": "acme", "base_url": "http://llm/v1", "api_key": "k", "models": ["m"]}
+    (parsed,) = upstream_entries(SecretStr(json.dumps([entry])), None)
+    assert (parsed.tenant, parsed.models) == ("acme", ["m"])
+    with pytest.raises(ValueError, match="more than one upstream"):
+        upstream_entries(SecretStr(json.dumps([entry, entry])), None)
+    with pytest.raises(ValidationError):
+        upstream_entries(SecretStr(json.dumps([{**entry, "models": []}])), None)

@@ -114,8 +114,13 @@ def create_service_app(
     description: str = "",
     lifespan: ServiceLifespan | None = None,
     metrics: Metrics | None = None,
+    openai_compatible_paths: frozenset[str] = frozenset(),
 ) -> FastAPI:
-    """A FastAPI app with health, metrics, problem+json errors and tracing wired in."""
+    """A FastAPI app with health, metrics, problem+json errors and tracing wired in.
+
+    Problems on ``openai_compatible_paths`` also carry OpenAI's ``error`` member, so the
+    OpenAI clients that call those routes read their errors as they read OpenAI's.
+    """
     metrics = metrics or Metrics(settings.service_name)
 
     @asynccontextmanager
@@ -145,6 +150,7 @@ def create_service_app(
     app.state.metrics = metrics
     app.state.readiness_checks = {}
     app.state.optional_readiness_checks = set()
+    app.state.openai_compatible_paths = openai_compatible_paths
     install_problem_handlers(app)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, skip=("/metrics", "/livez"))
     app.include_router(health_router())

@@ -40,6 +40,33 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
 
+# OpenAI's error ``type`` for each status; its clients read ``error.type``, ``.code`` and
+# ``.param`` from the body, and pick their exception class from the status.
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A problem document's ``error`` member in OpenAI's shape, for OpenAI-compatible routes."""
+    status = int(body["status"])
+    errors = body.get("errors") or []
+    slug = str(body.get("type", "")).removeprefix(PROBLEM_TYPE_BASE)
+    return {
+        "message": body.get("detail") or body["title"],
+        "type": _OPENAI_ERROR_TYPES.get(status, "api_error" if status >= 500 else "error"),
+        "param": errors[0]["field"] if errors else None,
+        "code": slug.replace("-", "_") if slug and slug != "about:blank" else None,
+    }
+
+
 class ProblemError(Exception):
     """Raise from a handler to answer with a problem document."""
 
@@ -84,7 +111,15 @@ def problem_response(
         errors=list(errors) if errors else None,
     ).model_dump(mode="json", exclude_none=True)
     body.update(extra or {})
+    if request is not None and request.url.path in openai_compatible_paths(request.app):
+        body.setdefault("error", openai_error(body))
     return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def openai_compatible_paths(app: Any) -> frozenset[str]:
+    """Routes whose problems also carry OpenAI's ``error`` member (see create_service_app)."""
+    paths: frozenset[str] = getattr(app.state, "openai_compatible_paths", frozenset())
+    return paths
 
 
 def field_path(loc: Sequence[int | str], *, skip: int = 0) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.completion_usage import CompletionUsage
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -18,8 +24,11 @@ from rapport.common.auth import SCOPE_RESPOND_INVOKE, ApiKey, require_scope
 from rapport.common.events import Identifier
 from rapport.common.problems import FieldError, ProblemError, problem_responses
 from rapport.respond.deadline import DEADLINE_HEADER, Deadline, parse_deadline_header
+from rapport.respond.llm import Upstream, UpstreamFailed, UpstreamRejected
 from rapport.respond.service import Gateway, Gathered, Turn
 from rapport.respond.templates import Persona, Tone
+
+log = logging.getLogger(__name__)
 
 SESSION_HEADER = "X-Rapport-Session-Id"
 DEGRADED_HEADER = "X-Rapport-Degraded"
@@ -37,6 +46,8 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Locale = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
 
 router = APIRouter(tags=["respond"])
+# Their problems also carry OpenAI's `error` member: OpenAI clients call them.
+OPENAI_COMPATIBLE_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
 
 
 class RespondRequest(BaseModel):
@@ -103,20 +114,55 @@ def recommendations(gathered: Gathered) -> list[Recommendation]:
     ]
 
 
-def resolve_model(service: Gateway, model: str | None) -> tuple[Persona, str | None]:
-    """A persona id, or (LLM mode) an upstream model; unknown is a 404 like OpenAI's."""
+def resolve_model(
+    service: Gateway, upstream: Upstream | None, model: str | None
+) -> tuple[Persona, str | None]:
+    """A persona id, or (LLM mode) one of the tenant's upstream models; unknown is a 404."""
     templates = service.templates
-    upstream_default = service.settings.llm_model if service.upstream else None
     persona = templates.persona(model)
     if persona is not None:
-        return persona, upstream_default
-    if service.upstream is not None and model in service.settings.upstream_models:
+        return persona, upstream.default_model if upstream else None
+    if upstream is not None and model in upstream.models:
         return templates.personas[0], model
     raise ProblemError(
         404,
         title="Model not found",
         detail=f"The model `{model}` does not exist; `GET /v1/models` lists them.",
         slug="model-not-found",
+    )
+
+
+def request_deadline(service: Gateway, header: str | None) -> Deadline:
+    settings = service.settings
+    return Deadline.of_ms(
+        parse_deadline_header(
+            header, default_ms=settings.deadline_ms, max_ms=settings.max_deadline_ms
+        )
+    )
+
+
+def upstream_problem(exc: UpstreamFailed | UpstreamRejected, gathered: Gathered) -> ProblemError:
+    """What the client gets when only the upstream could answer and it did not.
+
+    The upstream's own rejection keeps its status and error; a failure is a 502, or a
+    504 when it timed out, with ``llm`` among the degraded parts.
+    """
+    if isinstance(exc, UpstreamRejected):
+        return ProblemError(
+            exc.status,
+            title="The upstream model rejected the request",
+            detail=str(exc.error.get("message") or exc),
+            slug="upstream-rejected",
+            extra={"error": exc.error},
+        )
+    status = 504 if exc.timed_out else 502
+    return ProblemError(
+        status,
+        title="The upstream model did not answer",
+        detail="This request needs the upstream model (it carries tools, a tool result or a "
+        f"structured response format), and the model failed: {exc}",
+        slug="upstream-timeout" if exc.timed_out else "upstream-failed",
+        headers={DEGRADED_HEADER: ",".join(gathered.degraded)},
     )
 
 
@@ -138,46 +184,55 @@ async def respond(
     service: Service,
     deadline_ms: DeadlineHeader = None,
 ) -> RespondResponse:
-    settings = service.settings
-    deadline = Deadline.of_ms(
-        parse_deadline_header(
-            deadline_ms, default_ms=settings.deadline_ms, max_ms=settings.max_deadline_ms
-        )
-    )
-    persona, upstream_model = resolve_model(service, body.persona)
+    upstream = service.upstreams.for_tenant(caller.tenant)
+    persona, upstream_model = resolve_model(service, upstream, body.persona)
     turn = Turn(body.user_id, body.session_id, body.message, body.channel, body.locale)
     gathered = await service.gather(
         turn,
         tenant=caller.tenant,
         authorization=request.headers["authorization"],
-        deadline=deadline,
+        deadline=request_deadline(service, deadline_ms),
     )
-    reply, mode = None, "template"
-    if upstream_model is not None:
-        messages = service.prompt(
-            gathered,
-            turn,
-            persona,
-            operator_system=[],
-            conversation=[{"role": "user", "content": body.message}],
-        )
-        reply = await service.llm_reply(gathered, upstream_model, messages)
-        mode = "llm" if reply is not None else "template"
+    reply = None
+    if upstream is not None and upstream_model is not None:
+        conversation = [{"role": "user", "content": body.message}]
+        messages = service.prompt(gathered, turn, persona, conversation)
+        try:
+            completion = await service.llm_complete(
+                gathered, upstream, {"model": upstream_model, "messages": messages}
+            )
+            reply = completion_text(completion)
+        except (UpstreamFailed, UpstreamRejected) as exc:
+            log.warning("upstream LLM gave no reply; template reply", extra={"error": str(exc)})
+        if reply is None:
+            service.degrade(gathered, "llm")
+    mode: Literal["template", "llm"] = "llm" if reply is not None else "template"
     if reply is None:
         reply = service.template_reply(gathered, persona)
     service.metrics.replies.labels("respond", mode, gathered.tone).inc()
     return RespondResponse(
         reply=reply,
         recommendations=recommendations(gathered),
-        personalization=personalization(gathered, "llm" if mode == "llm" else "template"),
+        personalization=personalization(gathered, mode),
         trace_id=trace_id(),
     )
 
 
+def completion_text(completion: ChatCompletion) -> str | None:
+    """The first choice's text, when there is some."""
+    content = completion.choices[0].message.content if completion.choices else None
+    return content if content and content.strip() else None
+
+
 # ---- OpenAI-compatible ---------------------------------------------------------------
+
+# Request fields Rapport reads and does not forward; every other one goes upstream as sent.
+OWNED_FIELDS = frozenset({"model", "messages", "user", "metadata"})
 
 
 class ChatMessage(BaseModel):
+    """One message as OpenAI defines it; every field is kept and forwarded as sent."""
+
     model_config = ConfigDict(extra="allow")
 
     role: str = Field(max_length=32)
@@ -194,7 +249,9 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI request; parameters this gateway does not use are accepted and ignored."""
+    """The OpenAI request. In LLM mode every field but those Rapport owns (`model`, mapped
+    to an upstream model; `user` and `metadata`, read here) reaches the upstream unchanged:
+    `tools`, `tool_choice`, `temperature`, `response_format`, `seed`, `stop`, ..."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -205,6 +262,27 @@ class ChatCompletionRequest(BaseModel):
     metadata: dict[str, str] | None = Field(
         None, description="`session_id`, `channel` and `locale` are read from here."
     )
+
+    def forwarded(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude=set(OWNED_FIELDS))
+
+    def conversation(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
+
+    def needs_model(self) -> str | None:
+        """The field that only a model can honour (a template would make an answer up)."""
+        extra = self.model_extra or {}
+        if extra.get("tools") or extra.get("functions"):
+            return "tools"
+        response_format = extra.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+            return "response_format"
+        for message in self.messages:
+            if message.role in ("tool", "function") or (message.model_extra or {}).get(
+                "tool_calls"
+            ):
+                return "messages"
+        return None
 
 
 def _turn(body: ChatCompletionRequest, session_header: str | None) -> Turn:
@@ -225,17 +303,8 @@ def _turn(body: ChatCompletionRequest, session_header: str | None) -> Turn:
         message=users[-1].text()[:4096],
         channel=metadata.get("channel", "")[:64] or None,
         locale=metadata.get("locale", "")[:35] or None,
+        record=body.messages[-1].role == "user",
     )
-
-
-def _conversation(body: ChatCompletionRequest) -> tuple[list[str], list[dict[str, str]]]:
-    system = [m.text() for m in body.messages if m.role in ("system", "developer") and m.text()]
-    turns = [
-        {"role": m.role, "content": m.text()}
-        for m in body.messages
-        if m.role in ("user", "assistant") and m.text()
-    ]
-    return system, turns
 
 
 def _extension(gathered: Gathered, mode: Literal["template", "llm"]) -> dict[str, Any]:
@@ -247,9 +316,10 @@ def _extension(gathered: Gathered, mode: Literal["template", "llm"]) -> dict[str
     }
 
 
-def _usage(text: str) -> dict[str, int]:
-    completion = len(text.split())  # words, not tokens: no tokenizer here
-    return {"prompt_tokens": 0, "completion_tokens": completion, "total_tokens": completion}
+def _template_usage(text: str) -> CompletionUsage:
+    """No model ran: an estimate in words (there is no tokenizer here)."""
+    words = len(text.split())
+    return CompletionUsage(prompt_tokens=0, completion_tokens=words, total_tokens=words)
 
 
 @router.post(
@@ -257,15 +327,19 @@ def _usage(text: str) -> dict[str, int]:
     summary="OpenAI-compatible chat completion, personalized",
     description="The OpenAI request and response (`stream: true` gives SSE chunks ending with "
     "`data: [DONE]`). `user` is the end user's id; `model` is a persona or, in LLM mode, an "
-    "upstream model (`GET /v1/models`). The session id comes from the "
-    f"`{SESSION_HEADER}` header or `metadata.session_id`. Rapport's personalization is in an "
-    "extra `rapport` field (the last chunk when streaming).",
+    "upstream model (`GET /v1/models`). In LLM mode every other parameter (`tools`, "
+    "`tool_choice`, `temperature`, `response_format`, `seed`, `stop`, `stream_options`, ...) "
+    "reaches the upstream unchanged, and its answer (`tool_calls`, `finish_reason`, `usage`, "
+    "`system_fingerprint`, `logprobs`) comes back as it sent it. The session id comes from "
+    f"the `{SESSION_HEADER}` header or `metadata.session_id`. Rapport's personalization is in "
+    "an extra `rapport` field (the last chunk when streaming). Errors carry OpenAI's `error` "
+    "member too.",
     responses={
         200: {
             "description": "A chat completion, or an SSE stream of chunks.",
             "content": {"application/json": {}, "text/event-stream": {}},
         },
-        **problem_responses(401, 403, 404, 422),
+        **problem_responses(400, 401, 403, 404, 422, 502, 504),
     },
 )
 async def chat_completions(  # noqa: PLR0917 - FastAPI parameters
@@ -276,105 +350,158 @@ async def chat_completions(  # noqa: PLR0917 - FastAPI parameters
     deadline_ms: DeadlineHeader = None,
     session_id: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
 ) -> Any:
-    settings = service.settings
-    deadline = Deadline.of_ms(
-        parse_deadline_header(
-            deadline_ms, default_ms=settings.deadline_ms, max_ms=settings.max_deadline_ms
-        )
-    )
-    persona, upstream_model = resolve_model(service, body.model)
+    upstream = service.upstreams.for_tenant(caller.tenant)
+    persona, upstream_model = resolve_model(service, upstream, body.model)
     turn = _turn(body, session_id)
+    only_a_model = body.needs_model()
+    if only_a_model and upstream_model is None:
+        raise ProblemError(
+            400,
+            title="No model to answer this request",
+            detail=f"`{only_a_model}` needs a language model, and this gateway answers from "
+            "templates (no upstream is configured for this tenant).",
+            slug="needs-upstream",
+            errors=[FieldError(field=only_a_model, reason="needs an upstream model")],
+        )
     gathered = await service.gather(
         turn,
         tenant=caller.tenant,
         authorization=request.headers["authorization"],
-        deadline=deadline,
+        deadline=request_deadline(service, deadline_ms),
     )
-    completion_id = f"chatcmpl-{secrets.token_hex(12)}"
-    created = int(time.time())
-    messages: list[dict[str, str]] = []
-    if upstream_model is not None:
-        system, conversation = _conversation(body)
-        messages = service.prompt(
-            gathered, turn, persona, operator_system=system, conversation=conversation
-        )
+    chunks: AsyncIterator[ChatCompletionChunk] | None = None
+    completion: ChatCompletion | None = None
+    if upstream is not None and upstream_model is not None:
+        upstream_body = {
+            **body.forwarded(),
+            "model": upstream_model,
+            "messages": service.prompt(gathered, turn, persona, body.conversation()),
+        }
+        try:
+            if body.stream:
+                chunks = await service.llm_stream(gathered, upstream, upstream_body)
+            else:
+                completion = await service.llm_complete(gathered, upstream, upstream_body)
+        except UpstreamRejected as exc:
+            raise upstream_problem(exc, gathered) from exc
+        except UpstreamFailed as exc:
+            if only_a_model:
+                raise upstream_problem(exc, gathered) from exc
+    mode: Literal["template", "llm"] = (
+        "llm" if chunks is not None or completion is not None else "template"
+    )
     headers = {DEGRADED_HEADER: ",".join(gathered.degraded)} if gathered.degraded else {}
-
+    service.metrics.replies.labels("chat_completions", mode, gathered.tone).inc()
+    extension = _extension(gathered, mode)
     if body.stream:
-        deltas = None
-        if upstream_model is not None:
-            deltas = await service.llm_stream(gathered, upstream_model, messages)
-        mode: Literal["template", "llm"] = "llm" if deltas is not None else "template"
-        if deltas is None:
-            deltas = _words(service.template_reply(gathered, persona))
-        service.metrics.replies.labels("chat_completions", mode, gathered.tone).inc()
+        if chunks is None:
+            chunks = _template_chunks(body, service.template_reply(gathered, persona))
         return StreamingResponse(
-            _sse(completion_id, created, body.model, deltas, _extension(gathered, mode)),
+            _sse(chunks, extension),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", **headers},
         )
+    if completion is None:
+        completion = _template_completion(body, service.template_reply(gathered, persona))
+    return JSONResponse({**completion.to_dict(mode="json"), "rapport": extension}, headers=headers)
 
-    reply = None
-    if upstream_model is not None:
-        reply = await service.llm_reply(gathered, upstream_model, messages)
-    mode = "llm" if reply is not None else "template"
-    if reply is None:
-        reply = service.template_reply(gathered, persona)
-    service.metrics.replies.labels("chat_completions", mode, gathered.tone).inc()
-    return JSONResponse(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply, "refusal": None},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(reply),
-            "system_fingerprint": None,
-            "rapport": _extension(gathered, mode),
-        },
-        headers=headers,
+
+def _template_completion(body: ChatCompletionRequest, reply: str) -> ChatCompletion:
+    return ChatCompletion(
+        id=f"chatcmpl-{secrets.token_hex(12)}",
+        object="chat.completion",
+        created=int(time.time()),
+        model=body.model,
+        choices=[
+            Choice(
+                index=0,
+                message=ChatCompletionMessage(role="assistant", content=reply, refusal=None),
+                finish_reason="stop",
+                logprobs=None,
+            )
+        ],
+        usage=_template_usage(reply),
+        system_fingerprint=None,
     )
 
 
-async def _words(text: str) -> AsyncIterator[str]:
-    """A template reply as a few chunks, the way a model would stream it."""
-    words = text.split(" ")
-    step = 8
-    for start in range(0, len(words), step):
-        chunk = " ".join(words[start : start + step])
-        yield chunk if start + step >= len(words) else chunk + " "
+TEMPLATE_CHUNK_WORDS = 8
+
+
+async def _template_chunks(
+    body: ChatCompletionRequest, reply: str
+) -> AsyncIterator[ChatCompletionChunk]:
+    """A template reply as a few chunks, the way a model streams (usage last when asked)."""
+    completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
+    def chunk(
+        delta: ChoiceDelta | None, finish: Literal["stop"] | None = None
+    ) -> ChatCompletionChunk:
+        choices = [] if delta is None else [ChunkChoice(index=0, delta=delta, finish_reason=finish)]
+        return ChatCompletionChunk(
+            id=completion_id,
+            object="chat.completion.chunk",
+            created=created,
+            model=body.model,
+            choices=choices,
+        )
+
+    yield chunk(ChoiceDelta(role="assistant", content=""))
+    words = reply.split(" ")
+    for start in range(0, len(words), TEMPLATE_CHUNK_WORDS):
+        text = " ".join(words[start : start + TEMPLATE_CHUNK_WORDS])
+        last = start + TEMPLATE_CHUNK_WORDS >= len(words)
+        yield chunk(ChoiceDelta(content=text if last else text + " "))
+    yield chunk(ChoiceDelta(), "stop")
+    options = (body.model_extra or {}).get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        usage_chunk = chunk(None)
+        usage_chunk.usage = _template_usage(reply)
+        yield usage_chunk
+
+
+def _may_be_last(chunk: ChatCompletionChunk) -> bool:
+    """The finishing chunk, or a usage chunk (no choices): where the extension may go."""
+    return not chunk.choices or any(c.finish_reason for c in chunk.choices)
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def _sse(
-    completion_id: str,
-    created: int,
-    model: str,
-    deltas: AsyncIterator[str],
-    extension: dict[str, Any],
+    chunks: AsyncIterator[ChatCompletionChunk], extension: dict[str, Any]
 ) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
-        data = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            **extra,
-        }
-        return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    """Chunks as server-sent events, as they come; ``rapport`` rides on the last one.
 
-    yield chunk({"role": "assistant", "content": ""}, None)
-    async for delta in deltas:
-        yield chunk({"content": delta}, None)
-    yield chunk({}, "stop", rapport=extension)
+    A chunk that may be the last (finishing, or usage) is held until the next arrives,
+    so content deltas are never delayed. A stream that breaks, or ends before a choice
+    finished, ends with an OpenAI ``error`` event (its clients raise it), not ``[DONE]``.
+    """
+    held: ChatCompletionChunk | None = None
+    finished = False
+    try:
+        async for chunk in chunks:
+            if held is not None:
+                yield _event(held.to_dict(mode="json"))
+                held = None
+            finished = finished or any(c.finish_reason for c in chunk.choices)
+            if _may_be_last(chunk):
+                held = chunk
+            else:
+                yield _event(chunk.to_dict(mode="json"))
+    except UpstreamFailed as exc:
+        broken: str | None = f"the upstream stream broke off: {exc}"
+    else:
+        broken = None if finished else "the upstream stream ended before it finished"
+    if broken is not None:
+        if held is not None:
+            yield _event(held.to_dict(mode="json"))
+        error = {"message": broken, "type": "api_error", "param": None, "code": "upstream_failed"}
+        yield _event({"error": error})
+        return
+    last = held.to_dict(mode="json") if held is not None else {"choices": []}
+    yield _event({**last, "rapport": extension})
     yield b"data: [DONE]\n\n"
 
 
@@ -398,16 +525,17 @@ class ModelList(BaseModel):
     responses=problem_responses(401, 403),
 )
 async def models(caller: Caller, service: Service) -> ModelList:
-    del caller  # the scope check is the point
+    """The personas, and the upstream models of the caller's tenant."""
     created = service.started_at
     cards = [
         ModelCard(id=p.id, created=created, owned_by="rapport", description=p.description)
         for p in service.templates.personas
     ]
-    if service.upstream is not None:
+    upstream = service.upstreams.for_tenant(caller.tenant)
+    if upstream is not None:
         cards += [
             ModelCard(id=m, created=created, owned_by="upstream", description="upstream model")
-            for m in service.settings.upstream_models
+            for m in upstream.models
             if m not in {c.id for c in cards}
         ]
     return ModelList(data=cards)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 from fastapi import FastAPI
-from pydantic import ValidationError
+from openai import AsyncOpenAI, DefaultAioHttpClient
+from pydantic import SecretStr, ValidationError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.auth import ApiKeyStore
@@ -25,14 +26,15 @@ from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RespondMetrics
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
-from rapport.respond.api import router
-from rapport.respond.llm import Upstream
+from rapport.respond.api import OPENAI_COMPATIBLE_PATHS, router
+from rapport.respond.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.recorder import EventRecorder
 from rapport.respond.service import Gateway
 from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import check_file, load_templates
 
 READY_PROBE_S = 0.5
+NO_KEY = "no-key"
 
 
 def _probe(http: aiohttp.ClientSession, url: str) -> Callable[[], Awaitable[None]]:
@@ -45,6 +47,29 @@ def _probe(http: aiohttp.ClientSession, url: str) -> Callable[[], Awaitable[None
     return check
 
 
+def build_upstreams(settings: RespondSettings, tenants: list[UpstreamEntry]) -> Upstreams:
+    """One ``openai`` client per upstream, each with its own key; no retries of its own
+    (the gateway owns the time a reply may take)."""
+
+    def upstream(base_url: str, key: SecretStr | None, models: Sequence[str]) -> Upstream:
+        # The client insists on a key: a local upstream that wants none gets a placeholder.
+        client = AsyncOpenAI(
+            base_url=base_url,
+            api_key=key.get_secret_value() if key else NO_KEY,
+            max_retries=0,
+            http_client=DefaultAioHttpClient() if settings.llm_http_client == "aiohttp" else None,
+        )
+        timeout_s = settings.llm_timeout_ms / 1000
+        return Upstream(client, tuple(models), timeout_s, settings.llm_max_tokens)
+
+    default = None
+    if settings.llm_base_url:
+        default = upstream(settings.llm_base_url, settings.llm_api_key, settings.upstream_models)
+    return Upstreams(
+        default, {t.tenant: upstream(t.base_url, t.api_key, t.models) for t in tenants}
+    )
+
+
 def create_app(settings: RespondSettings) -> FastAPI:
     metrics = RespondMetrics(settings.service_name)
     try:
@@ -53,6 +78,12 @@ def create_app(settings: RespondSettings) -> FastAPI:
         raise SystemExit(
             f"invalid templates ({settings.templates_path or 'built-in'}): "
             "run `rapport-respond templates check FILE`; " + str(exc).splitlines()[0]
+        ) from None
+    try:
+        tenants = upstream_entries(settings.llm_upstreams, settings.llm_upstreams_file)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            "invalid RAPPORT_LLM_UPSTREAMS(_FILE): " + str(exc).splitlines()[0]
         ) from None
 
     @asynccontextmanager
@@ -67,16 +98,8 @@ def create_app(settings: RespondSettings) -> FastAPI:
             )
             await recorder.start()
             stack.push_async_callback(recorder.stop)
-            upstream = None
-            if settings.llm_base_url:
-                key = settings.llm_api_key
-                upstream = Upstream(
-                    http,
-                    settings.llm_base_url,
-                    key.get_secret_value() if key else None,
-                    settings.llm_timeout_ms / 1000,
-                    settings.llm_max_tokens,
-                )
+            upstreams = build_upstreams(settings, tenants)
+            stack.push_async_callback(upstreams.aclose)
             app.state.gateway = Gateway(
                 settings=settings,
                 profiles=ProfileClient(
@@ -89,7 +112,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                 templates=templates,
                 metrics=metrics,
                 admission=InFlightLimit(settings.max_in_flight, metrics.in_flight),
-                upstream=upstream,
+                upstreams=upstreams,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)
             profile_ready = _probe(http, f"{settings.profile_url.rstrip('/')}/readyz")
@@ -105,6 +128,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
         description="Personalized replies for chatbots, natively and OpenAI-compatible.",
         lifespan=lifespan,
         metrics=metrics,
+        openai_compatible_paths=OPENAI_COMPATIBLE_PATHS,
     )
     app.include_router(router)
     return app

@@ -28,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RespondMetrics
@@ -55,7 +58,8 @@ from rapport.respond.llm import (
     ContextUser,
     PromptContext,
     Upstream,
-    UpstreamError,
+    UpstreamFailed,
+    Upstreams,
     build_messages,
 )
 from rapport.respond.recorder import EventRecorder, RecorderUnavailable
@@ -76,6 +80,9 @@ class Turn:
     message: str
     channel: str | None = None
     locale: str | None = None
+    # False when the conversation does not end with the user (an agent sending back a tool
+    # result): the user's message was recorded with the request that brought it.
+    record: bool = True
 
 
 @dataclass
@@ -135,7 +142,7 @@ class Gateway:
     templates: TemplateFile
     metrics: RespondMetrics
     admission: InFlightLimit
-    upstream: Upstream | None = None
+    upstreams: Upstreams = field(default_factory=lambda: Upstreams(None, {}))
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @contextmanager
@@ -286,7 +293,7 @@ class Gateway:
         Only a producer that cannot take the record (no broker, too much waiting)
         degrades the reply's ``event`` part.
         """
-        if turn.user_id is None:
+        if turn.user_id is None or not turn.record:
             return
         message = gathered.recommendations.message if gathered.recommendations else None
         attributes: dict[str, str | float] = {}
@@ -358,10 +365,8 @@ class Gateway:
         gathered: Gathered,
         turn: Turn,
         persona: Persona,
-        *,
-        operator_system: Sequence[str],
-        conversation: Sequence[dict[str, str]],
-    ) -> list[dict[str, str]]:
+        conversation: Sequence[Mapping[str, Any]],
+    ) -> list[dict[str, Any]]:
         profile = gathered.profile if gathered.personalized else None
         message = gathered.recommendations.message if gathered.recommendations else None
         session = profile.session if profile else None
@@ -394,53 +399,44 @@ class Gateway:
             recommendations=[ContextItem(title=i.title, reason=i.reason) for i in gathered.items],
         )
         return build_messages(
-            persona=persona,
-            tone=gathered.tone,
-            context=context,
-            operator_system=operator_system,
-            conversation=conversation,
+            persona=persona, tone=gathered.tone, context=context, conversation=conversation
         )
 
-    async def llm_reply(
-        self, gathered: Gathered, model: str, messages: list[dict[str, str]]
-    ) -> str | None:
-        """The upstream's reply, or None (degraded ``llm``) for the template fallback."""
-        if self.upstream is None:
-            return None
+    async def llm_complete(
+        self, gathered: Gathered, upstream: Upstream, body: Mapping[str, Any]
+    ) -> ChatCompletion:
+        """The upstream's completion; on UpstreamFailed ``llm`` is degraded first."""
         with self.stage("llm"):
             try:
-                return await self.upstream.complete(model, messages)
-            except UpstreamError as exc:
-                log.warning("upstream LLM failed; template reply", extra={"error": str(exc)})
-        self.degrade(gathered, "llm")
-        return None
+                return await upstream.complete(body)
+            except UpstreamFailed as exc:
+                log.warning("upstream LLM failed", extra={"error": str(exc)[:200]})
+                self.degrade(gathered, "llm")
+                raise
 
     async def llm_stream(
-        self, gathered: Gathered, model: str, messages: list[dict[str, str]]
-    ) -> AsyncIterator[str] | None:
-        """The upstream's deltas once the first has arrived, or None for the fallback."""
-        if self.upstream is None:
-            return None
+        self, gathered: Gathered, upstream: Upstream, body: Mapping[str, Any]
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """The upstream's chunks once the first has arrived; on UpstreamFailed before it,
+        ``llm`` is degraded first. A failure later ends the chunks with UpstreamFailed."""
         started = time.perf_counter()
-        stream: AsyncGenerator[str, None] = self.upstream.stream(model, messages)
         try:
-            first = await anext(stream)
-        except (UpstreamError, StopAsyncIteration) as exc:
-            log.warning("upstream LLM failed; template reply", extra={"error": str(exc)})
-            await stream.aclose()
+            first, rest = await upstream.stream(body)
+        except UpstreamFailed as exc:
+            log.warning("upstream LLM failed", extra={"error": str(exc)[:200]})
             self.degrade(gathered, "llm")
-            return None
+            raise
 
-        async def rest() -> AsyncIterator[str]:
+        async def chunks() -> AsyncIterator[ChatCompletionChunk]:
             yield first
             try:
-                async for delta in stream:
-                    yield delta
-            except UpstreamError as exc:
-                log.warning("upstream LLM stream broke off", extra={"error": str(exc)})
+                async for chunk in rest:
+                    yield chunk
+            except UpstreamFailed as exc:
+                log.warning("upstream LLM stream broke off", extra={"error": str(exc)[:200]})
                 self.metrics.degraded.labels("llm").inc()
+                raise
             finally:
-                await stream.aclose()
                 self.metrics.stage_duration.labels("llm").observe(time.perf_counter() - started)
 
-        return rest()
+        return chunks()

@@ -1,5 +1,5 @@
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +39,28 @@ class LlmSettings(BaseSettings):
         validation_alias="RAPPORT_LLM_TIMEOUT_MS",
         description="Whole upstream call (non-streaming) or time to its first chunk (streaming).",
     )
-    llm_max_tokens: int = Field(400, gt=0, validation_alias="RAPPORT_LLM_MAX_TOKENS")
+    llm_max_tokens: int = Field(
+        400,
+        gt=0,
+        validation_alias="RAPPORT_LLM_MAX_TOKENS",
+        description="`max_tokens` sent upstream when the request sets neither it nor "
+        "`max_completion_tokens`.",
+    )
+    llm_http_client: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        validation_alias="RAPPORT_LLM_HTTP_CLIENT",
+        description="The `openai` client's transport: aiohttp (faster, measured) or httpx2.",
+    )
+    llm_upstreams: SecretStr | None = Field(
+        None,
+        validation_alias="RAPPORT_LLM_UPSTREAMS",
+        description="JSON list of per-tenant upstreams: `{tenant, base_url, api_key, models}`.",
+    )
+    llm_upstreams_file: Path | None = Field(
+        None,
+        validation_alias="RAPPORT_LLM_UPSTREAMS_FILE",
+        description="File holding the same JSON list (a mounted Secret).",
+    )
 
 
 class RespondSettings(
@@ -93,6 +114,7 @@ class RespondSettings(
         return self
 
     @property
-    def upstream_models(self) -> list[str]:
+    def upstream_models(self) -> tuple[str, ...]:
+        """The default upstream's models, its default first."""
         extra = [m.strip() for m in self.llm_models.split(",") if m.strip()]
-        return list(dict.fromkeys([self.llm_model, *extra]))
+        return tuple(dict.fromkeys([self.llm_model, *extra]))

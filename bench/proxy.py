@@ -1,0 +1,247 @@
+"""Respond as an OpenAI proxy: its overhead on time to first token and on total time.
+
+Starts the fake upstream (``rapport.devstack.fake_llm``: no think time, three
+content deltas) in its own process, Tansu, nx-27017 and Redis, real
+``rapport-profile`` and ``rapport-recommend`` (no Triton here: trending serves,
+so recommend answers fast), and three ``rapport-respond`` processes in LLM mode:
+
+- **proxy path**: its profile and recommend are a closed port, so the fan-out
+  fails at once: what the relaying itself costs (validation, prompt, the
+  ``openai`` client, re-streaming);
+- the same with the ``openai`` client on httpx2 instead of aiohttp
+  (``RAPPORT_LLM_HTTP_CLIENT``), side by side;
+- **with the fan-out**: profile read and recommend before the upstream call,
+  as every personalized reply does.
+
+The load generator (its own process; the official ``openai`` client,
+streaming, the way a chatbot calls) sends the same request straight to the
+fake and through each respond, closed loop at concurrency 1 and 16, in
+alternating rounds so drift on this shared box hits every target alike.
+Overhead is (through respond) - (direct) at each percentile of the same run.
+
+    .venv/bin/python bench/proxy.py [--requests 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ingest import KEY
+from mesh import service
+from results_file import write_results
+
+from rapport.common.kafka import default_topics, ensure_topics
+from rapport.common.settings import KafkaSettings
+from rapport.devstack import processes, servers
+from rapport.devstack.servers import RunningServer, ServerSpec
+
+ROUNDS = 3
+TARGETS = {"p99_ttft_overhead_ms": 5}
+MESSAGE = "can you suggest a movie for tonight"
+
+
+def fake_llm_spec(port: int) -> ServerSpec:
+    base_url = f"http://127.0.0.1:{port}"
+    return ServerSpec(
+        name="fake-llm",
+        argv=[sys.executable, "-m", "rapport.devstack.fake_llm", "--port", str(port)],
+        probe=lambda: servers.probe_http_ok(f"{base_url}/healthz"),
+        urls={"fake-llm": base_url},
+    )
+
+
+async def _stream_all(base_url: str, key: str, count: int, concurrency: int) -> dict[str, Any]:
+    from openai import AsyncOpenAI  # noqa: PLC0415 - in the load-generator process only
+
+    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    ttft: list[float] = []
+    total: list[float] = []
+    errors = 0
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        nonlocal errors
+        for _ in queue:
+            started = time.perf_counter()
+            first = None
+            try:
+                stream = await client.chat.completions.create(
+                    model="rapport",
+                    messages=[{"role": "user", "content": MESSAGE}],
+                    user="bench-user",
+                    stream=True,
+                )
+                async for chunk in stream:
+                    if first is None and any(c.delta.content for c in chunk.choices):
+                        first = time.perf_counter()
+            except Exception:  # counted; the run goes on
+                errors += 1
+                continue
+            ended = time.perf_counter()
+            ttft.append((first or ended) - started)
+            total.append(ended - started)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return {"ttft": ttft, "total": total, "errors": errors}
+
+
+def _load(job: tuple[str, str, int, int], out: Any) -> None:
+    import uvloop  # noqa: PLC0415
+
+    out.put(uvloop.run(_stream_all(*job)))
+
+
+def run_streams(base_url: str, key: str, count: int, concurrency: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_load, args=((base_url, key, count, concurrency), queue))
+    proc.start()
+    result: dict[str, Any] = queue.get(timeout=600)
+    proc.join(timeout=30)
+    return result
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ms = np.array(values) * 1000
+    return {f"p{q}": round(float(np.percentile(ms, q)), 2) for q in (50, 90, 99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=600, help="per target and level")
+    args = parser.parse_args()
+    count = max(60, min(args.requests, 6000))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+        work = Path(tmp)
+
+        def start(spec: ServerSpec) -> RunningServer:
+            server = servers.start(spec, work)
+            cleanup.callback(processes.stop, server.handle)
+            return server
+
+        free = processes.free_port
+        llm_url = start(fake_llm_spec(free())).url()
+        infra: dict[str, str] = {}
+        infra |= start(servers.kafka_spec(free())).urls
+        infra |= start(servers.mongo_spec(free(), work)).urls
+        infra |= start(servers.redis_spec(free(), work)).urls
+        asyncio.run(
+            ensure_topics(KafkaSettings(kafka_bootstrap_servers=infra["kafka"]), default_topics())
+        )
+        profile_url = start(service("profile", free(), infra, {})).url()
+        recommend_url = start(
+            service(
+                "recommend",
+                free(),
+                infra,
+                {
+                    "RAPPORT_PROFILE_URL": profile_url,
+                    "RAPPORT_TRITON_GRPC_URL": f"127.0.0.1:{free()}",
+                },
+            )
+        ).url()
+        llm_env = {"RAPPORT_LLM_BASE_URL": f"{llm_url}/v1", "RAPPORT_LLM_API_KEY": "sk-bench"}
+        closed = f"http://127.0.0.1:{free()}"  # nothing listens: the fan-out fails at once
+        targets = {
+            "direct to the upstream": llm_url,
+            "respond, proxy path": start(
+                service(
+                    "respond",
+                    free(),
+                    infra,
+                    {**llm_env, "RAPPORT_PROFILE_URL": closed, "RAPPORT_RECOMMEND_URL": closed},
+                )
+            ).url(),
+            "respond, proxy path, httpx2": start(
+                service(
+                    "respond",
+                    free(),
+                    infra,
+                    {
+                        **llm_env,
+                        "RAPPORT_PROFILE_URL": closed,
+                        "RAPPORT_RECOMMEND_URL": closed,
+                        "RAPPORT_LLM_HTTP_CLIENT": "httpx",
+                    },
+                )
+            ).url(),
+            "respond, with the fan-out": start(
+                service(
+                    "respond",
+                    free(),
+                    infra,
+                    {
+                        **llm_env,
+                        "RAPPORT_PROFILE_URL": profile_url,
+                        "RAPPORT_RECOMMEND_URL": recommend_url,
+                    },
+                )
+            ).url(),
+        }
+        for url in targets.values():
+            run_streams(url, KEY, 40, 4)  # warm-up: connections, caches, recommend's circuit
+        for concurrency in (1, 16):
+            samples: dict[str, dict[str, list[float]]] = {
+                t: {"ttft": [], "total": [], "errors": []} for t in targets
+            }
+            started = time.perf_counter()
+            for _ in range(ROUNDS):
+                for target, url in targets.items():
+                    raw = run_streams(url, KEY, count // ROUNDS, concurrency)
+                    samples[target]["ttft"] += raw["ttft"]
+                    samples[target]["total"] += raw["total"]
+                    samples[target]["errors"].append(raw["errors"])
+            seconds = time.perf_counter() - started
+            direct = {
+                k: percentiles(samples["direct to the upstream"][k]) for k in ("ttft", "total")
+            }
+            for target, got in samples.items():
+                ttft = percentiles(got["ttft"])
+                row: dict[str, Any] = {
+                    "scenario": f"{target} (TTFT)",
+                    "target": target,
+                    "load": f"closed, {concurrency} conns, {len(got['ttft'])} streams",
+                    "errors": sum(got["errors"]),
+                    "p50_ms": ttft["p50"],
+                    "p99_ms": ttft["p99"],
+                    "ttft_ms": ttft,
+                    "total_ms": percentiles(got["total"]),
+                }
+                row["ttft_overhead_ms"] = {
+                    q: round(v - direct["ttft"][q], 2) for q, v in row["ttft_ms"].items()
+                }
+                row["total_overhead_ms"] = {
+                    q: round(v - direct["total"][q], 2) for q, v in row["total_ms"].items()
+                }
+                rows.append(row)
+                print(
+                    f"{target:<30} {row['load']:<32} TTFT {row['ttft_ms']} "
+                    f"(+{row['ttft_overhead_ms']})  total {row['total_ms']} "
+                    f"(+{row['total_overhead_ms']})  errors={row['errors']}",
+                    flush=True,
+                )
+            print(f"  ({seconds:.0f} s for concurrency {concurrency})", flush=True)
+    write_results(
+        "proxy",
+        rows,
+        rounds=ROUNDS,
+        targets=TARGETS,
+        note="fake upstream with no think time, so every ms is the path's own; load generator, "
+        "fake upstream, respond x3, profile, recommend (no Triton), Tansu, nx-27017 and Redis "
+        "share 2 cores",
+    )
+
+
+if __name__ == "__main__":
+    main()
