@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from ingest import KEY
 
 from rapport.common.auth import ALL_SCOPES, key_entry
+from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import ServerSpec
 from rapport.devstack.stack import infra_env, service_spec
 
@@ -33,12 +33,16 @@ def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) 
     return service_spec(name, port, env)
 
 
-def metric_total(base_url: str, family: str) -> float:
-    """The sum of a counter family's samples on a service's /metrics (0 when absent)."""
+def scrape(base_url: str) -> str:
+    """A service's /metrics page."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    pattern = rf"^{re.escape(family)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
-    return sum(float(v) for v in re.findall(pattern, text, flags=re.MULTILINE))
+        text: str = response.read().decode()
+    return text
+
+
+def metric_total(base_url: str, name: str) -> float:
+    """The sum of a sample's series on a service's /metrics (0 when absent)."""
+    return sample_sum(scrape(base_url), name)
 
 
 def rate_excluding(row: dict[str, Any], excluded: int) -> float:

@@ -45,6 +45,7 @@ from rapport.common.kafka import (
 )
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
+from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec
 
 PARTITIONS = 6
@@ -78,12 +79,7 @@ async def fill_topic(kafka: KafkaSettings, topic: str, count: int) -> None:
 
 async def applied_total(url: str) -> float:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
-        text = await response.text()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("rapport_profile_events_total{"):
-            total += float(line.split()[-1])
-    return total
+        return sample_sum(await response.text(), "rapport_profile_events_total")
 
 
 async def freshness_probes(ingest: str, profile: str, probes: int) -> list[float]:

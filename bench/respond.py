@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import re
 import tempfile
 import time
 import urllib.request
@@ -41,13 +40,14 @@ from typing import Any
 
 import numpy as np
 from ingest import KEY, run_load, summarize
-from mesh import rate_excluding, service, wait_until_ready
+from mesh import rate_excluding, scrape, service, wait_until_ready
 from recommend import model_repository
 from results_file import write_results
 
 from rapport.common.kafka import create_producer, default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
+from rapport.devstack.scrape import samples
 from rapport.devstack.servers import RunningServer, ServerSpec
 
 USER = "bench-user"
@@ -90,16 +90,15 @@ def get_json(url: str) -> Any:
 
 def respond_metrics(respond_url: str) -> dict[str, float]:
     """Degraded parts, and the sum and count of each stage's latency."""
-    with urllib.request.urlopen(f"{respond_url}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    found = re.findall(r'rapport_respond_degraded_total\{part="([^"]+)"\} ([0-9.e+]+)', text)
-    out = {f"degraded:{part}": float(value) for part, value in found}
-    stages = re.findall(
-        r'rapport_respond_stage_duration_seconds_(sum|count)\{stage="([^"]+)"\} ([0-9.e+-]+)', text
-    )
-    out |= {f"{kind}:{stage}": float(value) for kind, stage, value in stages}
-    shed = re.search(r"^rapport_respond_shed_total ([0-9.e+]+)$", text, re.MULTILINE)
-    out["shed"] = float(shed.group(1)) if shed else 0.0
+    out = {"shed": 0.0}
+    stage = "rapport_respond_stage_duration_seconds_"
+    for sample in samples(scrape(respond_url)):
+        if sample.name == "rapport_respond_degraded_total":
+            out[f"degraded:{sample.labels['part']}"] = sample.value
+        elif sample.name in (f"{stage}sum", f"{stage}count"):
+            out[f"{sample.name.removeprefix(stage)}:{sample.labels['stage']}"] = sample.value
+        elif sample.name == "rapport_respond_shed_total":
+            out["shed"] = sample.value
     return out
 
 

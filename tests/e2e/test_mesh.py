@@ -25,6 +25,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from rapport.devstack import processes, stack
+from rapport.devstack.scrape import sample_sum
 from rapport.devstack.waiting import eventually, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -155,14 +156,10 @@ class Mesh:
         )
         assert status == 202, body
 
-    async def metric(self, service: str, sample: str) -> float:
-        """One sample's value from a service's /metrics (0 when not exported yet)."""
+    async def metric(self, service: str, name: str, **labels: str) -> float:
+        """A sample's value from a service's /metrics (0 when not exported yet)."""
         async with self.http.get(self.url(service, "/metrics")) as response:
-            text = await response.text()
-        for line in text.splitlines():
-            if line.startswith(sample + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+            return sample_sum(await response.text(), name, **labels)
 
     async def profile(self, user: str) -> dict[str, Any]:
         status, body = await self.call("GET", "profile", f"/v1/profiles/{user}")
@@ -314,21 +311,21 @@ async def test_consent_is_honoured_end_to_end(mesh: Mesh) -> None:
 
     await eventually(opted_out)
     version = (await mesh.profile(user))["version"]
-    skipped = await mesh.metric(
-        "respond", 'rapport_respond_events_total{outcome="skipped_consent"}'
-    )
+    recorded = ("rapport_respond_events_total", {"outcome": "skipped_consent"})
+    skipped = await mesh.metric("respond", recorded[0], **recorded[1])
     reply = await mesh.respond(user)
     assert reply["personalization"]["personalized"] is False
     assert "Sci-Fi" not in reply["reply"]
     assert not any(r["reason"].startswith(("because", "matches")) for r in reply["recommendations"])
-    after_reply = 'rapport_respond_events_total{outcome="skipped_consent"}'
-    assert await mesh.metric("respond", after_reply) == skipped + 1, "the chat was recorded"
-    not_consented = 'rapport_profile_events_total{outcome="not_consented"}'
-    dropped = await mesh.metric("profile", not_consented)
+    after_reply = await mesh.metric("respond", recorded[0], **recorded[1])
+    assert after_reply == skipped + 1, "the chat was skipped, not recorded"
+    not_consented = {"outcome": "not_consented"}
+    dropped = await mesh.metric("profile", "rapport_profile_events_total", **not_consented)
     await mesh.events(user, {"type": "item_view", "item_id": "1", "category": "Comedy"})
 
     async def refused() -> bool:
-        return await mesh.metric("profile", not_consented) > dropped
+        applied = await mesh.metric("profile", "rapport_profile_events_total", **not_consented)
+        return applied > dropped
 
     await eventually(refused)
     after = await mesh.profile(user)

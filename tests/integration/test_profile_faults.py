@@ -26,6 +26,7 @@ from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.chaos.stream import item_views
 from rapport.devstack.events import produce
+from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import service_spec
 from rapport.devstack.waiting import eventually
@@ -260,8 +261,4 @@ async def applied_by(server: RunningServer) -> float:
         aiohttp.ClientSession() as session,
         session.get(f"{server.url()}/metrics") as response,
     ):
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith('rapport_profile_events_total{outcome="applied"}'):
-            return float(line.split()[-1])
-    return 0.0
+        return sample_sum(await response.text(), "rapport_profile_events_total", outcome="applied")

@@ -31,6 +31,7 @@ from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import events, processes, servers
 from rapport.devstack.events import drain
 from rapport.devstack.processes import ProcessHandle
+from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import infra_env, service_spec
 from rapport.devstack.waiting import wait_until
@@ -401,14 +402,7 @@ async def traffic(
 async def metric(url: str, http: aiohttp.ClientSession, name: str, **labels: str) -> float:
     """Sum of a Prometheus sample over the series whose labels include ``labels``."""
     async with http.get(f"{url}/metrics") as response:
-        text = await response.text()
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in text.splitlines():
-        series = line.startswith(f"{name}{{") or line.startswith(f"{name} ")
-        if series and all(w in line for w in wanted):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        return sample_sum(await response.text(), name, **labels)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float) -> float | None:
