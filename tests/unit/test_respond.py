@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,14 @@ import pytest
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from rapport.common.profiles import ProfileSnapshot, SessionSnapshot
+from rapport.common.profiles import (
+    FRUSTRATED_SEGMENT,
+    FRUSTRATED_SENTIMENT_EWMA,
+    ProfileSnapshot,
+    SessionSnapshot,
+)
 from rapport.common.recommendations import MessageUnderstandingSnapshot
+from rapport.profile.domain import Profile, Session, segments
 from rapport.respond import domain
 from rapport.respond.api import ChatCompletionRequest
 from rapport.respond.deadline import parse_deadline_header
@@ -234,3 +241,18 @@ def test_per_tenant_upstreams_are_validated_and_unique() -> None:
         upstream_entries(SecretStr(json.dumps([entry, entry])), None)
     with pytest.raises(ValidationError):
         upstream_entries(SecretStr(json.dumps([{**entry, "models": []}])), None)
+
+
+def test_profile_and_respond_agree_on_who_is_frustrated() -> None:
+    """One threshold (rapport.common.profiles): the segment and the tone switch together."""
+    at, above = FRUSTRATED_SENTIMENT_EWMA, FRUSTRATED_SENTIMENT_EWMA + 0.01
+    now = datetime.now(UTC)
+    for ewma, frustrated in ((at, True), (above, False)):
+        stored = Profile(
+            tenant="t",
+            user_id="u",
+            session=Session(id="s", started_at=now, last_activity_at=now, sentiment_ewma=ewma),
+        )
+        assert (FRUSTRATED_SEGMENT in segments(stored)) is frustrated
+        read = ProfileSnapshot(user_id="u", session=SessionSnapshot(id="s", sentiment_ewma=ewma))
+        assert (domain.choose_tone(None, read) == "empathetic") is frustrated

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.http import ServiceCallError, call_service
 
+# A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
+# reads as frustrated: profile labels the segment, respond answers with empathy.
+FRUSTRATED_SENTIMENT_EWMA = -0.3
+FRUSTRATED_SEGMENT = "frustrated"
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.events import ConsentEvent, Event
+from rapport.common.profiles import FRUSTRATED_SEGMENT, FRUSTRATED_SENTIMENT_EWMA
 from rapport.common.scores import significant
 
 RECENT_ITEMS = 20
@@ -290,8 +291,8 @@ def segments(profile: Profile) -> list[str]:
         labels.append("browser")
     if profile.counters.get("chat_message", 0) >= 5:
         labels.append("chatty")
-    if profile.session and (profile.session.sentiment_ewma or 0) <= -0.3:
-        labels.append("frustrated")
+    if profile.session and (profile.session.sentiment_ewma or 0) <= FRUSTRATED_SENTIMENT_EWMA:
+        labels.append(FRUSTRATED_SEGMENT)
     return labels
 
 

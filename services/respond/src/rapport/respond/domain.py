@@ -12,15 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rapport.common.profiles import ProfileSnapshot
+from rapport.common.profiles import FRUSTRATED_SEGMENT, FRUSTRATED_SENTIMENT_EWMA, ProfileSnapshot
 from rapport.common.recommendations import MessageUnderstandingSnapshot, RecommendedItem
 from rapport.respond.templates import TONES, Tone
 
 # A user who asks to repeat or what they can ask is lost; so is one the model barely understood.
 CONFUSED_INTENTS = frozenset({"repeat", "what_can_i_ask_you", "maybe"})
 LOW_CONFIDENCE = 0.35
-# The profile's session sentiment (EWMA of signed scores) at or below this reads as frustrated.
-FRUSTRATED_EWMA = -0.3
 OUT_OF_SCOPE = "oos"
 
 MAX_LABEL = 32
@@ -148,8 +146,8 @@ def choose_tone(
     )
     if profile is not None:
         ewma = profile.session.sentiment_ewma if profile.session else None
-        negative = negative or (ewma is not None and ewma <= FRUSTRATED_EWMA)
-        negative = negative or "frustrated" in profile.segments
+        negative = negative or (ewma is not None and ewma <= FRUSTRATED_SENTIMENT_EWMA)
+        negative = negative or FRUSTRATED_SEGMENT in profile.segments
     if negative or confused:
         return "empathetic"
     preferred = preferred_tone(profile)

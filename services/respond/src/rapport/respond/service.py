@@ -39,6 +39,7 @@ from rapport.common.limits import InFlightLimit
 from rapport.common.metrics import RespondMetrics
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import (
+    FRUSTRATED_SENTIMENT_EWMA,
     ConsentSnapshot,
     ProfileClient,
     ProfileServiceError,
@@ -375,7 +376,7 @@ class Gateway:
         if ewma is not None:
             mood = (
                 "negative"
-                if ewma <= domain.FRUSTRATED_EWMA
+                if ewma <= FRUSTRATED_SENTIMENT_EWMA
                 else "positive"
                 if ewma >= 0.3
                 else "neutral"
