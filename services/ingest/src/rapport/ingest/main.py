@@ -16,9 +16,9 @@ from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.limits import BodySizeLimitMiddleware
-from rapport.common.metrics import IngestMetrics
 from rapport.ingest.api import BODY, REQUEST_SCHEMA, router
 from rapport.ingest.dedup import AdmissionStore
+from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.service import IngestService
 from rapport.ingest.settings import IngestSettings
 

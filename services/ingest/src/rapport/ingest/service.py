@@ -39,9 +39,10 @@ from uuid_utils.compat import uuid7
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
-from rapport.common.metrics import IngestMetrics, trace_exemplar
+from rapport.common.metrics import trace_exemplar
 from rapport.common.problems import FieldError, ProblemError
 from rapport.ingest.dedup import AdmissionStore, ClaimState
+from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)

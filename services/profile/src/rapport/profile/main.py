@@ -20,9 +20,9 @@ from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.clock import Clock, utc_now
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
-from rapport.common.metrics import ProfileMetrics
 from rapport.common.mongo import create_mongo_client, ping_mongo
 from rapport.profile.api import ProfileService, router
+from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.processor import Processor
 from rapport.profile.settings import ProfileSettings
 from rapport.profile.store import ProfileStore

@@ -39,8 +39,8 @@ from redis.asyncio import Redis
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import Event, parse_event
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, PROFILE_CHANGES_TOPIC, process_span
-from rapport.common.metrics import ProfileMetrics
 from rapport.profile.domain import Outcome, Profile, Rules, apply
+from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.store import ProfileStore, profile_id
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
-from rapport.common.metrics import RecommendMetrics
 from rapport.common.profiles import ProfileClient
 from rapport.recommend.api import router
+from rapport.recommend.metrics import RecommendMetrics
 from rapport.recommend.service import Recommender, load_catalog
 from rapport.recommend.settings import RecommendSettings
 from rapport.recommend.triton import TritonModels, channel_args

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapport.common.events import Identifier
 from rapport.common.limits import InFlightLimit
-from rapport.common.metrics import RecommendMetrics
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import (
     ProfileClient,
@@ -26,6 +25,7 @@ from rapport.common.profiles import (
 )
 from rapport.common.scores import significant
 from rapport.recommend.bandit import ArmEvidence, ThompsonSampler
+from rapport.recommend.metrics import RecommendMetrics
 from rapport.recommend.triton import (
     Intent,
     ModelUnavailable,

@@ -30,8 +30,8 @@ from tritonclient.grpc import (
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from rapport.common.metrics import CIRCUIT_STATES, RecommendMetrics
 from rapport.common.scores import normalised
+from rapport.recommend.metrics import CIRCUIT_STATES, RecommendMetrics
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
-from rapport.common.metrics import RespondMetrics
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
 from rapport.respond.api import OPENAI_COMPATIBLE_PATHS, router
 from rapport.respond.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
+from rapport.respond.metrics import RespondMetrics
 from rapport.respond.recorder import EventRecorder
 from rapport.respond.service import Gateway
 from rapport.respond.settings import RespondSettings

@@ -36,7 +36,6 @@ from typing import Any
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from rapport.common.limits import InFlightLimit
-from rapport.common.metrics import RespondMetrics
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import (
     FRUSTRATED_SENTIMENT_EWMA,
@@ -63,6 +62,7 @@ from rapport.respond.llm import (
     Upstreams,
     build_messages,
 )
+from rapport.respond.metrics import RespondMetrics
 from rapport.respond.recorder import EventRecorder, RecorderUnavailable
 from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import Persona, Selection, TemplateFile, Tone, choose, fill, render

@@ -1,0 +1,58 @@
+"""profile's own Prometheus metrics, on the shared mechanism (rapport.common.metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from rapport.common.metrics import LATENCY_BUCKETS_S, Metrics
+
+PROFILE_EVENTS = "rapport_profile_events"
+PROFILE_BATCH_SIZE = "rapport_profile_batch_size"
+PROFILE_FRESHNESS = "rapport_profile_freshness_seconds"
+PROFILE_CONSUMER_LAG = "rapport_profile_consumer_lag"
+PROFILE_STORE_DURATION = "rapport_profile_store_duration_seconds"
+PROFILE_WRITE_CONFLICTS = "rapport_profile_write_conflicts"
+
+
+@dataclass
+class ProfileMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.events = Counter(
+            PROFILE_EVENTS,
+            "Events by outcome: applied, duplicate, not_consented, erased, dead_lettered.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            PROFILE_BATCH_SIZE,
+            "Records per processed batch.",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.freshness = Histogram(
+            PROFILE_FRESHNESS,
+            "From an event's received_at to its batch being committed.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            PROFILE_CONSUMER_LAG,
+            "Records behind the partition's high watermark after the last batch.",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.store_duration = Histogram(
+            PROFILE_STORE_DURATION,
+            "MongoDB and Redis calls of the processor, by operation.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.write_conflicts = Counter(
+            PROFILE_WRITE_CONFLICTS,
+            "Profile writes that lost a version race and were applied again.",
+            registry=self.registry,
+        )

@@ -1,0 +1,55 @@
+"""recommend's own Prometheus metrics, on the shared mechanism (rapport.common.metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from rapport.common.metrics import LATENCY_BUCKETS_S, Metrics
+
+RECOMMEND_TRITON_DURATION = "rapport_recommend_triton_duration_seconds"
+RECOMMEND_TRITON_ERRORS = "rapport_recommend_triton_errors"
+RECOMMEND_FALLBACKS = "rapport_recommend_fallbacks"
+RECOMMEND_CIRCUIT_STATE = "rapport_recommend_circuit_state"
+RECOMMEND_BANDIT_CHOICES = "rapport_recommend_bandit_choices"
+
+
+CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
+
+
+@dataclass
+class RecommendMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.triton_duration = Histogram(
+            RECOMMEND_TRITON_DURATION,
+            "Triton inference calls (gRPC round trip), by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.triton_errors = Counter(
+            RECOMMEND_TRITON_ERRORS,
+            "Failed Triton calls, by model and reason (timeout, unavailable, error).",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            RECOMMEND_FALLBACKS,
+            "Responses served without a model, by reason (circuit_open, timeout, error).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.circuit_state = Gauge(
+            RECOMMEND_CIRCUIT_STATE,
+            "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.",
+            ["circuit"],
+            registry=self.registry,
+        )
+        self.bandit_choices = Counter(
+            RECOMMEND_BANDIT_CHOICES,
+            "Arms chosen by the exploration bandit, by policy and arm.",
+            ["policy", "arm"],
+            registry=self.registry,
+        )

@@ -1,0 +1,58 @@
+"""respond's own Prometheus metrics, on the shared mechanism (rapport.common.metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from rapport.common.metrics import LATENCY_BUCKETS_S, Metrics
+
+RESPOND_STAGE_DURATION = "rapport_respond_stage_duration_seconds"
+RESPOND_DEGRADED = "rapport_respond_degraded"
+RESPOND_REPLIES = "rapport_respond_replies"
+RESPOND_EVENTS = "rapport_respond_events"
+RESPOND_SHED = "rapport_respond_shed"
+RESPOND_IN_FLIGHT = "rapport_respond_in_flight"
+
+
+@dataclass
+class RespondMetrics(Metrics):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.stage_duration = Histogram(
+            RESPOND_STAGE_DURATION,
+            "Time spent in each stage of a reply: profile, recommend, event, assemble, llm.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            RESPOND_DEGRADED,
+            "Replies that went without a part (profile, recommendations, ranking, intent, "
+            "sentiment, event, llm), by part.",
+            ["part"],
+            registry=self.registry,
+        )
+        self.replies = Counter(
+            RESPOND_REPLIES,
+            "Replies by endpoint, mode (template, llm) and tone.",
+            ["endpoint", "mode", "tone"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            RESPOND_EVENTS,
+            "chat_message events by outcome: acknowledged, failed, skipped_consent.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            RESPOND_SHED,
+            "Replies answered without the fan-out because max_in_flight fan-outs were running.",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            RESPOND_IN_FLIGHT,
+            "Fan-outs (profile and recommend calls) running now.",
+            registry=self.registry,
+        )
