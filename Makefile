@@ -91,17 +91,17 @@ demo: $(RUNTIME)  ## the main job: start the mesh, show it, stop it
 	$(BIN)/python -m rapport.devstack.demo
 
 bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (bench/results/)
-	$(BIN)/python bench/infra.py
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/profile.py
-	$(BIN)/python bench/triton_models.py
-	$(BIN)/python bench/recommend.py
-	$(BIN)/python bench/respond.py
-	$(BIN)/python bench/proxy.py
-	$(BIN)/python bench/summary.py
+	$(BIN)/python -m bench.infra
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.triton_models
+	$(BIN)/python -m bench.recommend
+	$(BIN)/python -m bench.respond
+	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.summary
 
 chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json
-	$(BIN)/python bench/chaos.py $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
+	$(BIN)/python -m bench.chaos $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints

@@ -6,7 +6,7 @@ real ``rapport-*`` processes, each under its own timeout. Prints the table,
 writes ``bench/results/chaos.json`` and exits 1 if any row failed. Stops
 everything it started, also when interrupted.
 
-    .venv/bin/python bench/chaos.py [--only 1,6] [--quick]
+    .venv/bin/python -m bench.chaos [--only 1,6] [--quick]
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from results_file import write_results
-
+from bench.results_file import write_results
 from rapport.devstack import processes
 from rapport.devstack.chaos import SCENARIOS, Scale, run_matrix, table
 from rapport.devstack.processes import ProcessHandle

@@ -5,7 +5,7 @@ number of operations against each at fixed concurrency levels, prints a table
 with the load level beside every latency, writes ``bench/results/infra.json``
 and stops everything it started.
 
-    .venv/bin/python bench/infra.py [--ops 2000]
+    .venv/bin/python -m bench.infra [--ops 2000]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
-from results_file import write_results
 
+from bench.results_file import write_results
 from rapport.common.cache import create_redis
 from rapport.common.kafka import PRODUCER_DEFAULTS, TopicSpec, create_producer, ensure_topics
 from rapport.common.mongo import create_mongo_client

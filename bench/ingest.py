@@ -12,7 +12,7 @@ cores shared by the load generator, ingest, Tansu and Redis: the figures are
 for that whole box, printed beside their load levels, and written to
 ``bench/results/ingest.json``.
 
-    .venv/bin/python bench/ingest.py [--seconds 8]
+    .venv/bin/python -m bench.ingest [--seconds 8]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from results_file import write_results
 
+from bench.results_file import write_results
 from rapport.common.auth import key_entry
 from rapport.common.kafka import EVENTS_TOPIC, TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings

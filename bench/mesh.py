@@ -7,8 +7,7 @@ import time
 import urllib.request
 from typing import Any
 
-from ingest import KEY
-
+from bench.ingest import KEY
 from rapport.common.auth import ALL_SCOPES, key_entry
 from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import ServerSpec

@@ -13,7 +13,7 @@ Starts Tansu, nx-27017 and Redis (devstack), then real ``rapport-ingest`` and
 
 Results: ``bench/results/profile.json``; every figure beside its load level.
 
-    .venv/bin/python bench/profile.py [--events 50000]
+    .venv/bin/python -m bench.profile [--events 50000]
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from ingest import KEY, run_load
-from mesh import service
-from results_file import write_results
 
+from bench.ingest import KEY, run_load
+from bench.mesh import service
+from bench.results_file import write_results
 from rapport.common.kafka import (
     EVENTS_TOPIC,
     TopicSpec,

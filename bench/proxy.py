@@ -19,7 +19,7 @@ fake and through each respond, closed loop at concurrency 1 and 16, in
 alternating rounds so drift on this shared box hits every target alike.
 Overhead is (through respond) - (direct) at each percentile of the same run.
 
-    .venv/bin/python bench/proxy.py [--requests 600]
+    .venv/bin/python -m bench.proxy [--requests 600]
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ingest import KEY
-from mesh import service
-from results_file import write_results
 
+from bench.ingest import KEY
+from bench.mesh import service
+from bench.results_file import write_results
 from rapport.common.kafka import default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers

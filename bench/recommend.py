@@ -17,7 +17,7 @@ the load generator, both services, Triton and the stores: the figures are for
 that whole box, printed beside their load levels, and written to
 ``bench/results/recommend.json``.
 
-    .venv/bin/python bench/recommend.py [--seconds 8]
+    .venv/bin/python -m bench.recommend [--seconds 8]
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ingest import run_load, summarize
-from mesh import metric_total, rate_excluding, service, wait_until_ready
-from results_file import write_results
-
+from bench.ingest import run_load, summarize
+from bench.mesh import metric_total, rate_excluding, service, wait_until_ready
+from bench.results_file import write_results
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.servers import RunningServer, ServerSpec
 

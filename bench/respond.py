@@ -20,7 +20,7 @@ The load generator runs in its own process; two cores hold it, the four
 processes of the mesh, Triton and the stores. Every latency is printed beside
 its load level and written to ``bench/results/respond.json``.
 
-    .venv/bin/python bench/respond.py [--seconds 8]
+    .venv/bin/python -m bench.respond [--seconds 8]
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ingest import KEY, run_load, summarize
-from mesh import rate_excluding, scrape, service, wait_until_ready
-from recommend import model_repository
-from results_file import write_results
 
+from bench.ingest import KEY, run_load, summarize
+from bench.mesh import rate_excluding, scrape, service, wait_until_ready
+from bench.recommend import model_repository
+from bench.results_file import write_results
 from rapport.common.kafka import create_producer, default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton

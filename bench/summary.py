@@ -4,7 +4,7 @@
 its load level; the plot (``bench/results/latency.png``) shows p50 and p99 per
 scenario and load, on a log scale, one panel per benchmark.
 
-    .venv/bin/python bench/summary.py
+    .venv/bin/python -m bench.summary
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import matplotlib as mpl
 
 mpl.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
-from results_file import RESULTS, write_results
+
+from bench.results_file import RESULTS, write_results
 
 ORDER = ("respond", "proxy", "recommend", "triton_models", "profile", "ingest", "infra")
 

@@ -5,7 +5,7 @@ repository, sends a bounded number of requests at fixed concurrency levels
 (Triton forms the dynamic batches), prints the load level beside every
 latency, writes ``bench/results/triton_models.json`` and stops Triton.
 
-    .venv/bin/python bench/triton_models.py [--repository models/repository] [--ops 2000]
+    .venv/bin/python -m bench.triton_models [--repository models/repository] [--ops 2000]
 
 Without an exported repository it runs ``rapport-models export`` into a temp dir.
 The client runs on the same two cores as Triton.
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
-from results_file import write_results
 
+from bench.results_file import write_results
 from rapport.devstack import processes, servers, triton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
