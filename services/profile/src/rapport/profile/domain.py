@@ -308,8 +308,9 @@ def affinities_at(profile: Profile, now: datetime, rules: Rules) -> dict[str, fl
             return -math.inf
         return math.log2(affinity.score) - max(now - affinity.as_of, timedelta(0)) / rules.half_life
 
-    ranked = sorted(profile.affinities.items(), key=lambda kv: log2_at(kv[1]), reverse=True)
-    return {category: math.pow(2.0, log2_at(a)) for category, a in ranked}
+    logs = {category: log2_at(a) for category, a in profile.affinities.items()}
+    ranked = sorted(logs.items(), key=lambda kv: kv[1], reverse=True)
+    return {category: math.pow(2.0, log2) for category, log2 in ranked}
 
 
 class Trend(_State):
