@@ -30,8 +30,8 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "recommend": RecommendSettings,
     "respond": RespondSettings,
 }
-DOCKERFILES = [REPO / "services" / name / "Dockerfile" for name in SERVICES]
-DOCKERFILES.append(REPO / "models" / "Dockerfile")
+SERVICE_DOCKERFILE = REPO / "services" / "Dockerfile"
+DOCKERFILES = [SERVICE_DOCKERFILE, REPO / "models" / "Dockerfile"]
 
 
 def skaffold() -> dict[str, Any]:
@@ -53,21 +53,31 @@ def test_hadolint_finds_nothing(deploy: DeployTools) -> None:
     assert result.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_image_is_multi_stage_pinned_and_unprivileged(service: str) -> None:
-    text = (REPO / "services" / service / "Dockerfile").read_text()
+def test_service_image_is_multi_stage_pinned_and_unprivileged() -> None:
+    text = SERVICE_DOCKERFILE.read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "multi-stage"
     assert "COPY constraints.txt" in text
     assert "PIP_CONSTRAINT=/src/constraints.txt" in text
-    assert f"COPY services/{service} services/{service}" in text
-    assert "COPY libs/common libs/common" in text
     copied = set(re.findall(r"^COPY (?!--from)(\S+)", text, re.M))
-    assert copied == {"constraints.txt", "libs/common", f"services/{service}"}
+    assert copied == {"constraints.txt", "libs/common", "services/${SERVICE}"}
     assert re.search(r"^USER 10001:10001$", text, re.M)
-    assert f'ENTRYPOINT ["rapport-{service}"]' in text
-    port = SERVICES[service].model_fields["port"].default
-    assert re.search(rf"^EXPOSE {port}$", text, re.M)
+    assert 'ENTRYPOINT ["rapport-service"]' in text
+    assert 'ln -s "rapport-${SERVICE}" /opt/rapport/bin/rapport-service' in text
+    assert re.search(r"^EXPOSE \$\{PORT\}$", text, re.M)
+    for service in SERVICES:
+        assert f"RAPPORT_{service.upper()}_HOST=0.0.0.0" in text, service
     assert not re.search(r"^(ARG|ENV) .*(KEY|SECRET|PASSWORD|TOKEN)", text, re.M | re.I)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_skaffold_builds_each_service_from_the_one_dockerfile(service: str) -> None:
+    artifacts = {a["image"]: a for a in skaffold()["build"]["artifacts"]}
+    docker = artifacts[f"rapport-{service}"]["docker"]
+    assert REPO / docker["dockerfile"] == SERVICE_DOCKERFILE
+    port = SERVICES[service].model_fields["port"].default
+    assert docker["buildArgs"] == {"SERVICE": service, "PORT": str(port)}
+    scripts = (REPO / "services" / service / "pyproject.toml").read_text()
+    assert f"rapport-{service} = " in scripts, "the console script the image links to"
 
 
 def test_the_build_context_lets_in_only_what_the_images_copy() -> None:
