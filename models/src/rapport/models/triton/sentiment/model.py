@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+# Triton imports this file as <version>.model with the version folder on sys.path, so the
+# runtime module shipped beside it (not one installed anywhere) is the one imported.
+import sentiment_runtime
 import triton_python_backend_utils as pb_utils
-
-RUNTIME = "sentiment_runtime"
-
-
-def load_runtime(directory: Path, name: str) -> ModuleType:
-    """Import the runtime module shipped in this version folder (not one on sys.path)."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_{abs(hash(directory))}", directory / f"{name}.py"
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {name} from {directory}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        directory = Path(args["model_repository"]) / args["model_version"]
-        self.model = load_runtime(directory, RUNTIME).SentimentModel()
+        self.model = sentiment_runtime.SentimentModel()
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
