@@ -13,7 +13,7 @@ PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints chart-examples chart-docs clean
+.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints openapi chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a
 
 constraints:  ## re-resolve every pin from scratch (needs the package registry)
 	./scripts/update-constraints
+
+openapi: $(VENV)/.installed  ## write docs/openapi/ after a contract change (refuses unless API_VERSION moved)
+	$(BIN)/python -m rapport.devstack.openapi --write
 
 chart-examples: $(DEPLOY_VENV)/.installed  ## re-render charts/rapport/examples/ after a chart change
 	$(DEPLOY_VENV)/bin/python scripts/chart.py examples

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from rapport.common.profiles import ProfileClient, ProfileServiceError
-from rapport.common.recommendations import RecommendClient
+from rapport.common.recommendations import RecommendClient, RecommendServiceError
 
 pytestmark = pytest.mark.integration
 
@@ -95,12 +95,26 @@ async def test_profile_reads_survive_a_closed_pooled_connection(
 async def test_recommend_calls_survive_a_closed_pooled_connection(
     session: aiohttp.ClientSession,
 ) -> None:
-    server = await serve({"items": [], "models": {}, "fallback": False})
+    server = await serve({"user_id": "u-1", "items": [], "models": {}, "fallback": False})
     client = RecommendClient(session, server.url, timeout_s=2)
     for _ in range(3):
         answer = await client.recommend(user_id="u-1", authorization="Bearer k")
         assert answer.items == []
     assert (server.answered, server.dropped, server.connections) == (3, 2, 3)
+
+
+async def test_an_answer_outside_the_contract_is_a_service_error(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A 200 that is not the contract's model (another version, a proxy's page) is the
+    callee's failure (502), which callers already degrade on, not a crash of theirs."""
+    server = await serve({"items": "not a list"})
+    with pytest.raises(RecommendServiceError) as raised:
+        await RecommendClient(session, server.url, timeout_s=2).recommend(
+            user_id="u-1", authorization="Bearer k"
+        )
+    assert raised.value.status == 502
+    assert "Recommendations" in raised.value.detail
 
 
 async def test_a_server_that_is_gone_is_still_an_error(session: aiohttp.ClientSession) -> None:

@@ -27,7 +27,7 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
-from rapport.ingest.main import create_app
+from rapport.ingest.app import create_app
 from rapport.ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from rapport.common.auth import key_entry
 from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.servers import RunningServer
-from rapport.ingest.main import create_app
+from rapport.ingest.app import create_app
 from rapport.ingest.settings import IngestSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

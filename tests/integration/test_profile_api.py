@@ -26,11 +26,9 @@ from rapport.devstack.events import event, publish
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.api import trending_cache_key
-from rapport.profile.main import create_app
-from rapport.profile.processor import cache_key
+from rapport.profile.adapters.store import cache_key, profile_id, trending_cache_key
+from rapport.profile.app import create_app
 from rapport.profile.settings import ProfileSettings
-from rapport.profile.store import profile_id
 
 pytestmark = pytest.mark.integration
 

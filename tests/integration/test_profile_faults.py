@@ -30,7 +30,7 @@ from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import service_spec
 from rapport.devstack.waiting import eventually
-from rapport.profile.store import from_document
+from rapport.profile.adapters.store import from_document
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

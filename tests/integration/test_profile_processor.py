@@ -28,9 +28,9 @@ from rapport.common.kafka import (
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.servers import TANSU_FAST_GROUP
+from rapport.profile.adapters.processor import Processor
+from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id, to_document
 from rapport.profile.domain import Profile, Rules, apply
-from rapport.profile.processor import Processor, cache_key
-from rapport.profile.store import ProfileStore, profile_id, to_document
 
 pytestmark = pytest.mark.integration
 

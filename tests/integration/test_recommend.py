@@ -23,6 +23,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
+from rapport.common.contracts import Reason, reason_text
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.events import event, publish
@@ -30,11 +31,12 @@ from rapport.devstack.faults import DelayProxy
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.waiting import eventually
-from rapport.profile.api import trending_cache_key
-from rapport.profile.main import create_app as create_profile_app
+from rapport.profile.adapters.store import trending_cache_key
+from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.main import create_app as create_recommend_app
-from rapport.recommend.service import EXTRA_CANDIDATES, history_weights
+from rapport.recommend.app import create_app as create_recommend_app
+from rapport.recommend.domain import history_weights
+from rapport.recommend.service import EXTRA_CANDIDATES
 from rapport.recommend.settings import RecommendSettings
 
 pytestmark = pytest.mark.integration
@@ -259,8 +261,16 @@ async def test_a_known_user_gets_the_models_ranking_with_reasons(mesh: Mesh) -> 
     assert ranked == expected[: len(ranked)]
     assert not {i["item_id"] for i in items} & set(STAR_WARS_FAN), "seen items came back"
     ranked_items = [i for i in items if i["slot"] == "ranked"]
-    allowed = {f"because you watched {t}" for t in TITLES} | {"matches your interest in Sci-Fi"}
-    assert all(i["reason"] in allowed for i in ranked_items), ranked_items
+    for item in ranked_items:
+        why = item["why"]
+        assert why in (
+            {"kind": "because_you_watched", "label": why["label"], "item_id": why["item_id"]},
+            {"kind": "matches_interest", "label": "Sci-Fi", "item_id": None},
+        ), item
+        if why["kind"] == "because_you_watched":
+            assert why["label"] in TITLES, item
+            assert why["item_id"] in STAR_WARS_FAN, item
+        assert item["reason"] == reason_text(Reason.model_validate(why)), "the text follows `why`"
     assert all(i["title"] and i["title"] != i["item_id"] for i in items)
     assert body["segment"]["name"]
     assert body["exploration"]["policy"] == "explore_slot"
@@ -273,7 +283,7 @@ async def test_reasons_name_the_watched_item_that_led_to_a_recommendation(mesh: 
     status, body = await mesh.recommend({"user_id": "inline", "k": 5, "profile": profile})
     assert status == 200
     ranked = [i for i in body["items"] if i["slot"] == "ranked"]
-    because = [i["reason"].removeprefix("because you watched ") for i in ranked]
+    because = [i["why"]["label"] for i in ranked if i["why"]["kind"] == "because_you_watched"]
     assert sum(title in TITLES for title in because) >= 3, ranked
 
 
@@ -346,15 +356,15 @@ async def test_an_opted_out_user_gets_nothing_personal(mesh: Mesh) -> None:
     status, body = await mesh.recommend({"user_id": "private", "k": 5, "profile": profile})
     assert status == 200
     assert body["personalized"] is False
-    assert not any(i["reason"].startswith("because you watched") for i in body["items"])
-    assert not any(i["reason"].startswith("matches your interest") for i in body["items"])
+    personal = {"because_you_watched", "matches_interest"}
+    assert not any(i["why"]["kind"] in personal for i in body["items"])
 
 
 async def test_another_tenants_key_never_sees_this_users_profile(mesh: Mesh) -> None:
     status, body = await mesh.recommend({"user_id": "fan", "k": 5}, key=GLOBEX)
     assert status == 200
     assert body["profile_version"] is None  # globex has no user "fan"
-    assert not any(i["reason"].startswith("because you watched") for i in body["items"])
+    assert not any(i["why"]["kind"] == "because_you_watched" for i in body["items"])
 
 
 async def test_auth_and_bad_input_are_problems(mesh: Mesh) -> None:
@@ -433,7 +443,7 @@ async def test_killing_triton_mid_traffic_falls_back_then_recovers(mesh: Mesh) -
     ]
     assert served, "the fallback served no items"
     assert all(not {i["item_id"] for i in a["items"]} & set(STAR_WARS_FAN) for a in served)
-    assert all(i["reason"].startswith("trending") for i in served[-1]["items"])
+    assert all(i["why"]["kind"] in {"trending_in", "trending_now"} for i in served[-1]["items"])
     status, ready = await mesh.get(f"{mesh.recommend_url}/readyz")
     assert status == 200
     assert ready["status"] == "ready", ready

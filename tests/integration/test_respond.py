@@ -32,12 +32,12 @@ from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.api import trending_cache_key
-from rapport.profile.main import create_app as create_profile_app
+from rapport.profile.adapters.store import trending_cache_key
+from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.main import create_app as create_recommend_app
+from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.settings import RecommendSettings
-from rapport.respond.main import create_app as create_respond_app
+from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.settings import RespondSettings
 
 pytestmark = pytest.mark.integration

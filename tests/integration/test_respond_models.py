@@ -27,11 +27,11 @@ from rapport.devstack.events import event, publish
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
 from rapport.devstack.waiting import eventually
-from rapport.profile.main import create_app as create_profile_app
+from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.main import create_app as create_recommend_app
+from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.settings import RecommendSettings
-from rapport.respond.main import create_app as create_respond_app
+from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.settings import RespondSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

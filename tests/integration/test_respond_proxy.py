@@ -29,11 +29,11 @@ from rapport.devstack.fake_llm import FINGERPRINT, REJECTION, TOOL_ARGUMENT, Fak
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.main import create_app as create_profile_app
+from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.main import create_app as create_recommend_app
+from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.settings import RecommendSettings
-from rapport.respond.main import create_app as create_respond_app
+from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.settings import RespondSettings
 
 pytestmark = pytest.mark.integration

@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 
 from rapport.devstack.processes import free_port
 from rapport.devstack.servers import RunningServer
-from rapport.ingest.main import create_app as create_ingest
+from rapport.ingest.app import create_app as create_ingest
 from rapport.ingest.settings import IngestSettings
-from rapport.profile.main import create_app as create_profile
+from rapport.profile.app import create_app as create_profile
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.main import create_app as create_recommend
+from rapport.recommend.app import create_app as create_recommend
 from rapport.recommend.settings import RecommendSettings
-from rapport.respond.main import create_app as create_respond
+from rapport.respond.app import create_app as create_respond
 from rapport.respond.settings import RespondSettings
 
 pytestmark = pytest.mark.integration

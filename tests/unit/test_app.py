@@ -60,7 +60,6 @@ def build(dependency_up: dict[str, bool]) -> FastAPI:
     app = create_service_app(
         AppSettings(),
         title="t",
-        version="0",
         lifespan=lifespan,
         openai_compatible_paths=frozenset({"/items/7"}),
     )

@@ -2,8 +2,7 @@ import random
 
 import pytest
 
-from rapport.recommend.bandit import ArmEvidence, ThompsonSampler
-from rapport.recommend.service import history_weights
+from rapport.recommend.domain import ArmEvidence, ThompsonSampler, history_weights
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapport.common.events import Event, parse_event
-from rapport.profile.api import cold_start, trending_view
 from rapport.profile.domain import (
     MAX_FEEDBACK_ARMS,
     RECENT_ITEMS,
@@ -24,8 +23,10 @@ from rapport.profile.domain import (
     affinities_at,
     apply,
     arm_totals,
+    cold_start,
     segments,
     trending,
+    trending_view,
 )
 
 pytestmark = pytest.mark.unit

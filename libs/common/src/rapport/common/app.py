@@ -1,10 +1,13 @@
 """The pieces every service's app factory is built from.
 
-A service writes ``create_app(settings)``; it calls :func:`create_service_app`
-with a lifespan that opens its clients (and registers a readiness check for
-each dependency it cannot work without), then adds its routes. ``main()``
-calls :func:`run_service`, which builds settings (exiting with one line on a
-bad value), configures logging and serves the app with uvicorn.
+A service writes ``create_app(settings)`` in its ``app.py``; it calls
+:func:`create_service_app` with a lifespan that opens its clients in an
+``AsyncExitStack``, registers a readiness check for each dependency, and sets
+``app.state.service`` (the routes' ``Service`` dependency); then it adds its
+routes. What every service needs is wired here, once: health, ``/metrics``,
+problem+json errors, tracing and the API key store. ``main()`` calls
+:func:`run_service`, which builds settings (exiting with one line on a bad
+value), configures logging and serves the app with uvicorn.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 from pydantic import BaseModel, Field, TypeAdapter
 
+from rapport.common.auth import ApiKeyStore
+from rapport.common.contracts import API_VERSION
 from rapport.common.metrics import HttpMetricsMiddleware, Metrics
 from rapport.common.problems import install_problem_handlers, problem_response, problem_responses
 from rapport.common.settings import ServiceSettings, load_settings
@@ -110,13 +115,16 @@ def create_service_app(
     settings: ServiceSettings,
     *,
     title: str,
-    version: str,
     description: str = "",
     lifespan: ServiceLifespan | None = None,
     metrics: Metrics | None = None,
     openai_compatible_paths: frozenset[str] = frozenset(),
 ) -> FastAPI:
-    """A FastAPI app with health, metrics, problem+json errors and tracing wired in.
+    """A FastAPI app with health, metrics, problem+json errors, tracing and API keys wired in.
+
+    Its OpenAPI version is the contracts' :data:`~rapport.common.contracts.API_VERSION`.
+    ``app.state.api_keys`` is loaded at start-up, before the service's lifespan (the key
+    file may be a mounted Secret that is not there when the app is built).
 
     Problems on ``openai_compatible_paths`` also carry OpenAI's ``error`` member, so the
     OpenAI clients that call those routes read their errors as they read OpenAI's.
@@ -126,6 +134,7 @@ def create_service_app(
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
+        app.state.api_keys = ApiKeyStore.from_settings(settings)
         if lifespan is None:
             yield
         else:
@@ -139,7 +148,7 @@ def create_service_app(
 
     app = FastAPI(
         title=title,
-        version=version,
+        version=API_VERSION,
         description=description,
         lifespan=app_lifespan,
         # Tracing is the OpenTelemetry instrumentation's (setup_telemetry) and metrics are

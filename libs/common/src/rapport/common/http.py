@@ -6,9 +6,10 @@ aiohttp rather than httpx: one hop measured 0.34-0.48 ms against 1.3-1.7 ms
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from rapport.common.retry import stale_connection_retry
 
@@ -22,6 +23,9 @@ def create_http_session(
     )
     timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ServiceCallError(Exception):
@@ -72,3 +76,11 @@ async def call_service(
     if status != 200:
         raise error(status, body[:300].decode(errors="replace"))
     return body
+
+
+def parse_answer(model: type[ModelT], body: bytes, error: type[ServiceCallError]) -> ModelT:
+    """A 200 body as the contract's model; one that is not raises ``error`` (status 502)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise error(502, f"answer is not a {model.__name__}: {exc.errors()[:1]}") from exc

@@ -1,60 +1,16 @@
-"""The recommend service's API, as the services that call it see it.
+"""The recommend service's API, for the services that call it.
 
-Like :mod:`rapport.common.profiles`: the models ignore fields they do not know
-(recommend can add fields without breaking its callers), and the caller's own
-bearer key is forwarded, so recommend enforces the key's tenant and scopes.
+Like :mod:`rapport.common.profiles`: the models are :mod:`rapport.common.contracts`',
+and the caller's own bearer key is forwarded, so recommend enforces the key's
+tenant and scopes.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
 
-from rapport.common.http import ServiceCallError, call_service
-from rapport.common.profiles import ProfileSnapshot
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class RecommendedItem(_Lenient):
-    item_id: str
-    title: str
-    score: float
-    reason: str
-    categories: list[str] = Field(default_factory=list)
-    slot: str = "ranked"
-
-
-class MessageUnderstandingSnapshot(_Lenient):
-    intent: str
-    confidence: float
-    out_of_scope: bool
-    sentiment: str | None = None
-    sentiment_score: float | None = None
-
-
-class SegmentSnapshot(_Lenient):
-    id: int
-    name: str
-
-
-class RecommendationsSnapshot(_Lenient):
-    """``POST /v1/recommendations``'s answer."""
-
-    items: list[RecommendedItem] = Field(default_factory=list)
-    message: MessageUnderstandingSnapshot | None = None
-    segment: SegmentSnapshot | None = None
-    models: dict[str, str] = Field(default_factory=dict)
-    fallback: bool = False
-    fallback_reason: str | None = None
-    degraded: list[str] = Field(default_factory=list)
-    personalized: bool = True
-    profile_version: int | None = None
-    exploration: dict[str, Any] | None = None
+from rapport.common.contracts import ProfileView, RecommendationRequest, Recommendations
+from rapport.common.http import ServiceCallError, call_service, parse_answer
 
 
 class RecommendServiceError(ServiceCallError):
@@ -74,17 +30,15 @@ class RecommendClient:
         *,
         user_id: str,
         authorization: str,
-        profile: ProfileSnapshot | None = None,
+        profile: ProfileView | None = None,
         message: str | None = None,
         k: int = 10,
         timeout_s: float | None = None,
-    ) -> RecommendationsSnapshot:
+    ) -> Recommendations:
         """Items for ``user_id``; with ``profile`` inline, recommend does not read it again."""
-        body: dict[str, Any] = {"user_id": user_id, "k": k}
-        if profile is not None:
-            body["profile"] = profile.model_dump(mode="json")
-        if message:
-            body["message"] = message
+        request = RecommendationRequest(
+            user_id=user_id, profile=profile, message=message or None, k=k
+        )
         timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
         raw = await call_service(
             self.session,
@@ -93,7 +47,7 @@ class RecommendClient:
             RecommendServiceError,
             authorization=authorization,
             client_timeout=timeout,
-            json=body,
+            json=request.model_dump(mode="json", exclude_none=True),
             resend_on_stale=True,  # recommending changes nothing
         )
-        return RecommendationsSnapshot.model_validate_json(raw)
+        return parse_answer(Recommendations, raw, RecommendServiceError)

@@ -17,11 +17,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rapport.common.auth import AuthSettings
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class ServiceSettings(BaseSettings):
-    """Fields every service has. Subclasses set ``env_prefix`` and ``service_name``."""
+class ServiceSettings(AuthSettings):
+    """Fields every service has, its API keys included (every service authenticates).
+    Subclasses set ``env_prefix`` and ``service_name``."""
 
     model_config = SettingsConfigDict(
         env_prefix="RAPPORT_",

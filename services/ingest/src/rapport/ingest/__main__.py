@@ -1,3 +1,0 @@
-from rapport.ingest.main import main
-
-main()

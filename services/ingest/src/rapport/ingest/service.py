@@ -6,7 +6,7 @@ The order matters for durability:
    (all-or-nothing), before anything is claimed or produced.
 2. In one Redis round trip, the key's token bucket is charged one token per
    event and, if that is allowed, event ids are claimed
-   (see :mod:`rapport.ingest.dedup`).
+   (see :mod:`rapport.ingest.adapters.dedup`).
 4. Claimed events are produced with ``acks=all``; the request waits for the
    broker's acknowledgement of every one, up to the produce deadline.
 5. Only then are the claims confirmed and ``202`` returned. A deadline miss
@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -33,15 +33,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import propagate, trace
-from pydantic import BaseModel
 from uuid_utils.compat import uuid7
 
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
 from rapport.common.metrics import trace_exemplar
-from rapport.common.problems import FieldError, ProblemError
-from rapport.ingest.dedup import AdmissionStore, ClaimState
+from rapport.common.problems import ProblemError
+from rapport.ingest.adapters.dedup import AdmissionStore, ClaimState
+from rapport.ingest.domain import EventResult, IngestResult, check_events
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.settings import IngestSettings
 
@@ -53,19 +53,6 @@ tracer = trace.get_tracer("rapport.ingest")
 WHOLE_BATCH_MIN_RECORDS = 8
 
 
-class EventResult(BaseModel):
-    index: int
-    event_id: UUID
-    status: Literal["accepted", "duplicate"]
-
-
-class IngestResult(BaseModel):
-    accepted: int
-    duplicates: int
-    dedup_checked: bool
-    events: list[EventResult]
-
-
 @dataclass(eq=False)
 class _Item:
     index: int
@@ -74,22 +61,6 @@ class _Item:
     value: bytes  # the record as it goes on the topic, server fields included
     key: str  # its idempotency key in Redis
     status: Literal["accepted", "duplicate"] = "accepted"
-
-
-def check_events(
-    events: Sequence[EventIn], *, now: datetime, max_future_skew_s: int
-) -> list[FieldError]:
-    """What the schema cannot know: the server's clock."""
-    latest = now + timedelta(seconds=max_future_skew_s)
-    return [
-        FieldError(
-            index=index,
-            field="occurred_at",
-            reason=f"more than {max_future_skew_s}s ahead of server time",
-        )
-        for index, event in enumerate(events)
-        if event.occurred_at > latest
-    ]
 
 
 class IngestService:

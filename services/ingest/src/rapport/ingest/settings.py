@@ -3,12 +3,11 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.auth import AuthSettings
 from rapport.common.kafka import EVENTS_TOPIC
 from rapport.common.settings import KafkaSettings, RedisSettings, ServiceSettings
 
 
-class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings, AuthSettings):
+class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_INGEST_")
     service_name: ClassVar[str] = "rapport-ingest"
 

@@ -1,3 +1,0 @@
-from rapport.profile.main import main
-
-main()

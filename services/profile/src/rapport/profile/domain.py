@@ -25,13 +25,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.common.contracts import (
+    FRUSTRATED_SEGMENT,
+    FRUSTRATED_SENTIMENT_EWMA,
+    ConsentView,
+    ProfileView,
+    SessionView,
+    TrendingCategory,
+    TrendingItem,
+    TrendingView,
+)
 from rapport.common.events import ConsentEvent, Event
-from rapport.common.profiles import FRUSTRATED_SEGMENT, FRUSTRATED_SENTIMENT_EWMA
-from rapport.common.scores import significant
+from rapport.common.scores import normalised, significant
 
 RECENT_ITEMS = 20
 RECENT_SEARCHES = 10
@@ -43,6 +52,7 @@ SENTIMENT_ALPHA = 0.3
 # Bandit feedback: at most this many (policy, arm) pairs per profile, names bounded.
 MAX_FEEDBACK_ARMS = 32
 MAX_ARM_NAME = 64
+COLD_START_TOP = 10  # categories and items a cold-start default carries
 GOOD_RATING = 4
 
 
@@ -371,4 +381,96 @@ def trending(
             Trend(item_id=item, category=categories[item], weight=significant(weight))
             for item, weight in ranked
         ],
+    )
+
+
+# --- what the API answers (the models are rapport.common.contracts') ---
+
+
+class ConsentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    personalization: bool
+
+
+class ConsentAccepted(BaseModel):
+    user_id: str
+    personalization: bool
+    event_id: str
+
+
+def cold_start(user_id: str, popular: TrendingPool) -> ProfileView:
+    """An unknown user: what is popular, normalised so the top category scores 1.
+
+    With no trending left (a new tenant, or every view erased) it is a plain default:
+    no affinities and no popular items.
+    """
+    top_categories = dict(list(popular.category_weights().items())[:COLD_START_TOP])
+    return ProfileView(
+        user_id=user_id,
+        known=False,
+        version=0,
+        source="default",
+        consent=ConsentView(personalization=True),
+        affinities=normalised(top_categories),
+        popular_items=[trend.item_id for trend in popular.trends[:COLD_START_TOP]],
+    )
+
+
+def trending_view(
+    pool: TrendingPool, now: datetime, half_life: timedelta, category: str | None, limit: int
+) -> TrendingView:
+    """The pool's weights decayed to ``now``."""
+    scale = pool.scale_at(now, half_life)
+    items = [t for t in pool.trends if category is None or t.category == category][:limit]
+    return TrendingView(
+        items=[
+            TrendingItem(
+                item_id=t.item_id, category=t.category, score=significant(t.weight * scale)
+            )
+            for t in items
+        ],
+        categories=[
+            TrendingCategory(category=c, score=significant(weight * scale))
+            for c, weight in pool.category_weights().items()
+        ],
+    )
+
+
+def view(
+    profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules, now: datetime
+) -> ProfileView:
+    consent = ConsentView(
+        personalization=profile.personalization_allowed,
+        updated_at=profile.consent.at if profile.consent else None,
+    )
+    head = ProfileView(
+        user_id=user_id,
+        known=True,
+        version=profile.version,
+        source=source,
+        updated_at=profile.updated_at,
+        consent=consent,
+        withheld=not consent.personalization,
+    )
+    if head.withheld:
+        return head  # opted out: nothing personal leaves this service, whoever asks
+    return head.model_copy(
+        update={
+            "counters": profile.counters,
+            "affinities": {
+                k: significant(v) for k, v in affinities_at(profile, now, rules).items()
+            },
+            "recent_items": [seen.value for seen in profile.recent_items],
+            "recent_searches": [seen.value for seen in profile.recent_searches],
+            "session": (
+                SessionView.model_validate(profile.session.model_dump())
+                if profile.session
+                else None
+            ),
+            "preferences": {key: stamped.value for key, stamped in profile.preferences.items()},
+            "lifetime_value": profile.lifetime_value,
+            "segments": segments(profile),
+            "cluster_id": profile.cluster_id,
+        }
     )

@@ -4,13 +4,12 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.auth import AuthSettings
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, PROFILE_CHANGES_TOPIC
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings, ServiceSettings
 from rapport.profile.domain import Rules
 
 
-class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings, AuthSettings):
+class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_PROFILE_")
     service_name: ClassVar[str] = "rapport-profile"
 

@@ -1,3 +1,0 @@
-from rapport.recommend.main import main
-
-main()

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from rapport.common.events import Identifier
+from rapport.common.contracts import (
+    Exploration,
+    MessageUnderstanding,
+    ProfileView,
+    Reason,
+    ReasonKind,
+    RecommendationRequest,
+    Recommendations,
+    RecommendedItem,
+    Segment,
+    TrendingItem,
+)
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import ProblemError
-from rapport.common.profiles import (
-    ProfileClient,
-    ProfileServiceError,
-    ProfileSnapshot,
-    TrendingItemSnapshot,
-)
+from rapport.common.profiles import ProfileClient, ProfileServiceError
 from rapport.common.scores import significant
-from rapport.recommend.bandit import ArmEvidence, ThompsonSampler
-from rapport.recommend.metrics import RecommendMetrics
-from rapport.recommend.triton import (
+from rapport.recommend.adapters.triton import (
     Intent,
     ModelUnavailable,
     RankedItem,
@@ -34,6 +34,8 @@ from rapport.recommend.triton import (
     Sentiment,
     TritonModels,
 )
+from rapport.recommend.domain import ArmEvidence, ThompsonSampler, history_weights
+from rapport.recommend.metrics import RecommendMetrics
 
 log = logging.getLogger(__name__)
 
@@ -45,83 +47,6 @@ EXTRA_CANDIDATES = 10  # ranked beyond k, for the discovery arm to choose from
 TRENDING_TTL_S = 30.0
 
 
-class RecommendationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Identifier
-    profile: ProfileSnapshot | None = Field(
-        None, description="The caller's copy of the profile; fetched from profile when absent."
-    )
-    message: str | None = Field(
-        None, min_length=1, max_length=2000, description="The user's latest chat message."
-    )
-    k: int = Field(10, ge=1, le=50, description="How many items to return.")
-    exclude: list[Identifier] = Field(default_factory=list, max_length=500)
-    category: str | None = Field(
-        None, min_length=1, max_length=64, description="Only items of this category."
-    )
-
-
-class Item(BaseModel):
-    item_id: str
-    title: str
-    score: float
-    reason: str
-    categories: list[str] = Field(default_factory=list)
-    slot: Literal["ranked", "explore"] = "ranked"
-
-
-class MessageUnderstanding(BaseModel):
-    intent: str
-    confidence: float
-    out_of_scope: bool
-    sentiment: str | None
-    sentiment_score: float | None
-
-
-class Segment(BaseModel):
-    id: int
-    name: str
-
-
-class Exploration(BaseModel):
-    policy: str
-    arm: str
-    item_id: str | None = Field(
-        None, description="Send `feedback` on this item with attributes {policy, arm}."
-    )
-
-
-class Recommendations(BaseModel):
-    user_id: str
-    items: list[Item]
-    message: MessageUnderstanding | None = None
-    segment: Segment | None = None
-    models: dict[str, str] = Field(
-        default_factory=dict, description="Model name to the version that answered."
-    )
-    fallback: bool = Field(description="True when trending served instead of the model.")
-    fallback_reason: str | None = None
-    degraded: list[str] = Field(
-        default_factory=list, description="Parts that could not be produced: items, message."
-    )
-    personalized: bool
-    profile_version: int | None = None
-    exploration: Exploration | None = None
-
-
-def history_weights(count: int, decay: float) -> list[float]:
-    """The newest item weighs 1, each older one ``decay`` times the previous."""
-    return [decay**i for i in range(count)]
-
-
-def load_catalog(path: Path | None) -> dict[str, str]:
-    """item id -> title, from ``rapport-models export``'s catalog.json (optional)."""
-    if path is None or not path.is_file():
-        return {}
-    return {entry["item_id"]: entry["title"] for entry in json.loads(path.read_text())}
-
-
 @dataclass
 class _Bandit:
     sampler: ThompsonSampler
@@ -130,7 +55,7 @@ class _Bandit:
 
 
 @dataclass
-class Recommender:
+class RecommendService:
     models: TritonModels
     profiles: ProfileClient
     metrics: RecommendMetrics
@@ -141,7 +66,7 @@ class Recommender:
     bandit_refresh_s: float
     admission: InFlightLimit
     bandits: dict[str, _Bandit] = field(default_factory=dict)
-    trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItemSnapshot]]] = field(
+    trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItem]]] = field(
         default_factory=dict
     )
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -165,7 +90,7 @@ class Recommender:
                         "caller's key, so it also needs the `profiles:read` scope.",
                     ) from exc
                 log.warning("profile unavailable", extra={"error": str(exc)})
-                profile = ProfileSnapshot(user_id=request.user_id, known=False)
+                profile = ProfileView(user_id=request.user_id, known=False, source="default")
                 degraded.append("profile")
         personalized = profile.consent.personalization
         history = profile.recent_items[: self.history_items] if personalized else []
@@ -233,21 +158,26 @@ class Recommender:
 
     def _ranked_item(
         self, ranked: RankedItem, affinities: dict[str, float], *, known: bool
-    ) -> Item:
+    ) -> RecommendedItem:
         liked = [c for c in ranked.categories if affinities.get(c, 0.0) > 0]
         if ranked.because_item:
-            reason = f"because you watched {self.title(ranked.because_item)}"
+            why = Reason(
+                kind=ReasonKind.BECAUSE_YOU_WATCHED,
+                label=self.title(ranked.because_item),
+                item_id=ranked.because_item,
+            )
         elif liked and known:
-            reason = f"matches your interest in {max(liked, key=affinities.__getitem__)}"
+            strongest = max(liked, key=affinities.__getitem__)
+            why = Reason(kind=ReasonKind.MATCHES_INTEREST, label=strongest)
         elif liked:  # a cold-start profile's affinities are what is popular, not the user's
-            reason = f"popular in {max(liked, key=affinities.__getitem__)}"
+            why = Reason(kind=ReasonKind.POPULAR_IN, label=max(liked, key=affinities.__getitem__))
         else:
-            reason = "popular with viewers overall"
-        return Item(
+            why = Reason(kind=ReasonKind.POPULAR_OVERALL)
+        return RecommendedItem(
             item_id=ranked.item_id,
             title=ranked.title,
             score=significant(ranked.score),
-            reason=reason,
+            why=why,
             categories=list(ranked.categories),
         )
 
@@ -275,7 +205,7 @@ class Recommender:
 
     async def _trending(
         self, tenant: str, authorization: str, category: str | None
-    ) -> list[TrendingItemSnapshot]:
+    ) -> list[TrendingItem]:
         key = (tenant, category)
         cached = self.trending_cache.get(key)
         now = time.monotonic()
@@ -292,7 +222,7 @@ class Recommender:
         tenant: str,
         authorization: str,
         result: Recommendations,
-    ) -> list[Item]:
+    ) -> list[RecommendedItem]:
         try:
             trending = await self._trending(tenant, authorization, request.category)
         except ProfileServiceError as exc:
@@ -301,11 +231,13 @@ class Recommender:
             return []
         skip = set(exclude)
         return [
-            Item(
+            RecommendedItem(
                 item_id=t.item_id,
                 title=self.title(t.item_id),
                 score=significant(t.score),
-                reason=f"trending in {t.category}" if t.category else "trending now",
+                why=Reason(kind=ReasonKind.TRENDING_IN, label=t.category)
+                if t.category
+                else Reason(kind=ReasonKind.TRENDING_NOW),
                 categories=[t.category] if t.category else [],
             )
             for t in trending
@@ -328,7 +260,7 @@ class Recommender:
         arm = self._bandit(tenant, authorization).sampler.choose()
         self.metrics.bandit_choices.labels(POLICY, arm).inc()
         shown = {i.item_id for i in result.items[: request.k - 1]}
-        chosen: Item | None = None
+        chosen: RecommendedItem | None = None
         if arm == "model":
             chosen = result.items[request.k - 1]
         elif arm == "discovery":
@@ -336,7 +268,11 @@ class Recommender:
             for item in result.items[request.k - 1 :]:
                 if item.categories and not liked.intersection(item.categories):
                     chosen = item.model_copy(
-                        update={"reason": f"something different: {item.categories[0]}"}
+                        update={
+                            "why": Reason(
+                                kind=ReasonKind.SOMETHING_DIFFERENT, label=item.categories[0]
+                            )
+                        }
                     )
                     break
         elif arm == "trending":
@@ -344,11 +280,11 @@ class Recommender:
             with contextlib.suppress(ProfileServiceError):
                 for t in await self._trending(tenant, authorization, request.category):
                     if t.item_id not in seen:
-                        chosen = Item(
+                        chosen = RecommendedItem(
                             item_id=t.item_id,
                             title=self.title(t.item_id),
                             score=significant(t.score),
-                            reason="trending now: something new to try",
+                            why=Reason(kind=ReasonKind.SOMETHING_NEW),
                             categories=[t.category] if t.category else [],
                         )
                         break

@@ -4,11 +4,10 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.auth import AuthSettings
 from rapport.common.settings import ProfileClientSettings, ServiceSettings
 
 
-class RecommendSettings(ServiceSettings, ProfileClientSettings, AuthSettings):
+class RecommendSettings(ServiceSettings, ProfileClientSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RECOMMEND_")
     service_name: ClassVar[str] = "rapport-recommend"
 

@@ -1,3 +1,0 @@
-from rapport.respond.main import main
-
-main()

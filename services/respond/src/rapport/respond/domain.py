@@ -10,10 +10,22 @@ values) is never used at all.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from rapport.common.profiles import FRUSTRATED_SEGMENT, FRUSTRATED_SENTIMENT_EWMA, ProfileSnapshot
-from rapport.common.recommendations import MessageUnderstandingSnapshot, RecommendedItem
+from rapport.common.contracts import (
+    FRUSTRATED_SEGMENT,
+    FRUSTRATED_SENTIMENT_EWMA,
+    GENERIC_REASON,
+    MessageUnderstanding,
+    ProfileView,
+    Reason,
+    ReasonKind,
+    RecommendedItem,
+    reason_text,
+)
+from rapport.common.problems import FieldError, ProblemError
 from rapport.respond.templates import TONES, Tone
 
 # A user who asks to repeat or what they can ask is lost; so is one the model barely understood.
@@ -26,18 +38,15 @@ MAX_LABEL_WORDS = 3
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 &'/.,+-]*$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 MAX_TITLE = 100
-# Reasons recommend writes, with the user-derived label that may follow each prefix.
-_LABELLED_REASONS = (
-    "matches your interest in ",
-    "popular in ",
-    "trending in ",
-    "something different: ",
+# Reasons whose label is a category, which comes from events that clients send.
+_CATEGORY_REASONS = frozenset(
+    {
+        ReasonKind.MATCHES_INTEREST,
+        ReasonKind.POPULAR_IN,
+        ReasonKind.TRENDING_IN,
+        ReasonKind.SOMETHING_DIFFERENT,
+    }
 )
-_TITLED_REASONS = ("because you watched ",)
-_FIXED_REASONS = frozenset(
-    {"popular with viewers overall", "trending now", "trending now: something new to try"}
-)
-GENERIC_REASON = "recommended for you"
 
 
 def safe_label(value: object) -> str | None:
@@ -60,19 +69,17 @@ def bounded_title(value: str) -> str:
     return cleaned if len(cleaned) <= MAX_TITLE else cleaned[: MAX_TITLE - 1] + "…"
 
 
-def safe_reason(reason: str) -> str:
-    """Recommend's reason, keeping a user-derived label only when it is a safe one."""
-    for prefix in _LABELLED_REASONS:
-        if reason.startswith(prefix):
-            label = safe_label(reason.removeprefix(prefix))
-            return f"{prefix}{label}" if label else GENERIC_REASON
-    for prefix in _TITLED_REASONS:
-        if reason.startswith(prefix):
-            return prefix + bounded_title(reason.removeprefix(prefix))
-    return reason if reason in _FIXED_REASONS else GENERIC_REASON
+def safe_reason(why: Reason) -> str:
+    """Recommend's reason as text, with a category only when it is a safe label."""
+    if why.kind in _CATEGORY_REASONS:
+        label = safe_label(why.label)
+        return reason_text(why.model_copy(update={"label": label})) if label else GENERIC_REASON
+    if why.kind is ReasonKind.BECAUSE_YOU_WATCHED and why.label:
+        return reason_text(why.model_copy(update={"label": bounded_title(why.label)}))
+    return reason_text(why)
 
 
-def interests(profile: ProfileSnapshot | None, limit: int = 3) -> list[str]:
+def interests(profile: ProfileView | None, limit: int = 3) -> list[str]:
     """The strongest positive affinities whose names are safe labels, strongest first.
 
     None for an unknown user: a cold-start profile's affinities are what is popular,
@@ -91,7 +98,7 @@ def interests(profile: ProfileSnapshot | None, limit: int = 3) -> list[str]:
     return out
 
 
-def preferred_tone(profile: ProfileSnapshot | None) -> Tone | None:
+def preferred_tone(profile: ProfileView | None) -> Tone | None:
     """A stated preference ``{"tone": "concise"}``, when it names a known tone."""
     if profile is None:
         return None
@@ -102,7 +109,7 @@ def preferred_tone(profile: ProfileSnapshot | None) -> Tone | None:
     return None
 
 
-def preferred_language(profile: ProfileSnapshot | None, locale: str | None) -> str | None:
+def preferred_language(profile: ProfileView | None, locale: str | None) -> str | None:
     """The request's locale, else the profile's ``language`` preference; a tag, or None."""
     for value in (locale, profile.preferences.get("language") if profile else None):
         if isinstance(value, str) and _LOCALE.match(value):
@@ -110,7 +117,7 @@ def preferred_language(profile: ProfileSnapshot | None, locale: str | None) -> s
     return None
 
 
-def segments(profile: ProfileSnapshot | None, model_segment: str | None) -> list[str]:
+def segments(profile: ProfileView | None, model_segment: str | None) -> list[str]:
     found = [s for s in (profile.segments if profile else []) if safe_label(s)]
     if model_segment and safe_label(model_segment):
         found.append(model_segment)
@@ -130,8 +137,8 @@ def signed_sentiment(label: str | None, score: float | None) -> float | None:
 
 
 def choose_tone(
-    message: MessageUnderstandingSnapshot | None,
-    profile: ProfileSnapshot | None,
+    message: MessageUnderstanding | None,
+    profile: ProfileView | None,
 ) -> Tone:
     """Empathetic when the user is negative or confused, concise when positive, else neutral.
 
@@ -168,11 +175,65 @@ def join_words(words: Sequence[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def shown_items(items: Sequence[RecommendedItem], limit: int) -> list[RecommendedItem]:
+@dataclass(frozen=True)
+class ShownItem:
+    """A recommended item as a reply shows it."""
+
+    item_id: str
+    title: str
+    score: float
+    reason: str
+
+
+def shown_items(items: Sequence[RecommendedItem], limit: int) -> list[ShownItem]:
     """The items a reply shows, with bounded titles and safe reasons."""
     return [
-        item.model_copy(
-            update={"title": bounded_title(item.title), "reason": safe_reason(item.reason)}
+        ShownItem(
+            item_id=item.item_id,
+            title=bounded_title(item.title),
+            score=item.score,
+            reason=safe_reason(item.why),
         )
         for item in items[:limit]
     ]
+
+
+# --- a request's end-to-end budget: every outbound call gets what is left of it ---
+
+DEADLINE_HEADER = "X-Rapport-Deadline-Ms"
+
+
+@dataclass
+class Deadline:
+    budget_s: float
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def of_ms(cls, ms: float) -> Deadline:
+        return cls(ms / 1000)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def remaining_s(self, reserve_s: float = 0.0) -> float:
+        """What is left, minus ``reserve_s`` kept for later stages; never negative."""
+        return max(0.0, self.budget_s - self.elapsed_s() - reserve_s)
+
+
+def parse_deadline_header(value: str | None, *, default_ms: int, max_ms: int) -> float:
+    """The request's budget in ms: the header when it is a number in [1, max_ms], else 422."""
+    if value is None:
+        return float(default_ms)
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not 1 <= ms <= max_ms:
+        raise ProblemError(
+            422,
+            title="Invalid deadline",
+            detail=f"{DEADLINE_HEADER} must be a number of milliseconds from 1 to {max_ms}.",
+            slug="validation",
+            errors=[FieldError(field=DEADLINE_HEADER, reason=f"not in [1, {max_ms}]")],
+        )
+    return ms

@@ -11,6 +11,10 @@ Flow (each outbound call gets what is left of the budget):
    the broker's acknowledgement);
 4. the reply: a template, or the upstream LLM with a template fallback.
 
+Both endpoints (``/v1/respond`` and ``/v1/chat/completions``) take this one path,
+:meth:`RespondService.answer`; they differ only in how they describe the request
+(:class:`Ask`) and format the :class:`Answer`.
+
 A part that is slow or down is left out and named in ``degraded``; the reply
 never fails for it. Past ``max_in_flight`` running fan-outs, a reply skips steps
 1 and 2 (load shedding): queueing it behind the others would only make it late
@@ -31,41 +35,44 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from opentelemetry import trace
 
-from rapport.common.limits import InFlightLimit
-from rapport.common.problems import ProblemError
-from rapport.common.profiles import (
+from rapport.common.contracts import (
     FRUSTRATED_SENTIMENT_EWMA,
-    ConsentSnapshot,
-    ProfileClient,
-    ProfileServiceError,
-    ProfileSnapshot,
+    ConsentView,
+    ProfileView,
+    Recommendations,
 )
-from rapport.common.recommendations import (
-    RecommendationsSnapshot,
-    RecommendClient,
-    RecommendedItem,
-    RecommendServiceError,
-)
+from rapport.common.limits import InFlightLimit
+from rapport.common.problems import FieldError, ProblemError
+from rapport.common.profiles import ProfileClient, ProfileServiceError
+from rapport.common.recommendations import RecommendClient, RecommendServiceError
 from rapport.respond import domain
-from rapport.respond.deadline import Deadline
-from rapport.respond.llm import (
+from rapport.respond.adapters.llm import (
     ContextItem,
     ContextMessage,
     ContextUser,
     PromptContext,
     Upstream,
     UpstreamFailed,
+    UpstreamRejected,
     Upstreams,
     build_messages,
 )
+from rapport.respond.adapters.recorder import EventRecorder, RecorderUnavailable
+from rapport.respond.domain import Deadline, parse_deadline_header
 from rapport.respond.metrics import RespondMetrics
-from rapport.respond.recorder import EventRecorder, RecorderUnavailable
 from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import Persona, Selection, TemplateFile, Tone, choose, fill, render
+from rapport.respond.wire import (
+    DEGRADED_HEADER,
+    Personalization,
+    Recommendation,
+    completion_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +97,10 @@ class Turn:
 class Gathered:
     """What the fan-out found, and what it could not."""
 
-    profile: ProfileSnapshot | None
+    profile: ProfileView | None
     personalized: bool
-    recommendations: RecommendationsSnapshot | None
-    items: list[RecommendedItem]
+    recommendations: Recommendations | None
+    items: list[domain.ShownItem]
     tone: Tone
     degraded: list[str] = field(default_factory=list)
 
@@ -135,7 +142,95 @@ def _forbidden(service: str, scope: str) -> ProblemError:
 
 
 @dataclass
-class Gateway:
+class Ask:
+    """A reply request, whichever endpoint it came through."""
+
+    turn: Turn
+    endpoint: Literal["respond", "chat_completions"]
+    model: str | None  # a persona id or, in LLM mode, an upstream model; None: the first persona
+    conversation: list[dict[str, Any]]  # the messages as sent, before Rapport's context
+    forwarded: dict[str, Any] = field(default_factory=dict)  # sent upstream unchanged
+    needs_model: str | None = None  # the request field that only a model can honour
+    stream: bool = False
+    # OpenAI-compatible: the upstream's completion and its rejections reach the caller as
+    # they are. Native: Rapport owns the reply, and any upstream failure is a template reply.
+    passthrough: bool = False
+
+
+def trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+@dataclass
+class Answer:
+    """What :meth:`RespondService.answer` found; exactly one of the three replies is set."""
+
+    gathered: Gathered
+    mode: Literal["template", "llm"] = "template"
+    reply: str = ""  # a template's text, or (native LLM mode) the model's; else empty
+    completion: ChatCompletion | None = None  # passthrough, not streaming
+    chunks: AsyncIterator[ChatCompletionChunk] | None = None  # passthrough, streaming
+
+    def recommendations(self) -> list[Recommendation]:
+        return [
+            Recommendation(item_id=i.item_id, title=i.title, score=i.score, reason=i.reason)
+            for i in self.gathered.items
+        ]
+
+    def personalization(self) -> Personalization:
+        gathered = self.gathered
+        return Personalization(
+            personalized=gathered.personalized,
+            profile_version=gathered.profile_version,
+            segment=gathered.segment,
+            intent=gathered.intent,
+            sentiment=gathered.sentiment,
+            tone=gathered.tone,
+            mode=self.mode,
+            degraded=list(gathered.degraded),
+        )
+
+    def extension(self) -> dict[str, Any]:
+        """Rapport's part of a completion; OpenAI clients ignore fields they do not know."""
+        return {
+            "recommendations": [r.model_dump() for r in self.recommendations()],
+            "personalization": self.personalization().model_dump(),
+            "trace_id": trace_id(),
+        }
+
+    def degraded_headers(self) -> dict[str, str]:
+        degraded = self.gathered.degraded
+        return {DEGRADED_HEADER: ",".join(degraded)} if degraded else {}
+
+
+def upstream_problem(exc: UpstreamFailed | UpstreamRejected, gathered: Gathered) -> ProblemError:
+    """What the client gets when only the upstream could answer and it did not.
+
+    The upstream's own rejection keeps its status and error; a failure is a 502, or a
+    504 when it timed out, with ``llm`` among the degraded parts.
+    """
+    if isinstance(exc, UpstreamRejected):
+        return ProblemError(
+            exc.status,
+            title="The upstream model rejected the request",
+            detail=str(exc.error.get("message") or exc),
+            slug="upstream-rejected",
+            extra={"error": exc.error},
+        )
+    status = 504 if exc.timed_out else 502
+    return ProblemError(
+        status,
+        title="The upstream model did not answer",
+        detail="This request needs the upstream model (it carries tools, a tool result or a "
+        f"structured response format), and the model failed: {exc}",
+        slug="upstream-timeout" if exc.timed_out else "upstream-failed",
+        headers={DEGRADED_HEADER: ",".join(gathered.degraded)},
+    )
+
+
+@dataclass
+class RespondService:
     settings: RespondSettings
     profiles: ProfileClient
     recommend: RecommendClient
@@ -153,6 +248,94 @@ class Gateway:
             yield
         finally:
             self.metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
+
+    async def answer(
+        self, ask: Ask, *, tenant: str, authorization: str, deadline_ms: str | None
+    ) -> Answer:
+        """The one path of every reply: model, fan-out, then the upstream or a template."""
+        upstream = self.upstreams.for_tenant(tenant)
+        persona, upstream_model = self.resolve_model(upstream, ask.model)
+        if ask.needs_model and upstream_model is None:
+            raise ProblemError(
+                400,
+                title="No model to answer this request",
+                detail=f"`{ask.needs_model}` needs a language model, and this gateway answers "
+                "from templates (no upstream is configured for this tenant).",
+                slug="needs-upstream",
+                errors=[FieldError(field=ask.needs_model, reason="needs an upstream model")],
+            )
+        gathered = await self.gather(
+            ask.turn,
+            tenant=tenant,
+            authorization=authorization,
+            deadline=self.deadline(deadline_ms),
+        )
+        answer = Answer(gathered)
+        if upstream is not None and upstream_model is not None:
+            await self._ask_upstream(ask, answer, upstream, upstream_model, persona)
+        if answer.mode == "template":
+            answer.reply = self.template_reply(gathered, persona)
+        self.metrics.replies.labels(ask.endpoint, answer.mode, gathered.tone).inc()
+        return answer
+
+    async def _ask_upstream(
+        self, ask: Ask, answer: Answer, upstream: Upstream, model: str, persona: Persona
+    ) -> None:
+        """Sets the answer's LLM reply, or leaves it a template one (``llm`` degraded)."""
+        gathered = answer.gathered
+        body = {
+            **ask.forwarded,
+            "model": model,
+            "messages": self.prompt(gathered, ask.turn, persona, ask.conversation),
+        }
+        try:
+            if ask.stream:
+                answer.chunks = await self.llm_stream(gathered, upstream, body)
+            else:
+                answer.completion = await self.llm_complete(gathered, upstream, body)
+        except UpstreamRejected as exc:
+            if ask.passthrough:
+                raise upstream_problem(exc, gathered) from exc
+            log.warning(
+                "upstream LLM rejected the request; template reply", extra={"error": str(exc)}
+            )
+            self.degrade(gathered, "llm")
+            return
+        except UpstreamFailed as exc:
+            if ask.needs_model:
+                raise upstream_problem(exc, gathered) from exc
+            return  # llm is degraded already
+        if not ask.passthrough and answer.completion is not None:
+            text, answer.completion = completion_text(answer.completion), None
+            if text is None:
+                self.degrade(gathered, "llm")
+                return
+            answer.reply = text
+        answer.mode = "llm"
+
+    def resolve_model(
+        self, upstream: Upstream | None, model: str | None
+    ) -> tuple[Persona, str | None]:
+        """A persona id, or (LLM mode) one of the tenant's upstream models; unknown is a 404."""
+        persona = self.templates.persona(model)
+        if persona is not None:
+            return persona, upstream.default_model if upstream else None
+        if upstream is not None and model in upstream.models:
+            return self.templates.personas[0], model
+        raise ProblemError(
+            404,
+            title="Model not found",
+            detail=f"The model `{model}` does not exist; `GET /v1/models` lists them.",
+            slug="model-not-found",
+        )
+
+    def deadline(self, header: str | None) -> Deadline:
+        settings = self.settings
+        return Deadline.of_ms(
+            parse_deadline_header(
+                header, default_ms=settings.deadline_ms, max_ms=settings.max_deadline_ms
+            )
+        )
 
     def degrade(self, gathered: Gathered, part: str) -> None:
         if part not in gathered.degraded:
@@ -184,24 +367,24 @@ class Gateway:
     ) -> Gathered:
         reserve_s = self.settings.reserve_ms / 1000
         gathered = Gathered.nothing_yet(turn)
-        profile: ProfileSnapshot | None = None
+        profile: ProfileView | None = None
         if turn.user_id is not None:
             profile = await self._profile(turn.user_id, authorization, deadline, gathered)
         if profile is not None and not profile.consent.personalization:
             # Opted out: keep nothing but the flag, before anything else sees the profile.
-            profile = ProfileSnapshot(
+            profile = ProfileView(
                 user_id=profile.user_id,
                 known=profile.known,
                 version=profile.version,
-                consent=ConsentSnapshot(personalization=False),
+                consent=ConsentView(personalization=False),
             )
             gathered.personalized = False
         gathered.profile = profile
         user_id = turn.user_id or ANONYMOUS
-        inline = profile or ProfileSnapshot(user_id=user_id, known=False)
+        inline = profile or ProfileView(user_id=user_id, known=False)
         if not gathered.personalized:
-            inline = ProfileSnapshot(
-                user_id=user_id, known=False, consent=ConsentSnapshot(personalization=False)
+            inline = ProfileView(
+                user_id=user_id, known=False, consent=ConsentView(personalization=False)
             )
         recs = await self._recommend(
             turn,
@@ -230,7 +413,7 @@ class Gateway:
 
     async def _profile(
         self, user_id: str, authorization: str, deadline: Deadline, gathered: Gathered
-    ) -> ProfileSnapshot | None:
+    ) -> ProfileView | None:
         timeout = min(
             self.settings.profile_timeout_ms / 1000,
             deadline.budget_s * self.settings.profile_share,
@@ -256,12 +439,12 @@ class Gateway:
         self,
         turn: Turn,
         user_id: str,
-        profile: ProfileSnapshot,
+        profile: ProfileView,
         authorization: str,
         *,
         remaining_s: float,
         gathered: Gathered,
-    ) -> RecommendationsSnapshot | None:
+    ) -> Recommendations | None:
         timeout = min(self.settings.recommend_timeout_ms / 1000, remaining_s)
         if timeout < MIN_CALL_S:
             self.degrade(gathered, "recommendations")

@@ -4,7 +4,6 @@ from typing import ClassVar, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rapport.common.auth import AuthSettings
 from rapport.common.kafka import EVENTS_TOPIC
 from rapport.common.settings import (
     KafkaSettings,
@@ -69,7 +68,6 @@ class RespondSettings(
     RecommendClientSettings,
     KafkaSettings,
     LlmSettings,
-    AuthSettings,
 ):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RESPOND_")
     service_name: ClassVar[str] = "rapport-respond"

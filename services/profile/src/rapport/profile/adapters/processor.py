@@ -37,16 +37,15 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from rapport.common.cache import REDIS_ERRORS
-from rapport.common.events import Event, parse_event
+from rapport.common.events import SCHEMA_HEADER, Event, parse_event
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, PROFILE_CHANGES_TOPIC, process_span
+from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id
 from rapport.profile.domain import Outcome, Profile, Rules, apply
 from rapport.profile.metrics import ProfileMetrics
-from rapport.profile.store import ProfileStore, profile_id
 
 log = logging.getLogger(__name__)
 
-SCHEMA_HEADER = "rapport-schema"
-KNOWN_SCHEMAS = {b"event.v1"}
+KNOWN_SCHEMAS = {SCHEMA_HEADER[1]}
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
@@ -57,7 +56,7 @@ class PoisonRecord(Exception):
 def decode(record: Record) -> Event:
     """The event in a record, or PoisonRecord saying why there is none."""
     headers = dict(record.headers or ())
-    schema = headers.get(SCHEMA_HEADER)
+    schema = headers.get(SCHEMA_HEADER[0])
     if schema is not None and schema not in KNOWN_SCHEMAS:
         raise PoisonRecord(f"unknown schema version {schema!r}")
     if record.value is None:
@@ -66,10 +65,6 @@ def decode(record: Record) -> Event:
         return parse_event(record.value)
     except ValidationError as exc:
         raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
-
-
-def cache_key(pid: str) -> str:
-    return f"profile:{pid}"
 
 
 OUTCOMES = ("applied", "duplicate", "not_consented", "erased", "dead_lettered")

@@ -16,16 +16,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
-from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.clock import Clock, utc_now
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
 from rapport.common.mongo import create_mongo_client, ping_mongo
-from rapport.profile.api import ProfileService, router
+from rapport.profile.adapters.processor import Processor
+from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.metrics import ProfileMetrics
-from rapport.profile.processor import Processor
+from rapport.profile.routes import router
+from rapport.profile.service import ProfileService
 from rapport.profile.settings import ProfileSettings
-from rapport.profile.store import ProfileStore
 
 
 @asynccontextmanager
@@ -77,7 +77,6 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.api_keys = ApiKeyStore.from_settings(settings)
         async with contextlib.AsyncExitStack() as stack:
             mongo = create_mongo_client(settings, app_name=settings.service_name)
             stack.push_async_callback(mongo.close)
@@ -89,7 +88,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             store = ProfileStore(mongo[settings.mongo_database])
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
-            app.state.profiles = ProfileService(
+            app.state.service = ProfileService(
                 store=store,
                 redis=redis,
                 producer=producer,
@@ -111,7 +110,6 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
     app = create_service_app(
         settings,
         title="Rapport profile",
-        version="0.1.0",
         description="Profiles, sessions and trending items derived from the event stream.",
         lifespan=lifespan,
         metrics=metrics,

@@ -15,15 +15,15 @@ from purgatory import AsyncCircuitBreakerFactory
 from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
-from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
-from rapport.recommend.api import router
+from rapport.recommend.adapters.catalog import load_catalog
+from rapport.recommend.adapters.triton import TritonModels, channel_args
 from rapport.recommend.metrics import RecommendMetrics
-from rapport.recommend.service import Recommender, load_catalog
+from rapport.recommend.routes import router
+from rapport.recommend.service import RecommendService
 from rapport.recommend.settings import RecommendSettings
-from rapport.recommend.triton import TritonModels, channel_args
 
 
 def create_app(settings: RecommendSettings) -> FastAPI:
@@ -31,7 +31,6 @@ def create_app(settings: RecommendSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.api_keys = ApiKeyStore.from_settings(settings)
         async with contextlib.AsyncExitStack() as stack:
             http = create_http_session()
             stack.push_async_callback(http.close)
@@ -53,7 +52,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
             add_readiness_check(app, "triton", models.ready, required=False)
             warm_up = asyncio.create_task(models.warm_up())
             stack.callback(warm_up.cancel)
-            app.state.recommender = Recommender(
+            app.state.service = RecommendService(
                 models=models,
                 profiles=ProfileClient(
                     http, settings.profile_url, settings.profile_timeout_ms / 1000
@@ -71,7 +70,6 @@ def create_app(settings: RecommendSettings) -> FastAPI:
     app = create_service_app(
         settings,
         title="Rapport recommend",
-        version="0.1.0",
         description="Ranked items and message understanding, served by Triton.",
         lifespan=lifespan,
         metrics=metrics,

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Request
 
 from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_RECOMMEND_INVOKE, ApiKey, require_scope
+from rapport.common.contracts import RecommendationRequest, Recommendations
 from rapport.common.problems import problem_responses
-from rapport.recommend.service import RecommendationRequest, Recommendations, Recommender
+from rapport.recommend.service import RecommendService
 
 router = APIRouter(tags=["recommend"])
 
 Caller = Annotated[ApiKey, Depends(require_scope(SCOPE_RECOMMEND_INVOKE))]
-Service = Annotated[Recommender, Depends(state_dependency("recommender", Recommender))]
+Service = Annotated[RecommendService, Depends(state_dependency("service", RecommendService))]
 
 
 @router.post(

@@ -1,5 +1,6 @@
 """App factory and process entry point."""
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -12,13 +13,13 @@ from rapport.common.app import (
     document_schemas,
     run_service,
 )
-from rapport.common.auth import ApiKeyStore
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.limits import BodySizeLimitMiddleware
-from rapport.ingest.api import BODY, REQUEST_SCHEMA, router
-from rapport.ingest.dedup import AdmissionStore
+from rapport.ingest.adapters.dedup import AdmissionStore
+from rapport.ingest.domain import BODY, REQUEST_SCHEMA
 from rapport.ingest.metrics import IngestMetrics
+from rapport.ingest.routes import router
 from rapport.ingest.service import IngestService
 from rapport.ingest.settings import IngestSettings
 
@@ -28,34 +29,31 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.api_keys = ApiKeyStore.from_settings(settings)
-        producer = create_producer(settings, client_id=settings.service_name)
-        redis = create_redis(settings, client_name=settings.service_name)
-        await producer.start()
-        service = IngestService(
-            settings,
-            producer=producer,
-            admission=AdmissionStore(
-                redis,
-                window_s=settings.dedup_window_s,
-                pending_ttl_s=settings.dedup_pending_ttl_s,
-            ),
-            metrics=metrics,
-        )
-        app.state.ingest = service
-        # Kafka is the one hard dependency; Redis only adds deduplication and rate limits.
-        add_readiness_check(app, "kafka", partial(ping_kafka, producer))
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            producer = create_producer(settings, client_id=settings.service_name)
+            stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
+            redis = create_redis(settings, client_name=settings.service_name)
+            stack.push_async_callback(redis.aclose)
+            await producer.start()
+            service = IngestService(
+                settings,
+                producer=producer,
+                admission=AdmissionStore(
+                    redis,
+                    window_s=settings.dedup_window_s,
+                    pending_ttl_s=settings.dedup_pending_ttl_s,
+                ),
+                metrics=metrics,
+            )
+            stack.push_async_callback(service.drain)  # before the producer stops
+            app.state.service = service
+            # Kafka is the one hard dependency; Redis only adds deduplication and rate limits.
+            add_readiness_check(app, "kafka", partial(ping_kafka, producer))
             yield
-        finally:
-            await service.drain()
-            await producer.stop()
-            await redis.aclose()
 
     app = create_service_app(
         settings,
         title="Rapport ingest",
-        version="1.0.0",
         description="The public event API: validates events and produces them to Kafka.",
         lifespan=lifespan,
         metrics=metrics,

@@ -20,16 +20,15 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr, ValidationError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
-from rapport.common.auth import ApiKeyStore
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
-from rapport.respond.api import OPENAI_COMPATIBLE_PATHS, router
-from rapport.respond.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
+from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
+from rapport.respond.adapters.recorder import EventRecorder
 from rapport.respond.metrics import RespondMetrics
-from rapport.respond.recorder import EventRecorder
-from rapport.respond.service import Gateway
+from rapport.respond.routes import OPENAI_COMPATIBLE_PATHS, router
+from rapport.respond.service import RespondService
 from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import check_file, load_templates
 
@@ -88,7 +87,6 @@ def create_app(settings: RespondSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.api_keys = ApiKeyStore.from_settings(settings)
         async with contextlib.AsyncExitStack() as stack:
             # Timeouts are per call (the request's remaining budget); these are only ceilings.
             http = create_http_session(total_timeout_s=30.0, pool_size=200)
@@ -100,7 +98,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
             stack.push_async_callback(recorder.stop)
             upstreams = build_upstreams(settings, tenants)
             stack.push_async_callback(upstreams.aclose)
-            app.state.gateway = Gateway(
+            app.state.service = RespondService(
                 settings=settings,
                 profiles=ProfileClient(
                     http, settings.profile_url, settings.profile_timeout_ms / 1000
@@ -124,7 +122,6 @@ def create_app(settings: RespondSettings) -> FastAPI:
     app = create_service_app(
         settings,
         title="Rapport respond",
-        version="0.1.0",
         description="Personalized replies for chatbots, natively and OpenAI-compatible.",
         lifespan=lifespan,
         metrics=metrics,

@@ -1,4 +1,6 @@
-"""Thompson sampling over a few arms, from explicit feedback counts.
+"""Pure decisions: how history is weighted, and Thompson sampling over a few arms.
+
+Bandit: from explicit feedback counts.
 
 Each arm's chance of a good rating has a Beta(1 + successes, 1 + failures)
 posterior; every choice draws once from each and takes the best draw. An arm
@@ -46,3 +48,8 @@ class ThompsonSampler:
             arm: (1 + ev.successes) / (2 + ev.successes + ev.failures)
             for arm, ev in self.evidence.items()
         }
+
+
+def history_weights(count: int, decay: float) -> list[float]:
+    """The newest item weighs 1, each older one ``decay`` times the previous."""
+    return [decay**i for i in range(count)]

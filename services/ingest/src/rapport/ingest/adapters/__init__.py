@@ -1,0 +1,1 @@
+"""The outside systems ingest talks to (Kafka is rapport.common.kafka's)."""

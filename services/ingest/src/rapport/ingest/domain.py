@@ -1,0 +1,104 @@
+"""Pure decisions about a request's events: its shape, what the server's clock refuses,
+and how a validation error names the event and field. No I/O here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+from rapport.common.events import EVENT_TYPES, SERVER_FIELDS, EventIn
+from rapport.common.problems import FieldError
+
+REQUEST_SCHEMA = "IngestRequest"
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(
+        min_length=1,
+        description="At most `RAPPORT_INGEST_MAX_EVENTS` (500 by default) events; "
+        "all are accepted or none is.",
+    )
+
+
+def _body_kind(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "single"
+
+
+IngestBody = Annotated[
+    Annotated[EventIn, Tag("single")] | Annotated[EventBatch, Tag("batch")],
+    Discriminator(_body_kind),
+]
+
+
+BODY: TypeAdapter[EventIn | EventBatch] = TypeAdapter(IngestBody)
+
+
+class EventResult(BaseModel):
+    index: int
+    event_id: UUID
+    status: Literal["accepted", "duplicate"]
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+    dedup_checked: bool
+    events: list[EventResult]
+
+
+def check_events(
+    events: Sequence[EventIn], *, now: datetime, max_future_skew_s: int
+) -> list[FieldError]:
+    """What the schema cannot know: the server's clock."""
+    latest = now + timedelta(seconds=max_future_skew_s)
+    return [
+        FieldError(
+            index=index,
+            field="occurred_at",
+            reason=f"more than {max_future_skew_s}s ahead of server time",
+        )
+        for index, event in enumerate(events)
+        if event.occurred_at > latest
+    ]
+
+
+def submitted_items(raw: bytes) -> list[Any]:
+    """The submitted items, as far as they parse, for counting what was refused."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return [None]
+    items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
+    return items if isinstance(items, list) else [items]
+
+
+def item_error(loc: tuple[int | str, ...], reason: str, kind: str) -> FieldError:
+    """Pydantic's location (``body, batch, events, 3, item_view, item_id``) as index and field."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    if parts and parts[0] in ("single", "batch"):
+        shape, parts = parts[0], parts[1:]
+    else:
+        shape = "single"
+    index: int | None = 0 if shape == "single" else None
+    if (
+        shape == "batch"
+        and parts[:1] == ["events"]
+        and len(parts) > 1
+        and isinstance(parts[1], int)
+    ):
+        index, parts = parts[1], parts[2:]
+    if parts and parts[0] in EVENT_TYPES:
+        parts = parts[1:]  # the discriminator's tag, not a field
+    field = ".".join(str(p) for p in parts) or ("type" if index is not None else "(root)")
+    if field in SERVER_FIELDS and kind == "extra_forbidden":
+        reason = "set by the server (the tenant comes from the API key); do not send it"
+    return FieldError(index=index, field=field, reason=reason)

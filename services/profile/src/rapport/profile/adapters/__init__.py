@@ -1,0 +1,1 @@
+"""The outside systems profile talks to: MongoDB and Redis (store), Kafka (processor)."""

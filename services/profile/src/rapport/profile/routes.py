@@ -1,0 +1,96 @@
+"""Profile reads, consent and erasure. The tenant always comes from the API key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from rapport.common.app import state_dependency
+from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
+from rapport.common.contracts import FeedbackCounts, ProfileView, TrendingView
+from rapport.common.events import NO_SPACE_OR_CONTROL
+from rapport.common.problems import problem_responses
+from rapport.profile.domain import ConsentAccepted, ConsentChange
+from rapport.profile.service import ProfileService
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
+
+Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_READ))]
+Writer = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_WRITE))]
+Service = Annotated[ProfileService, Depends(state_dependency("service", ProfileService))]
+
+router = APIRouter(tags=["profiles"])
+
+
+@router.get(
+    "/v1/profiles/{user_id}",
+    response_model=ProfileView,
+    summary="What is known about a user now",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_profile(user_id: UserId, caller: Reader, service: Service) -> ProfileView:
+    return await service.read(caller.tenant, user_id)
+
+
+@router.get(
+    "/v1/trending",
+    response_model=TrendingView,
+    summary="What is popular now, overall and by category",
+    description="One vote per user for each item in their recent items, decayed by age. "
+    "Recomputed from the profiles at most every 30 s.",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_trending(
+    caller: Reader,
+    service: Service,
+    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> TrendingView:
+    return await service.trending(caller.tenant, category, limit)
+
+
+@router.get(
+    "/v1/feedback/arms",
+    response_model=FeedbackCounts,
+    summary="Feedback counts per exploration arm (the bandit's evidence)",
+    description="`feedback` events whose `attributes` name a `policy` and an `arm` count as a "
+    "success when `rating` >= 4, else a failure; each event once. Summed over the tenant's "
+    "profiles at most every 30 s.",
+    responses=problem_responses(401, 403, 422),
+)
+async def get_feedback_arms(
+    caller: Reader,
+    service: Service,
+    policy: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[^/\s]+$")],
+) -> FeedbackCounts:
+    return await service.feedback_counts(caller.tenant, policy)
+
+
+@router.put(
+    "/v1/profiles/{user_id}/consent",
+    status_code=202,
+    response_model=ConsentAccepted,
+    summary="Opt in or out of personalization",
+    description="Recorded as a `consent` event, ordered with the user's activity. After an "
+    "opt-out only consent changes are applied to the profile.",
+    responses=problem_responses(401, 403, 422),
+)
+async def put_consent(
+    user_id: UserId, body: ConsentChange, caller: Writer, service: Service
+) -> ConsentAccepted:
+    return await service.change_consent(caller.tenant, user_id, body.personalization)
+
+
+@router.delete(
+    "/v1/profiles/{user_id}",
+    status_code=204,
+    summary="Erase a user everywhere",
+    description="Removes the profile from MongoDB and Redis, publishes a tombstone on "
+    "`rapport.profile-changes.v1`, and keeps an erasure marker so a replay of the user's "
+    "older events never brings the profile back. Idempotent.",
+    responses=problem_responses(401, 403, 422),
+)
+async def delete_profile(user_id: UserId, caller: Writer, service: Service) -> Response:
+    await service.erase(caller.tenant, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""The outside systems recommend talks to: Triton, and the catalogue file."""
