@@ -65,9 +65,9 @@ format: $(VENV)/.installed  ## apply ruff's fixes and formatting
 typecheck: $(VENV)/.installed  ## mypy --strict over every package
 	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests bench scripts
 
-test: install lint typecheck  ## install, lint, type-check, then every test tier
+test: install lint typecheck  ## install, lint, type-check, then every test tier (slowest 10 listed)
 	$(BIN)/pytest -m unit -q
-	$(BIN)/pytest -m "not unit" -q
+	$(BIN)/pytest -m "not unit" -q --durations=10
 
 test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed promtool  ## the fast tier only (no servers)
 	$(BIN)/pytest -m unit -q

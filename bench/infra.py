@@ -16,7 +16,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,19 @@ from rapport.common.cache import create_redis
 from rapport.common.kafka import PRODUCER_DEFAULTS, TopicSpec, create_producer, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
-from rapport.devstack import processes, servers, triton
-from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.servers import RunningServer
+from rapport.devstack.stack import INFRA, Stack, infra_spec
 
 CONCURRENCY = (1, 16, 64)
 
 Op = Callable[[int], Awaitable[object]]
 
 
-async def measure(name: str, op: Op, ops: int, concurrency: int) -> dict[str, Any]:
-    """Run ``ops`` calls with ``concurrency`` in flight; per-call latencies in ms."""
+async def measure(
+    name: str, op: Op, ops: int, concurrency: int, *, warm: int = 50
+) -> dict[str, Any]:
+    """Run ``ops`` calls with ``concurrency`` in flight (after ``warm`` untimed ones, which
+    warm connections and caches); per-call latencies in ms."""
     latencies = np.empty(ops, dtype=np.float64)
     counter = iter(range(ops))
 
@@ -47,7 +49,7 @@ async def measure(name: str, op: Op, ops: int, concurrency: int) -> dict[str, An
             await op(i)
             latencies[i] = (time.perf_counter() - start) * 1000
 
-    for i in range(min(50, ops)):  # warm connections and caches
+    for i in range(min(warm, ops)):
         await op(ops + i)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -138,24 +140,9 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000, help="operations per level (bounded)")
     args = parser.parse_args()
     ops = max(100, min(args.ops, 20_000))
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
-        work = Path(tmp)
-        free = processes.free_port
-        specs: dict[str, ServerSpec] = {
-            "kafka": servers.kafka_spec(free()),
-            "mongo": servers.mongo_spec(free(), work),
-            "redis": servers.redis_spec(free(), work),
-            "triton": triton.triton_spec(
-                http_port=free(),
-                grpc_port=free(),
-                metrics_port=free(),
-                model_repository=triton.smoke_repository(),
-            ),
-        }
-        infra: dict[str, RunningServer] = {}
-        for name, spec in specs.items():
-            infra[name] = servers.start(spec, work)
-            cleanup.callback(processes.stop, infra[name].handle)
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+        # Triton serves the smoke models: the floor of one gRPC round trip.
+        infra: dict[str, RunningServer] = {n: stack.start(infra_spec(n, Path(tmp))) for n in INFRA}
         rows = asyncio.run(run(infra, ops))
     write_results("infra", rows)
 

@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import tempfile
 import time
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.mesh import KEY, bench_plan
 from bench.results_file import write_results
-from rapport.common.auth import key_entry
-from rapport.common.kafka import EVENTS_TOPIC, TopicSpec, ensure_topics
-from rapport.common.settings import KafkaSettings
-from rapport.devstack import processes, servers
-from rapport.devstack.servers import ServerSpec
-from rapport.devstack.stack import service_spec
+from rapport.common.kafka import EVENTS_TOPIC, TopicSpec
+from rapport.devstack.stack import Stack, start_mesh
 
-KEY = "rpk_bench_0123456789abcdefghijklmnop"
 CONNECTIONS = 64
 
 
@@ -149,38 +144,15 @@ def summarize(
     return row
 
 
-def ingest_spec(port: int, kafka: str, redis: str) -> ServerSpec:
-    entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=["events:write"])
-    env = {
-        "RAPPORT_INGEST_LOG_LEVEL": "WARNING",
-        "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "RAPPORT_REDIS_URL": redis,
-        "RAPPORT_API_KEYS": json.dumps(
-            [{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}]
-        ),
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.01",
-    }
-    return service_spec("ingest", port, env)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
     args = parser.parse_args()
     seconds = max(2.0, min(args.seconds, 60.0))
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
-        work = Path(tmp)
-        kafka = servers.start(servers.kafka_spec(processes.free_port()), work)
-        cleanup.callback(processes.stop, kafka.handle)
-        redis = servers.start(servers.redis_spec(processes.free_port(), work), work)
-        cleanup.callback(processes.stop, redis.handle)
-        settings = KafkaSettings(kafka_bootstrap_servers=kafka.url())
-        asyncio.run(ensure_topics(settings, [TopicSpec(EVENTS_TOPIC, 6)]))
-        ingest = servers.start(ingest_spec(processes.free_port(), kafka.url(), redis.url()), work)
-        cleanup.callback(processes.stop, ingest.handle)
-        url = f"{ingest.url()}/v1/events"
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+        plan = bench_plan(["ingest"], infra=["kafka", "redis"], topics=[TopicSpec(EVENTS_TOPIC, 6)])
+        url = f"{start_mesh(plan, stack, Path(tmp)).url('ingest')}/v1/events"
 
         run_load("closed", url, body(1), 2.0, 16)  # warm-up
         single = summarize(

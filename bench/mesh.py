@@ -5,31 +5,40 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from bench.ingest import KEY
-from rapport.common.auth import ALL_SCOPES, key_entry
+from rapport.common.kafka import TopicSpec
 from rapport.devstack.scrape import sample_sum
-from rapport.devstack.servers import ServerSpec
-from rapport.devstack.stack import infra_env, service_spec
+from rapport.devstack.stack import INFRA, InfraName, MeshPlan, keys_env
+
+KEY = "rpk_bench_0123456789abcdefghijklmnop"
 
 
-def keys_env() -> str:
-    """The bench key with every scope and no rate limit (the load is the point)."""
-    entry = key_entry(KEY, key_id="bench", tenant="bench", scopes=ALL_SCOPES)
-    return json.dumps([{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}])
-
-
-def service(name: str, port: int, infra: dict[str, str], extra: dict[str, str]) -> ServerSpec:
-    env = {
-        **infra_env(infra),
-        f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
-        "RAPPORT_API_KEYS": keys_env(),
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.01",
-        **extra,
-    }
-    return service_spec(name, port, env)
+def bench_plan(
+    services: Sequence[str],
+    *,
+    infra: Sequence[InfraName] = INFRA,
+    model_repository: Path | None = None,
+    topics: Sequence[TopicSpec] | None = None,
+    env: dict[str, dict[str, str]] | None = None,
+) -> MeshPlan:
+    """The local mesh as every benchmark runs it: the bench key with every scope and no
+    rate limit (the load is the point), quiet logs, 1% of traces sampled."""
+    return MeshPlan(
+        api_keys=keys_env(KEY, key_id="bench", tenant="bench", unlimited=True),
+        infra=infra,
+        services=services,
+        topics=topics,
+        model_repository=model_repository,
+        log_level="WARNING",
+        service_env={
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        },
+        env=env or {},
+    )
 
 
 def scrape(base_url: str) -> str:

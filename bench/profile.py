@@ -24,7 +24,6 @@ import json
 import threading
 import time
 import uuid
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -33,20 +32,19 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.ingest import KEY, run_load
-from bench.mesh import service
+from bench.ingest import run_load
+from bench.mesh import KEY, bench_plan
 from bench.results_file import write_results
 from rapport.common.kafka import (
     EVENTS_TOPIC,
     TopicSpec,
     create_producer,
     default_topics,
-    ensure_topics,
 )
 from rapport.common.settings import KafkaSettings
-from rapport.devstack import processes, servers
 from rapport.devstack.scrape import sample_sum
-from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.servers import RunningServer
+from rapport.devstack.stack import Stack, start_mesh
 
 PARTITIONS = 6
 
@@ -152,29 +150,18 @@ def main() -> None:
     args = parser.parse_args()
     count = max(1000, min(args.events, 200_000))
     rows: list[dict[str, Any]] = []
-    with TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
-        work = Path(tmp)
-        infra: dict[str, str] = {}
-        for spec in (
-            servers.kafka_spec(processes.free_port()),
-            servers.mongo_spec(processes.free_port(), work),
-            servers.redis_spec(processes.free_port(), work),
-        ):
-            running = servers.start(spec, work)
-            cleanup.callback(processes.stop, running.handle)
-            infra |= running.urls
+    with TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+        topics = [TopicSpec(EVENTS_TOPIC, PARTITIONS), *default_topics()[1:]]
+        plan = bench_plan([], infra=["kafka", "mongo", "redis"], topics=topics)
+        mesh = start_mesh(plan, stack, Path(tmp))
+        infra = mesh.infra
         kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"])
-        asyncio.run(
-            ensure_topics(kafka, [TopicSpec(EVENTS_TOPIC, PARTITIONS), *default_topics()[1:]])
-        )
         asyncio.run(fill_topic(kafka, EVENTS_TOPIC, count))
 
-        def start(spec: ServerSpec) -> RunningServer:
-            running = servers.start(spec, work)
-            cleanup.callback(processes.stop, running.handle)
-            return running
+        def start(service: str) -> RunningServer:
+            return stack.start(plan.spec(service, mesh))
 
-        profile = start(service("profile", processes.free_port(), infra, {}))
+        profile = start("profile")
         # Timed from the first applied event, so the group join is not counted.
         while (first := asyncio.run(applied_total(profile.url()))) == 0:
             time.sleep(0.05)
@@ -194,7 +181,7 @@ def main() -> None:
             )
         )
 
-        ingest = start(service("ingest", processes.free_port(), infra, {}))
+        ingest = start("ingest")
         ctx_url = f"{ingest.url()}/v1/events"
         body = json.dumps(
             {

@@ -30,19 +30,16 @@ import multiprocessing as mp
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.ingest import KEY
-from bench.mesh import service
+from bench.mesh import KEY, bench_plan
 from bench.results_file import write_results
-from rapport.common.kafka import default_topics, ensure_topics
-from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
-from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.servers import ServerSpec
+from rapport.devstack.stack import Stack, start_mesh
 
 ROUNDS = 3
 TARGETS = {"p99_ttft_overhead_ms": 5}
@@ -122,72 +119,30 @@ def main() -> None:
     args = parser.parse_args()
     count = max(60, min(args.requests, 6000))
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
-        work = Path(tmp)
-
-        def start(spec: ServerSpec) -> RunningServer:
-            server = servers.start(spec, work)
-            cleanup.callback(processes.stop, server.handle)
-            return server
-
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
         free = processes.free_port
-        llm_url = start(fake_llm_spec(free())).url()
-        infra: dict[str, str] = {}
-        infra |= start(servers.kafka_spec(free())).urls
-        infra |= start(servers.mongo_spec(free(), work)).urls
-        infra |= start(servers.redis_spec(free(), work)).urls
-        asyncio.run(
-            ensure_topics(KafkaSettings(kafka_bootstrap_servers=infra["kafka"]), default_topics())
+        llm_url = stack.start(fake_llm_spec(free())).url()
+        # recommend without Triton (nothing listens there): it answers from its fallback.
+        plan = bench_plan(
+            ["profile", "recommend"],
+            infra=["kafka", "mongo", "redis"],
+            env={"recommend": {"RAPPORT_TRITON_GRPC_URL": f"127.0.0.1:{free()}"}},
         )
-        profile_url = start(service("profile", free(), infra, {})).url()
-        recommend_url = start(
-            service(
-                "recommend",
-                free(),
-                infra,
-                {
-                    "RAPPORT_PROFILE_URL": profile_url,
-                    "RAPPORT_TRITON_GRPC_URL": f"127.0.0.1:{free()}",
-                },
-            )
-        ).url()
+        mesh = start_mesh(plan, stack, Path(tmp))
         llm_env = {"RAPPORT_LLM_BASE_URL": f"{llm_url}/v1", "RAPPORT_LLM_API_KEY": "sk-bench"}
         closed = f"http://127.0.0.1:{free()}"  # nothing listens: the fan-out fails at once
+        no_fan_out = {**llm_env, "RAPPORT_PROFILE_URL": closed, "RAPPORT_RECOMMEND_URL": closed}
+
+        def respond(extra: dict[str, str]) -> str:
+            return stack.start(plan.spec("respond", mesh, extra)).url()
+
         targets = {
             "direct to the upstream": llm_url,
-            "respond, proxy path": start(
-                service(
-                    "respond",
-                    free(),
-                    infra,
-                    {**llm_env, "RAPPORT_PROFILE_URL": closed, "RAPPORT_RECOMMEND_URL": closed},
-                )
-            ).url(),
-            "respond, proxy path, httpx2": start(
-                service(
-                    "respond",
-                    free(),
-                    infra,
-                    {
-                        **llm_env,
-                        "RAPPORT_PROFILE_URL": closed,
-                        "RAPPORT_RECOMMEND_URL": closed,
-                        "RAPPORT_LLM_HTTP_CLIENT": "httpx",
-                    },
-                )
-            ).url(),
-            "respond, with the fan-out": start(
-                service(
-                    "respond",
-                    free(),
-                    infra,
-                    {
-                        **llm_env,
-                        "RAPPORT_PROFILE_URL": profile_url,
-                        "RAPPORT_RECOMMEND_URL": recommend_url,
-                    },
-                )
-            ).url(),
+            "respond, proxy path": respond(no_fan_out),
+            "respond, proxy path, httpx2": respond(
+                {**no_fan_out, "RAPPORT_LLM_HTTP_CLIENT": "httpx"}
+            ),
+            "respond, with the fan-out": respond(llm_env),
         }
         for url in targets.values():
             run_streams(url, KEY, 40, 4)  # warm-up: connections, caches, recommend's circuit

@@ -24,37 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench.ingest import run_load, summarize
-from bench.mesh import metric_total, rate_excluding, service, wait_until_ready
+from bench.mesh import bench_plan, metric_total, rate_excluding, wait_until_ready
 from bench.results_file import write_results
-from rapport.devstack import processes, servers, triton
-from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack import models
+from rapport.devstack.stack import Stack, start_mesh
 
 REPO = Path(__file__).resolve().parents[1]
 HISTORY = ["50", "172", "181", "174", "210"]
-
-
-def model_repository(work: Path) -> Path:
-    """models/repository when built, else a fresh export (minutes on two cores)."""
-    built = REPO / "models" / "repository"
-    if not built.is_dir():
-        subprocess.run(  # noqa: S603 - our own console script, fixed arguments
-            [servers.console_script("rapport-models"), "export", "--repository", str(built)],
-            check=True,
-        )
-    target = work / "repository"
-    shutil.copytree(built, target)
-    catalog = built.parent / "catalog.json"
-    if catalog.is_file():
-        shutil.copy2(catalog, work / "catalog.json")
-    return target
 
 
 def bodies() -> dict[str, bytes]:
@@ -92,40 +73,15 @@ def main() -> None:
     )
     seconds = max(2.0, min(args.seconds, 60.0))
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
         work = Path(tmp)
-
-        def start(spec: ServerSpec) -> RunningServer:
-            server = servers.start(spec, work)
-            cleanup.callback(processes.stop, server.handle)
-            return server
-
-        infra: dict[str, str] = {}
-        infra |= start(servers.kafka_spec(processes.free_port())).urls
-        infra |= start(servers.mongo_spec(processes.free_port(), work)).urls
-        infra |= start(servers.redis_spec(processes.free_port(), work)).urls
-        repository = model_repository(work)
-        free = processes.free_port
-        infra |= start(
-            triton.triton_spec(
-                http_port=free(), grpc_port=free(), metrics_port=free(), model_repository=repository
-            )
-        ).urls
-        profile = start(service("profile", free(), infra, {}))
-        recommend = start(
-            service(
-                "recommend",
-                free(),
-                infra,
-                {
-                    "RAPPORT_PROFILE_URL": profile.url("profile"),
-                    "RAPPORT_RECOMMEND_CATALOG_PATH": str(work / "catalog.json"),
-                    **admission,
-                },
-            )
+        plan = bench_plan(
+            ["profile", "recommend"],
+            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
+            env={"recommend": admission},
         )
-        url = f"{recommend.url('recommend')}/v1/recommendations"
-        base = recommend.url("recommend")
+        base = start_mesh(plan, stack, work).url("recommend")
+        url = f"{base}/v1/recommendations"
 
         def level(
             scenario: str, load: str, kind: str, value: float, payload: bytes

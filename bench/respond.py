@@ -33,22 +33,21 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.ingest import KEY, run_load, summarize
-from bench.mesh import rate_excluding, scrape, service, wait_until_ready
-from bench.recommend import model_repository
+from bench.ingest import run_load, summarize
+from bench.mesh import KEY, bench_plan, rate_excluding, scrape, wait_until_ready
+from bench.recommend import REPO
 from bench.results_file import write_results
-from rapport.common.kafka import create_producer, default_topics, ensure_topics
+from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
-from rapport.devstack import processes, servers, triton
+from rapport.devstack import models
 from rapport.devstack.scrape import samples
-from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.stack import Stack, start_mesh
 
 USER = "bench-user"
 HISTORY = ["50", "172", "181", "174", "210"]
@@ -199,7 +198,7 @@ def hop_row(client: str, target: str, conc: int, raw: dict[str, Any]) -> dict[st
 # ---- main -----------------------------------------------------------------------------
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
     parser.add_argument("--hops", type=int, default=2000, help="requests per client hop level")
@@ -214,57 +213,20 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     seconds = max(2.0, min(args.seconds, 60.0))
     hops = max(200, min(args.hops, 20_000))
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, ExitStack() as cleanup:
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
         work = Path(tmp)
-
-        def start(spec: ServerSpec) -> RunningServer:
-            server = servers.start(spec, work)
-            cleanup.callback(processes.stop, server.handle)
-            return server
-
-        free = processes.free_port
-        infra: dict[str, str] = {}
-        infra |= start(servers.kafka_spec(free())).urls
-        infra |= start(servers.mongo_spec(free(), work)).urls
-        infra |= start(servers.redis_spec(free(), work)).urls
-        repository = model_repository(work)
-        infra |= start(
-            triton.triton_spec(
-                http_port=free(), grpc_port=free(), metrics_port=free(), model_repository=repository
-            )
-        ).urls
-        kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"])
-        asyncio.run(ensure_topics(kafka, default_topics()))
-        profile = start(service("profile", free(), infra, {}))
-        profile_url = profile.url("profile")
-        recommend = start(
-            service(
-                "recommend",
-                free(),
-                infra,
-                {
-                    "RAPPORT_PROFILE_URL": profile_url,
-                    "RAPPORT_RECOMMEND_CATALOG_PATH": str(work / "catalog.json"),
-                },
-            )
-        )
-        recommend_url = recommend.url("recommend")
         shedding = (
             {"RAPPORT_RESPOND_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
         )
-        respond = start(
-            service(
-                "respond",
-                free(),
-                infra,
-                {
-                    "RAPPORT_PROFILE_URL": profile_url,
-                    "RAPPORT_RECOMMEND_URL": recommend_url,
-                    **shedding,
-                },
-            )
+        plan = bench_plan(
+            ["profile", "recommend", "respond"],
+            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
+            env={"respond": shedding},
         )
-        respond_url = respond.url("respond")
+        mesh = start_mesh(plan, stack, work)
+        infra = mesh.infra
+        profile_url, recommend_url = mesh.url("profile"), mesh.url("recommend")
+        respond_url = mesh.url("respond")
         asyncio.run(seed_profile(infra["kafka"]))
         deadline = time.monotonic() + 30
         while len(get_json(f"{profile_url}/v1/profiles/{USER}")["recent_items"]) < len(HISTORY):

@@ -17,9 +17,7 @@ import argparse
 import asyncio
 import csv
 import random
-import subprocess
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,10 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
+from bench import infra
 from bench.results_file import write_results
-from rapport.devstack import processes, servers, triton
+from rapport.devstack import models
+from rapport.devstack.stack import Stack, infra_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VAL_CSV = REPO_ROOT / "data" / "clinc150" / "val.csv"
@@ -40,29 +40,14 @@ Op = Callable[[int], Awaitable[object]]
 
 
 async def measure(model: str, op: Op, ops: int, concurrency: int) -> dict[str, Any]:
-    latencies = np.empty(ops, dtype=np.float64)
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            start = time.perf_counter()
-            await op(i)
-            latencies[i] = (time.perf_counter() - start) * 1000
-
-    for i in range(min(100, ops)):  # warm the connection and the model
-        await op(i)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    """bench.infra's measure, one message per request, warming the model first."""
+    row = await infra.measure(model, op, ops, concurrency, warm=100)
     return {
-        "model": model,
-        "concurrency": concurrency,
-        "requests": ops,
+        "model": row.pop("operation"),
+        "concurrency": row.pop("concurrency"),
+        "requests": row.pop("ops"),
         "messages_per_request": 1,
-        "throughput_per_s": round(ops / elapsed, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
-        "max_ms": round(float(latencies.max()), 3),
+        **row,
     }
 
 
@@ -142,29 +127,12 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        repository: Path = args.repository
-        if not repository.is_dir():
-            repository = Path(tmp) / "repository"
-            subprocess.run(  # noqa: S603  (our own console script)
-                [
-                    servers.console_script("rapport-models"),
-                    "export",
-                    "--repository",
-                    str(repository),
-                ],
-                check=True,
+        repository = models.ensure_repository(args.repository)
+        with Stack(Path(tmp)) as stack:
+            server = stack.start(
+                infra_spec("triton", Path(tmp), model_repository=repository.resolve())
             )
-        spec = triton.triton_spec(
-            http_port=processes.free_port(),
-            grpc_port=processes.free_port(),
-            metrics_port=processes.free_port(),
-            model_repository=repository.resolve(),
-        )
-        server = servers.start(spec, Path(tmp))
-        try:
             rows = asyncio.run(run(server.url("triton_grpc"), args.ops))
-        finally:
-            processes.stop(server.handle)
     write_results(
         "triton_models",
         rows,

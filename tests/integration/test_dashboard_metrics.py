@@ -18,9 +18,8 @@ import yaml
 
 from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings
-from rapport.devstack import processes, servers
 from rapport.devstack.servers import RunningServer
-from rapport.devstack.stack import infra_env, service_spec
+from rapport.devstack.stack import Mesh, MeshPlan, Stack, start_services
 
 pytestmark = pytest.mark.integration
 
@@ -92,38 +91,31 @@ def mesh(
     topics = {name: f"t.dash-{name}.{suffix}" for name in ("events", "changes", "dlq")}
     kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url("kafka"))
     asyncio.run(ensure_topics(kafka, [TopicSpec(t, 1) for t in topics.values()]))
-    env = {
-        **infra_env(
-            {
-                "kafka": kafka_server.url("kafka"),
-                "mongo": mongo_server.url("mongo"),
-                "redis": redis_server.url("redis"),
-                "triton_grpc": triton_server.url("triton_grpc"),
-                "triton_http": triton_server.url("triton_http"),
-            }
-        ),
-        "RAPPORT_MONGO_DATABASE": f"dash_{suffix}",
-        "RAPPORT_INGEST_TOPIC": topics["events"],
-        "RAPPORT_PROFILE_GROUP_ID": f"g.dash.{suffix}",
-        "RAPPORT_PROFILE_EVENTS_TOPIC": topics["events"],
-        "RAPPORT_PROFILE_CHANGES_TOPIC": topics["changes"],
-        "RAPPORT_PROFILE_DLQ_TOPIC": topics["dlq"],
-        "RAPPORT_RESPOND_EVENTS_TOPIC": topics["events"],
-        "OTEL_SDK_DISABLED": "true",
+    plan = MeshPlan(
+        api_keys={},
+        services=("profile", "recommend", "ingest", "respond"),
+        service_env={
+            "RAPPORT_MONGO_DATABASE": f"dash_{suffix}",
+            "RAPPORT_INGEST_TOPIC": topics["events"],
+            "RAPPORT_PROFILE_GROUP_ID": f"g.dash.{suffix}",
+            "RAPPORT_PROFILE_EVENTS_TOPIC": topics["events"],
+            "RAPPORT_PROFILE_CHANGES_TOPIC": topics["changes"],
+            "RAPPORT_PROFILE_DLQ_TOPIC": topics["dlq"],
+            "RAPPORT_RESPOND_EVENTS_TOPIC": topics["events"],
+            "OTEL_SDK_DISABLED": "true",
+        },
+    )
+    infra = {
+        "kafka": kafka_server.url("kafka"),
+        "mongo": mongo_server.url("mongo"),
+        "redis": redis_server.url("redis"),
+        "triton_grpc": triton_server.url("triton_grpc"),
+        "triton_http": triton_server.url("triton_http"),
     }
-    log_dir = tmp_path_factory.mktemp("dashboard-mesh")
-    running: list[RunningServer] = []
-    urls = {"triton": triton_server.url("triton_metrics")}
-    try:
-        for name in ("profile", "recommend", "ingest", "respond"):  # each finds those before it
-            server = servers.start(service_spec(name, processes.free_port(), env), log_dir)
-            running.append(server)
-            env[f"RAPPORT_{name.upper()}_URL"] = server.url()
-            urls[name] = f"{server.url()}/metrics"
-        yield urls
-    finally:
-        for server in reversed(running):
-            processes.stop(server.handle)
+    with Stack(tmp_path_factory.mktemp("dashboard-mesh")) as stack:
+        mesh = start_services(plan, stack, Mesh(infra=infra))
+        urls = {name: f"{url}/metrics" for name, url in mesh.services.items()}
+        yield {"triton": triton_server.url("triton_metrics"), **urls}
 
 
 def test_every_metric_a_dashboard_or_rule_queries_is_exported_by_a_running_service(

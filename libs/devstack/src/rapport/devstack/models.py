@@ -7,6 +7,7 @@ console script, which caches trained models, so only the first build trains
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,3 +42,16 @@ def ensure_repository(repository: Path = DEFAULT_REPOSITORY) -> Path:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise ModelBuildError(f"rapport-models export failed: {exc}") from exc
     return repository
+
+
+def private_copy(work: Path, built: Path = DEFAULT_REPOSITORY) -> Path:
+    """A copy of the repository (built first if missing) in ``work``, with its catalogue
+    beside it: a run may add versions to it or lose its Triton without touching the
+    original."""
+    built = ensure_repository(built)
+    target = work / "repository"
+    shutil.copytree(built, target)
+    catalog = built.parent / "catalog.json"
+    if catalog.is_file():
+        shutil.copy2(catalog, work / "catalog.json")
+    return target

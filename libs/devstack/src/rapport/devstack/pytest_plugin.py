@@ -1,4 +1,5 @@
-"""Session-scoped pytest fixtures: the same real servers as ``rapport-dev up``, on free ports.
+"""Session-scoped pytest fixtures: the same real servers as ``rapport-dev up`` (built by
+:func:`rapport.devstack.stack.infra_spec`), on free ports.
 
 Each server starts the first time a test asks for it and stops when the
 session ends. Fixtures that hand out a running server yield a
@@ -24,8 +25,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
-from rapport.devstack import processes, servers, triton
+from rapport.devstack import processes, servers
 from rapport.devstack.servers import RunningServer, ServerSpec
+from rapport.devstack.stack import infra_spec
 
 
 def serve(spec: ServerSpec, log_dir: Path) -> Iterator[RunningServer]:
@@ -67,29 +69,23 @@ def devstack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_server(devstack_dir: Path) -> Iterator[RunningServer]:
-    yield from serve(servers.kafka_spec(processes.free_port()), devstack_dir)
+    yield from serve(infra_spec("kafka", devstack_dir), devstack_dir)
 
 
 @pytest.fixture(scope="session")
 def mongo_server(devstack_dir: Path) -> Iterator[RunningServer]:
-    yield from serve(servers.mongo_spec(processes.free_port(), devstack_dir), devstack_dir)
+    yield from serve(infra_spec("mongo", devstack_dir), devstack_dir)
 
 
 @pytest.fixture(scope="session")
 def redis_server(devstack_dir: Path) -> Iterator[RunningServer]:
-    yield from serve(servers.redis_spec(processes.free_port(), devstack_dir), devstack_dir)
+    yield from serve(infra_spec("redis", devstack_dir), devstack_dir)
 
 
 @pytest.fixture(scope="session")
 def triton_server(devstack_dir: Path) -> Iterator[RunningServer]:
     """Triton serving devstack's smoke model repository (takes ~10 s to load)."""
-    spec = triton.triton_spec(
-        http_port=processes.free_port(),
-        grpc_port=processes.free_port(),
-        metrics_port=processes.free_port(),
-        model_repository=triton.smoke_repository(),
-    )
-    yield from serve(spec, devstack_dir)
+    yield from serve(infra_spec("triton", devstack_dir), devstack_dir)
 
 
 @pytest.fixture(scope="session")
@@ -177,10 +173,6 @@ def served_models(model_repository: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def models_triton(served_models: Path, devstack_dir: Path) -> Iterator[RunningServer]:
     """Triton serving the exported models (item_scorer, intent_classifier, sentiment)."""
-    spec = triton.triton_spec(
-        http_port=processes.free_port(),
-        grpc_port=processes.free_port(),
-        metrics_port=processes.free_port(),
-        model_repository=served_models,
+    yield from serve(
+        infra_spec("triton", devstack_dir, model_repository=served_models), devstack_dir
     )
-    yield from serve(spec, devstack_dir)

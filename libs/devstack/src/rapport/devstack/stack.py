@@ -1,4 +1,11 @@
-"""The local mesh: start it, describe it in ``.rapport/stack.json``, stop exactly it.
+"""The local mesh: the one builder of it, ``up`` (described in ``.rapport/stack.json``)
+and ``down`` (stops exactly it).
+
+Everything that runs the mesh locally builds it here, so a server or a setting is
+added once: ``make up`` and the demo (:func:`up`), the benchmarks (:func:`start_mesh`
+on a :class:`Stack`), the chaos matrix (:func:`infra_spec` and :func:`service_env`,
+under its own driver, which pauses and kills servers) and the pytest fixtures
+(:func:`infra_spec`, one lazily started server per fixture).
 
 ``stack.json`` is how tools, tests and people find the running mesh::
 
@@ -17,14 +24,16 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 from rapport.common.auth import ALL_SCOPES, generate_key, key_entry
-from rapport.common.kafka import default_topics, ensure_topics
+from rapport.common.kafka import TopicSpec, default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.processes import ProcessHandle
@@ -36,6 +45,8 @@ STACK_FILE = "stack.json"
 SERVICE_ENTRY_POINTS = "rapport.services"
 # Start order: a service may call the ones before it.
 SERVICE_ORDER = ("profile", "recommend", "ingest", "respond")
+InfraName = Literal["kafka", "mongo", "redis", "triton"]
+INFRA: tuple[InfraName, ...] = ("kafka", "mongo", "redis", "triton")
 
 
 class StackError(RuntimeError):
@@ -115,10 +126,64 @@ def infra_env(infra: dict[str, str]) -> dict[str, str]:
 DEV_TENANT = "dev"
 
 
+def keys_env(token: str, *, key_id: str, tenant: str, unlimited: bool = False) -> dict[str, str]:
+    """``RAPPORT_API_KEYS`` accepting ``token`` with every scope (services keep its hash).
+
+    ``unlimited`` lifts the per-key rate limit: for load and fault runs, where the
+    token bucket is not what is measured.
+    """
+    entry = key_entry(token, key_id=key_id, tenant=tenant, scopes=ALL_SCOPES)
+    stored = entry.model_dump(mode="json", exclude_none=True)
+    if unlimited:
+        stored |= {"rate_per_s": 1e9, "burst": 10**9}
+    return {"RAPPORT_API_KEYS": json.dumps([stored])}
+
+
 def dev_key_env(token: str) -> dict[str, str]:
-    """The services accept the dev key (every scope, tenant ``dev``); they store only its hash."""
-    entry = key_entry(token, key_id="dev", tenant=DEV_TENANT, scopes=ALL_SCOPES)
-    return {"RAPPORT_API_KEYS": json.dumps([entry.model_dump(mode="json", exclude_none=True)])}
+    """The services accept the dev key (every scope, tenant ``dev``)."""
+    return keys_env(token, key_id="dev", tenant=DEV_TENANT)
+
+
+def infra_spec(
+    name: InfraName,
+    data_dir: Path,
+    *,
+    model_repository: Path | None = None,
+    otlp_endpoint: str | None = None,
+) -> ServerSpec:
+    """One infrastructure server on free ports (Triton serves ``model_repository``)."""
+    free = processes.free_port
+    if name == "kafka":
+        return servers.kafka_spec(free())
+    if name == "mongo":
+        return servers.mongo_spec(free(), data_dir)
+    if name == "redis":
+        return servers.redis_spec(free(), data_dir)
+    return triton.triton_spec(
+        http_port=free(),
+        grpc_port=free(),
+        metrics_port=free(),
+        model_repository=model_repository or triton.smoke_repository(),
+        otlp_traces_url=f"{otlp_endpoint}/v1/traces" if otlp_endpoint else None,
+    )
+
+
+def service_env(
+    name: str,
+    *,
+    infra: Mapping[str, str],
+    services: Mapping[str, str],
+    api_keys: Mapping[str, str],
+    log_level: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A service's environment: the infrastructure, the services started before it (each
+    found by ``RAPPORT_<NAME>_URL``), the API keys, then ``extra`` over all of it."""
+    env = {**infra_env(dict(infra)), **api_keys}
+    env |= {f"RAPPORT_{other.upper()}_URL": url for other, url in services.items()}
+    if log_level:
+        env[f"RAPPORT_{name.upper()}_LOG_LEVEL"] = log_level
+    return env | dict(extra or {})
 
 
 def service_spec(name: str, port: int, env: dict[str, str]) -> ServerSpec:
@@ -146,6 +211,17 @@ class Stack:
         self.log_dir = log_dir
         self.running: list[RunningServer] = []
 
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
     def start(self, spec: ServerSpec) -> RunningServer:
         server = servers.start(spec, self.log_dir)
         self.running.append(server)
@@ -158,6 +234,98 @@ class Stack:
                 stopped.append(server.spec.name)
         self.running.clear()
         return stopped
+
+
+@dataclass
+class MeshPlan:
+    """What to start: infrastructure, then services in order, and every service's env."""
+
+    api_keys: dict[str, str]  # RAPPORT_API_KEYS (keys_env)
+    infra: Sequence[InfraName] = INFRA
+    services: Sequence[str] = ()  # in start order: each finds the ones before it
+    topics: Sequence[TopicSpec] | None = None  # default: default_topics()
+    model_repository: Path | None = None  # Triton's; catalog.json beside it goes to recommend
+    external_mongo_url: str | None = None  # instead of starting one
+    otlp_endpoint: str | None = None  # services and Triton export traces there
+    log_level: str | None = None  # every service's
+    service_env: dict[str, str] = field(default_factory=dict)  # added to every service's
+    env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's, last
+
+    def spec(self, name: str, mesh: Mesh, extra: Mapping[str, str] | None = None) -> ServerSpec:
+        """``rapport-<name>`` on a free port, wired to what ``mesh`` runs; ``extra`` last."""
+        common = dict(self.service_env)
+        if self.otlp_endpoint:
+            common["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        catalog = (self.model_repository or default_model_repository()).resolve().parent
+        if (catalog / "catalog.json").is_file():  # the titles of the models Triton serves
+            common["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog / "catalog.json")
+        env = service_env(
+            name,
+            infra=mesh.infra,
+            services=mesh.services,
+            api_keys=self.api_keys,
+            log_level=self.log_level,
+            extra=common | self.env.get(name, {}) | dict(extra or {}),
+        )
+        return service_spec(name, processes.free_port(), env)
+
+
+@dataclass
+class Mesh:
+    """Where the started servers answer: ``infra`` (infra_env's keys) and service URLs."""
+
+    infra: dict[str, str] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return self.services.get(name) or self.infra[name]
+
+
+def start_mesh(
+    plan: MeshPlan,
+    stack: Stack,
+    data_dir: Path,
+    *,
+    started: Callable[[RunningServer, Literal["infra", "services"]], None] | None = None,
+) -> Mesh:
+    """Start ``plan`` on ``stack`` (which stops it all); ``started`` sees each server."""
+    mesh = Mesh()
+
+    repository = None
+    for name in plan.infra:
+        if name == "mongo" and plan.external_mongo_url:
+            mesh.infra["mongo"] = plan.external_mongo_url
+            continue
+        if name == "triton":
+            repository = (plan.model_repository or default_model_repository()).resolve()
+        spec = infra_spec(
+            name, data_dir, model_repository=repository, otlp_endpoint=plan.otlp_endpoint
+        )
+        server = stack.start(spec)
+        mesh.infra.update(server.urls)
+        if started is not None:
+            started(server, "infra")
+    if "kafka" in mesh.infra:
+        kafka = KafkaSettings(kafka_bootstrap_servers=mesh.infra["kafka"])
+        topics = default_topics() if plan.topics is None else list(plan.topics)
+        asyncio.run(ensure_topics(kafka, topics))
+    return start_services(plan, stack, mesh, started=started)
+
+
+def start_services(
+    plan: MeshPlan,
+    stack: Stack,
+    mesh: Mesh,
+    *,
+    started: Callable[[RunningServer, Literal["infra", "services"]], None] | None = None,
+) -> Mesh:
+    """``plan.services`` in order on ``mesh``'s infrastructure (however it was started)."""
+    for service in plan.services:
+        server = stack.start(plan.spec(service, mesh))
+        mesh.services.update(server.urls)
+        if started is not None:
+            started(server, "services")
+    return mesh
 
 
 def up(config: StackConfig) -> dict[str, Any]:
@@ -180,49 +348,29 @@ def up(config: StackConfig) -> dict[str, Any]:
         "processes": {},
     }
 
-    def record(server: RunningServer, section: str) -> None:
+    def record(server: RunningServer, section: Literal["infra", "services"]) -> None:
         data[section].update(server.urls)
         data["pids"][server.spec.name] = server.handle.pid
         data["processes"][server.spec.name] = server.handle.to_json()
         write_stack(config.home, data)  # written as we go, so `down` can clean up a failed `up`
 
-    free = processes.free_port
+    plan = MeshPlan(
+        api_keys=dev_key_env(data["api_key"]),
+        infra=INFRA if config.with_triton else INFRA[:3],
+        services=installed_services() if config.with_services else (),
+        model_repository=config.model_repository,
+        external_mongo_url=config.external_mongo_url,
+        otlp_endpoint=config.otlp_endpoint,
+        service_env=dict(config.service_env),
+    )
     try:
-        record(stack.start(servers.kafka_spec(free())), "infra")
-        if config.external_mongo_url:
-            data["infra"]["mongo"] = config.external_mongo_url
-        else:
-            record(stack.start(servers.mongo_spec(free(), data_dir)), "infra")
-        record(stack.start(servers.redis_spec(free(), data_dir)), "infra")
-        repository = (config.model_repository or default_model_repository()).resolve()
-        if config.with_triton:
-            spec = triton.triton_spec(
-                http_port=free(),
-                grpc_port=free(),
-                metrics_port=free(),
-                model_repository=repository,
-                otlp_traces_url=f"{config.otlp_endpoint}/v1/traces"
-                if config.otlp_endpoint
-                else None,
-            )
-            record(stack.start(spec), "infra")
-        kafka = KafkaSettings(kafka_bootstrap_servers=data["infra"]["kafka"])
-        asyncio.run(ensure_topics(kafka, default_topics()))
-        if config.with_services:
-            env = {**infra_env(data["infra"]), **dev_key_env(data["api_key"])}
-            if config.otlp_endpoint:
-                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = config.otlp_endpoint
-            env |= config.service_env
-            catalog = repository.parent / "catalog.json"
-            if catalog.is_file():
-                env["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog)
-            for name in installed_services():  # in order: each finds those it calls
-                record(stack.start(service_spec(name, free(), env)), "services")
-                env[f"RAPPORT_{name.upper()}_URL"] = data["services"][name]
+        mesh = start_mesh(plan, stack, data_dir, started=record)
     except BaseException:
         stack.stop_all()
         stack_path(config.home).unlink(missing_ok=True)
         raise
+    data["infra"] |= mesh.infra  # an external MongoDB is in the mesh, not recorded
+    write_stack(config.home, data)
     return data
 
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from opentelemetry import trace
@@ -46,10 +46,11 @@ from rapport.common.contracts import (
     ProfileView,
     Recommendations,
 )
+from rapport.common.http import ServiceCallError
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
-from rapport.common.profiles import ProfileClient, ProfileServiceError
-from rapport.common.recommendations import RecommendClient, RecommendServiceError
+from rapport.common.profiles import ProfileClient
+from rapport.common.recommendations import RecommendClient
 from rapport.respond import domain
 from rapport.respond.adapters.llm import (
     ContextItem,
@@ -79,6 +80,12 @@ log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 MAX_RECOMMEND_MESSAGE = 2000  # recommend's limit
 MIN_CALL_S = 0.001  # below this a call cannot succeed; skip it and degrade
+# Each dependency: the part a reply lacks without it, and the scope the caller's key needs.
+DEPENDENCIES = {
+    "profile": ("profile", "profiles:read"),
+    "recommend": ("recommendations", "recommend:invoke"),
+}
+T = TypeVar("T")
 
 
 @dataclass
@@ -419,21 +426,12 @@ class RespondService:
             deadline.budget_s * self.settings.profile_share,
             deadline.remaining_s(self.settings.reserve_ms / 1000),
         )
-        if timeout < MIN_CALL_S:
-            self.degrade(gathered, "profile")
-            return None
-        with self.stage("profile"):
-            try:
-                async with asyncio.timeout(timeout):
-                    return await self.profiles.profile(user_id, authorization, timeout_s=timeout)
-            except ProfileServiceError as exc:
-                if exc.status in (401, 403):
-                    raise _forbidden("profile", "profiles:read") from exc
-                log.warning("profile unavailable", extra={"error": str(exc)[:200]})
-            except TimeoutError:
-                log.warning("profile slower than the deadline")
-        self.degrade(gathered, "profile")
-        return None
+        return await self._within_budget(
+            gathered,
+            "profile",
+            timeout,
+            lambda: self.profiles.profile(user_id, authorization, timeout_s=timeout),
+        )
 
     async def _recommend(
         self,
@@ -446,27 +444,44 @@ class RespondService:
         gathered: Gathered,
     ) -> Recommendations | None:
         timeout = min(self.settings.recommend_timeout_ms / 1000, remaining_s)
-        if timeout < MIN_CALL_S:
-            self.degrade(gathered, "recommendations")
-            return None
-        with self.stage("recommend"):
-            try:
-                async with asyncio.timeout(timeout):
-                    return await self.recommend.recommend(
-                        user_id=user_id,
-                        authorization=authorization,
-                        profile=profile,
-                        message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
-                        k=self.settings.recommendations,
-                        timeout_s=timeout,
-                    )
-            except RecommendServiceError as exc:
-                if exc.status in (401, 403):
-                    raise _forbidden("recommend", "recommend:invoke") from exc
-                log.warning("recommend unavailable", extra={"error": str(exc)[:200]})
-            except TimeoutError:
-                log.warning("recommend slower than the deadline")
-        self.degrade(gathered, "recommendations")
+        return await self._within_budget(
+            gathered,
+            "recommend",
+            timeout,
+            lambda: self.recommend.recommend(
+                user_id=user_id,
+                authorization=authorization,
+                profile=profile,
+                message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
+                k=self.settings.recommendations,
+                timeout_s=timeout,
+            ),
+        )
+
+    async def _within_budget(
+        self,
+        gathered: Gathered,
+        service: Literal["profile", "recommend"],
+        timeout_s: float,
+        call: Callable[[], Awaitable[T]],
+    ) -> T | None:
+        """``call`` within ``timeout_s``; when it fails or is late, its part is degraded.
+
+        A 401 or 403 is the caller's key lacking the scope: that is the caller's error.
+        """
+        part, scope = DEPENDENCIES[service]
+        if timeout_s >= MIN_CALL_S:
+            with self.stage(service):
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        return await call()
+                except ServiceCallError as exc:
+                    if exc.status in (401, 403):
+                        raise _forbidden(service, scope) from exc
+                    log.warning(f"{service} unavailable", extra={"error": str(exc)[:200]})
+                except TimeoutError:
+                    log.warning(f"{service} slower than the deadline")
+        self.degrade(gathered, part)
         return None
 
     async def _record(self, turn: Turn, tenant: str, gathered: Gathered) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from rapport.common.auth import ALL_SCOPES, generate_key, key_entry
+from rapport.common.auth import generate_key
 from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
@@ -33,7 +33,7 @@ from rapport.devstack.events import drain
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec
-from rapport.devstack.stack import infra_env, service_spec
+from rapport.devstack.stack import keys_env, service_env, service_spec
 from rapport.devstack.waiting import wait_until
 
 TENANT = "chaos"
@@ -159,10 +159,9 @@ class Harness:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
-    def keys_env(self) -> str:
-        entry = key_entry(self.key, key_id="chaos", tenant=TENANT, scopes=ALL_SCOPES)
+    def keys_env(self) -> dict[str, str]:
         # No rate limit: the scenarios measure faults, not the token bucket.
-        return json.dumps([{**entry.model_dump(mode="json"), "rate_per_s": 1e9, "burst": 10**9}])
+        return keys_env(self.key, key_id="chaos", tenant=TENANT, unlimited=True)
 
     # -- processes --
 
@@ -208,13 +207,14 @@ class Harness:
         env: dict[str, str] | None = None,
     ) -> ServerSpec:
         """A real ``rapport-<name>`` process on a free port, wired to ``lane``."""
-        settings = {
-            **infra_env(infra or self.infra),
-            "RAPPORT_API_KEYS": self.keys_env(),
-            f"RAPPORT_{name.upper()}_LOG_LEVEL": "WARNING",
-            "OTEL_SDK_DISABLED": "true",
-            **(env or {}),
-        }
+        settings = service_env(
+            name,
+            infra=infra or self.infra,
+            services={},  # a scenario wires the services it starts itself (env)
+            api_keys=self.keys_env(),
+            log_level="WARNING",
+            extra={"OTEL_SDK_DISABLED": "true", **(env or {})},
+        )
         if name == "profile":
             settings |= lane.profile_env(generation)
         if name in TOPIC_VARIABLES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import textwrap
 import time
 import traceback
@@ -14,11 +13,12 @@ from pathlib import Path
 
 import aiohttp
 
-from rapport.devstack import models, processes, servers, triton
+from rapport.devstack import models
 from rapport.devstack.chaos import serving, stream
 from rapport.devstack.chaos.harness import Harness, Row
 from rapport.devstack.chaos.scale import Scale
 from rapport.devstack.processes import ProcessHandle
+from rapport.devstack.stack import INFRA, infra_spec
 
 Run = Callable[[Harness, list[Row], Scale], Awaitable[None]]
 
@@ -45,28 +45,13 @@ SCENARIOS = (
 )
 
 
-def model_repository(work: Path, repo_root: Path) -> Path:
-    """A private copy of the exported models (built first if missing), catalog beside it."""
-    built = models.ensure_repository(repo_root / models.DEFAULT_REPOSITORY)
-    target = work / "repository"
-    shutil.copytree(built, target)
-    shutil.copy2(built.parent / "catalog.json", work / "catalog.json")
-    return target
-
-
 async def start_infra(h: Harness, repo_root: Path, *, with_triton: bool) -> None:
-    free = processes.free_port
-    for spec in (
-        servers.kafka_spec(free()),
-        servers.mongo_spec(free(), h.log_dir),
-        servers.redis_spec(free(), h.log_dir),
-    ):
-        h.infra |= (await h.start(spec, scoped=False)).urls
+    for name in INFRA[:3]:
+        h.infra |= (await h.start(infra_spec(name, h.log_dir), scoped=False)).urls
     if with_triton:
-        repository = await asyncio.to_thread(model_repository, h.work, repo_root)
-        h.triton_spec = triton.triton_spec(
-            http_port=free(), grpc_port=free(), metrics_port=free(), model_repository=repository
-        )
+        built = repo_root / models.DEFAULT_REPOSITORY
+        repository = await asyncio.to_thread(models.private_copy, h.work, built)
+        h.triton_spec = infra_spec("triton", h.log_dir, model_repository=repository)
         h.infra |= (await h.ensure_triton()).urls
 
 
