@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,25 @@ def _check(status: int) -> None:
         raise RuntimeError(f"the hop answered {status}")
 
 
+async def _timed(call: Callable[[], Awaitable[None]], per_worker: int, conc: int) -> Any:
+    """``conc`` workers making ``per_worker`` calls each, after one untimed call (connect)."""
+    await call()
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            t = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return {"latencies": latencies, "elapsed": time.perf_counter() - started}
+
+
 async def _hop(job: HopJob) -> Any:
     client, method, url, body, n, conc = job
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    per_worker = n // conc
     if client == "aiohttp":
         import aiohttp  # noqa: PLC0415
 
@@ -128,37 +143,17 @@ async def _hop(job: HopJob) -> Any:
                     await response.read()
                     _check(response.status)
 
-            await call()  # connect before timing
-            started = time.perf_counter()
+            return await _timed(call, n // conc, conc)
+    import httpx2  # noqa: PLC0415
 
-            async def worker() -> None:
-                for _ in range(per_worker):
-                    t = time.perf_counter()
-                    await call()
-                    latencies.append(time.perf_counter() - t)
+    limits = httpx2.Limits(max_connections=conc, max_keepalive_connections=conc)
+    async with httpx2.AsyncClient(limits=limits) as http:
 
-            await asyncio.gather(*(worker() for _ in range(conc)))
-    else:
-        import httpx2  # noqa: PLC0415
+        async def httpx_call() -> None:
+            response = await http.request(method, url, content=body, headers=headers)
+            _check(response.status_code)
 
-        limits = httpx2.Limits(max_connections=conc, max_keepalive_connections=conc)
-        async with httpx2.AsyncClient(limits=limits) as http:
-
-            async def call() -> None:
-                response = await http.request(method, url, content=body, headers=headers)
-                _check(response.status_code)
-
-            await call()
-            started = time.perf_counter()
-
-            async def worker() -> None:
-                for _ in range(per_worker):
-                    t = time.perf_counter()
-                    await call()
-                    latencies.append(time.perf_counter() - t)
-
-            await asyncio.gather(*(worker() for _ in range(conc)))
-    return {"latencies": latencies, "elapsed": time.perf_counter() - started}
+        return await _timed(httpx_call, n // conc, conc)
 
 
 def _run_hop(job: HopJob, out: Any) -> None:
