@@ -30,6 +30,7 @@ def test_a_service_finds_the_infrastructure_and_the_services_started_before_it()
     assert env["RAPPORT_RECOMMEND_URL"] == "http://127.0.0.1:6", "extra comes last"
     assert env["RAPPORT_RESPOND_LOG_LEVEL"] == "WARNING"
     assert env["RAPPORT_API_KEYS"] == "[]"
+    assert "RAPPORT_TRITON_GRPC_URL" not in env, "no Triton in this run: the default stays"
 
 
 def test_the_keys_a_run_hands_out_are_ones_the_services_accept() -> None:

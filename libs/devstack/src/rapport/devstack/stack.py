@@ -110,17 +110,19 @@ def default_model_repository() -> Path:
     return built if built.is_dir() else triton.smoke_repository()
 
 
-def infra_env(infra: dict[str, str]) -> dict[str, str]:
-    """The shared settings every service reads (see rapport.common.settings)."""
-    env = {
-        "RAPPORT_KAFKA_BOOTSTRAP_SERVERS": infra["kafka"],
-        "RAPPORT_MONGO_URL": infra["mongo"],
-        "RAPPORT_REDIS_URL": infra["redis"],
-    }
-    if "triton_grpc" in infra:
-        env["RAPPORT_TRITON_GRPC_URL"] = infra["triton_grpc"]
-        env["RAPPORT_TRITON_HTTP_URL"] = infra["triton_http"]
-    return env
+INFRA_VARIABLES = {
+    "kafka": "RAPPORT_KAFKA_BOOTSTRAP_SERVERS",
+    "mongo": "RAPPORT_MONGO_URL",
+    "redis": "RAPPORT_REDIS_URL",
+    "triton_grpc": "RAPPORT_TRITON_GRPC_URL",
+    "triton_http": "RAPPORT_TRITON_HTTP_URL",
+}
+
+
+def infra_env(infra: Mapping[str, str]) -> dict[str, str]:
+    """The shared settings every service reads (see rapport.common.settings), for the
+    servers ``infra`` has: a run without one (no MongoDB for ingest) leaves it unset."""
+    return {variable: infra[key] for key, variable in INFRA_VARIABLES.items() if key in infra}
 
 
 DEV_TENANT = "dev"
@@ -179,7 +181,7 @@ def service_env(
 ) -> dict[str, str]:
     """A service's environment: the infrastructure, the services started before it (each
     found by ``RAPPORT_<NAME>_URL``), the API keys, then ``extra`` over all of it."""
-    env = {**infra_env(dict(infra)), **api_keys}
+    env = {**infra_env(infra), **api_keys}
     env |= {f"RAPPORT_{other.upper()}_URL": url for other, url in services.items()}
     if log_level:
         env[f"RAPPORT_{name.upper()}_LOG_LEVEL"] = log_level
