@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from rapport.common.kafka import TopicSpec
+from rapport.devstack import processes
 from rapport.devstack.scrape import sample_sum
-from rapport.devstack.stack import INFRA, InfraName, MeshPlan, keys_env
+from rapport.devstack.stack import INFRA, InfraName, MeshPlan, Stack, keys_env
 
 KEY = "rpk_bench_0123456789abcdefghijklmnop"
 
@@ -73,3 +76,49 @@ def wait_until_ready(base_url: str, timeout_s: float = 60.0) -> float:
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{base_url} not ready after {timeout_s:.0f} s")
+
+
+LOAD_GENERATOR = "load generator"
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far per server of ``stack`` (Triton with its stubs), and of the load
+    generator processes this bench has already reaped."""
+    spent = {s.spec.name: processes.cpu_seconds(s.handle) for s in stack.running}
+    reaped = psutil.Process().cpu_times()
+    spent[LOAD_GENERATOR] = reaped.children_user + reaped.children_system
+    return spent
+
+
+def cpu_ms_per(
+    before: dict[str, float],
+    after: dict[str, float],
+    count: int,
+    *,
+    idle_per_s: dict[str, float] | None = None,
+    seconds: float = 0.0,
+) -> dict[str, float]:
+    """Each process's CPU between two snapshots, in ms per one of ``count`` operations.
+
+    With ``idle_per_s`` (CPU seconds per second with no load, see :func:`idle_cpu`), what
+    the process burns anyway over ``seconds`` is taken off first: consumer polls, Triton's
+    and the broker's own loops are not a reply's cost.
+    """
+    idle = idle_per_s or {}
+    return {
+        name: round(
+            max(0.0, after[name] - before.get(name, 0.0) - idle.get(name, 0.0) * seconds)
+            * 1000
+            / max(1, count),
+            3,
+        )
+        for name in after
+    }
+
+
+def idle_cpu(stack: Stack, seconds: float = 5.0) -> dict[str, float]:
+    """CPU seconds per second each process spends with no load at all."""
+    before = cpu_snapshot(stack)
+    time.sleep(seconds)
+    after = cpu_snapshot(stack)
+    return {name: round((after[name] - before.get(name, 0.0)) / seconds, 4) for name in after}

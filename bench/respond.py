@@ -41,7 +41,16 @@ from typing import Any
 import numpy as np
 
 from bench.ingest import run_load, summarize
-from bench.mesh import KEY, bench_plan, rate_excluding, scrape, wait_until_ready
+from bench.mesh import (
+    KEY,
+    bench_plan,
+    cpu_ms_per,
+    cpu_snapshot,
+    idle_cpu,
+    rate_excluding,
+    scrape,
+    wait_until_ready,
+)
 from bench.recommend import REPO
 from bench.results_file import write_results
 from rapport.common.kafka import create_producer
@@ -193,6 +202,38 @@ def hop_row(client: str, target: str, conc: int, raw: dict[str, Any]) -> dict[st
 # ---- main -----------------------------------------------------------------------------
 
 
+def respond_row(
+    row: dict[str, Any],
+    before: dict[str, float],
+    after: dict[str, float],
+    cpu_ms_per_reply: dict[str, float],
+) -> dict[str, Any]:
+    """A respond level's row with what respond counted meanwhile, and the CPU each process
+    spent per reply (where the box's two cores go); printed as well."""
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    row["degraded"] = {
+        k.removeprefix("degraded:"): int(v)
+        for k, v in delta.items()
+        if k.startswith("degraded:") and v > 0
+    }
+    row["shed"] = int(delta.get("shed", 0))
+    row["fanned_out_per_s"] = rate_excluding(row, row["shed"])
+    # Mean time inside respond per stage (ms): where a reply's time goes.
+    row["stage_mean_ms"] = {
+        k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
+        for k, v in delta.items()
+        if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
+    }
+    row["cpu_ms_per_reply"] = cpu_ms_per_reply  # above each process's idle burn
+    print(
+        f"{'':<26} shed: {row['shed']} (fanned out: {row['fanned_out_per_s']} req/s)  "
+        f"degraded: {row['degraded']}  stage means (ms): {row['stage_mean_ms']}\n"
+        f"{'':<26} CPU ms per reply: {row['cpu_ms_per_reply']}",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
@@ -252,33 +293,20 @@ def main() -> None:
 
         def level(name: str, load: str, kind: str, value: float) -> dict[str, Any]:
             wait_until_ready(recommend_url)  # no open breaker left over from the level before
-            before = respond_metrics(respond_url)
+            before, cpu_before = respond_metrics(respond_url), cpu_snapshot(stack)
+            started = time.perf_counter()
             raw = run_load(kind, url, payload, seconds, value)
-            after = respond_metrics(respond_url)
+            elapsed = time.perf_counter() - started
+            after, cpu_after = respond_metrics(respond_url), cpu_snapshot(stack)
             row = summarize(name, load, 1, raw, ok_status=200)
-            delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
-            row["degraded"] = {
-                k.removeprefix("degraded:"): int(v)
-                for k, v in delta.items()
-                if k.startswith("degraded:") and v > 0
-            }
-            row["shed"] = int(delta.get("shed", 0))
-            row["fanned_out_per_s"] = rate_excluding(row, row["shed"])
-            # Mean time inside respond per stage (ms): where a reply's time goes.
-            row["stage_mean_ms"] = {
-                k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
-                for k, v in delta.items()
-                if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
-            }
-            print(
-                f"{'':<26} shed: {row['shed']} (fanned out: {row['fanned_out_per_s']} req/s)  "
-                f"degraded: {row['degraded']}  "
-                f"stage means (ms): {row['stage_mean_ms']}",
-                flush=True,
+            cpu = cpu_ms_per(
+                cpu_before, cpu_after, int(row["requests"]), idle_per_s=idle, seconds=elapsed
             )
-            return row
+            return respond_row(row, before, after, cpu)
 
         run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
+        idle = idle_cpu(stack)  # what each process burns with no load, taken off per level
+        print(f"{'idle CPU s per s':<26} {idle}", flush=True)
         rows.append(level("respond", "closed, 1 conn", "closed", 1))
         rows.append(level("respond", "open 300 req/s", "open", 300.0))
         saturated = level("respond", "saturation, 32 conns", "closed", 32)
@@ -289,6 +317,7 @@ def main() -> None:
     write_results(
         "respond",
         rows,
+        idle_cpu_s_per_s=idle,
         seconds_per_level=seconds,
         targets=TARGETS,
         max_in_flight=args.max_in_flight or "service default",

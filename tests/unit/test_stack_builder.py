@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rapport.common.auth import ApiKeyStore
+from rapport.devstack import processes
+from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.stack import Mesh, MeshPlan, keys_env, service_env
 from rapport.ingest.settings import IngestSettings
 
@@ -63,3 +70,28 @@ def test_a_plan_layers_every_service_env_then_the_service_own_then_the_call(
     assert spec.env["RAPPORT_RECOMMEND_CATALOG_PATH"] == str(tmp_path / "catalog.json")
     assert spec.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
     assert spec.argv[0].endswith("rapport-recommend")
+
+
+def test_cpu_seconds_counts_a_process_and_its_live_children() -> None:
+    """What the benches' per-process CPU table adds up (Triton counts with its stubs)."""
+    me = psutil.Process()
+    handle = ProcessHandle("me", me.pid, me.create_time(), (), "")
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        spinner = psutil.Process(child.pid)
+        spent = wait_for(lambda: sum(spinner.cpu_times()[:2]), at_least=0.05)
+        own = sum(me.cpu_times()[:2])
+        assert processes.cpu_seconds(handle) >= own + spent
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    reused = ProcessHandle("reused", me.pid, me.create_time() - 100, (), "")
+    assert processes.cpu_seconds(reused) == 0.0, "a PID that is not ours counts nothing"
+
+
+def wait_for(read: Callable[[], float], *, at_least: float, timeout_s: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while (value := read()) < at_least:
+        assert time.monotonic() < deadline, f"still {value} after {timeout_s} s"
+        time.sleep(0.01)
+    return value

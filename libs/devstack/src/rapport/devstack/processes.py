@@ -98,6 +98,20 @@ def is_running(handle: ProcessHandle) -> bool:
     return _process(handle) is not None
 
 
+def cpu_seconds(handle: ProcessHandle) -> float:
+    """CPU time (user + system) of the process and its live descendants (Triton's
+    Python-backend stubs are children of tritonserver); 0 when it is gone."""
+    proc = _process(handle)
+    if proc is None:
+        return 0.0
+    total = 0.0
+    for member in (proc, *proc.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def _signal_group(handle: ProcessHandle, sig: signal.Signals) -> None:
     # Our processes lead their own group (start_new_session); never signal any other group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
