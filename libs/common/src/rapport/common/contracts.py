@@ -152,6 +152,9 @@ class ReasonKind(StrEnum):
     OTHER = "other"  # a kind a newer recommend added, as an older reader sees it
 
 
+_KNOWN_KINDS = frozenset(ReasonKind)  # once, not per item on the hot path
+
+
 class Reason(Contract):
     kind: ReasonKind
     label: str | None = Field(None, description="The category or title the kind refers to.")
@@ -160,8 +163,7 @@ class Reason(Contract):
     @field_validator("kind", mode="before")
     @classmethod
     def _unknown_kind_is_other(cls, value: object) -> object:
-        known = {kind.value for kind in ReasonKind}
-        return value if isinstance(value, ReasonKind) or value in known else ReasonKind.OTHER
+        return value if isinstance(value, str) and value in _KNOWN_KINDS else ReasonKind.OTHER
 
 
 _REASON_TEXT: dict[ReasonKind, str] = {

@@ -464,7 +464,7 @@ def view(
             "recent_items": [seen.value for seen in profile.recent_items],
             "recent_searches": [seen.value for seen in profile.recent_searches],
             "session": (
-                SessionView.model_validate(profile.session.model_dump())
+                SessionView.model_validate(profile.session, from_attributes=True)
                 if profile.session
                 else None
             ),
