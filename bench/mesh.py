@@ -26,9 +26,11 @@ def bench_plan(
     model_repository: Path | None = None,
     topics: Sequence[TopicSpec] | None = None,
     env: dict[str, dict[str, str]] | None = None,
+    service_env: dict[str, str] | None = None,
 ) -> MeshPlan:
     """The local mesh as every benchmark runs it: the bench key with every scope and no
-    rate limit (the load is the point), quiet logs, 1% of traces sampled."""
+    rate limit (the load is the point), quiet logs, 1% of traces sampled; ``service_env``
+    is added to every service's environment last."""
     return MeshPlan(
         api_keys=keys_env(KEY, key_id="bench", tenant="bench", unlimited=True),
         infra=infra,
@@ -39,6 +41,7 @@ def bench_plan(
         service_env={
             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
             "OTEL_TRACES_SAMPLER_ARG": "0.01",
+            **(service_env or {}),
         },
         env=env or {},
     )

@@ -32,8 +32,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench import pyspy
 from bench.ingest import run_load
-from bench.mesh import KEY, bench_plan
+from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot
 from bench.results_file import write_results
 from rapport.common.kafka import (
     EVENTS_TOPIC,
@@ -147,6 +148,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=1000.0, help="background events/s")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the profile process with py-spy for the first 8 s of the apply",
+    )
     args = parser.parse_args()
     count = max(1000, min(args.events, 200_000))
     rows: list[dict[str, Any]] = []
@@ -165,11 +173,17 @@ def main() -> None:
         # Timed from the first applied event, so the group join is not counted.
         while (first := asyncio.run(applied_total(profile.url()))) == 0:
             time.sleep(0.05)
+        python_servers = {
+            s.spec.name: s.handle.pid for s in stack.running if s.spec.name != "kafka"
+        }
+        recorders = pyspy.record(python_servers, 8, args.py_spy) if args.py_spy else {}
+        cpu_before = cpu_snapshot(stack)
         started = time.perf_counter()
         while asyncio.run(applied_total(profile.url())) < count:
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
         count_timed = count - first
+        cpu = cpu_ms_per(cpu_before, cpu_snapshot(stack), count_timed)
         rows.append(
             show(
                 {
@@ -177,9 +191,14 @@ def main() -> None:
                     "load": f"{count} events backlog",
                     "events_per_s": round(count_timed / elapsed, 1),
                     "seconds": round(elapsed, 2),
+                    "cpu_ms_per_event": cpu,
                 }
             )
         )
+        if recorders:
+            rows[-1]["py_spy"] = pyspy.collect(recorders, args.py_spy)
+            for process, top in rows[-1]["py_spy"].items():
+                print(f"{'':<34} py-spy {process}: {top}", flush=True)
 
         ingest = start("ingest")
         ctx_url = f"{ingest.url()}/v1/events"

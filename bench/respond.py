@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from bench import pyspy
+from bench.floor import start_floor
 from bench.ingest import run_load, summarize
 from bench.mesh import (
     KEY,
@@ -62,7 +64,13 @@ from rapport.devstack.stack import Stack, start_mesh
 USER = "bench-user"
 HISTORY = ["50", "172", "181", "174", "210"]
 MESSAGE = "my card was declined at the store, what should i do"
-TARGETS = {"unloaded_p50_ms": 3, "p99_ms_at_300_rps": 25}
+TARGETS = {
+    "unloaded_p50_ms": 4,
+    "p99_ms_at_300_rps": 30,
+    "fanned_out_saturation_per_s": 400,
+    "saturation_vs_floor": 0.5,
+}
+ADMITTED = 8  # respond's admission limit never falls below this (min_in_flight)
 
 
 async def seed_profile(kafka: str) -> None:
@@ -89,6 +97,16 @@ async def seed_profile(kafka: str) -> None:
             )
     finally:
         await producer.stop()
+
+
+def post_json(url: str, body: bytes) -> Any:
+    request = urllib.request.Request(  # noqa: S310
+        url,
+        data=body,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
 
 
 def get_json(url: str) -> Any:
@@ -234,7 +252,34 @@ def respond_row(
     return row
 
 
-def main() -> None:
+def python_servers(stack: Stack) -> dict[str, int]:
+    """The servers py-spy can read: all but the broker and Redis (Rust and C)."""
+    return {
+        s.spec.name: s.handle.pid for s in stack.running if s.spec.name not in ("kafka", "redis")
+    }
+
+
+def seeded_profile(kafka: str, profile_url: str) -> Any:
+    """The bench user's profile, once profile has applied the seeded views."""
+    asyncio.run(seed_profile(kafka))
+    deadline = time.monotonic() + 30
+    while len(get_json(f"{profile_url}/v1/profiles/{USER}")["recent_items"]) < len(HISTORY):
+        if time.monotonic() > deadline:
+            raise SystemExit("the bench user's views were not applied in 30 s")
+        time.sleep(0.1)
+    return get_json(f"{profile_url}/v1/profiles/{USER}")
+
+
+def floor_levels(url: str, payload: bytes, seconds: float) -> list[dict[str, Any]]:
+    """The floor mesh unloaded and saturated (nothing in it sheds)."""
+    run_load("closed", url, payload, 2.0, 1)  # warm-up
+    return [
+        summarize("floor mesh", load, 1, run_load("closed", url, payload, seconds, conns), 200)
+        for load, conns in (("closed, 1 conn", 1), ("saturation, 32 conns", 32))
+    ]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
     parser.add_argument("--hops", type=int, default=2000, help="requests per client hop level")
@@ -245,7 +290,25 @@ def main() -> None:
         help="respond's RAPPORT_RESPOND_MAX_IN_FLIGHT (load shedding); default: the service's",
     )
     parser.add_argument("--skip-hops", action="store_true", help="only the respond levels")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="added to every service's environment (e.g. OTEL_SDK_DISABLED=true); repeatable",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record every Python server with py-spy during saturation (collapsed stacks in DIR)",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     seconds = max(2.0, min(args.seconds, 60.0))
     hops = max(200, min(args.hops, 20_000))
     rows: list[dict[str, Any]] = []
@@ -258,18 +321,12 @@ def main() -> None:
             ["profile", "recommend", "respond"],
             model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
             env={"respond": shedding},
+            service_env=dict(pair.split("=", 1) for pair in args.service_env),
         )
         mesh = start_mesh(plan, stack, work)
-        infra = mesh.infra
         profile_url, recommend_url = mesh.url("profile"), mesh.url("recommend")
         respond_url = mesh.url("respond")
-        asyncio.run(seed_profile(infra["kafka"]))
-        deadline = time.monotonic() + 30
-        while len(get_json(f"{profile_url}/v1/profiles/{USER}")["recent_items"]) < len(HISTORY):
-            if time.monotonic() > deadline:
-                raise SystemExit("the bench user's views were not applied in 30 s")
-            time.sleep(0.1)
-        profile_doc = get_json(f"{profile_url}/v1/profiles/{USER}")
+        profile_doc = seeded_profile(mesh.infra["kafka"], profile_url)
 
         # 1. the hop: aiohttp against httpx, same servers, same requests.
         recommend_body = json.dumps(
@@ -291,9 +348,16 @@ def main() -> None:
             {"user_id": USER, "session_id": "bench-session", "message": MESSAGE}
         ).encode()
 
-        def level(name: str, load: str, kind: str, value: float) -> dict[str, Any]:
+        def level(
+            name: str, load: str, kind: str, value: float, *, profile: bool = False
+        ) -> dict[str, Any]:
             wait_until_ready(recommend_url)  # no open breaker left over from the level before
             before, cpu_before = respond_metrics(respond_url), cpu_snapshot(stack)
+            recorders = (
+                pyspy.record(python_servers(stack), seconds, args.py_spy)
+                if profile and args.py_spy
+                else {}
+            )
             started = time.perf_counter()
             raw = run_load(kind, url, payload, seconds, value)
             elapsed = time.perf_counter() - started
@@ -302,18 +366,39 @@ def main() -> None:
             cpu = cpu_ms_per(
                 cpu_before, cpu_after, int(row["requests"]), idle_per_s=idle, seconds=elapsed
             )
-            return respond_row(row, before, after, cpu)
+            row = respond_row(row, before, after, cpu)
+            if recorders:
+                row["py_spy"] = pyspy.collect(recorders, args.py_spy)
+                for process, top in row["py_spy"].items():
+                    print(f"{'':<26} py-spy {process}: {top}", flush=True)
+            return row
 
         run_load("closed", url, payload, 2.0, 1)  # warm-up: connections, model caches
         idle = idle_cpu(stack)  # what each process burns with no load, taken off per level
         print(f"{'idle CPU s per s':<26} {idle}", flush=True)
         rows.append(level("respond", "closed, 1 conn", "closed", 1))
         rows.append(level("respond", "open 300 req/s", "open", 300.0))
+        # No more connections than respond always admits: every reply fans out, so this is
+        # where a fanned-out reply's CPU is profiled.
+        rows.append(level("respond", f"closed, {ADMITTED} conns", "closed", ADMITTED, profile=True))
         saturated = level("respond", "saturation, 32 conns", "closed", 32)
         rows.append(saturated)
         # Half of what the fan-out sustains: shed replies are cheap and would inflate it.
         half = max(1.0, round(saturated["fanned_out_per_s"] * 0.5))
         rows.append(level("respond", f"open {half:.0f} req/s (50%)", "open", half))
+
+        # 3. the floor: the same hops with nothing in them, on the same box, in the same run.
+        recommendations = post_json(f"{recommend_url}/v1/recommendations", recommend_body)
+        floor_url = start_floor(stack, work, profile=profile_doc, recommendations=recommendations)
+        rows.extend(floor_levels(f"{floor_url}/v1/respond", payload, seconds))
+        floor_saturation = float(rows[-1]["requests_per_s"])
+        best = max(float(r.get("fanned_out_per_s", 0.0)) for r in rows)
+        ratio = round(best / floor_saturation, 3)
+        print(
+            f"{'fanned-out saturation':<26} {best} req/s against the floor's "
+            f"{floor_saturation} req/s: ratio {ratio}",
+            flush=True,
+        )
     write_results(
         "respond",
         rows,
@@ -321,6 +406,9 @@ def main() -> None:
         seconds_per_level=seconds,
         targets=TARGETS,
         max_in_flight=args.max_in_flight or "service default",
+        fanned_out_saturation_per_s=best,
+        floor_saturation_per_s=floor_saturation,
+        saturation_vs_floor=ratio,
         note="load generator, profile, recommend, respond, Triton, Tansu, nx-27017 and Redis "
         "share 2 cores; httpx is the httpx2 distribution",
     )

@@ -18,6 +18,7 @@ import asyncio
 import csv
 import random
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ import tritonclient.grpc.aio as grpcclient
 
 from bench import infra
 from bench.results_file import write_results
-from rapport.devstack import models
+from rapport.devstack import models, processes
+from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.stack import Stack, infra_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +83,24 @@ def scorer_request(history: list[str]) -> list[grpcclient.InferInput]:
     ]
 
 
-async def run(grpc_url: str, ops: int) -> list[dict[str, Any]]:
+async def measure_cpu(
+    model: str, op: Op, ops: int, concurrency: int, triton: ProcessHandle
+) -> dict[str, Any]:
+    """:func:`measure`, with the CPU Triton (and its stubs) and this client spent per request."""
+    triton_before, client_before = processes.cpu_seconds(triton), time.process_time()
+    row = await measure(model, op, ops, concurrency)
+    # the warm-up requests are counted too: a few percent more than `ops`
+    requests = ops + 100
+    row["triton_cpu_ms_per_request"] = round(
+        (processes.cpu_seconds(triton) - triton_before) * 1000 / requests, 3
+    )
+    row["client_cpu_ms_per_request"] = round(
+        (time.process_time() - client_before) * 1000 / requests, 3
+    )
+    return row
+
+
+async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, Any]]:
     with VAL_CSV.open(newline="") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)]
     random.Random(3).shuffle(texts)
@@ -107,16 +126,43 @@ async def run(grpc_url: str, ops: int) -> list[dict[str, Any]]:
         for concurrency in CONCURRENCY[:3]:
             rows.append(await measure("item_scorer", score, ops // 2, concurrency))
             print_row(rows[-1])
+
+        # A reply's models as recommend called them before (three calls side by side) and
+        # as it calls them now (the `reply` ensemble, one call).
+        ranked = scorer_request(HISTORY[:20])
+
+        async def three_calls(i: int) -> object:
+            text = text_request(texts[i % len(texts)])
+            return await asyncio.gather(
+                client.infer("item_scorer", ranked, client_timeout=10),
+                client.infer("intent_classifier", text, client_timeout=10),
+                client.infer("sentiment", text, client_timeout=10),
+            )
+
+        async def one_call(i: int) -> object:
+            text = text_request(texts[i % len(texts)])
+            return await client.infer("reply", [*ranked, *text], client_timeout=10)
+
+        for name, op in (("reply, 3 calls", three_calls), ("reply, ensemble", one_call)):
+            for concurrency in (1, 8):
+                rows.append(await measure_cpu(name, op, ops // 2, concurrency, triton))
+                print_row(rows[-1])
     finally:
         await client.close()
     return rows
 
 
 def print_row(row: dict[str, Any]) -> None:
+    cpu = (
+        f"  CPU ms/request: Triton {row['triton_cpu_ms_per_request']}, "
+        f"client {row['client_cpu_ms_per_request']}"
+        if "triton_cpu_ms_per_request" in row
+        else ""
+    )
     print(
         f"{row['model']:<18} concurrency {row['concurrency']:>3}  "
         f"{row['throughput_per_s']:>8.1f} req/s  p50 {row['p50_ms']:>7.3f} ms  "
-        f"p99 {row['p99_ms']:>7.3f} ms  max {row['max_ms']:>7.3f} ms",
+        f"p99 {row['p99_ms']:>7.3f} ms  max {row['max_ms']:>7.3f} ms{cpu}",
         flush=True,
     )
 
@@ -132,7 +178,7 @@ def main() -> None:
             server = stack.start(
                 infra_spec("triton", Path(tmp), model_repository=repository.resolve())
             )
-            rows = asyncio.run(run(server.url("triton_grpc"), args.ops))
+            rows = asyncio.run(run(server.url("triton_grpc"), args.ops, server.handle))
     write_results(
         "triton_models",
         rows,

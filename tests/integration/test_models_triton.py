@@ -90,7 +90,7 @@ def decoded(result: grpcclient.InferResult, name: str) -> list[str]:
 async def client(models_triton: RunningServer) -> AsyncIterator[grpcclient.InferenceServerClient]:
     triton = grpcclient.InferenceServerClient(url=models_triton.url("triton_grpc"))
     try:
-        for model in ("item_scorer", "intent_classifier", "sentiment"):
+        for model in ("item_scorer", "intent_classifier", "sentiment", "reply"):
             assert await triton.is_model_ready(model), model
         yield triton
     finally:
@@ -260,6 +260,36 @@ def test_exported_runtime_is_the_packaged_module(served_models: Path) -> None:
     ]:
         exported = version_dir(served_models, model) / f"{module}.py"
         assert exported.read_bytes() == runtime_files.runtime_source(module).read_bytes()
+
+
+async def test_the_reply_ensemble_answers_as_its_three_models_do(
+    client: grpcclient.InferenceServerClient, data: movielens.MovieLens
+) -> None:
+    with VAL_CSV.open(newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)][::300][:8]
+    texts += [t for t, _ in SENTIMENT_SANITY]
+    users = ["1", "42", "300", None]  # None: a cold start, no history
+    for i, text in enumerate(texts):
+        user = users[i % len(users)]
+        history = history_of(data, user)[:20] if user else []
+        ranked = scorer_inputs(history, categories={"Drama": 1.0}, k=5)
+        together, *apart = await asyncio.gather(
+            client.infer("reply", [*ranked, text_input([text])]),
+            client.infer("item_scorer", ranked),
+            client.infer("intent_classifier", [text_input([text])]),
+            client.infer("sentiment", [text_input([text])]),
+        )
+        for result, names in zip(
+            apart,
+            [
+                ("ITEM_IDS", "SCORES", "BECAUSE_ITEMS", "SEGMENT_NAME"),
+                ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE"),
+                ("SENTIMENT", "SENTIMENT_SCORE"),
+            ],
+            strict=True,
+        ):
+            for name in names:
+                assert together.as_numpy(name).tolist() == result.as_numpy(name).tolist(), name
 
 
 async def test_sentiment_sanity_set(client: grpcclient.InferenceServerClient) -> None:

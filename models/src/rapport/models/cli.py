@@ -47,6 +47,7 @@ def _export(args: argparse.Namespace) -> None:
         export.ModelSource("item_scorer", "item_runtime", items_dir),
         export.ModelSource("intent_classifier", "intent_runtime", intents_dir),
         export.ModelSource("sentiment", "sentiment_runtime", None),
+        export.ModelSource("reply", None, None),  # the three above in one call (an ensemble)
     ]
     written = export.export_repository(repository, sources, keep=args.keep)
     export.write_catalog(catalog_path, movielens.load().catalog())

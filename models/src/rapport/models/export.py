@@ -22,7 +22,7 @@ KEEP_VERSIONS = 3
 @dataclass(frozen=True)
 class ModelSource:
     name: str  # the Triton model name
-    runtime: str  # the runtime module copied beside model.py
+    runtime: str | None  # the runtime module copied beside model.py (None: an ensemble)
     directory: Path | None  # trained artefacts to copy (None: code only)
 
 
@@ -58,10 +58,12 @@ def export_model(repository: Path, source: ModelSource, keep: int = KEEP_VERSION
             for item in source.directory.iterdir():
                 if item.is_file():
                     shutil.copyfile(item, staging / item.name)
-        shutil.copyfile(code / "model.py", staging / "model.py")
-        if not (staging / f"{source.runtime}.py").exists():
-            # a trained folder carries the runtime its artefacts were written for
-            runtime_files.copy_runtime(source.runtime, staging)
+        # An ensemble is its config alone; Triton still wants a (then empty) version folder.
+        if source.runtime is not None:
+            shutil.copyfile(code / "model.py", staging / "model.py")
+            if not (staging / f"{source.runtime}.py").exists():
+                # a trained folder carries the runtime its artefacts were written for
+                runtime_files.copy_runtime(source.runtime, staging)
         staging.chmod(0o755)
         staging.rename(model_dir / str(version))
     finally:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -92,23 +93,74 @@ class InFlightLimit:
     """At most ``limit`` callers of one process inside at once; the rest are turned away
     at once rather than queued (load shedding in front of a deadline-bound dependency).
 
-    ``gauge``, when given, reports how many are inside.
+    With ``target_s`` the limit starts at ``limit`` and follows the latency it observes
+    (AIMD, the rule of Netflix's concurrency-limits ``AIMDLimit``), between ``floor`` and
+    that start:
+
+    - a call that finishes within ``target_s`` while at least half the limit is in use
+      adds ``1 / limit`` (about one more place per limit's worth of fast calls);
+    - a call slower than ``target_s``, or one that failed (``overloaded()``), multiplies
+      the limit by ``backoff``, at most once per ``target_s``: the calls that were late
+      together are one signal, not a collapse to the floor.
+
+    A static limit is a guess that is right for one box and one load; this one settles
+    where the dependency still answers in time. ``gauge`` reports how many are inside,
+    ``limit_gauge`` the current limit.
     """
 
-    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
-        self.limit = limit
+    def __init__(
+        self,
+        limit: int,
+        gauge: Gauge | None = None,
+        *,
+        target_s: float | None = None,
+        floor: int = 1,
+        backoff: float = 0.9,
+        limit_gauge: Gauge | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ceiling = limit
+        self.floor = max(1, min(floor, limit))
+        self.limit = float(limit)
+        self.target_s = target_s
+        self.backoff = backoff
         self.inside = 0
+        self.clock = clock
+        self._last_decrease = -math.inf
         if gauge is not None:
             gauge.set_function(lambda: self.inside)
+        if limit_gauge is not None:
+            limit_gauge.set_function(lambda: int(self.limit))
 
     @contextmanager
     def admit(self) -> Iterator[bool]:
         """``with limit.admit() as admitted:``; inside counts only when admitted."""
-        if self.inside >= self.limit:
+        if self.inside >= int(self.limit):
             yield False
             return
         self.inside += 1
+        started = self.clock()
         try:
             yield True
         finally:
+            in_use = self.inside
             self.inside -= 1
+            self.observe(self.clock() - started, in_use=in_use)
+
+    def observe(self, latency_s: float, *, in_use: int) -> None:
+        """One admitted call's latency, with how many were inside when it finished."""
+        if self.target_s is None:
+            return
+        if latency_s > self.target_s:
+            self.overloaded()
+        elif in_use * 2 >= self.limit:
+            self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
+
+    def overloaded(self) -> None:
+        """The dependency is past its capacity (late, or turned a call away): back off."""
+        if self.target_s is None:
+            return
+        now = self.clock()
+        if now - self._last_decrease >= self.target_s:
+            self._last_decrease = now
+            self.limit = max(float(self.floor), self.limit * self.backoff)

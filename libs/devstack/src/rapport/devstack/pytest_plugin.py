@@ -172,7 +172,7 @@ def served_models(model_repository: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def models_triton(served_models: Path, devstack_dir: Path) -> Iterator[RunningServer]:
-    """Triton serving the exported models (item_scorer, intent_classifier, sentiment)."""
+    """Triton serving the exported models (item_scorer, intent_classifier, sentiment, reply)."""
     yield from serve(
         infra_spec("triton", devstack_dir, model_repository=served_models), devstack_dir
     )

@@ -45,6 +45,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 item_model=settings.item_model,
                 intent_model=settings.intent_model,
                 sentiment_model=settings.sentiment_model,
+                reply_model=settings.reply_model,
                 timeout_s=settings.triton_timeout_ms / 1000,
                 breakers=breakers,
                 metrics=metrics,
@@ -63,7 +64,12 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 history_items=settings.history_items,
                 explore=settings.explore,
                 bandit_refresh_s=settings.bandit_refresh_s,
-                admission=InFlightLimit(settings.max_model_in_flight),
+                admission=InFlightLimit(
+                    settings.max_model_in_flight,
+                    target_s=settings.model_target_ms / 1000 or None,
+                    floor=settings.min_model_in_flight,
+                    limit_gauge=metrics.admission_limit,
+                ),
             )
             yield
 

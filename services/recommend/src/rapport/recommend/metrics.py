@@ -47,6 +47,11 @@ class RecommendMetrics(Metrics):
             ["circuit"],
             registry=self.registry,
         )
+        self.admission_limit = Gauge(
+            "rapport_recommend_model_admission_limit",
+            "Requests one process admits to Triton at once now (follows their latency, AIMD).",
+            registry=self.registry,
+        )
         self.bandit_choices = Counter(
             RECOMMEND_BANDIT_CHOICES,
             "Arms chosen by the exploration bandit, by policy and arm.",

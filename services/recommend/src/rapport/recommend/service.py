@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from rapport.common.contracts import (
     Exploration,
@@ -31,6 +30,7 @@ from rapport.recommend.adapters.triton import (
     ModelUnavailable,
     RankedItem,
     Ranking,
+    RankingQuery,
     Sentiment,
     TritonModels,
 )
@@ -39,7 +39,6 @@ from rapport.recommend.metrics import RecommendMetrics
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 POLICY = "explore_slot"
 ARMS = ("model", "trending", "discovery")
@@ -97,12 +96,16 @@ class RecommendService:
         affinities = profile.affinities if personalized else {}
         exclude = list(dict.fromkeys([*request.exclude, *history]))
         categories = [request.category] if request.category else []
-        ranking: Ranking | BaseException
-        intent: Intent | BaseException | None
-        sentiment: Sentiment | BaseException | None
+        ranking: Ranking | ModelUnavailable
+        intent: Intent | ModelUnavailable | None = None
+        sentiment: Sentiment | ModelUnavailable | None = None
         with self.admission.admit() as admitted:
-            if admitted:
-                ranking_call = self.models.rank(
+            if not admitted:
+                # Shed before Triton: a longer queue there would time out every caller.
+                ranking = ModelUnavailable("overloaded")
+                intent = sentiment = ranking if request.message else None
+            else:
+                query = RankingQuery(
                     history=history,
                     weights=history_weights(len(history), self.history_decay),
                     affinities=affinities,
@@ -110,18 +113,16 @@ class RecommendService:
                     categories=categories,
                     k=request.k + EXTRA_CANDIDATES,
                 )
-                ranking, intent, sentiment = await asyncio.gather(
-                    _outcome(ranking_call),
-                    _outcome(self.models.intent(request.message)) if request.message else _none(),
-                    _outcome(self.models.sentiment(request.message))
-                    if request.message
-                    else _none(),
-                )
-            else:
-                # Shed before Triton: a longer queue there would time out every caller.
-                overloaded = ModelUnavailable("overloaded")
-                ranking = overloaded
-                intent = sentiment = overloaded if request.message else None
+                try:
+                    if request.message:
+                        ranking, intent, sentiment = await self.models.rank_and_read(
+                            query, request.message
+                        )
+                    else:
+                        ranking = await self.models.rank(query)
+                except ModelUnavailable as exc:
+                    ranking = exc
+                    intent = sentiment = exc if request.message else None
         result = Recommendations(
             user_id=request.user_id,
             items=[],
@@ -184,8 +185,8 @@ class RecommendService:
     def _understanding(
         self,
         result: Recommendations,
-        intent: Intent | BaseException | None,
-        sentiment: Sentiment | BaseException | None,
+        intent: Intent | ModelUnavailable | None,
+        sentiment: Sentiment | ModelUnavailable | None,
     ) -> MessageUnderstanding | None:
         if isinstance(sentiment, Sentiment):
             result.models[self.models.sentiment_model] = sentiment.version
@@ -317,14 +318,3 @@ class RecommendService:
         finally:
             bandit.fetched_at = time.monotonic()
             bandit.refreshing = False
-
-
-async def _outcome(call: Awaitable[T]) -> T | BaseException:
-    try:
-        return await call
-    except ModelUnavailable as exc:
-        return exc
-
-
-async def _none() -> None:
-    return None

@@ -23,12 +23,27 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings):
     item_model: str = Field("item_scorer", description="Triton model that ranks items.")
     intent_model: str = Field("intent_classifier", description="Triton intent model.")
     sentiment_model: str = Field("sentiment", description="Triton sentiment model.")
+    reply_model: str = Field(
+        "reply",
+        description="Triton ensemble of the three models above: a request with a message "
+        "ranks and reads it in one call.",
+    )
     max_model_in_flight: int = Field(
-        16,
+        32,
         ge=1,
-        description="Requests one process has at Triton at once. Past it a request gets the "
-        "fallback at once (reason `overloaded`): queueing it would overrun the Triton "
-        "deadline for everyone and open the circuit.",
+        description="Most requests one process has at Triton at once. Past the admission limit "
+        "a request gets the fallback at once (reason `overloaded`): queueing it would overrun "
+        "the Triton deadline for everyone and open the circuit. The limit starts here and "
+        "follows `model_target_ms`.",
+    )
+    min_model_in_flight: int = Field(
+        8, ge=1, description="The admission limit never falls below this."
+    )
+    model_target_ms: float = Field(
+        20.0,
+        ge=0,
+        description="A request's model calls slower than this lower the admission limit "
+        "(AIMD); fast ones raise it back towards `max_model_in_flight`. 0: a static limit.",
     )
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive Triton failures that open the circuit."

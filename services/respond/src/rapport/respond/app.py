@@ -109,7 +109,13 @@ def create_app(settings: RespondSettings) -> FastAPI:
                 recorder=recorder,
                 templates=templates,
                 metrics=metrics,
-                admission=InFlightLimit(settings.max_in_flight, metrics.in_flight),
+                admission=InFlightLimit(
+                    settings.max_in_flight,
+                    metrics.in_flight,
+                    target_s=settings.admission_target_ms / 1000 or None,
+                    floor=settings.min_in_flight,
+                    limit_gauge=metrics.admission_limit,
+                ),
                 upstreams=upstreams,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)

@@ -48,11 +48,17 @@ class RespondMetrics(Metrics):
         )
         self.shed = Counter(
             RESPOND_SHED,
-            "Replies answered without the fan-out because max_in_flight fan-outs were running.",
+            "Replies answered without the fan-out because the admission limit's fan-outs were "
+            "running.",
             registry=self.registry,
         )
         self.in_flight = Gauge(
             RESPOND_IN_FLIGHT,
             "Fan-outs (profile and recommend calls) running now.",
+            registry=self.registry,
+        )
+        self.admission_limit = Gauge(
+            "rapport_respond_admission_limit",
+            "Fan-outs one process admits at once now (follows their latency, AIMD).",
             registry=self.registry,
         )

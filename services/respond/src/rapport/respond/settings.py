@@ -91,11 +91,25 @@ class RespondSettings(
     )
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
     max_in_flight: int = Field(
+        32,
+        ge=1,
+        description="Most fan-outs one process runs at once. Past the admission limit a reply "
+        "is answered at once without profile and recommendations (both listed in `degraded`), "
+        "so an overloaded gateway sheds its dependencies' load and still answers within the "
+        "deadline. The limit starts here and follows `admission_target_ms`.",
+    )
+    min_in_flight: int = Field(
         8,
         ge=1,
-        description="Fan-outs one process runs at once. Past it a reply is answered at once "
-        "without profile and recommendations (both listed in `degraded`), so an overloaded "
-        "gateway sheds its dependencies' load and still answers within the deadline.",
+        description="The admission limit never falls below this. On a box where shed replies "
+        "and fan-outs share the CPU, a flood of shed replies slows the fan-outs too; without "
+        "a floor the limit would follow them down to one.",
+    )
+    admission_target_ms: float = Field(
+        40.0,
+        ge=0,
+        description="A fan-out slower than this lowers the admission limit (AIMD); fast ones "
+        "raise it back towards `max_in_flight`. 0: the limit stays at `max_in_flight`.",
     )
     events_topic: str = Field(EVENTS_TOPIC, description="Where chat messages are recorded.")
     templates_path: Path | None = Field(

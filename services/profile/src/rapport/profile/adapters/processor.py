@@ -4,12 +4,13 @@ Each batch from ``getmany``:
 
 1. decode; a poison record (undecodable, schema-invalid, unknown schema
    version) goes to the DLQ with its provenance in headers;
-2. load the batch's profiles and erasure markers in one query each;
+2. load the batch's profiles and erasure markers in one query each, both at once;
 3. apply each user's events in offset order (the reducer skips what the
    partition watermark or the recent event ids say is already in);
 4. write the changed profiles in one unordered bulk write, compare-and-set on
    ``version``; profiles that lost a race are reloaded and applied again;
-5. refresh the Redis cache in one pipeline (best effort: Redis may vanish);
+5. refresh the Redis cache in one pipeline (best effort: Redis may vanish)
+   and, at the same time,
 6. publish the changed profiles to ``rapport.profile-changes.v1``;
 7. commit the offsets, only now that the state is durable.
 
@@ -168,8 +169,9 @@ class Processor:
         saved: dict[str, Profile] = {}
         while pending:
             with self._timed("mongo_load"):
-                loaded = await self.store.load(pending)
-                erased = await self.store.erased_at(pending)
+                loaded, erased = await asyncio.gather(
+                    self.store.load(pending), self.store.erased_at(pending)
+                )
             changed = self._apply(decoded, pending, loaded, erased, report)
             with self._timed("mongo_bulk_write"):
                 conflicts = await self.store.save(changed)
@@ -180,9 +182,8 @@ class Processor:
             del saved[pid]  # erased mid-batch: the marker wins
         report.changed = set(saved)
         encoded = {pid: profile.model_dump_json().encode() for pid, profile in saved.items()}
-        with self._timed("redis_pipeline"):
-            await self._refresh_cache(encoded)
-        await self._publish(encoded, poison)
+        # Independent of each other; both are done before the offsets are committed.
+        await asyncio.gather(self._refresh_cache(encoded), self._publish(encoded, poison))
         report.dead_lettered = len(poison)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         await self.consumer.commit(offsets)
@@ -268,6 +269,10 @@ class Processor:
     async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
         if not encoded:
             return
+        with self._timed("redis_pipeline"):
+            await self._write_cache(encoded)
+
+    async def _write_cache(self, encoded: dict[str, bytes]) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for pid, value in encoded.items():

@@ -1,5 +1,11 @@
 """Calls to the Triton models (models/README.md has the tensor contract).
 
+A request with a message makes one call, to the ``reply`` ensemble (ranking, intent and
+sentiment side by side inside Triton); one without calls the item scorer alone. Each
+answer names the version of every model that made it: an ensemble's response carries
+only its own, so the composing models' versions come from Triton's repository index,
+read at most every ``VERSIONS_TTL_S``.
+
 Every call has a deadline (``client_timeout``) and goes through one circuit
 breaker: after ``breaker_failures`` consecutive failures Triton is not called
 for ``breaker_reset_s``, then one trial call decides whether it is back. The
@@ -36,6 +42,19 @@ from rapport.recommend.metrics import CIRCUIT_STATES, RecommendMetrics
 log = logging.getLogger(__name__)
 
 CIRCUIT = "triton"
+VERSIONS_TTL_S = 5.0  # Triton polls its repository every 5 s (devstack, chart)
+RANKING_OUTPUTS = (
+    "ITEM_IDS",
+    "SCORES",
+    "TITLES",
+    "CATEGORIES",
+    "BECAUSE_ITEMS",
+    "SEGMENT",
+    "SEGMENT_NAME",
+)
+INTENT_OUTPUTS = ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE")
+SENTIMENT_OUTPUTS = ("SENTIMENT", "SENTIMENT_SCORE")
+Outputs = dict[str, np.ndarray[Any, Any] | None]
 
 
 class ModelUnavailable(Exception):
@@ -76,6 +95,28 @@ class Sentiment:
     label: str
     score: float
     version: str
+
+
+@dataclass(frozen=True)
+class RankingQuery:
+    """What the item scorer ranks for (models/README.md, ``item_scorer``)."""
+
+    history: Sequence[str]
+    weights: Sequence[float]
+    affinities: dict[str, float]
+    exclude: Sequence[str]
+    categories: Sequence[str]
+    k: int
+
+    def inputs(self) -> list[InferInput]:
+        return _scorer_inputs(
+            history=self.history,
+            weights=self.weights,
+            affinities=self.affinities,
+            exclude=self.exclude,
+            categories=self.categories,
+            k=self.k,
+        )
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -143,6 +184,50 @@ def _strings(array: np.ndarray[Any, Any] | None) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
 
 
+def _first(array: np.ndarray[Any, Any] | None, default: float) -> float:
+    return float(array.reshape(-1)[0]) if array is not None and array.size else default
+
+
+def _ranking(out: Outputs, version: str) -> Ranking:
+    ids, titles = _strings(out["ITEM_IDS"]), _strings(out["TITLES"])
+    genres, because = _strings(out["CATEGORIES"]), _strings(out["BECAUSE_ITEMS"])
+    scores = out["SCORES"]
+    items = [
+        RankedItem(
+            item_id=item_id,
+            score=float(scores.reshape(-1)[i]) if scores is not None else 0.0,
+            title=titles[i] if i < len(titles) else item_id,
+            categories=tuple(filter(None, genres[i].split("|"))) if i < len(genres) else (),
+            because_item=(because[i] or None) if i < len(because) else None,
+        )
+        for i, item_id in enumerate(ids)
+    ]
+    names = _strings(out["SEGMENT_NAME"])
+    return Ranking(
+        items=items,
+        segment=int(_first(out["SEGMENT"], -1)),
+        segment_name=names[0] if names else "",
+        version=version,
+    )
+
+
+def _intent(out: Outputs, version: str) -> Intent:
+    return Intent(
+        intent=_strings(out["INTENT"])[0],
+        confidence=_first(out["CONFIDENCE"], 0.0),
+        out_of_scope=bool(_first(out["OUT_OF_SCOPE"], 0.0)),
+        version=version,
+    )
+
+
+def _sentiment(out: Outputs, version: str) -> Sentiment:
+    return Sentiment(
+        label=_strings(out["SENTIMENT"])[0],
+        score=_first(out["SENTIMENT_SCORE"], 0.0),
+        version=version,
+    )
+
+
 class TritonModels:
     def __init__(
         self,
@@ -151,6 +236,7 @@ class TritonModels:
         item_model: str,
         intent_model: str,
         sentiment_model: str,
+        reply_model: str,
         timeout_s: float,
         breakers: AsyncCircuitBreakerFactory,
         metrics: RecommendMetrics,
@@ -159,7 +245,11 @@ class TritonModels:
         self.item_model = item_model
         self.intent_model = intent_model
         self.sentiment_model = sentiment_model
+        self.reply_model = reply_model
         self.timeout_s = timeout_s
+        self.versions: dict[str, str] = {}
+        self.versions_read_at = -VERSIONS_TTL_S
+        self.background: set[asyncio.Task[None]] = set()
         self.breakers = breakers
         self.metrics = metrics
         self.warm = False
@@ -200,7 +290,24 @@ class TritonModels:
                         ("SENTIMENT",),
                         timeout_s,
                     ),
+                    self._call(
+                        self.reply_model,
+                        [
+                            *_scorer_inputs(
+                                history=[],
+                                weights=[],
+                                affinities={},
+                                exclude=[],
+                                categories=[],
+                                k=1,
+                            ),
+                            _bytes_tensor("TEXT", ["hello"], [1, 1]),
+                        ],
+                        ("ITEM_IDS", "INTENT", "SENTIMENT"),
+                        timeout_s,
+                    ),
                 )
+                await self.read_versions()
                 self.warm = True
             except InferenceServerException as exc:
                 log.info("models not answering yet", extra={"error": exc.message()})
@@ -212,7 +319,7 @@ class TritonModels:
 
     async def ready(self) -> None:
         """Raise unless every model is loaded (a readiness probe; it bypasses the breaker)."""
-        names = (self.item_model, self.intent_model, self.sentiment_model)
+        names = (self.item_model, self.intent_model, self.sentiment_model, self.reply_model)
         states = await asyncio.gather(
             *(self.client.is_model_ready(n, client_timeout=self.timeout_s * 10) for n in names)
         )
@@ -231,7 +338,7 @@ class TritonModels:
 
     async def _infer(
         self, model: str, inputs: list[InferInput], outputs: Sequence[str]
-    ) -> tuple[dict[str, np.ndarray[Any, Any] | None], str]:
+    ) -> tuple[Outputs, str]:
         started = time.perf_counter()
         try:
             async with await self.breakers.get_breaker(CIRCUIT):
@@ -260,82 +367,50 @@ class TritonModels:
             client_timeout=timeout_s,
         )
 
-    async def rank(
-        self,
-        *,
-        history: Sequence[str],
-        weights: Sequence[float],
-        affinities: dict[str, float],
-        exclude: Sequence[str],
-        categories: Sequence[str],
-        k: int,
-    ) -> Ranking:
-        inputs = _scorer_inputs(
-            history=history,
-            weights=weights,
-            affinities=affinities,
-            exclude=exclude,
-            categories=categories,
-            k=k,
-        )
-        out, version = await self._infer(
-            self.item_model,
-            inputs,
-            (
-                "ITEM_IDS",
-                "SCORES",
-                "TITLES",
-                "CATEGORIES",
-                "BECAUSE_ITEMS",
-                "SEGMENT",
-                "SEGMENT_NAME",
-            ),
-        )
-        ids, titles = _strings(out["ITEM_IDS"]), _strings(out["TITLES"])
-        genres, because = _strings(out["CATEGORIES"]), _strings(out["BECAUSE_ITEMS"])
-        scores = out["SCORES"]
-        segment = out["SEGMENT"]
-        items = [
-            RankedItem(
-                item_id=item_id,
-                score=float(scores.reshape(-1)[i]) if scores is not None else 0.0,
-                title=titles[i] if i < len(titles) else item_id,
-                categories=tuple(filter(None, genres[i].split("|"))) if i < len(genres) else (),
-                because_item=(because[i] or None) if i < len(because) else None,
-            )
-            for i, item_id in enumerate(ids)
-        ]
-        names = _strings(out["SEGMENT_NAME"])
-        return Ranking(
-            items=items,
-            segment=int(segment.reshape(-1)[0]) if segment is not None else -1,
-            segment_name=names[0] if names else "",
-            version=version,
-        )
+    async def read_versions(self) -> None:
+        """The version each model serves now (the highest ready one), from the index."""
+        self.versions_read_at = time.monotonic()
+        index = await self.client.get_model_repository_index(client_timeout=self.timeout_s * 10)
+        ready: dict[str, int] = {}
+        for model in index.models:
+            if model.state == "READY" and model.version.isdigit():
+                ready[model.name] = max(ready.get(model.name, 0), int(model.version))
+        self.versions = {name: str(version) for name, version in ready.items()}
 
-    async def intent(self, text: str) -> Intent:
-        out, version = await self._infer(
-            self.intent_model,
-            [_bytes_tensor("TEXT", [text], [1, 1])],
-            ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE"),
+    def _composing_version(self, model: str) -> str:
+        """What the index said last; a read is started when that is older than the TTL."""
+        if time.monotonic() - self.versions_read_at > VERSIONS_TTL_S and not self.background:
+            task = asyncio.create_task(self._read_versions_quietly())
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        return self.versions.get(model, "")
+
+    async def _read_versions_quietly(self) -> None:
+        try:
+            await self.read_versions()
+        except InferenceServerException as exc:  # the answers keep the versions read before
+            log.warning("model versions not read", extra={"error": exc.message()})
+
+    async def rank(self, query: RankingQuery) -> Ranking:
+        out, version = await self._infer(self.item_model, query.inputs(), RANKING_OUTPUTS)
+        return _ranking(out, version)
+
+    async def rank_and_read(
+        self, query: RankingQuery, message: str
+    ) -> tuple[Ranking, Intent, Sentiment]:
+        """Ranking, intent and sentiment in one call to the ``reply`` ensemble."""
+        inputs = [*query.inputs(), _bytes_tensor("TEXT", [message], [1, 1])]
+        out, _ = await self._infer(
+            self.reply_model, inputs, (*RANKING_OUTPUTS, *INTENT_OUTPUTS, *SENTIMENT_OUTPUTS)
         )
-        confidence, oos = out["CONFIDENCE"], out["OUT_OF_SCOPE"]
-        return Intent(
-            intent=_strings(out["INTENT"])[0],
-            confidence=float(confidence.reshape(-1)[0]) if confidence is not None else 0.0,
-            out_of_scope=bool(oos.reshape(-1)[0]) if oos is not None else False,
-            version=version,
+        return (
+            _ranking(out, self._composing_version(self.item_model)),
+            _intent(out, self._composing_version(self.intent_model)),
+            _sentiment(out, self._composing_version(self.sentiment_model)),
         )
 
     async def sentiment(self, text: str) -> Sentiment:
         out, version = await self._infer(
-            self.sentiment_model,
-            [_bytes_tensor("TEXT", [text], [1, 1])],
-            ("SENTIMENT", "SENTIMENT_SCORE"),
+            self.sentiment_model, [_bytes_tensor("TEXT", [text], [1, 1])], SENTIMENT_OUTPUTS
         )
-        score = out["SENTIMENT_SCORE"]
-        return Sentiment(
-            label=_strings(out["SENTIMENT"])[0],
-            score=float(score.reshape(-1)[0]) if score is not None else 0.0,
-            version=version,
-        )
+        return _sentiment(out, version)
