@@ -75,7 +75,7 @@ def test_a_plan_layers_every_service_env_then_the_service_own_then_the_call(
 def test_cpu_seconds_counts_a_process_and_its_live_children() -> None:
     """What the benches' per-process CPU table adds up (Triton counts with its stubs)."""
     me = psutil.Process()
-    handle = ProcessHandle("me", me.pid, me.create_time(), (), "")
+    handle = ProcessHandle("me", me.pid, processes.start_time(me.pid), (), "")
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         spinner = psutil.Process(child.pid)
@@ -85,7 +85,7 @@ def test_cpu_seconds_counts_a_process_and_its_live_children() -> None:
     finally:
         child.kill()
         child.wait(timeout=10)
-    reused = ProcessHandle("reused", me.pid, me.create_time() - 100, (), "")
+    reused = ProcessHandle("reused", me.pid, processes.start_time(me.pid) - 100, (), "")
     assert processes.cpu_seconds(reused) == 0.0, "a PID that is not ours counts nothing"
 
 
@@ -95,3 +95,15 @@ def wait_for(read: Callable[[], float], *, at_least: float, timeout_s: float = 3
         assert time.monotonic() < deadline, f"still {value} after {timeout_s} s"
         time.sleep(0.01)
     return value
+
+
+def test_a_handle_matches_its_process_on_a_clock_that_a_wall_clock_step_does_not_move() -> None:
+    """psutil's create_time adds /proc/stat's boot time, which a clock step moves; a handle
+    that stopped matching would leave its process running when the stack stops."""
+    me = psutil.Process()
+    started = processes.start_time(me.pid)
+    assert processes.is_running(ProcessHandle("me", me.pid, started, (), ""))
+    if Path("/proc/self/stat").is_file():
+        assert started < 1e8, "seconds since boot, not since the epoch"
+        assert abs(started - (me.create_time() - psutil.boot_time())) < 0.05
+    assert not processes.is_running(ProcessHandle("me", me.pid, started + 1, (), ""))

@@ -4,6 +4,11 @@ Each process is started in a new session (its own process group), so stopping
 it also stops what it spawned (Triton's backend stubs) and nothing else. A
 handle records the PID with the process's start time, so a PID that the
 kernel has reused for somebody else's process is never signalled.
+
+The start time is read on a clock that never jumps (:func:`start_time`):
+psutil's ``create_time`` adds the boot time from ``/proc/stat``, which moves
+whenever the wall clock is stepped (as it is on this kind of VM), and a handle
+that stops matching its own process would leave the process running.
 """
 
 from __future__ import annotations
@@ -20,11 +25,23 @@ from typing import Any
 import psutil
 
 
+def start_time(pid: int) -> float:
+    """When ``pid`` started: seconds after boot on Linux (the kernel's ``starttime``),
+    psutil's ``create_time`` elsewhere. Raises ``psutil.NoSuchProcess`` if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return psutil.Process(pid).create_time()
+    # Field 22 of proc(5); counting starts after the command name, which may hold spaces.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ProcessHandle:
     name: str
     pid: int
-    create_time: float
+    create_time: float  # start_time(pid) when spawned
     argv: tuple[str, ...]
     log_path: str
 
@@ -73,7 +90,7 @@ def spawn(
     return ProcessHandle(
         name=name,
         pid=proc.pid,
-        create_time=psutil.Process(proc.pid).create_time(),
+        create_time=start_time(proc.pid),
         argv=tuple(argv),
         log_path=str(log_path),
     )
@@ -83,7 +100,7 @@ def _process(handle: ProcessHandle) -> psutil.Process | None:
     """The live process behind a handle, or None if it is gone or the PID was reused."""
     try:
         proc = psutil.Process(handle.pid)
-        if abs(proc.create_time() - handle.create_time) > 0.01:
+        if abs(start_time(handle.pid) - handle.create_time) > 0.001:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             with contextlib.suppress(ChildProcessError):
