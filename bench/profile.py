@@ -4,7 +4,9 @@ Starts Tansu, nx-27017 and Redis (devstack), then real ``rapport-ingest`` and
 ``rapport-profile`` processes on loopback:
 
 1. apply throughput: 50,000 events already on the topic, one consumer
-   process, MongoDB and Redis writes; events/s until all are committed;
+   process, MongoDB and Redis writes; events/s until all are committed, and
+   each process's CPU per event; then the floor of MongoDB alone: the same
+   load and bulk write of 500 of the stored profiles, without the service;
 2. freshness: background load of single-event POSTs to ingest at a fixed rate
    (open loop, from a separate process) while probe events are posted one at
    a time and ``GET /v1/profiles`` is polled until it shows each (ms);
@@ -30,7 +32,9 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import aiohttp
+import bson
 import numpy as np
+from pymongo import ReplaceOne
 
 from bench import pyspy
 from bench.ingest import run_load
@@ -42,7 +46,8 @@ from rapport.common.kafka import (
     create_producer,
     default_topics,
 )
-from rapport.common.settings import KafkaSettings
+from rapport.common.mongo import create_mongo_client
+from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer
 from rapport.devstack.stack import Stack, start_mesh
@@ -138,6 +143,32 @@ async def read_latency(profile: str, concurrency: int, requests: int) -> dict[st
     }
 
 
+async def mongo_floor(url: str, rounds: int = 20) -> dict[str, Any]:
+    """The store's share of the apply path, alone: a batch's load (one ``$in`` find) and
+    write (one unordered bulk of ReplaceOne), with 500 of the profiles the apply just
+    stored, as they are. The apply cannot be faster than this."""
+    client = create_mongo_client(MongoSettings(mongo_url=url), app_name="rapport-bench")
+    try:
+        profiles = client[MongoSettings().mongo_database]["profiles"]
+        docs = await profiles.find({}).limit(500).to_list()
+        ids = [doc["_id"] for doc in docs]
+        started = time.perf_counter()
+        for _ in range(rounds):
+            await profiles.find({"_id": {"$in": ids}}).to_list()
+            await profiles.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d) for d in docs], ordered=False
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.close()
+    return {
+        "scenario": "MongoDB alone: load + bulk write",
+        "load": f"{len(docs)} stored profiles a batch, {rounds} batches",
+        "profiles_per_s": round(len(docs) * rounds / elapsed, 1),
+        "bytes_per_profile": round(sum(len(bson.encode(d)) for d in docs) / max(1, len(docs))),
+    }
+
+
 def show(row: dict[str, Any]) -> dict[str, Any]:
     figures = "  ".join(f"{k}={v}" for k, v in row.items() if k not in ("scenario", "load"))
     print(f"{row['scenario']:<34} load={row['load']:<26} {figures}", flush=True)
@@ -199,6 +230,7 @@ def main() -> None:
             rows[-1]["py_spy"] = pyspy.collect(recorders, args.py_spy)
             for process, top in rows[-1]["py_spy"].items():
                 print(f"{'':<34} py-spy {process}: {top}", flush=True)
+        rows.append(show(asyncio.run(mongo_floor(infra["mongo"]))))
 
         ingest = start("ingest")
         ctx_url = f"{ingest.url()}/v1/events"
