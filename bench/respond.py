@@ -59,7 +59,7 @@ from rapport.common.kafka import create_producer
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import models
 from rapport.devstack.scrape import samples
-from rapport.devstack.stack import Stack, start_mesh
+from rapport.devstack.stack import MeshPlan, Stack, start_mesh
 
 USER = "bench-user"
 HISTORY = ["50", "172", "181", "174", "210"]
@@ -279,6 +279,34 @@ def floor_levels(url: str, payload: bytes, seconds: float) -> list[dict[str, Any
     ]
 
 
+def hop_rows(
+    profile_url: str, recommend_url: str, recommend_body: bytes, hops: int
+) -> list[dict[str, Any]]:
+    """aiohttp against httpx on respond's two hops, same servers, same requests."""
+    targets = {
+        "profile GET": ("GET", f"{profile_url}/v1/profiles/{USER}", None),
+        "recommend POST": ("POST", f"{recommend_url}/v1/recommendations", recommend_body),
+    }
+    return [
+        hop_row(client, target, conc, run_hop((client, method, url, body, hops, conc)))
+        for target, (method, url, body) in targets.items()
+        for conc in (1, 16)
+        for client in ("aiohttp", "httpx")
+    ]
+
+
+def mesh_plan(args: argparse.Namespace, work: Path) -> MeshPlan:
+    shedding = (
+        {"RAPPORT_RESPOND_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
+    )
+    return bench_plan(
+        ["profile", "recommend", "respond"],
+        model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
+        env={"respond": shedding},
+        service_env=dict(pair.split("=", 1) for pair in args.service_env),
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
@@ -290,6 +318,11 @@ def parse_args() -> argparse.Namespace:
         help="respond's RAPPORT_RESPOND_MAX_IN_FLIGHT (load shedding); default: the service's",
     )
     parser.add_argument("--skip-hops", action="store_true", help="only the respond levels")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the unshed levels (1 and 8 connections), no floor: for A/B rounds",
+    )
     parser.add_argument(
         "--service-env",
         action="append",
@@ -314,16 +347,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
         work = Path(tmp)
-        shedding = (
-            {"RAPPORT_RESPOND_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight else {}
-        )
-        plan = bench_plan(
-            ["profile", "recommend", "respond"],
-            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
-            env={"respond": shedding},
-            service_env=dict(pair.split("=", 1) for pair in args.service_env),
-        )
-        mesh = start_mesh(plan, stack, work)
+        mesh = start_mesh(mesh_plan(args, work), stack, work)
         profile_url, recommend_url = mesh.url("profile"), mesh.url("recommend")
         respond_url = mesh.url("respond")
         profile_doc = seeded_profile(mesh.infra["kafka"], profile_url)
@@ -332,15 +356,8 @@ def main() -> None:
         recommend_body = json.dumps(
             {"user_id": USER, "k": 3, "profile": profile_doc, "message": MESSAGE}
         ).encode()
-        targets = {
-            "profile GET": ("GET", f"{profile_url}/v1/profiles/{USER}", None),
-            "recommend POST": ("POST", f"{recommend_url}/v1/recommendations", recommend_body),
-        }
-        for target, (method, url, body) in ({} if args.skip_hops else targets).items():
-            for conc in (1, 16):
-                for client in ("aiohttp", "httpx"):
-                    raw = run_hop((client, method, url, body, hops, conc))
-                    rows.append(hop_row(client, target, conc, raw))
+        if not args.skip_hops:
+            rows.extend(hop_rows(profile_url, recommend_url, recommend_body, hops))
 
         # 2. respond, the whole mesh behind it.
         url = f"{respond_url}/v1/respond"
@@ -377,6 +394,10 @@ def main() -> None:
         idle = idle_cpu(stack)  # what each process burns with no load, taken off per level
         print(f"{'idle CPU s per s':<26} {idle}", flush=True)
         rows.append(level("respond", "closed, 1 conn", "closed", 1))
+        if args.quick:
+            rows.append(level("respond", f"closed, {ADMITTED} conns", "closed", ADMITTED))
+            write_results("respond_quick", rows, idle_cpu_s_per_s=idle, seconds_per_level=seconds)
+            return
         rows.append(level("respond", "open 300 req/s", "open", 300.0))
         # No more connections than respond always admits: every reply fans out, so this is
         # where a fanned-out reply's CPU is profiled.
