@@ -261,48 +261,22 @@ class TritonModels:
             self.metrics.circuit_state.labels(circuit).set(CIRCUIT_STATES[payload.state])
 
     async def warm_up(self, *, timeout_s: float = 10.0, retry_s: float = 1.0) -> None:
-        """One call per model, outside the breaker, until each answers.
+        """A call to the scorer and one to the ensemble (every model), outside the breaker,
+        until both answer; then the models' versions.
 
         A model's first inference pays for the gRPC channel and the Python
         backend's first execution (tens of ms): without this, the first user
         requests would time out and be served by the fallback.
         """
+        nobody = RankingQuery(history=(), weights=(), affinities={}, exclude=(), categories=(), k=1)
         while not self.warm:
             try:
+                # The ensemble runs every model; the scorer is also called on its own.
                 await asyncio.gather(
-                    self._call(
-                        self.item_model,
-                        _scorer_inputs(
-                            history=[], weights=[], affinities={}, exclude=[], categories=[], k=1
-                        ),
-                        ("ITEM_IDS",),
-                        timeout_s,
-                    ),
-                    self._call(
-                        self.intent_model,
-                        [_bytes_tensor("TEXT", ["hello"], [1, 1])],
-                        ("INTENT",),
-                        timeout_s,
-                    ),
-                    self._call(
-                        self.sentiment_model,
-                        [_bytes_tensor("TEXT", ["hello"], [1, 1])],
-                        ("SENTIMENT",),
-                        timeout_s,
-                    ),
+                    self._call(self.item_model, nobody.inputs(), ("ITEM_IDS",), timeout_s),
                     self._call(
                         self.reply_model,
-                        [
-                            *_scorer_inputs(
-                                history=[],
-                                weights=[],
-                                affinities={},
-                                exclude=[],
-                                categories=[],
-                                k=1,
-                            ),
-                            _bytes_tensor("TEXT", ["hello"], [1, 1]),
-                        ],
+                        [*nobody.inputs(), _bytes_tensor("TEXT", ["hello"], [1, 1])],
                         ("ITEM_IDS", "INTENT", "SENTIMENT"),
                         timeout_s,
                     ),
