@@ -204,10 +204,8 @@ def main() -> None:
         # Timed from the first applied event, so the group join is not counted.
         while (first := asyncio.run(applied_total(profile.url()))) == 0:
             time.sleep(0.05)
-        python_servers = {
-            s.spec.name: s.handle.pid for s in stack.running if s.spec.name != "kafka"
-        }
-        recorders = pyspy.record(python_servers, 8, args.py_spy) if args.py_spy else {}
+        spied = pyspy.python_servers(stack)
+        recorders = pyspy.record(spied, 8, args.py_spy) if args.py_spy else {}
         cpu_before = cpu_snapshot(stack)
         started = time.perf_counter()
         while asyncio.run(applied_total(profile.url())) < count:

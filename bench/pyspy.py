@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rapport.devstack.stack import Stack
+
 # py-spy (--full-filenames) names a frame "function (/path/to/module.py:line)".
 FRAME = re.compile(r" \((?P<file>[^()]+?)(?::\d+)?\)$")
 SITE = re.compile(r"(?:site|dist)-packages/(?P<package>[A-Za-z0-9_]+)")
@@ -87,6 +89,13 @@ def summarise(collapsed: str) -> Summary:
         self_share={k: round(v / total, 3) for k, v in own.items()},
         inclusive_share={k: round(v / total, 3) for k, v in through.items()},
     )
+
+
+def python_servers(stack: Stack) -> dict[str, int]:
+    """The servers of ``stack`` py-spy can read: all but the broker and Redis (Rust and C)."""
+    return {
+        s.spec.name: s.handle.pid for s in stack.running if s.spec.name not in ("kafka", "redis")
+    }
 
 
 def binary() -> str:

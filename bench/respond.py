@@ -252,13 +252,6 @@ def respond_row(
     return row
 
 
-def python_servers(stack: Stack) -> dict[str, int]:
-    """The servers py-spy can read: all but the broker and Redis (Rust and C)."""
-    return {
-        s.spec.name: s.handle.pid for s in stack.running if s.spec.name not in ("kafka", "redis")
-    }
-
-
 def seeded_profile(kafka: str, profile_url: str) -> Any:
     """The bench user's profile, once profile has applied the seeded views."""
     asyncio.run(seed_profile(kafka))
@@ -371,7 +364,7 @@ def main() -> None:
             wait_until_ready(recommend_url)  # no open breaker left over from the level before
             before, cpu_before = respond_metrics(respond_url), cpu_snapshot(stack)
             recorders = (
-                pyspy.record(python_servers(stack), seconds, args.py_spy)
+                pyspy.record(pyspy.python_servers(stack), seconds, args.py_spy)
                 if profile and args.py_spy
                 else {}
             )

@@ -99,9 +99,10 @@ class InFlightLimit:
 
     - a call that finishes within ``target_s`` while at least half the limit is in use
       adds ``1 / limit`` (about one more place per limit's worth of fast calls);
-    - a call slower than ``target_s``, or one that failed (``overloaded()``), multiplies
-      the limit by ``backoff``, at most once per ``target_s``: the calls that were late
-      together are one signal, not a collapse to the floor.
+    - a call slower than ``target_s`` (or ``overloaded()``, from a caller that learns of
+      the overload another way) multiplies the limit by ``backoff``, at most once per
+      ``target_s``: the calls that were late together are one signal, not a collapse to
+      the floor.
 
     A static limit is a guess that is right for one box and one load; this one settles
     where the dependency still answers in time. ``gauge`` reports how many are inside,

@@ -269,15 +269,12 @@ class Processor:
     async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
         if not encoded:
             return
-        with self._timed("redis_pipeline"):
-            await self._write_cache(encoded)
-
-    async def _write_cache(self, encoded: dict[str, bytes]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for pid, value in encoded.items():
-                    pipe.set(cache_key(pid), value, ex=self.cache_ttl_s)
-                await pipe.execute()
+            with self._timed("redis_pipeline"):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for pid, value in encoded.items():
+                        pipe.set(cache_key(pid), value, ex=self.cache_ttl_s)
+                    await pipe.execute()
         except REDIS_ERRORS:
             log.warning(
                 "redis unavailable: profile cache not refreshed (reads fall back to MongoDB)"

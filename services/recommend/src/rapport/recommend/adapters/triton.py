@@ -97,28 +97,6 @@ class Sentiment:
     version: str
 
 
-@dataclass(frozen=True)
-class RankingQuery:
-    """What the item scorer ranks for (models/README.md, ``item_scorer``)."""
-
-    history: Sequence[str]
-    weights: Sequence[float]
-    affinities: dict[str, float]
-    exclude: Sequence[str]
-    categories: Sequence[str]
-    k: int
-
-    def inputs(self) -> list[InferInput]:
-        return _scorer_inputs(
-            history=self.history,
-            weights=self.weights,
-            affinities=self.affinities,
-            exclude=self.exclude,
-            categories=self.categories,
-            k=self.k,
-        )
-
-
 def channel_args() -> list[tuple[str, int]]:
     """tritonclient's defaults, plus a short reconnect backoff.
 
@@ -155,27 +133,31 @@ def _tensor(name: str, array: np.ndarray[Any, Any], datatype: str) -> InferInput
     return tensor
 
 
-def _scorer_inputs(
-    *,
-    history: Sequence[str],
-    weights: Sequence[float],
-    affinities: dict[str, float],
-    exclude: Sequence[str],
-    categories: Sequence[str],
-    k: int,
-) -> list[InferInput]:
-    # The model divides affinities by the largest; scaling here, in float64, keeps a long
-    # inactive user's decayed affinities (below FP32's smallest, ~1e-45) from reaching it as 0.
-    scaled = normalised(affinities)
-    return [
-        _bytes_tensor("HISTORY_ITEMS", history),
-        _tensor("HISTORY_WEIGHTS", np.asarray(weights, dtype=np.float32), "FP32"),
-        _bytes_tensor("CATEGORY_NAMES", list(scaled)),
-        _tensor("CATEGORY_WEIGHTS", np.asarray(list(scaled.values()), np.float32), "FP32"),
-        _bytes_tensor("EXCLUDE_ITEMS", exclude),
-        _bytes_tensor("CATEGORY_FILTER", categories),
-        _tensor("K", np.asarray([k], dtype=np.int32), "INT32"),
-    ]
+@dataclass(frozen=True)
+class RankingQuery:
+    """What the item scorer ranks for (models/README.md, ``item_scorer``)."""
+
+    history: Sequence[str]
+    weights: Sequence[float]
+    affinities: dict[str, float]
+    exclude: Sequence[str]
+    categories: Sequence[str]
+    k: int
+
+    def inputs(self) -> list[InferInput]:
+        # The model divides affinities by the largest; scaling here, in float64, keeps a long
+        # inactive user's decayed affinities (below FP32's smallest, ~1e-45) from reaching it
+        # as 0.
+        scaled = normalised(self.affinities)
+        return [
+            _bytes_tensor("HISTORY_ITEMS", self.history),
+            _tensor("HISTORY_WEIGHTS", np.asarray(self.weights, dtype=np.float32), "FP32"),
+            _bytes_tensor("CATEGORY_NAMES", list(scaled)),
+            _tensor("CATEGORY_WEIGHTS", np.asarray(list(scaled.values()), np.float32), "FP32"),
+            _bytes_tensor("EXCLUDE_ITEMS", self.exclude),
+            _bytes_tensor("CATEGORY_FILTER", self.categories),
+            _tensor("K", np.asarray([self.k], dtype=np.int32), "INT32"),
+        ]
 
 
 def _strings(array: np.ndarray[Any, Any] | None) -> list[str]:
