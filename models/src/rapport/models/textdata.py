@@ -60,20 +60,22 @@ def _text(path: Path, row_number: int, row: Mapping[str, str | None]) -> str:
     return text
 
 
-def read_labelled(path: Path) -> Labelled:
-    """A training/evaluation CSV: columns `text` and `intent` (label `oos` = out of scope)."""
-    rows, _ = _reader(path, ("text", "intent"))
+def read_labelled(*paths: Path) -> Labelled:
+    """Training/evaluation CSVs, concatenated: columns `text` and `intent` (`oos` = out of scope)."""
     texts, intents = [], []
-    for n, row in enumerate(rows, start=2):  # row 1 is the header
-        if None in row:
-            raise CsvError(f"{path}: row {n}: more fields than the header has columns")
-        texts.append(_text(path, n, row))
-        intent = (row.get("intent") or "").strip()
-        if not intent:
-            raise CsvError(f"{path}: row {n}, column intent: empty")
-        intents.append(intent)
+    for path in paths:
+        rows, _ = _reader(path, ("text", "intent"))
+        for n, row in enumerate(rows, start=2):  # row 1 is the header
+            if None in row:
+                raise CsvError(f"{path}: row {n}: more fields than the header has columns")
+            texts.append(_text(path, n, row))
+            intent = (row.get("intent") or "").strip()
+            if not intent:
+                raise CsvError(f"{path}: row {n}, column intent: empty")
+            intents.append(intent)
     if len({i for i in intents if i != OOS_LABEL}) < 2:
-        raise CsvError(f"{path}: column intent: need at least two in-scope intents")
+        names = ", ".join(str(p) for p in paths)
+        raise CsvError(f"{names}: column intent: need at least two in-scope intents")
     return Labelled(texts, intents)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rapport.devstack.servers import console_script
 
 DEFAULT_REPOSITORY = Path("models/repository")
-MODELS = ("item_scorer", "intent_classifier", "sentiment", "reply")
+MODELS = ("item_scorer", "encoder", "intent_classifier", "sentiment", "reply")
 
 
 class ModelBuildError(RuntimeError):

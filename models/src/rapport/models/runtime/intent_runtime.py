@@ -2,10 +2,14 @@
 
 Reimplements exactly the featurization the training pipeline fit with
 scikit-learn (a union of two TF-IDF vectorizers: word n-grams and char_wb
-n-grams, each sublinear-tf and l2-normalized), then a linear model whose
-softmax gives the probabilities. A message is out of scope when the
-most probable label is the out-of-scope label, or when the probability of
-the best in-scope intent is under a threshold chosen by cross-validation.
+n-grams, each sublinear-tf and l2-normalized), then one linear layer over
+those features and the message's sentence vector (from the ``encoder``
+model), whose softmax gives the probabilities. Either part may be empty.
+A message is out of scope when the
+most probable label is the out-of-scope label, when the probability of
+the best in-scope intent is under a threshold, or when its vector is farther
+than a floor from every intent (squared Mahalanobis distance to the nearest
+intent mean); threshold and floor are chosen by cross-validation.
 """
 
 from __future__ import annotations
@@ -65,11 +69,17 @@ class IntentModel:
         )
         self.oos_label: str = meta["oos_label"]
         self.threshold = float(meta["threshold"])
+        self.encoder: str = meta.get("encoder", "")
+        floor = meta.get("distance_floor")
+        self.distance_floor = math.inf if floor is None else float(floor)
         self.word_index = {str(g): i for i, g in enumerate(arrays["word_vocabulary"])}
         offset = len(self.word_index)
         self.char_index = {str(g): offset + i for i, g in enumerate(arrays["char_vocabulary"])}
         self.idf = np.concatenate([arrays["word_idf"], arrays["char_idf"]]).astype(np.float64)
-        self.weights = arrays["weights"]  # (features, classes)
+        self.weights = arrays["weights"]  # (TF-IDF features, classes)
+        self.vector_weights = arrays["vector_weights"]  # (vector dimension, classes)
+        self.centroids = arrays["centroids"]  # whitened in-scope intent means
+        self.whiten = arrays["whiten"]
         self.bias = arrays["bias"].astype(np.float64)
         self.classes = [str(c) for c in arrays["classes"]]
         self.in_scope = np.array([c != self.oos_label for c in self.classes])
@@ -92,23 +102,48 @@ class IntentModel:
         ci, cv = self._block(char_wb_ngrams(text, *self.char_range), self.char_index)
         return np.array(wi + ci, np.int64), np.array(wv + cv, np.float64)
 
-    def probabilities(self, text: str) -> np.ndarray:
-        idx, vals = self.features(text)
-        # Elementwise, not `@`: a BLAS call here starts threads whose wake-ups
-        # gave a 4 ms p99 on 2 shared cores (p50 0.13 ms).
-        h = (self.weights[idx] * vals[:, None]).sum(axis=0) + self.bias
+    @property
+    def uses_vectors(self) -> bool:
+        return len(self.vector_weights) > 0
+
+    @property
+    def dimension(self) -> int:
+        return len(self.vector_weights)
+
+    def probabilities(self, text: str, vector: np.ndarray | None = None) -> np.ndarray:
+        # Elementwise and einsum, not `@`: a BLAS call here starts threads whose
+        # wake-ups gave a 4 ms p99 on 2 shared cores (p50 0.13 ms).
+        h = self.bias.copy()
+        if len(self.weights):
+            idx, vals = self.features(text)
+            h += (self.weights[idx] * vals[:, None]).sum(axis=0)
+        if self.uses_vectors:
+            h += np.einsum("f,fc->c", self._checked(vector), self.vector_weights)
         h = h - h.max()
         e = np.exp(h)
         return e / e.sum()  # type: ignore[no-any-return]
 
-    def decide(self, probs: np.ndarray) -> Prediction:
+    def _checked(self, vector: np.ndarray | None) -> np.ndarray:
+        if vector is None or vector.shape != (self.dimension,):
+            raise ValueError(f"this model needs the message's {self.dimension}-d vector")
+        return vector.astype(np.float64)
+
+    def distance(self, vector: np.ndarray | None) -> float:
+        """Squared Mahalanobis distance to the nearest intent (0 without a distance part)."""
+        if not len(self.centroids):
+            return 0.0
+        z = np.einsum("f,fg->g", self._checked(vector), self.whiten)
+        return float(np.einsum("cg,cg->c", self.centroids - z, self.centroids - z).min())
+
+    def decide(self, probs: np.ndarray, distance: float = 0.0) -> Prediction:
         best = int(np.argmax(probs))
         in_scope = np.where(self.in_scope, probs, -1.0)
         best_in = int(np.argmax(in_scope))
         p_in = float(probs[best_in])
-        if self.classes[best] == self.oos_label or p_in < self.threshold:
+        far = distance > self.distance_floor
+        if self.classes[best] == self.oos_label or p_in < self.threshold or far:
             return Prediction(self.oos_label, 1.0 - p_in, True)
         return Prediction(self.classes[best_in], p_in, False)
 
-    def predict(self, text: str) -> Prediction:
-        return self.decide(self.probabilities(text))
+    def predict(self, text: str, vector: np.ndarray | None = None) -> Prediction:
+        return self.decide(self.probabilities(text, vector), self.distance(vector))

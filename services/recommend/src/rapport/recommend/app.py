@@ -43,6 +43,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
             models = TritonModels(
                 triton,
                 item_model=settings.item_model,
+                encoder_model=settings.encoder_model,
                 intent_model=settings.intent_model,
                 sentiment_model=settings.sentiment_model,
                 reply_model=settings.reply_model,

@@ -196,6 +196,7 @@ class RecommendService:
             result.degraded.append("message")
             return None
         result.models[self.models.intent_model] = intent.version
+        result.models[self.models.encoder_model] = intent.encoder_version
         return MessageUnderstanding(
             intent=intent.intent,
             confidence=round(intent.confidence, 6),

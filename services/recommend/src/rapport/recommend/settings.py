@@ -21,11 +21,14 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings):
         40, gt=0, description="Deadline of one Triton call; past it the fallback serves."
     )
     item_model: str = Field("item_scorer", description="Triton model that ranks items.")
+    encoder_model: str = Field(
+        "encoder", description="Triton sentence encoder (the intent model reads its vector)."
+    )
     intent_model: str = Field("intent_classifier", description="Triton intent model.")
     sentiment_model: str = Field("sentiment", description="Triton sentiment model.")
     reply_model: str = Field(
         "reply",
-        description="Triton ensemble of the three models above: a request with a message "
+        description="Triton ensemble of the four models above: a request with a message "
         "ranks and reads it in one call.",
     )
     max_model_in_flight: int = Field(

@@ -21,7 +21,11 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()  # (batch, 1)
-            found = [self.model.predict(t.decode("utf-8", "replace")) for t in texts.ravel()]
+            vectors = pb_utils.get_input_tensor_by_name(request, "EMBEDDING").as_numpy()
+            found = [
+                self.model.predict(t.decode("utf-8", "replace"), v)
+                for t, v in zip(texts.ravel(), vectors)
+            ]
             shape = (len(found), 1)
             responses.append(
                 pb_utils.InferenceResponse(

@@ -88,6 +88,7 @@ class Intent:
     confidence: float
     out_of_scope: bool
     version: str
+    encoder_version: str  # the encoder whose vector the intent model read
 
 
 @dataclass(frozen=True)
@@ -193,12 +194,13 @@ def _ranking(out: Outputs, version: str) -> Ranking:
     )
 
 
-def _intent(out: Outputs, version: str) -> Intent:
+def _intent(out: Outputs, version: str, encoder_version: str) -> Intent:
     return Intent(
         intent=_strings(out["INTENT"])[0],
         confidence=_first(out["CONFIDENCE"], 0.0),
         out_of_scope=bool(_first(out["OUT_OF_SCOPE"], 0.0)),
         version=version,
+        encoder_version=encoder_version,
     )
 
 
@@ -216,6 +218,7 @@ class TritonModels:
         client: InferenceServerClient,
         *,
         item_model: str,
+        encoder_model: str,
         intent_model: str,
         sentiment_model: str,
         reply_model: str,
@@ -225,6 +228,7 @@ class TritonModels:
     ) -> None:
         self.client = client
         self.item_model = item_model
+        self.encoder_model = encoder_model
         self.intent_model = intent_model
         self.sentiment_model = sentiment_model
         self.reply_model = reply_model
@@ -275,7 +279,13 @@ class TritonModels:
 
     async def ready(self) -> None:
         """Raise unless every model is loaded (a readiness probe; it bypasses the breaker)."""
-        names = (self.item_model, self.intent_model, self.sentiment_model, self.reply_model)
+        names = (
+            self.item_model,
+            self.encoder_model,
+            self.intent_model,
+            self.sentiment_model,
+            self.reply_model,
+        )
         states = await asyncio.gather(
             *(self.client.is_model_ready(n, client_timeout=self.timeout_s * 10) for n in names)
         )
@@ -361,7 +371,11 @@ class TritonModels:
         )
         return (
             _ranking(out, self._composing_version(self.item_model)),
-            _intent(out, self._composing_version(self.intent_model)),
+            _intent(
+                out,
+                self._composing_version(self.intent_model),
+                self._composing_version(self.encoder_model),
+            ),
             _sentiment(out, self._composing_version(self.sentiment_model)),
         )
 

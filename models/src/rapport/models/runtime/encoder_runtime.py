@@ -1,0 +1,64 @@
+"""Sentence vectors at serve time: the ``tokenizers`` library and an onnxruntime session.
+
+The same code runs inside Triton's Python backend and offline (training the
+intent head, ``rapport-models predict``), so a vector is the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+GRAPH = "encoder.onnx"
+GRAPH_FP32 = "encoder_fp32.onnx"
+TOKENIZER = "tokenizer.json"
+SETTINGS = "encoder.json"
+THREADS_ENV = "RAPPORT_ENCODER_THREADS"
+
+
+class Encoder:
+    def __init__(self, directory: Path, *, graph: str = GRAPH, threads: int | None = None) -> None:
+        directory = Path(directory)
+        settings = json.loads((directory / SETTINGS).read_text())
+        self.id: str = settings["id"]  # the intent head records which encoder it was fit on
+        self.dimension = int(settings["dimension"])
+        self.max_tokens = int(settings["max_tokens"])
+        self.pad_multiple = int(settings.get("pad_multiple", 1))
+        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_tokens)
+        options = ort.SessionOptions()
+        threads = threads or int(os.environ.get(THREADS_ENV) or settings.get("threads", 1))
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads burn the core that Triton's other models and the mesh need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(directory / graph), options, providers=["CPUExecutionProvider"]
+        )
+
+    def tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, padded to the longest text (rounded up)."""
+        encoded = self.tokenizer.encode_batch(texts)
+        longest = max(len(e.ids) for e in encoded)
+        width = -(-longest // self.pad_multiple) * self.pad_multiple
+        ids = np.zeros((len(encoded), width), np.int64)
+        mask = np.zeros((len(encoded), width), np.int64)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        return ids, mask
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), np.float32)
+        ids, mask = self.tokens(texts)
+        (vectors,) = self.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+        return np.asarray(vectors, np.float32)
