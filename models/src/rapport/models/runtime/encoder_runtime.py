@@ -29,6 +29,9 @@ class Encoder:
         self.dimension = int(settings["dimension"])
         self.max_tokens = int(settings["max_tokens"])
         self.pad_multiple = int(settings.get("pad_multiple", 1))
+        # An int8 graph quantizes activations with one scale per run, so a text's vector
+        # would depend on what it was batched with: such a graph runs one text at a time.
+        self.one_at_a_time = bool(settings.get("int8", False))
         self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_tokens)
@@ -59,6 +62,11 @@ class Encoder:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), np.float32)
+        if self.one_at_a_time and len(texts) > 1:
+            return np.concatenate([self._run([t]) for t in texts])
+        return self._run(texts)
+
+    def _run(self, texts: list[str]) -> np.ndarray:
         ids, mask = self.tokens(texts)
         (vectors,) = self.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
         return np.asarray(vectors, np.float32)
