@@ -101,25 +101,65 @@ def small_intents() -> tuple[textdata.Labelled, textdata.Labelled]:
     return cut(train), cut(val)
 
 
+def fake_vectors(data: textdata.Labelled, dimension: int = 24) -> np.ndarray:
+    """Unit vectors clustered by intent (a stand-in encoder: this tests the arithmetic)."""
+    names = sorted(set(data.intents))
+    centres = np.random.default_rng(3).normal(size=(len(names), dimension))
+    noise = np.random.default_rng(len(data.texts)).normal(scale=0.8, size=(len(data.texts), dimension))
+    vectors = centres[[names.index(i) for i in data.intents]] + noise
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "parts", [{"vectors": False}, {"tfidf": False}, {}], ids=["tfidf", "vectors", "both"]
+)
 def test_runtime_predictions_equal_the_sklearn_pipeline(
-    small_intents: tuple[textdata.Labelled, textdata.Labelled], tmp_path: Path
+    small_intents: tuple[textdata.Labelled, textdata.Labelled],
+    tmp_path: Path,
+    parts: dict[str, bool],
 ) -> None:
     train, val = small_intents
-    trained = intents.train(train, intents.IntentParams(folds=3), progress=False)
+    params = intents.IntentParams(folds=3, **parts)
+    vectors = fake_vectors(train) if params.vectors else None
+    trained = intents.train(train, params, vectors=vectors, encoder="fake", progress=False)
     model = intents.load(intents.save(trained, tmp_path, source="unit test"))
+    assert model.uses_vectors == params.vectors
     texts = val.texts + AWKWARD
-    runtime = np.array([model.probabilities(t) for t in texts])
-    reference = intents.sklearn_probabilities(trained, texts)
+    val_vectors = fake_vectors(textdata.Labelled(texts, val.intents + ["oos"] * len(AWKWARD)))
+    given = val_vectors if params.vectors else None
+    runtime = np.array(
+        [model.probabilities(t, None if given is None else v) for t, v in zip(texts, val_vectors)]
+    )
+    reference = intents.sklearn_probabilities(trained, texts, given)
     np.testing.assert_allclose(runtime, reference, atol=1e-6)
     classes = [str(c) for c in trained.arrays["classes"]]
-    labels, confidence = intents.decide(reference, classes, model.threshold)
-    served = [model.predict(t) for t in texts]
+    distances = None
+    if given is not None:
+        centroids, whiten = intents.fit_distance(vectors, np.array(train.intents, dtype=object))  # type: ignore[arg-type]
+        distances = intents.nearest_distances(given, centroids, whiten)
+        served_distances = [model.distance(v) for v in given]
+        np.testing.assert_allclose(served_distances, distances, rtol=1e-6)
+    labels, confidence = intents.decide(
+        reference, classes, model.threshold, distances, model.distance_floor
+    )
+    served = [model.predict(t, None if given is None else v) for t, v in zip(texts, val_vectors)]
     assert [p.intent for p in served] == labels.tolist()
     np.testing.assert_allclose([p.confidence for p in served], confidence, atol=1e-6)
+    if params.vectors:
+        assert model.encoder == "fake"
+        with pytest.raises(ValueError, match="vector"):
+            model.predict(texts[0])
     # the folder carries the packaged runtime verbatim
     assert (tmp_path / "intent_runtime.py").read_bytes() == Path(
         intent_runtime.__file__
     ).read_bytes()
+
+
+def test_the_distance_floor_sends_far_messages_out_of_scope() -> None:
+    classes = ["a", "b", "oos"]
+    probs = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05]])
+    labels, _ = intents.decide(probs, classes, 0.5, np.array([1.0, 9.0]), floor=4.0)
+    assert labels.tolist() == ["a", "oos"]
 
 
 def test_threshold_rule() -> None:
