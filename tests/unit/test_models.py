@@ -105,7 +105,9 @@ def fake_vectors(data: textdata.Labelled, dimension: int = 24) -> np.ndarray:
     """Unit vectors clustered by intent (a stand-in encoder: this tests the arithmetic)."""
     names = sorted(set(data.intents))
     centres = np.random.default_rng(3).normal(size=(len(names), dimension))
-    noise = np.random.default_rng(len(data.texts)).normal(scale=0.8, size=(len(data.texts), dimension))
+    noise = np.random.default_rng(len(data.texts)).normal(
+        scale=0.8, size=(len(data.texts), dimension)
+    )
     vectors = centres[[names.index(i) for i in data.intents]] + noise
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # type: ignore[no-any-return]
 
@@ -119,7 +121,9 @@ def test_runtime_predictions_equal_the_sklearn_pipeline(
     parts: dict[str, bool],
 ) -> None:
     train, val = small_intents
-    params = intents.IntentParams(folds=3, **parts)
+    params = intents.IntentParams(
+        folds=3, tfidf=parts.get("tfidf", True), vectors=parts.get("vectors", True)
+    )
     vectors = fake_vectors(train) if params.vectors else None
     trained = intents.train(train, params, vectors=vectors, encoder="fake", progress=False)
     model = intents.load(intents.save(trained, tmp_path, source="unit test"))
@@ -128,7 +132,10 @@ def test_runtime_predictions_equal_the_sklearn_pipeline(
     val_vectors = fake_vectors(textdata.Labelled(texts, val.intents + ["oos"] * len(AWKWARD)))
     given = val_vectors if params.vectors else None
     runtime = np.array(
-        [model.probabilities(t, None if given is None else v) for t, v in zip(texts, val_vectors)]
+        [
+            model.probabilities(t, None if given is None else v)
+            for t, v in zip(texts, val_vectors, strict=True)
+        ]
     )
     reference = intents.sklearn_probabilities(trained, texts, given)
     np.testing.assert_allclose(runtime, reference, atol=1e-6)
@@ -142,7 +149,10 @@ def test_runtime_predictions_equal_the_sklearn_pipeline(
     labels, confidence = intents.decide(
         reference, classes, model.threshold, distances, model.distance_floor
     )
-    served = [model.predict(t, None if given is None else v) for t, v in zip(texts, val_vectors)]
+    served = [
+        model.predict(t, None if given is None else v)
+        for t, v in zip(texts, val_vectors, strict=True)
+    ]
     assert [p.intent for p in served] == labels.tolist()
     np.testing.assert_allclose([p.confidence for p in served], confidence, atol=1e-6)
     if params.vectors:

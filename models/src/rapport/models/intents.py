@@ -229,9 +229,8 @@ def choose_scales(
         TEMPERATURES if params.tfidf else (0.0,), VECTOR_SCALES if params.vectors else (0.0,)
     ):
         p = softmax(margins * a + logits * b)[np.arange(len(gold)), gold]
-        rows.append(
-            {"svm_scale": a, "vector_scale": b, "log_loss": float(-np.log(np.maximum(p, 1e-12)).mean())}
-        )
+        loss = float(-np.log(np.maximum(p, 1e-12)).mean())
+        rows.append({"svm_scale": a, "vector_scale": b, "log_loss": loss})
     best = min(rows, key=lambda r: r["log_loss"])
     return (best["svm_scale"], best["vector_scale"]), rows
 

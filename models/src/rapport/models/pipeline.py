@@ -117,7 +117,7 @@ def default_encoder(*, progress: bool = True) -> Path:
     return _cached(
         "encoder-minilm",
         fingerprint(weights / "config.json", weights / "tokenizer.json"),
-        lambda out: encoder.build(out),
+        encoder.build,
     )
 
 

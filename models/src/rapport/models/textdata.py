@@ -61,7 +61,7 @@ def _text(path: Path, row_number: int, row: Mapping[str, str | None]) -> str:
 
 
 def read_labelled(*paths: Path) -> Labelled:
-    """Training/evaluation CSVs, concatenated: columns `text` and `intent` (`oos` = out of scope)."""
+    """Training/evaluation CSVs, concatenated: columns `text`, `intent` (`oos`: out of scope)."""
     texts, intents = [], []
     for path in paths:
         rows, _ = _reader(path, ("text", "intent"))

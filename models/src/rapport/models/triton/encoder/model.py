@@ -19,9 +19,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         # One onnxruntime run for every request the dynamic batcher gathered.
-        texts = [
-            pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().ravel() for r in requests
-        ]
+        texts = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy().ravel() for r in requests]
         flat = [t.decode("utf-8", "replace") for batch in texts for t in batch]
         vectors = self.encoder.encode(flat)
         responses, start = [], 0

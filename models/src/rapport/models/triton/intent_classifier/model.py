@@ -24,7 +24,7 @@ class TritonPythonModel:
             vectors = pb_utils.get_input_tensor_by_name(request, "EMBEDDING").as_numpy()
             found = [
                 self.model.predict(t.decode("utf-8", "replace"), v)
-                for t, v in zip(texts.ravel(), vectors)
+                for t, v in zip(texts.ravel(), vectors, strict=True)
             ]
             shape = (len(found), 1)
             responses.append(
