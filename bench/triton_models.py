@@ -100,6 +100,12 @@ async def measure_cpu(
     return row
 
 
+def embedding_input(vector: np.ndarray) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("EMBEDDING", [1, len(vector)], "FP32")
+    tensor.set_data_from_numpy(vector[None, :].astype(np.float32))
+    return tensor
+
+
 async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, Any]]:
     with VAL_CSV.open(newline="") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)]
@@ -107,16 +113,34 @@ async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, 
     client = grpcclient.InferenceServerClient(url=grpc_url)
     rows: list[dict[str, Any]] = []
     try:
-        for model in ("intent_classifier", "sentiment"):
+        # The intent model reads the encoder's vector: take each text's once, up front.
+        vectors = []
+        for text in texts[:200]:
+            found = await client.infer("encoder", text_request(text), client_timeout=10)
+            vectors.append(found.as_numpy("EMBEDDING")[0])
 
-            async def infer(i: int, model: str = model) -> object:
-                return await client.infer(
-                    model, text_request(texts[i % len(texts)]), client_timeout=10
-                )
+        async def encode(i: int) -> object:
+            return await client.infer(
+                "encoder", text_request(texts[i % len(texts)]), client_timeout=10
+            )
 
+        async def classify(i: int) -> object:
+            n = i % len(vectors)
+            request = [*text_request(texts[n]), embedding_input(vectors[n])]
+            return await client.infer("intent_classifier", request, client_timeout=10)
+
+        async def sentiment(i: int) -> object:
+            return await client.infer(
+                "sentiment", text_request(texts[i % len(texts)]), client_timeout=10
+            )
+
+        for name, op in (("encoder", encode), ("intent_classifier", classify)):
             for concurrency in CONCURRENCY:
-                rows.append(await measure(model, infer, ops, concurrency))
+                rows.append(await measure_cpu(name, op, ops, concurrency, triton))
                 print_row(rows[-1])
+        for concurrency in CONCURRENCY:
+            rows.append(await measure("sentiment", sentiment, ops, concurrency))
+            print_row(rows[-1])
 
         request = scorer_request(HISTORY)
 
@@ -127,26 +151,17 @@ async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, 
             rows.append(await measure("item_scorer", score, ops // 2, concurrency))
             print_row(rows[-1])
 
-        # A reply's models as recommend called them before (three calls side by side) and
-        # as it calls them now (the `reply` ensemble, one call).
+        # A reply's models as recommend calls them: the `reply` ensemble, one call that
+        # ranks and reads the message (encoder, then intent; sentiment and ranking beside).
         ranked = scorer_request(HISTORY[:20])
 
-        async def three_calls(i: int) -> object:
-            text = text_request(texts[i % len(texts)])
-            return await asyncio.gather(
-                client.infer("item_scorer", ranked, client_timeout=10),
-                client.infer("intent_classifier", text, client_timeout=10),
-                client.infer("sentiment", text, client_timeout=10),
-            )
-
-        async def one_call(i: int) -> object:
+        async def reply(i: int) -> object:
             text = text_request(texts[i % len(texts)])
             return await client.infer("reply", [*ranked, *text], client_timeout=10)
 
-        for name, op in (("reply, 3 calls", three_calls), ("reply, ensemble", one_call)):
-            for concurrency in (1, 8):
-                rows.append(await measure_cpu(name, op, ops // 2, concurrency, triton))
-                print_row(rows[-1])
+        for concurrency in CONCURRENCY:
+            rows.append(await measure_cpu("reply (ensemble)", reply, ops // 2, concurrency, triton))
+            print_row(rows[-1])
     finally:
         await client.close()
     return rows
