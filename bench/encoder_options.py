@@ -77,7 +77,8 @@ def main() -> None:
                     print(
                         f"{label:<8} threads {threads}  {batch} texts, {r['mode']:<17} "
                         f"p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  "
-                        f"per text {r['ms_per_text_p50']:.3f} ms  cosine to float32 min {r['cosine_to_float32_min']:.4f} "
+                        f"per text {r['ms_per_text_p50']:.3f} ms  "
+                        f"cosine to float32 min {r['cosine_to_float32_min']:.4f} "
                         f"mean {r['cosine_to_float32_mean']:.4f}",
                         flush=True,
                     )
