@@ -221,11 +221,13 @@ async def test_one_trace_covers_respond_profile_recommend_and_triton(
             "profile server span": any(
                 "/v1/profiles/" in n for n in collector.names_in(trace_id, "rapport-profile")
             ),
-            # ranking, intent and sentiment in one call, which Triton runs as three models
+            # ranking, the message's vector, intent and sentiment in one call, which
+            # Triton runs as four models
             "one Triton call": sum("ModelInfer" in n for n in recommend) == 1,
-            "the ensemble and its three models": {
+            "the ensemble and its four models": {
                 "reply",
                 "item_scorer",
+                "encoder",
                 "intent_classifier",
                 "sentiment",
             }

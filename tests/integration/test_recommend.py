@@ -336,7 +336,7 @@ async def test_the_intents_of_val_examples_come_back_right(mesh: Mesh) -> None:
         assert message["sentiment"] in {"negative", "neutral", "positive"}
         assert 0.0 <= message["confidence"] <= 1.0
         right += message["intent"] == row["intent"]
-        assert {"intent_classifier", "sentiment"} <= set(body["models"])
+        assert {"encoder", "intent_classifier", "sentiment"} <= set(body["models"])
     assert right >= 17, f"{right}/20 val intents right"
     status, body = await mesh.recommend(
         {"user_id": "fan", "k": 1, "message": "what is the airspeed of an unladen swallow"}

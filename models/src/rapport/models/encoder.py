@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -224,9 +225,19 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
 def quantize(fp32: Path, out: Path) -> None:
     """int8 weights for every MatMul, one scale per output channel; activations are
     quantized at run time. The embedding table stays float32."""
-    quantize_dynamic(
-        fp32, out, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises pre-processing for CNNs on the root logger
+    try:
+        quantize_dynamic(
+            fp32,
+            out,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    finally:
+        root.setLevel(level)
 
 
 def _file_id(path: Path) -> str:
