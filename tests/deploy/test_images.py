@@ -31,7 +31,11 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "respond": RespondSettings,
 }
 SERVICE_DOCKERFILE = REPO / "services" / "Dockerfile"
-DOCKERFILES = [SERVICE_DOCKERFILE, REPO / "models" / "Dockerfile"]
+DOCKERFILES = [
+    SERVICE_DOCKERFILE,
+    REPO / "models" / "Dockerfile",
+    REPO / "models" / "triton.Dockerfile",
+]
 
 
 def skaffold() -> dict[str, Any]:
@@ -91,11 +95,27 @@ def test_the_build_context_lets_in_only_what_the_images_copy() -> None:
     assert not any(".rapport" in line or ".venv" in line for line in lines[1:])
 
 
+def test_the_triton_image_has_what_the_models_import_at_the_local_pins() -> None:
+    text = (REPO / "models" / "triton.Dockerfile").read_text()
+    assert "PIP_CONSTRAINT=/opt/rapport/constraints-triton.txt" in text
+    wanted = set((REPO / "requirements-triton.txt").read_text().split()) & {
+        "onnxruntime",
+        "tokenizers",
+        "vaderSentiment",
+    }
+    assert len(wanted) == 3
+    assert all(f" {name}" in text for name in wanted)
+    assert re.search(r"^USER triton-server$", text, re.M)
+
+
 def test_skaffold_builds_every_service_and_the_models_from_the_repository_root() -> None:
     config = skaffold()
     assert config["apiVersion"].startswith("skaffold/v4beta")
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {f"rapport-{s}" for s in SERVICES} | {"rapport-models"}
+    assert set(artifacts) == {f"rapport-{s}" for s in SERVICES} | {
+        "rapport-models",
+        "rapport-triton",
+    }
     for image, artifact in artifacts.items():
         assert artifact["context"] == ".", image
         dockerfile = REPO / artifact["docker"]["dockerfile"]
