@@ -95,6 +95,7 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 	$(BIN)/python -m bench.infra
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.profile
+	$(BIN)/python -m bench.encoder_options
 	$(BIN)/python -m bench.triton_models
 	$(BIN)/python -m bench.recommend
 	$(BIN)/python -m bench.respond

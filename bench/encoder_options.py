@@ -62,6 +62,8 @@ def main() -> None:
                     cosine = np.einsum("ij,ij->i", vectors, truth)
                     rows.append(
                         {
+                            "scenario": f"encoder {label}, {threads} thread(s)",
+                            "load": f"{batch} texts, {'one per run' if alone else 'padded'}",
                             "graph": label,
                             "threads": threads,
                             "texts_per_call": batch,

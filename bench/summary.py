@@ -21,7 +21,16 @@ import matplotlib.pyplot as plt
 
 from bench.results_file import RESULTS, write_results
 
-ORDER = ("respond", "proxy", "recommend", "triton_models", "profile", "ingest", "infra")
+ORDER = (
+    "respond",
+    "proxy",
+    "recommend",
+    "triton_models",
+    "encoder_options",
+    "profile",
+    "ingest",
+    "infra",
+)
 
 
 @dataclass(frozen=True)
