@@ -52,7 +52,9 @@ RANKING_OUTPUTS = (
     "SEGMENT",
     "SEGMENT_NAME",
 )
-INTENT_OUTPUTS = ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE")
+# EMBEDDING (the message's vector, for retrieval) is asked for with the intent: Triton
+# 2.51's ensemble scheduler deadlocks a request that omits an output a later step reads.
+INTENT_OUTPUTS = ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE", "EMBEDDING")
 SENTIMENT_OUTPUTS = ("SENTIMENT", "SENTIMENT_SCORE")
 Outputs = dict[str, np.ndarray[Any, Any] | None]
 
@@ -263,7 +265,7 @@ class TritonModels:
                     self._call(
                         self.reply_model,
                         [*nobody.inputs(), _bytes_tensor("TEXT", ["hello"], [1, 1])],
-                        ("ITEM_IDS", "INTENT", "SENTIMENT"),
+                        ("ITEM_IDS", *INTENT_OUTPUTS, "SENTIMENT"),
                         timeout_s,
                     ),
                 )
