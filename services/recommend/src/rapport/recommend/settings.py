@@ -40,7 +40,7 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings):
         "follows `model_target_ms`.",
     )
     min_model_in_flight: int = Field(
-        8, ge=1, description="The admission limit never falls below this."
+        4, ge=1, description="The admission limit never falls below this."
     )
     model_target_ms: float = Field(
         20.0,
