@@ -10,6 +10,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_CONSTRAINT=/opt/rapport/constraints-triton.txt
 COPY constraints-triton.txt /opt/rapport/constraints-triton.txt
-RUN python3 -m pip install onnxruntime tokenizers vaderSentiment \
+# The same pins as constraints-triton.txt (tests/deploy/test_images.py checks they agree).
+RUN python3 -m pip install onnxruntime==1.32.0 tokenizers==0.23.3 vaderSentiment==3.3.2 \
     && python3 -c "import onnxruntime, tokenizers, vaderSentiment"
-USER triton-server
+# The chart runs every pod as 10001 (default.runAsUser); the image says the same.
+USER 10001:10001

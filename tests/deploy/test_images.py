@@ -98,14 +98,15 @@ def test_the_build_context_lets_in_only_what_the_images_copy() -> None:
 def test_the_triton_image_has_what_the_models_import_at_the_local_pins() -> None:
     text = (REPO / "models" / "triton.Dockerfile").read_text()
     assert "PIP_CONSTRAINT=/opt/rapport/constraints-triton.txt" in text
-    wanted = set((REPO / "requirements-triton.txt").read_text().split()) & {
-        "onnxruntime",
-        "tokenizers",
-        "vaderSentiment",
-    }
-    assert len(wanted) == 3
-    assert all(f" {name}" in text for name in wanted)
-    assert re.search(r"^USER triton-server$", text, re.M)
+    pinned = dict(re.findall(r" ([A-Za-z][\w.-]*)==([\w.]+)", text))
+    local = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints-triton.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert set(pinned) == {"onnxruntime", "tokenizers", "vaderSentiment"}
+    assert {name: local[name] for name in pinned} == pinned
+    assert re.search(r"^USER 10001:10001$", text, re.M)
 
 
 def test_skaffold_builds_every_service_and_the_models_from_the_repository_root() -> None:

@@ -28,7 +28,6 @@ class Encoder:
         self.id: str = settings["id"]  # the intent head records which encoder it was fit on
         self.dimension = int(settings["dimension"])
         self.max_tokens = int(settings["max_tokens"])
-        self.pad_multiple = int(settings.get("pad_multiple", 1))
         # An int8 graph quantizes activations with one scale per run, so a text's vector
         # would depend on what it was batched with: such a graph runs one text at a time.
         self.one_at_a_time = bool(settings.get("int8", False))
@@ -47,10 +46,9 @@ class Encoder:
         )
 
     def tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and attention mask, padded to the longest text (rounded up)."""
+        """Token ids and attention mask, padded to the longest text."""
         encoded = self.tokenizer.encode_batch(texts)
-        longest = max(len(e.ids) for e in encoded)
-        width = -(-longest // self.pad_multiple) * self.pad_multiple
+        width = max(len(e.ids) for e in encoded)
         ids = np.zeros((len(encoded), width), np.int64)
         mask = np.zeros((len(encoded), width), np.int64)
         for row, e in enumerate(encoded):
