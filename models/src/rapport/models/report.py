@@ -60,7 +60,7 @@ INTENT_ROWS = (
     IntentRow("TF-IDF + linear SVM (before)", intents.IntentParams(vectors=False)),
     IntentRow("encoder + logistic regression", intents.IntentParams(tfidf=False)),
     IntentRow("hybrid: both, one softmax", intents.IntentParams()),
-    IntentRow("hybrid + Rapport's intent (served)", intents.IntentParams(), served_data=True),
+    IntentRow("hybrid + Rapport's intents (served)", intents.IntentParams(), served_data=True),
 )
 
 
