@@ -43,12 +43,9 @@ def _export(args: argparse.Namespace) -> None:
     catalog_path: Path = args.catalog or pipeline.default_catalog(repository)
     items_dir = args.items or pipeline.default_items(progress=progress)
     intents_dir = args.intents or pipeline.default_intents(progress=progress)
-    encoder_dir = pipeline.default_encoder(progress=progress)
-    fit_on = intents.load(intents_dir).encoder
-    if fit_on and fit_on != encoder.load(encoder_dir).id:
-        raise pipeline.PipelineError(
-            f"{intents_dir} was fit on encoder {fit_on}, not the one exported: retrain it"
-        )
+    encoder_dir = pipeline.encoder_for(
+        intents_dir, intents.load(intents_dir).encoder, progress=progress
+    )
     sources = [
         export.ModelSource("item_scorer", "item_runtime", items_dir),
         export.ModelSource("encoder", "encoder_runtime", encoder_dir),
@@ -69,13 +66,8 @@ def _predict(args: argparse.Namespace) -> None:
     model = intents.load(model_dir)
     vectors = [None] * len(texts)
     if model.uses_vectors:
-        sentence_encoder = encoder.load(pipeline.default_encoder(progress=not args.quiet))
-        if model.encoder != sentence_encoder.id:
-            raise pipeline.PipelineError(
-                f"{model_dir} was fit on encoder {model.encoder}, "
-                f"the default encoder is {sentence_encoder.id}: retrain it"
-            )
-        vectors = list(encoder.encode_many(sentence_encoder, texts))
+        encoder_dir = pipeline.encoder_for(model_dir, model.encoder, progress=not args.quiet)
+        vectors = list(encoder.encode_many(encoder.load(encoder_dir), texts))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

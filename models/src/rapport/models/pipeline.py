@@ -121,6 +121,18 @@ def default_encoder(*, progress: bool = True) -> Path:
     )
 
 
+def encoder_for(model_dir: Path, fit_on: str, *, progress: bool = True) -> Path:
+    """The default encoder's folder, once it is the one the intent model in ``model_dir``
+    was fit on (``fit_on``, its id; empty when the model reads no vectors)."""
+    directory = default_encoder(progress=progress)
+    found = encoder.model_id(directory)
+    if fit_on and fit_on != found:
+        raise PipelineError(
+            f"{model_dir} was fit on encoder {fit_on}, the default encoder is {found}: retrain it"
+        )
+    return directory
+
+
 def default_intents(*, progress: bool = True) -> Path:
     """The served model, trained on first use and cached by code + data hash."""
     data = served_intents_data()

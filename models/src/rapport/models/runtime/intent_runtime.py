@@ -132,8 +132,8 @@ class IntentModel:
         """Squared Mahalanobis distance to the nearest intent (0 without a distance part)."""
         if not len(self.centroids):
             return 0.0
-        z = np.einsum("f,fg->g", self._checked(vector), self.whiten)
-        return float(np.einsum("cg,cg->c", self.centroids - z, self.centroids - z).min())
+        offsets = self.centroids - np.einsum("f,fg->g", self._checked(vector), self.whiten)
+        return float(np.einsum("cg,cg->c", offsets, offsets).min())
 
     def decide(self, probs: np.ndarray, distance: float = 0.0) -> Prediction:
         best = int(np.argmax(probs))

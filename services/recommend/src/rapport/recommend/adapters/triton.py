@@ -1,7 +1,8 @@
 """Calls to the Triton models (models/README.md has the tensor contract).
 
-A request with a message makes one call, to the ``reply`` ensemble (ranking, intent and
-sentiment side by side inside Triton); one without calls the item scorer alone. Each
+A request with a message makes one call, to the ``reply`` ensemble (ranking, the
+message's vector, intent and sentiment inside Triton); one without calls the item scorer
+alone. Each
 answer names the version of every model that made it: an ensemble's response carries
 only its own, so the composing models' versions come from Triton's repository index,
 read at most every ``VERSIONS_TTL_S``.
