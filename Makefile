@@ -8,7 +8,7 @@ VENV := .venv
 TRITON_VENV := .venv-triton
 DEPLOY_VENV := .venv-deploy
 BIN := $(VENV)/bin
-PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond models
+PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond services/knowledge models
 PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
@@ -96,6 +96,7 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.encoder_options
+	$(BIN)/python -m bench.knowledge_quality
 	$(BIN)/python -m bench.triton_models
 	$(BIN)/python -m bench.recommend
 	$(BIN)/python -m bench.respond

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import pytest
+import yaml
 from prometheus_client.utils import floatToGoString
 from pydantic_settings import BaseSettings
 
-from rapport.common.kafka import EVENTS_TOPIC
+from rapport.common.kafka import EVENTS_TOPIC, KNOWLEDGE_TOPIC
 from rapport.common.metrics import LATENCY_BUCKETS_S
 from rapport.common.settings import env_vars
 from rapport.ingest.settings import IngestSettings
+from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.settings import RecommendSettings
 from rapport.respond.settings import RespondSettings
@@ -28,20 +30,29 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "rapport"
 Manifest = dict[str, Any]
 
 VALUE_SETS = ("default", "dev", "prod", "all-enabled")
-COMPONENTS = ("ingest", "profile", "recommend", "respond", "triton")
+COMPONENTS = ("ingest", "profile", "recommend", "respond", "knowledge", "triton")
 SETTINGS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "profile": ProfileSettings,
     "recommend": RecommendSettings,
     "respond": RespondSettings,
+    "knowledge": KnowledgeSettings,
 }
 # Who calls whom (DESIGN.md "Shape"): the only pod-to-pod edges the NetworkPolicies allow.
 EDGES = {
     ("respond", "profile"),
     ("respond", "recommend"),
+    ("respond", "knowledge"),
     ("recommend", "profile"),
     ("recommend", "triton"),
+    ("knowledge", "triton"),
 }
+SECRETS = (
+    "RAPPORT_MONGO_URL",
+    "RAPPORT_REDIS_URL",
+    "RAPPORT_KAFKA_SASL_PASSWORD",
+    "RAPPORT_KNOWLEDGE_MILVUS_TOKEN",
+)
 
 
 def objects(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
@@ -101,6 +112,8 @@ BAD_VALUES = {
     "not-a-bucket-bound": {"monitoring": {"rules": {"slo": {"respondLatencyThreshold": "0.2"}}}},
     "bad-digest": {"components": {"triton": {"image": {"digest": "latest"}}}},
     "unknown-dependency": {"components": {"ingest": {"uses": ["postgres"]}}},
+    "bad-consistency": {"milvus": {"searchConsistency": "strong"}},
+    "milvus-not-a-url": {"milvus": {"uri": "milvus.milvus.svc:19530"}},
 }
 
 
@@ -221,13 +234,20 @@ def test_secrets_stay_out_of_plain_env(rendered: dict[str, list[Manifest]]) -> N
     for value_set in ("default", "prod"):
         for name, deployment in objects(rendered[value_set], "Deployment").items():
             env = env_of(main_container(deployment))
-            for secret in ("RAPPORT_MONGO_URL", "RAPPORT_REDIS_URL", "RAPPORT_KAFKA_SASL_PASSWORD"):
+            for secret in SECRETS:
                 if secret in env:
                     assert "secretKeyRef" in env[secret], (value_set, name, secret)
             assert "RAPPORT_API_KEYS" not in env, "keys come from a mounted Secret file"
     prod = objects(rendered["prod"], "Deployment")
     profile_env = env_of(main_container(prod["profile"]))
     assert profile_env["RAPPORT_MONGO_URL"]["secretKeyRef"]["name"] == "rapport-mongo"
+    knowledge_env = env_of(main_container(prod["knowledge"]))
+    assert knowledge_env["RAPPORT_KNOWLEDGE_MILVUS_TOKEN"]["secretKeyRef"] == {
+        "name": "rapport-milvus",
+        "key": "milvus-token",
+    }
+    default = objects(rendered["default"], "Deployment")
+    assert "RAPPORT_KNOWLEDGE_MILVUS_TOKEN" not in env_of(main_container(default["knowledge"]))
     assert not objects(rendered["prod"], "Secret"), "prod takes every credential from its own"
 
 
@@ -334,6 +354,40 @@ def test_recommend_finds_triton_profile_and_its_catalogue(
     assert env["RAPPORT_RECOMMEND_CATALOG_PATH"] == "/catalog/catalog.json"
     respond = env_of(main_container(deployments["respond"]))
     assert respond["RAPPORT_RECOMMEND_URL"] == "http://rapport-recommend:8083"
+    assert respond["RAPPORT_KNOWLEDGE_URL"] == "http://rapport-knowledge:8084"
+
+
+def test_knowledge_finds_milvus_triton_and_kafka(rendered: dict[str, list[Manifest]]) -> None:
+    env = env_of(main_container(objects(rendered["default"], "Deployment")["knowledge"]))
+    assert env["RAPPORT_KNOWLEDGE_MILVUS_URI"] == "http://milvus.milvus.svc:19530"
+    assert env["RAPPORT_KNOWLEDGE_MILVUS_DATABASE"] == "default"
+    assert env["RAPPORT_KNOWLEDGE_SEARCH_CONSISTENCY"] == "Strong"
+    assert env["RAPPORT_TRITON_GRPC_URL"] == "rapport-triton:8001"
+    assert env["RAPPORT_KAFKA_BOOTSTRAP_SERVERS"] == "kafka-bootstrap.kafka.svc:9092"
+    # The chart offers the consistency levels the service accepts, no more.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    offered = schema["properties"]["milvus"]["properties"]["searchConsistency"]["enum"]
+    accepted = get_args(KnowledgeSettings.model_fields["search_consistency"].annotation)
+    assert set(offered) == set(accepted)
+    # Egress to Milvus on its port; only to its peers when milvus.egressTo names them.
+    for value_set, peers in (("default", None), ("all-enabled", "milvus")):
+        policy = objects(rendered[value_set], "NetworkPolicy")["knowledge"]["spec"]
+        (rule,) = [r for r in policy["egress"] if {p["port"] for p in r["ports"]} == {19530}]
+        names = [p["namespaceSelector"]["matchLabels"] for p in rule.get("to", [])]
+        assert names == ([{"kubernetes.io/metadata.name": peers}] if peers else [])
+    # Only knowledge reaches Milvus.
+    for name, policy in objects(rendered["default"], "NetworkPolicy").items():
+        ports = {p["port"] for r in policy["spec"].get("egress", []) for p in r["ports"]}
+        assert (19530 in ports) == (name == "knowledge"), name
+
+
+def test_knowledge_scales_on_cpu_and_its_lag_trigger_names_its_own_topic() -> None:
+    # An HPA on CPU by default (test_every_component_has_its_objects); should an installer
+    # enable keda for it, the trigger must watch the knowledge topic and consumer group.
+    knowledge = yaml.safe_load((CHART / "values.yaml").read_text())["components"]["knowledge"]
+    assert "enabled" not in knowledge["keda"]
+    assert knowledge["keda"]["topic"] == KNOWLEDGE_TOPIC
+    assert knowledge["keda"]["consumerGroup"] == KnowledgeSettings.model_fields["group_id"].default
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from rapport.ingest.settings import IngestSettings
+from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.settings import RecommendSettings
 from rapport.respond.settings import RespondSettings
@@ -29,6 +30,7 @@ SERVICES: dict[str, type[BaseSettings]] = {
     "profile": ProfileSettings,
     "recommend": RecommendSettings,
     "respond": RespondSettings,
+    "knowledge": KnowledgeSettings,
 }
 SERVICE_DOCKERFILE = REPO / "services" / "Dockerfile"
 DOCKERFILES = [
@@ -69,7 +71,8 @@ def test_service_image_is_multi_stage_pinned_and_unprivileged() -> None:
     assert 'ln -s "rapport-${SERVICE}" /opt/rapport/bin/rapport-service' in text
     assert re.search(r"^EXPOSE \$\{PORT\}$", text, re.M)
     for service in SERVICES:
-        assert f"RAPPORT_{service.upper()}_HOST=0.0.0.0" in text, service
+        host = f"RAPPORT_{service.upper()}_HOST=0.0.0.0"
+        assert host in text, f"services/Dockerfile does not set {host}"
     assert not re.search(r"^(ARG|ENV) .*(KEY|SECRET|PASSWORD|TOKEN)", text, re.M | re.I)
 
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from rapport.devstack.stack import default_model_repository, installed_services, services_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-INFRA = {"kafka", "mongo", "redis", "triton"}
-SERVICES = {"ingest", "profile", "recommend", "respond"}
+INFRA = {"kafka", "mongo", "redis", "milvus", "triton"}
+# knowledge needs the encoder: it runs when Triton serves the built models, not the smoke one.
+SERVICES = set(services_for(installed_services(), default_model_repository()))
 
 
 def rapport_dev(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -46,7 +49,8 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         stack = json.loads((home / "stack.json").read_text())
-        assert set(stack["infra"]) >= {"kafka", "mongo", "redis", "triton_http", "triton_grpc"}
+        assert set(stack["infra"]) >= {"kafka", "mongo", "redis", "milvus", "triton_http"}
+        assert {"ingest", "profile", "recommend", "respond"} <= SERVICES
         assert set(stack["services"]) == SERVICES
         assert stack["api_key"].startswith("rpk_dev_")
         assert set(stack["pids"]) == INFRA | SERVICES

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings
 
 from rapport.common.settings import env_vars
 from rapport.ingest.settings import IngestSettings
+from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.settings import RecommendSettings
 from rapport.respond.settings import RespondSettings
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("profile", ProfileSettings),
         ("recommend", RecommendSettings),
         ("respond", RespondSettings),
+        ("knowledge", KnowledgeSettings),
     ],
 )
 def test_service_readme_lists_every_variable(

@@ -82,6 +82,19 @@ valueFrom:
 - name: RAPPORT_REDIS_TIMEOUT_MS
   value: {{ $v.redis.timeoutMs | int | quote }}
 {{- end }}
+{{- if has "milvus" $c.uses }}
+{{- $prefix := required (printf "components.%s.settingsPrefix is required when it uses milvus" .name) $c.settingsPrefix }}
+- name: {{ $prefix }}_MILVUS_URI
+  value: {{ required "milvus.uri is required" $v.milvus.uri | quote }}
+- name: {{ $prefix }}_MILVUS_DATABASE
+  value: {{ $v.milvus.database | quote }}
+- name: {{ $prefix }}_SEARCH_CONSISTENCY
+  value: {{ $v.milvus.searchConsistency | quote }}
+{{- with $v.milvus.existingSecret }}
+- name: {{ $prefix }}_MILVUS_TOKEN
+  {{- include "rapport.secretRef" (dict "name" . "key" $v.milvus.tokenKey) | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- if has "apiKeys" $c.uses }}
 - name: RAPPORT_API_KEYS_FILE
   value: /etc/rapport/api-keys/{{ ternary $v.apiKeys.key "api-keys.json" (ne $v.apiKeys.existingSecret "") }}
@@ -546,7 +559,7 @@ spec:
       ports:
         {{- include "rapport.portList" (dict "ports" (values $callee.ports | sortAlpha)) | trim | nindent 8 }}
     {{- end }}
-    {{- range $dependency := list "kafka" "mongo" "redis" }}
+    {{- range $dependency := list "kafka" "mongo" "redis" "milvus" }}
     {{- if has $dependency $c.uses }}
     {{- $d := index $v $dependency }}
     # {{ $dependency }} (external).

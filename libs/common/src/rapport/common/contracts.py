@@ -16,6 +16,10 @@ Two rules keep a rolling upgrade safe, where one side runs the next release:
 
 from __future__ import annotations
 
+import base64
+import sys
+from array import array
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -26,7 +30,7 @@ from rapport.common.events import Identifier
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "1.1.0"
+API_VERSION = "1.2.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.
@@ -136,6 +140,11 @@ class RecommendationRequest(Contract):
     category: str | None = Field(
         None, min_length=1, max_length=64, description="Only items of this category."
     )
+    vector: bool = Field(
+        False,
+        description="Also return the message's sentence vector (`message.vector`), e.g. to "
+        "search knowledge with it without encoding the message again.",
+    )
 
 
 class ReasonKind(StrEnum):
@@ -205,12 +214,42 @@ class RecommendedItem(Contract):
         return reason_text(self.why)
 
 
+class MessageVector(Contract):
+    """A sentence vector from the encoder, as little-endian float32 in base64 (2 kB for 384
+    dimensions, against ~8 kB as JSON numbers)."""
+
+    model: str = Field(description="The encoder and its version, e.g. `encoder:1`.")
+    dimension: int = Field(ge=1, le=4096)
+    data: str = Field(max_length=22_000, description="Base64 of `dimension` float32 (LE).")
+
+    @classmethod
+    def of(cls, values: Sequence[float], model: str) -> MessageVector:
+        packed = array("f", values)
+        if sys.byteorder == "big":
+            packed.byteswap()
+        return cls(model=model, dimension=len(packed), data=base64.b64encode(packed).decode())
+
+    def values(self) -> list[float]:
+        """The floats; ValueError when ``data`` does not hold ``dimension`` of them."""
+        raw = base64.b64decode(self.data, validate=True)
+        if len(raw) != 4 * self.dimension:
+            raise ValueError(f"data holds {len(raw) // 4} floats, dimension says {self.dimension}")
+        packed = array("f")
+        packed.frombytes(raw)
+        if sys.byteorder == "big":
+            packed.byteswap()
+        return packed.tolist()
+
+
 class MessageUnderstanding(Contract):
     intent: str
     confidence: float
     out_of_scope: bool
     sentiment: str | None = None
     sentiment_score: float | None = None
+    vector: MessageVector | None = Field(
+        None, description="The message's sentence vector, when the request asked for it."
+    )
 
 
 class Segment(Contract):

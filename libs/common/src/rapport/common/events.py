@@ -258,5 +258,13 @@ def render_event_json_schema() -> str:
 
 
 def main() -> None:
-    """``rapport-schema``: print the event JSON Schema (redirect it into schemas/)."""
-    print(render_event_json_schema(), end="")
+    """``rapport-schema [event|knowledge]``: print a record's JSON Schema (into schemas/)."""
+    import sys  # noqa: PLC0415  (a console script's own argument, read when it runs)
+
+    from rapport.common.knowledge import render_knowledge_json_schema  # noqa: PLC0415
+
+    which = sys.argv[1] if len(sys.argv) > 1 else "event"
+    renderers = {"event": render_event_json_schema, "knowledge": render_knowledge_json_schema}
+    if which not in renderers:
+        raise SystemExit(f"usage: rapport-schema [{'|'.join(renderers)}]")
+    print(renderers[which](), end="")

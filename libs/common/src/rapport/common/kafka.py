@@ -79,10 +79,13 @@ class TopicSpec:
 EVENTS_TOPIC = "rapport.events.v1"
 EVENTS_DLQ_TOPIC = "rapport.events.dlq.v1"
 PROFILE_CHANGES_TOPIC = "rapport.profile-changes.v1"
+KNOWLEDGE_TOPIC = "rapport.knowledge.v1"
+KNOWLEDGE_DLQ_TOPIC = "rapport.knowledge.dlq.v1"
 
 
 def default_topics(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
-    """Every topic Rapport uses. The changelog is compacted: latest state per user."""
+    """Every topic Rapport uses. The changelog is compacted (latest state per user), and so
+    is the knowledge topic (latest version of every document: a replay rebuilds the index)."""
     return [
         TopicSpec(EVENTS_TOPIC, partitions, replication_factor),
         TopicSpec(EVENTS_DLQ_TOPIC, 1, replication_factor),
@@ -92,6 +95,10 @@ def default_topics(partitions: int = 6, replication_factor: int = 1) -> list[Top
             replication_factor,
             (("cleanup.policy", "compact"),),
         ),
+        TopicSpec(
+            KNOWLEDGE_TOPIC, partitions, replication_factor, (("cleanup.policy", "compact"),)
+        ),
+        TopicSpec(KNOWLEDGE_DLQ_TOPIC, 1, replication_factor),
     ]
 
 
@@ -167,6 +174,19 @@ async def ping_kafka(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
         await client.topics()  # a fresh metadata request, through the public API
     else:
         await client.client.fetch_all_metadata()
+
+
+def dead_letter_headers(
+    record: ConsumerRecord[Any, Any], error: BaseException
+) -> list[tuple[str, bytes]]:
+    """Where a poison record came from and why it was refused, for its DLQ copy."""
+    return [
+        ("original-topic", record.topic.encode()),
+        ("original-partition", str(record.partition).encode()),
+        ("original-offset", str(record.offset).encode()),
+        ("error-class", type(error.__cause__ or error).__name__.encode()),
+        ("error-message", str(error).encode()[:1000]),
+    ]
 
 
 class _HeaderGetter(Getter[Headers]):

@@ -33,11 +33,13 @@ class RecommendClient:
         profile: ProfileView | None = None,
         message: str | None = None,
         k: int = 10,
+        vector: bool = False,
         timeout_s: float | None = None,
     ) -> Recommendations:
-        """Items for ``user_id``; with ``profile`` inline, recommend does not read it again."""
+        """Items for ``user_id``; with ``profile`` inline, recommend does not read it again.
+        ``vector``: also return the message's sentence vector."""
         request = RecommendationRequest(
-            user_id=user_id, profile=profile, message=message or None, k=k
+            user_id=user_id, profile=profile, message=message or None, k=k, vector=vector
         )
         timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
         raw = await call_service(

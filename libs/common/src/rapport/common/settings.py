@@ -124,6 +124,33 @@ class RecommendClientSettings(BaseSettings):
     )
 
 
+class KnowledgeClientSettings(BaseSettings):
+    """Where the knowledge service answers; unset, replies carry no company knowledge."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    knowledge_url: str | None = Field(
+        None,
+        validation_alias="RAPPORT_KNOWLEDGE_URL",
+        description="Base URL of the knowledge service; unset: no knowledge retrieval.",
+    )
+    knowledge_timeout_ms: int = Field(
+        30, gt=0, validation_alias="RAPPORT_KNOWLEDGE_TIMEOUT_MS", description="Per call."
+    )
+
+
+class TritonSettings(BaseSettings):
+    """Triton's gRPC endpoint, shared by the services that run models."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    triton_grpc_url: str = Field(
+        "127.0.0.1:8001",
+        validation_alias="RAPPORT_TRITON_GRPC_URL",
+        description="Triton gRPC endpoint, host:port.",
+    )
+
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 

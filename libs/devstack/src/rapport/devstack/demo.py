@@ -4,11 +4,15 @@
    (trained models are cached, so a second run takes seconds);
 2. the infrastructure (Tansu, nx-27017, Redis, Triton) and the four services;
 3. real MovieLens-100K ratings replayed through ingest as a live stream;
-4. a scripted conversation through the OpenAI-compatible endpoint, with the
+4. the company's knowledge base (refund, shipping and gift-card policies)
+   published through ingest and indexed by the knowledge service;
+5. a scripted conversation through the OpenAI-compatible endpoint, with the
    official ``openai`` client: turn by turn the reply changes as the profile
    does, and the transcript shows why (profile delta, recommendations with
-   their reasons, degraded parts, trace ids);
-5. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
+   their reasons, company passages, degraded parts, trace ids). The bot
+   answers a policy question from the knowledge base; the policy is updated
+   mid-conversation, and the next answer cites the new text;
+6. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
 
     make demo [KEEP=1] [DEMO_EVENTS=20000]
 """
@@ -43,6 +47,33 @@ STAR_WARS = [
     "181",
 ]  # MovieLens ids: Star Wars, The Empire Strikes Back, Return of the Jedi
 QUESTION = "Hi there, what is good to watch?"
+REFUND_POLICY = "refund-policy"
+KNOWLEDGE = [
+    {
+        "doc_id": REFUND_POLICY,
+        "title": "Refund policy",
+        "text": "You can return a purchase within 30 days for a full refund. Refunds go back "
+        "to the card you paid with within 5 working days.",
+        "url": "https://example.com/help/refunds",
+    },
+    {
+        "doc_id": "shipping",
+        "title": "Shipping",
+        "text": "Orders ship within two working days. Delivery in the EU takes three to five "
+        "days; we send a tracking link by email.",
+    },
+    {
+        "doc_id": "gift-cards",
+        "title": "Gift cards",
+        "text": "Gift cards never expire and can be used online or in any cinema. They cannot "
+        "be exchanged for cash.",
+    },
+]
+REFUND_POLICY_V2 = {
+    **KNOWLEDGE[0],
+    "text": "You can return a purchase within 60 days for a full refund. Refunds go back to "
+    "the card you paid with within 2 working days.",
+}
 
 
 @dataclass(frozen=True)
@@ -120,6 +151,29 @@ class Demo:
         last_user = f"ml-{chosen[-1].user}"
         await self.until(lambda p: p["known"], last_user, "the stream to reach the profiles")
 
+    async def publish(self, *documents: dict[str, Any]) -> None:
+        """Company knowledge through ingest; returns once the index holds every version."""
+        url = f"{self.services['ingest']}/v1/knowledge"
+        async with self.http.post(
+            url, json={"documents": list(documents)}, headers=self.headers
+        ) as response:
+            if response.status != 202:
+                raise RuntimeError(f"ingest refused the documents: {await response.text()}")
+        for document in documents:
+            await self.until_indexed(document)
+
+    async def until_indexed(self, document: dict[str, Any], timeout_s: float = 60) -> None:
+        url = f"{self.services['knowledge']}/v1/knowledge/{document['doc_id']}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            async with self.http.get(url, headers=self.headers) as response:
+                if response.status == 200:
+                    body = await response.json()
+                    if " ".join(c["text"] for c in body["chunks"]) == document["text"]:
+                        return
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"{document['doc_id']} was not indexed within {timeout_s:.0f}s")
+
     async def models_ready(self, timeout_s: float = 120) -> None:
         """Recommend says `ready` once Triton has every model loaded and answering."""
         deadline = time.monotonic() + timeout_s
@@ -184,6 +238,8 @@ def show_turn(
     )
     for item in rapport.get("recommendations", [])[:5]:
         print(f"  - {item['title']:<42} {item['reason']}")
+    for passage in rapport.get("knowledge", [])[:2]:
+        print(f"  ~ {passage['title']:<30} score {passage['score']:.2f}: {passage['snippet'][:50]}")
     print(f"degraded : {personal.get('degraded') or 'none'}")
     print(f"trace id : {rapport.get('trace_id')}")
 
@@ -204,6 +260,14 @@ async def conversation(demo: Demo) -> list[str]:
     replies.append(
         await demo.turn(4, "ugh my card got declined at the cinema and i'm really annoyed", history)
     )
+    replies.append(await demo.turn(5, "what is your refund policy?", history))
+    print("\n[the company updates its refund policy: 60 days, refunds in 2 working days]")
+    started = time.perf_counter()
+    await demo.publish(REFUND_POLICY_V2)
+    print(
+        f"[indexed and searchable {1000 * (time.perf_counter() - started):.0f} ms after the POST]"
+    )
+    replies.append(await demo.turn(6, "and what is the refund policy now?", history))
     return replies
 
 
@@ -212,10 +276,14 @@ async def run(data: dict[str, Any], count: int) -> bool:
         demo = Demo(data, session)
         await demo.replay(count)
         await demo.models_ready()
+        print(f"\npublishing {len(KNOWLEDGE)} company documents through ingest")
+        await demo.publish(*KNOWLEDGE)
         replies = await conversation(demo)
     changed = len(set(replies)) == len(replies)
     print(f"\nevery reply differs from the one before: {changed}")
-    return changed
+    cites_old, cites_new = "30 days" in replies[-2], "60 days" in replies[-1]
+    print(f"the policy answer cited the policy, then its new version: {cites_old and cites_new}")
+    return changed and cites_old and cites_new
 
 
 def main() -> int:
@@ -224,7 +292,10 @@ def main() -> int:
     count = int(os.environ.get("DEMO_EVENTS", "20000"))
     try:
         repository = models.ensure_repository()
-        print("starting the local mesh (Kafka, MongoDB wire, Redis, Triton, four services)...")
+        print(
+            "starting the local mesh (Kafka, MongoDB wire, Redis, Milvus Lite, Triton, "
+            "five services)..."
+        )
         started = time.perf_counter()
         config = stack.StackConfig.from_env(home)
         config.model_repository = config.model_repository or repository

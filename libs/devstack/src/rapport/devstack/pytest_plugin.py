@@ -83,6 +83,12 @@ def redis_server(devstack_dir: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
+def milvus_server(devstack_dir: Path) -> Iterator[RunningServer]:
+    """Milvus Lite: the vector store's local server (pymilvus speaks to it as to Milvus)."""
+    yield from serve(infra_spec("milvus", devstack_dir), devstack_dir)
+
+
+@pytest.fixture(scope="session")
 def triton_server(devstack_dir: Path) -> Iterator[RunningServer]:
     """Triton serving devstack's smoke model repository (takes ~10 s to load)."""
     yield from serve(infra_spec("triton", devstack_dir), devstack_dir)

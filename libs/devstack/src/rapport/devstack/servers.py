@@ -208,6 +208,34 @@ def redis_spec(port: int, workdir: Path) -> ServerSpec:
     )
 
 
+# ---- Milvus Lite: the vector store (a Milvus cluster in production) -----------------
+
+# Milvus Lite searches its in-memory segment row by row in Python (35 us a row,
+# measured) and flushes it to an indexed segment past this many bytes: 256 kB
+# (~150 chunks) kept a search at 10k chunks near 12 ms instead of 80 ms.
+MILVUS_LITE_MEMTABLE_BYTES = 256 * 1024
+
+
+def milvus_spec(port: int, workdir: Path) -> ServerSpec:
+    url = f"http://127.0.0.1:{port}"
+    return ServerSpec(
+        name="milvus",
+        argv=[
+            console_script("milvus-lite"),
+            "server",
+            "--data-dir",
+            str(workdir / f"milvus-{port}"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        probe=lambda: probe_tcp("127.0.0.1", port),
+        urls={"milvus": url},
+        env={"MILVUS_LITE_MEMTABLE_MEMORY_LIMIT_BYTES": str(MILVUS_LITE_MEMTABLE_BYTES)},
+    )
+
+
 # ---- HTTP services (Triton, our own) ----------------------------------------------
 
 

@@ -10,7 +10,7 @@ under its own driver, which pauses and kills servers) and the pytest fixtures
 ``stack.json`` is how tools, tests and people find the running mesh::
 
     {"infra": {"kafka": "127.0.0.1:P", "mongo": "mongodb://...", "redis": "redis://...",
-               "triton_http": "http://...", "triton_grpc": "127.0.0.1:P"},
+               "milvus": "http://...", "triton_http": "http://...", "triton_grpc": "127.0.0.1:P"},
      "services": {"ingest": "http://127.0.0.1:P", ...},
      "api_key": "<dev key with every scope>",
      "pids": {"kafka": 123, ...},
@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 STACK_FILE = "stack.json"
 SERVICE_ENTRY_POINTS = "rapport.services"
 # Start order: a service may call the ones before it.
-SERVICE_ORDER = ("profile", "recommend", "ingest", "respond")
-InfraName = Literal["kafka", "mongo", "redis", "triton"]
-INFRA: tuple[InfraName, ...] = ("kafka", "mongo", "redis", "triton")
+SERVICE_ORDER = ("profile", "recommend", "knowledge", "ingest", "respond")
+InfraName = Literal["kafka", "mongo", "redis", "milvus", "triton"]
+INFRA: tuple[InfraName, ...] = ("kafka", "mongo", "redis", "milvus", "triton")
+# knowledge embeds with this model: without it (the smoke repository) it is not started.
+KNOWLEDGE_NEEDS_MODEL = "encoder"
 
 
 class StackError(RuntimeError):
@@ -110,10 +112,17 @@ def default_model_repository() -> Path:
     return built if built.is_dir() else triton.smoke_repository()
 
 
+def services_for(services: Sequence[str], repository: Path | None) -> list[str]:
+    """``services`` less knowledge when Triton does not serve the encoder it needs."""
+    has_encoder = repository is not None and (repository / KNOWLEDGE_NEEDS_MODEL).is_dir()
+    return [s for s in services if s != "knowledge" or has_encoder]
+
+
 INFRA_VARIABLES = {
     "kafka": "RAPPORT_KAFKA_BOOTSTRAP_SERVERS",
     "mongo": "RAPPORT_MONGO_URL",
     "redis": "RAPPORT_REDIS_URL",
+    "milvus": "RAPPORT_KNOWLEDGE_MILVUS_URI",
     "triton_grpc": "RAPPORT_TRITON_GRPC_URL",
     "triton_http": "RAPPORT_TRITON_HTTP_URL",
 }
@@ -161,6 +170,8 @@ def infra_spec(
         return servers.mongo_spec(free(), data_dir)
     if name == "redis":
         return servers.redis_spec(free(), data_dir)
+    if name == "milvus":
+        return servers.milvus_spec(free(), data_dir)
     return triton.triton_spec(
         http_port=free(),
         grpc_port=free(),
@@ -356,10 +367,14 @@ def up(config: StackConfig) -> dict[str, Any]:
         data["processes"][server.spec.name] = server.handle.to_json()
         write_stack(config.home, data)  # written as we go, so `down` can clean up a failed `up`
 
+    repository = (config.model_repository or default_model_repository()).resolve()
     plan = MeshPlan(
         api_keys=dev_key_env(data["api_key"]),
         infra=INFRA if config.with_triton else INFRA[:3],
-        services=installed_services() if config.with_services else (),
+        services=services_for(
+            installed_services() if config.with_services else (),
+            repository if config.with_triton else None,
+        ),
         model_repository=config.model_repository,
         external_mongo_url=config.external_mongo_url,
         otlp_endpoint=config.otlp_endpoint,
@@ -405,6 +420,9 @@ def _probes(data: dict[str, Any]) -> dict[str, tuple[str, servers.Probe]]:
         found["mongo"] = (infra["mongo"], partial(servers.probe_mongo, infra["mongo"]))
     if "redis" in infra:
         found["redis"] = (infra["redis"], partial(servers.probe_redis, infra["redis"]))
+    if "milvus" in infra:
+        host, _, port = infra["milvus"].removeprefix("http://").rpartition(":")
+        found["milvus"] = (infra["milvus"], partial(servers.probe_tcp, host, int(port)))
     if "triton_http" in infra:
         ready = f"{infra['triton_http']}/v2/health/ready"
         found["triton"] = (infra["triton_http"], partial(servers.probe_http_ok, ready))

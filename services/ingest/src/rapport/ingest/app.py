@@ -17,7 +17,7 @@ from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.limits import BodySizeLimitMiddleware
 from rapport.ingest.adapters.dedup import AdmissionStore
-from rapport.ingest.domain import BODY, REQUEST_SCHEMA
+from rapport.ingest.domain import BODY, KNOWLEDGE_BODY, KNOWLEDGE_REQUEST_SCHEMA, REQUEST_SCHEMA
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.routes import router
 from rapport.ingest.service import IngestService
@@ -54,15 +54,21 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app = create_service_app(
         settings,
         title="Rapport ingest",
-        description="The public event API: validates events and produces them to Kafka.",
+        description="The public event API: validates events and company documents and "
+        "produces them to Kafka.",
         lifespan=lifespan,
         metrics=metrics,
     )
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, paths=("/v1/events",)
     )
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.knowledge_max_body_bytes,
+        paths=("/v1/knowledge",),
+    )
     app.include_router(router)
-    document_schemas(app, {REQUEST_SCHEMA: BODY})
+    document_schemas(app, {REQUEST_SCHEMA: BODY, KNOWLEDGE_REQUEST_SCHEMA: KNOWLEDGE_BODY})
     return app
 
 

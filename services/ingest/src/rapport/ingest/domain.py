@@ -12,9 +12,11 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from rapport.common.events import EVENT_TYPES, SERVER_FIELDS, EventIn
+from rapport.common.knowledge import KnowledgeDocument
 from rapport.common.problems import FieldError
 
 REQUEST_SCHEMA = "IngestRequest"
+KNOWLEDGE_REQUEST_SCHEMA = "KnowledgeRequest"
 
 
 class EventBatch(BaseModel):
@@ -53,6 +55,60 @@ class IngestResult(BaseModel):
     events: list[EventResult]
 
 
+class KnowledgeBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[KnowledgeDocument] = Field(
+        min_length=1,
+        description="At most `RAPPORT_INGEST_MAX_DOCUMENTS` (100 by default); all are "
+        "accepted or none is.",
+    )
+
+
+def _knowledge_body_kind(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "documents" in value else "single"
+
+
+KnowledgeBody = Annotated[
+    Annotated[KnowledgeDocument, Tag("single")] | Annotated[KnowledgeBatch, Tag("batch")],
+    Discriminator(_knowledge_body_kind),
+]
+KNOWLEDGE_BODY: TypeAdapter[KnowledgeDocument | KnowledgeBatch] = TypeAdapter(KnowledgeBody)
+
+
+class DocumentResult(BaseModel):
+    index: int
+    doc_id: str
+    status: Literal["accepted"]
+
+
+class KnowledgeResult(BaseModel):
+    accepted: int
+    documents: list[DocumentResult]
+
+
+class DeletionResult(BaseModel):
+    doc_id: str
+    status: Literal["accepted"]
+
+
+def check_documents(documents: Sequence[KnowledgeDocument]) -> list[FieldError]:
+    """One request, one version per document: two would race for the same key."""
+    first: dict[str, int] = {}
+    errors = []
+    for index, document in enumerate(documents):
+        if document.doc_id in first:
+            errors.append(
+                FieldError(
+                    index=index,
+                    field="doc_id",
+                    reason=f"also at index {first[document.doc_id]}: one version per request",
+                )
+            )
+        first.setdefault(document.doc_id, index)
+    return errors
+
+
 def check_events(
     events: Sequence[EventIn], *, now: datetime, max_future_skew_s: int
 ) -> list[FieldError]:
@@ -69,13 +125,13 @@ def check_events(
     ]
 
 
-def submitted_items(raw: bytes) -> list[Any]:
+def submitted_items(raw: bytes, batch_field: str = "events") -> list[Any]:
     """The submitted items, as far as they parse, for counting what was refused."""
     try:
         body = json.loads(raw)
     except ValueError:
         return [None]
-    items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
+    items = body.get(batch_field) if isinstance(body, dict) and batch_field in body else [body]
     return items if isinstance(items, list) else [items]
 
 
@@ -91,7 +147,7 @@ def item_error(loc: tuple[int | str, ...], reason: str, kind: str) -> FieldError
     index: int | None = 0 if shape == "single" else None
     if (
         shape == "batch"
-        and parts[:1] == ["events"]
+        and parts[:1] in (["events"], ["documents"])
         and len(parts) > 1
         and isinstance(parts[1], int)
     ):

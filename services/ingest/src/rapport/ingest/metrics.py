@@ -12,6 +12,7 @@ INGEST_EVENTS = "rapport_ingest_events"
 INGEST_PRODUCE_DURATION = "rapport_ingest_produce_duration_seconds"
 INGEST_REQUESTS_REFUSED = "rapport_ingest_requests_refused"
 INGEST_DEDUP_UNAVAILABLE = "rapport_ingest_dedup_unavailable"
+INGEST_DOCUMENTS = "rapport_ingest_documents"
 
 
 @dataclass
@@ -34,6 +35,12 @@ class IngestMetrics(Metrics):
             INGEST_REQUESTS_REFUSED,
             "Requests refused before producing, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.documents = Counter(
+            INGEST_DOCUMENTS,
+            "Knowledge documents by operation (upsert, delete) and outcome (accepted, rejected).",
+            ["op", "outcome"],
             registry=self.registry,
         )
         self.dedup_unavailable = Counter(

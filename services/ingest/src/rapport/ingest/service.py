@@ -38,10 +38,25 @@ from uuid_utils.compat import uuid7
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
+from rapport.common.knowledge import (
+    KNOWLEDGE_SCHEMA_HEADER,
+    KnowledgeDocument,
+    delete_record,
+    record_key,
+    upsert_record,
+)
 from rapport.common.metrics import trace_exemplar
 from rapport.common.problems import ProblemError
 from rapport.ingest.adapters.dedup import AdmissionStore, ClaimState
-from rapport.ingest.domain import EventResult, IngestResult, check_events
+from rapport.ingest.domain import (
+    DeletionResult,
+    DocumentResult,
+    EventResult,
+    IngestResult,
+    KnowledgeResult,
+    check_documents,
+    check_events,
+)
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.settings import IngestSettings
 
@@ -311,6 +326,119 @@ class IngestService:
             headers={"Retry-After": str(self.settings.retry_after_s)},
             extra={"event_ids": [str(item.event_id) for item in items]},
         )
+
+    # ---- knowledge: documents onto rapport.knowledge.v1 --------------------------------
+
+    async def publish_documents(
+        self, documents: Sequence[KnowledgeDocument], caller: ApiKey
+    ) -> KnowledgeResult:
+        """Produce one version of each document; ``202`` only once the broker has them all.
+
+        No idempotency store: a document is keyed by its ``doc_id``, so publishing the
+        same version twice leaves the index as once (the indexer overwrites in place).
+        """
+        settings = self.settings
+        if len(documents) > settings.max_documents:
+            self.metrics.requests_refused.labels("too_many_documents").inc()
+            raise ProblemError(
+                413,
+                detail=f"At most {settings.max_documents} documents per request; "
+                f"got {len(documents)}.",
+            )
+        errors = check_documents(documents)
+        if errors:
+            self.count_rejected_documents(len(documents))
+            raise ProblemError(
+                422,
+                title="Invalid documents",
+                detail="Nothing from this request was accepted; see `errors`.",
+                slug="validation",
+                errors=errors,
+            )
+        await self._charge(caller, len(documents))
+        now = datetime.now(UTC)
+        records = [
+            (
+                record_key(caller.tenant, d.doc_id),
+                upsert_record(d, tenant=caller.tenant, published_at=now),
+            )
+            for d in documents
+        ]
+        await self._produce_records(settings.knowledge_topic, records, KNOWLEDGE_SCHEMA_HEADER)
+        self.metrics.documents.labels("upsert", "accepted").inc(len(documents))
+        return KnowledgeResult(
+            accepted=len(documents),
+            documents=[
+                DocumentResult(index=i, doc_id=d.doc_id, status="accepted")
+                for i, d in enumerate(documents)
+            ],
+        )
+
+    async def delete_document(self, doc_id: str, caller: ApiKey) -> DeletionResult:
+        """Publish the document's deletion; the indexer removes every chunk of it."""
+        await self._charge(caller, 1)
+        record = delete_record(doc_id, tenant=caller.tenant, published_at=datetime.now(UTC))
+        await self._produce_records(
+            self.settings.knowledge_topic,
+            [(record_key(caller.tenant, doc_id), record)],
+            KNOWLEDGE_SCHEMA_HEADER,
+        )
+        self.metrics.documents.labels("delete", "accepted").inc()
+        return DeletionResult(doc_id=doc_id, status="accepted")
+
+    def count_rejected_documents(self, count: int) -> None:
+        self.metrics.documents.labels("upsert", "rejected").inc(count)
+
+    async def _charge(self, caller: ApiKey, cost: int) -> None:
+        """The key's token bucket, as for events; without Redis, no limit (counted)."""
+        try:
+            admission = await self.admission.admit(
+                caller.id,
+                rate=caller.rate_per_s or self.settings.rate_per_s,
+                burst=caller.burst or self.settings.rate_burst,
+                cost=cost,
+                event_keys=[],
+            )
+        except REDIS_ERRORS:
+            self.metrics.dedup_unavailable.inc()
+            log.warning("redis unavailable: no rate limit for this request")
+            return
+        if not admission.rate.allowed:
+            self.metrics.requests_refused.labels("rate_limited").inc()
+            raise ProblemError(
+                429,
+                detail="This API key is over its rate; retry after the indicated delay.",
+                slug="rate-limited",
+                headers={"Retry-After": admission.rate.retry_after_header},
+            )
+
+    async def _produce_records(
+        self, topic: str, records: list[tuple[bytes, bytes]], schema: tuple[str, bytes]
+    ) -> None:
+        """Send and wait for every acknowledgement, or answer 503 after the deadline."""
+        started = time.perf_counter()
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self.settings.produce_timeout_ms / 1000):
+                for key, value in records:
+                    futures.append(
+                        await self.producer.send(topic, value=value, key=key, headers=[schema])
+                    )
+                await asyncio.gather(*futures)
+        except (TimeoutError, KafkaError):
+            for future in futures:  # a late acknowledgement must not log as unretrieved
+                future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self.metrics.requests_refused.labels("broker_unavailable").inc()
+            raise ProblemError(
+                503,
+                detail="The log did not acknowledge in time; retry the same request.",
+                slug="unavailable",
+                headers={"Retry-After": str(self.settings.retry_after_s)},
+            ) from None
+        finally:
+            self.metrics.produce_duration.observe(
+                time.perf_counter() - started, exemplar=trace_exemplar()
+            )
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for produces that outlived their requests (on shutdown)."""

@@ -3,7 +3,7 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.kafka import EVENTS_TOPIC
+from rapport.common.kafka import EVENTS_TOPIC, KNOWLEDGE_TOPIC
 from rapport.common.settings import KafkaSettings, RedisSettings, ServiceSettings
 
 
@@ -15,6 +15,11 @@ class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings):
     topic: str = Field(EVENTS_TOPIC, description="Topic events are produced to.")
     max_events: int = Field(500, ge=1, le=10_000, description="Events per request.")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Request body size.")
+    knowledge_topic: str = Field(KNOWLEDGE_TOPIC, description="Topic documents are produced to.")
+    max_documents: int = Field(100, ge=1, le=1000, description="Documents per request.")
+    knowledge_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Request body size of `POST /v1/knowledge`."
+    )
     produce_timeout_ms: int = Field(
         2000, gt=0, description="Deadline for the broker to acknowledge every event."
     )

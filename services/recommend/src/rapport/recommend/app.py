@@ -18,8 +18,9 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
+from rapport.common.triton import channel_args
 from rapport.recommend.adapters.catalog import load_catalog
-from rapport.recommend.adapters.triton import TritonModels, channel_args
+from rapport.recommend.adapters.triton import TritonModels
 from rapport.recommend.metrics import RecommendMetrics
 from rapport.recommend.routes import router
 from rapport.recommend.service import RecommendService

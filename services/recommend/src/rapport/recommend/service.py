@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from rapport.common.contracts import (
     Exploration,
     MessageUnderstanding,
+    MessageVector,
     ProfileView,
     Reason,
     ReasonKind,
@@ -154,7 +155,9 @@ class RecommendService:
             )
         result.items = result.items[: request.k]
         if request.message:
-            result.message = self._understanding(result, intent, sentiment)
+            result.message = self._understanding(
+                result, intent, sentiment, with_vector=request.vector
+            )
         return result
 
     def _ranked_item(
@@ -187,6 +190,8 @@ class RecommendService:
         result: Recommendations,
         intent: Intent | ModelUnavailable | None,
         sentiment: Sentiment | ModelUnavailable | None,
+        *,
+        with_vector: bool = False,
     ) -> MessageUnderstanding | None:
         if isinstance(sentiment, Sentiment):
             result.models[self.models.sentiment_model] = sentiment.version
@@ -203,6 +208,11 @@ class RecommendService:
             out_of_scope=intent.out_of_scope,
             sentiment=sentiment.label if isinstance(sentiment, Sentiment) else None,
             sentiment_score=round(sentiment.score, 6) if isinstance(sentiment, Sentiment) else None,
+            vector=MessageVector.of(
+                intent.vector, f"{self.models.encoder_model}:{intent.encoder_version}"
+            )
+            if with_vector and intent.vector
+            else None,
         )
 
     async def _trending(

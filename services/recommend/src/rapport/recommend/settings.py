@@ -4,19 +4,14 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.settings import ProfileClientSettings, ServiceSettings
+from rapport.common.settings import ProfileClientSettings, ServiceSettings, TritonSettings
 
 
-class RecommendSettings(ServiceSettings, ProfileClientSettings):
+class RecommendSettings(ServiceSettings, ProfileClientSettings, TritonSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RECOMMEND_")
     service_name: ClassVar[str] = "rapport-recommend"
 
     port: int = 8083
-    triton_grpc_url: str = Field(
-        "127.0.0.1:8001",
-        validation_alias="RAPPORT_TRITON_GRPC_URL",
-        description="Triton gRPC endpoint, host:port.",
-    )
     triton_timeout_ms: int = Field(
         40, gt=0, description="Deadline of one Triton call; past it the fallback serves."
     )

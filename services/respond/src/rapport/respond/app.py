@@ -21,6 +21,7 @@ from pydantic import SecretStr, ValidationError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.http import create_http_session
+from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
@@ -117,8 +118,16 @@ def create_app(settings: RespondSettings) -> FastAPI:
                     limit_gauge=metrics.admission_limit,
                 ),
                 upstreams=upstreams,
+                knowledge=KnowledgeClient(
+                    http, settings.knowledge_url, settings.knowledge_timeout_ms / 1000
+                )
+                if settings.knowledge_url
+                else None,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)
+            if settings.knowledge_url:
+                knowledge_ready = _probe(http, f"{settings.knowledge_url.rstrip('/')}/readyz")
+                add_readiness_check(app, "knowledge", knowledge_ready, required=False)
             profile_ready = _probe(http, f"{settings.profile_url.rstrip('/')}/readyz")
             add_readiness_check(app, "profile", profile_ready, required=False)
             recommend_ready = _probe(http, f"{settings.recommend_url.rstrip('/')}/readyz")

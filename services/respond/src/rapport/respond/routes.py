@@ -76,6 +76,7 @@ async def respond(
     return RespondResponse(
         reply=answer.reply,
         recommendations=answer.recommendations(),
+        knowledge=answer.knowledge(),
         personalization=answer.personalization(),
         trace_id=trace_id(),
     )

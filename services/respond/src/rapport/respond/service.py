@@ -5,7 +5,10 @@ Flow (each outbound call gets what is left of the budget):
 1. the profile, with at most ``profile_share`` of the budget, so a slow
    profile service still leaves recommend its time;
 2. recommend, with the profile inline (it does not read it again) and the
-   message (intent, out-of-scope, sentiment);
+   message (intent, out-of-scope, sentiment and, when knowledge is on, the
+   message's vector);
+2b. knowledge, with that vector: the passages of the tenant's documents that fit
+   the message (``knowledge_reserve_ms`` of the budget is kept for it);
 3. the ``chat_message`` event, handed to the Kafka producer with the intent
    and sentiment that the profile's session keeps (the reply does not wait for
    the broker's acknowledgement);
@@ -43,10 +46,13 @@ from opentelemetry import trace
 from rapport.common.contracts import (
     FRUSTRATED_SENTIMENT_EWMA,
     ConsentView,
+    MessageUnderstanding,
     ProfileView,
     Recommendations,
 )
 from rapport.common.http import ServiceCallError
+from rapport.common.knowledge import KnowledgeHit
+from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
@@ -55,6 +61,7 @@ from rapport.respond import domain
 from rapport.respond.adapters.llm import (
     ContextItem,
     ContextMessage,
+    ContextPassage,
     ContextUser,
     PromptContext,
     Upstream,
@@ -70,6 +77,7 @@ from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import Persona, Selection, TemplateFile, Tone, choose, fill, render
 from rapport.respond.wire import (
     DEGRADED_HEADER,
+    KnowledgePassage,
     Personalization,
     Recommendation,
     completion_text,
@@ -79,11 +87,13 @@ log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
 MAX_RECOMMEND_MESSAGE = 2000  # recommend's limit
+MAX_PROMPT_PASSAGES = 5
 MIN_CALL_S = 0.001  # below this a call cannot succeed; skip it and degrade
 # Each dependency: the part a reply lacks without it, and the scope the caller's key needs.
 DEPENDENCIES = {
     "profile": ("profile", "profiles:read"),
     "recommend": ("recommendations", "recommend:invoke"),
+    "knowledge": ("knowledge", "knowledge:read"),
 }
 T = TypeVar("T")
 
@@ -110,6 +120,7 @@ class Gathered:
     items: list[domain.ShownItem]
     tone: Tone
     degraded: list[str] = field(default_factory=list)
+    knowledge: list[KnowledgeHit] = field(default_factory=list)
 
     @classmethod
     def nothing_yet(cls, turn: Turn) -> Gathered:
@@ -185,6 +196,18 @@ class Answer:
             for i in self.gathered.items
         ]
 
+    def knowledge(self) -> list[KnowledgePassage]:
+        return [
+            KnowledgePassage(
+                doc_id=hit.doc_id,
+                title=hit.title,
+                snippet=hit.snippet,
+                score=hit.score,
+                url=hit.url,
+            )
+            for hit in self.gathered.knowledge
+        ]
+
     def personalization(self) -> Personalization:
         gathered = self.gathered
         return Personalization(
@@ -202,6 +225,7 @@ class Answer:
         """Rapport's part of a completion; OpenAI clients ignore fields they do not know."""
         return {
             "recommendations": [r.model_dump() for r in self.recommendations()],
+            "knowledge": [k.model_dump() for k in self.knowledge()],
             "personalization": self.personalization().model_dump(),
             "trace_id": trace_id(),
         }
@@ -246,6 +270,7 @@ class RespondService:
     metrics: RespondMetrics
     admission: InFlightLimit
     upstreams: Upstreams = field(default_factory=lambda: Upstreams(None, {}))
+    knowledge: KnowledgeClient | None = None  # None: replies carry no company knowledge
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @contextmanager
@@ -365,6 +390,8 @@ class RespondService:
         gathered = Gathered.nothing_yet(turn)
         self.degrade(gathered, "profile")
         self.degrade(gathered, "recommendations")
+        if self.knowledge is not None:
+            self.degrade(gathered, "knowledge")
         if turn.user_id is not None:
             await self._record(turn, tenant, gathered)
         return gathered
@@ -393,12 +420,13 @@ class RespondService:
             inline = ProfileView(
                 user_id=user_id, known=False, consent=ConsentView(personalization=False)
             )
+        knowledge_reserve_s = self.settings.knowledge_reserve_ms / 1000 if self.knowledge else 0.0
         recs = await self._recommend(
             turn,
             user_id,
             inline,
             authorization,
-            remaining_s=deadline.remaining_s(reserve_s),
+            remaining_s=deadline.remaining_s(reserve_s + knowledge_reserve_s),
             gathered=gathered,
         )
         gathered.recommendations = recs
@@ -411,6 +439,10 @@ class RespondService:
             if recs.fallback:
                 self.degrade(gathered, "ranking")
         message = recs.message if recs else None
+        if self.knowledge is not None and turn.message.strip():
+            gathered.knowledge = await self._knowledge(
+                self.knowledge, message, authorization, deadline, gathered
+            )
         gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
         if turn.user_id is not None and gathered.personalized:
             await self._record(turn, tenant, gathered)
@@ -454,14 +486,52 @@ class RespondService:
                 profile=profile,
                 message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
                 k=self.settings.recommendations,
+                vector=self.knowledge is not None,
                 timeout_s=timeout,
             ),
         )
 
+    async def _knowledge(
+        self,
+        client: KnowledgeClient,
+        message: MessageUnderstanding | None,
+        authorization: str,
+        deadline: Deadline,
+        gathered: Gathered,
+    ) -> list[KnowledgeHit]:
+        """The passages that fit the message, found with the vector recommend computed.
+
+        Without that vector (recommend or its models were late or down) there is
+        nothing to search with: encoding the message again here would cost the
+        reply a second encoder call, so ``knowledge`` is degraded instead.
+        """
+        if message is None or message.vector is None:
+            self.degrade(gathered, "knowledge")
+            return []
+        vector = message.vector
+        settings = self.settings
+        timeout = min(
+            settings.knowledge_timeout_ms / 1000,
+            deadline.remaining_s(settings.reserve_ms / 1000),
+        )
+        results = await self._within_budget(
+            gathered,
+            "knowledge",
+            timeout,
+            lambda: client.search(
+                vector,
+                authorization=authorization,
+                k=settings.knowledge_passages,
+                min_score=settings.knowledge_min_score,
+                timeout_s=timeout,
+            ),
+        )
+        return results.hits if results is not None else []
+
     async def _within_budget(
         self,
         gathered: Gathered,
-        service: Literal["profile", "recommend"],
+        service: Literal["profile", "recommend", "knowledge"],
         timeout_s: float,
         call: Callable[[], Awaitable[T]],
     ) -> T | None:
@@ -531,12 +601,15 @@ class RespondService:
             profile = gathered.profile if gathered.personalized else None
             interests = domain.interests(profile)
             model_segment = gathered.segment
+            best = gathered.knowledge[0] if gathered.knowledge else None
+            answers = best is not None and best.score >= self.settings.knowledge_answer_score
             selection = Selection(
                 intent=intent,
                 domain=templates.domain_of(intent),
                 segments=frozenset(domain.segments(profile, model_segment)),
                 tone=gathered.tone,
                 personalized=gathered.personalized,
+                knowledge=answers,
             )
             template = choose(templates, selection)
             items = gathered.items
@@ -556,6 +629,9 @@ class RespondService:
                 ),
                 "first_title": items[0].title if items else "",
                 "first_reason": items[0].reason if items else "",
+                "knowledge_title": best.title if best and answers else "",
+                "knowledge_snippet": best.snippet if best and answers else "",
+                "knowledge_url": (best.url or "") if best and answers else "",
             }
             return render(template, values)
 
@@ -596,6 +672,10 @@ class RespondService:
             ),
             tone=gathered.tone,
             recommendations=[ContextItem(title=i.title, reason=i.reason) for i in gathered.items],
+            knowledge=[
+                ContextPassage(doc_id=hit.doc_id, title=hit.title, text=hit.snippet)
+                for hit in gathered.knowledge[:MAX_PROMPT_PASSAGES]
+            ],
         )
         return build_messages(
             persona=persona, tone=gathered.tone, context=context, conversation=conversation

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rapport.common.kafka import EVENTS_TOPIC
 from rapport.common.settings import (
     KafkaSettings,
+    KnowledgeClientSettings,
     ProfileClientSettings,
     RecommendClientSettings,
     ServiceSettings,
@@ -66,6 +67,7 @@ class RespondSettings(
     ServiceSettings,
     ProfileClientSettings,
     RecommendClientSettings,
+    KnowledgeClientSettings,
     KafkaSettings,
     LlmSettings,
 ):
@@ -90,6 +92,27 @@ class RespondSettings(
         8.0, ge=0, description="Budget kept after recommend for the event and the assembly."
     )
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
+    knowledge_passages: int = Field(
+        3, ge=1, le=10, description="Passages of company knowledge asked per reply."
+    )
+    knowledge_min_score: float = Field(
+        0.3,
+        ge=-1,
+        le=1,
+        description="Passages less similar to the message than this are left out.",
+    )
+    knowledge_answer_score: float = Field(
+        0.54,
+        ge=-1,
+        le=1,
+        description="Template mode answers from the best passage when its similarity reaches "
+        'this (chosen on data: bench/README.md, "Knowledge retrieval quality").',
+    )
+    knowledge_reserve_ms: float = Field(
+        15.0,
+        ge=0,
+        description="Budget kept after recommend for the knowledge search, when it is on.",
+    )
     max_in_flight: int = Field(
         32,
         ge=1,

@@ -36,6 +36,9 @@ PLACEHOLDERS: dict[str, str] = {
     "recommendations": "the recommendations, one `recommendation_line` each",
     "first_title": "the first recommendation's title",
     "first_reason": "the first recommendation's reason",
+    "knowledge_title": "the title of the company document that answers the message",
+    "knowledge_snippet": "its passage that fits the message",
+    "knowledge_url": "its url, when it has one",
 }
 LINE_PLACEHOLDERS: dict[str, str] = {"title": "the item's title", "reason": "why it is recommended"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -85,12 +88,19 @@ class When(_Strict):
     segments: list[Name] = Field(default_factory=list)
     tones: list[Tone] = Field(default_factory=list)
     personalized: bool | None = None
+    knowledge: bool | None = Field(
+        None,
+        description="True: the best passage of the company's documents passes "
+        "`RAPPORT_RESPOND_KNOWLEDGE_ANSWER_SCORE`, so the reply can answer from it.",
+    )
 
     @property
     def specificity(self) -> int:
-        """Intent beats domain beats segment beats tone beats consent."""
+        """Knowledge beats intent beats domain beats segment beats tone beats consent: a
+        company document that answers the message is the most specific thing known."""
         return (
-            16 * bool(self.intents)
+            32 * (self.knowledge is not None)
+            + 16 * bool(self.intents)
             + 8 * bool(self.domains)
             + 4 * bool(self.segments)
             + 2 * bool(self.tones)
@@ -180,6 +190,7 @@ class Selection:
     segments: frozenset[str]
     tone: Tone
     personalized: bool
+    knowledge: bool = False
 
 
 def _matches(when: When, s: Selection) -> bool:
@@ -189,6 +200,7 @@ def _matches(when: When, s: Selection) -> bool:
         and (not when.segments or bool(s.segments.intersection(when.segments)))
         and (not when.tones or s.tone in when.tones)
         and (when.personalized is None or when.personalized == s.personalized)
+        and (when.knowledge is None or when.knowledge == s.knowledge)
     )
 
 

@@ -49,6 +49,16 @@ class Recommendation(BaseModel):
     reason: str
 
 
+class KnowledgePassage(BaseModel):
+    """A passage of the tenant's own documents that fits the message."""
+
+    doc_id: str
+    title: str
+    snippet: str
+    score: float = Field(description="Cosine similarity to the message, -1..1.")
+    url: str | None = None
+
+
 class Personalization(BaseModel):
     personalized: bool = Field(description="False for an opted-out or anonymous user.")
     profile_version: int | None
@@ -59,13 +69,16 @@ class Personalization(BaseModel):
     mode: Literal["template", "llm"]
     degraded: list[str] = Field(
         description="Parts that could not be used: profile, recommendations, ranking, "
-        "intent, sentiment, event, llm."
+        "intent, sentiment, knowledge, event, llm."
     )
 
 
 class RespondResponse(BaseModel):
     reply: str
     recommendations: list[Recommendation]
+    knowledge: list[KnowledgePassage] = Field(
+        description="The company's own documents that fit the message, best first."
+    )
     personalization: Personalization
     trace_id: str | None
 

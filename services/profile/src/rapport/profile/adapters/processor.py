@@ -39,7 +39,12 @@ from redis.asyncio import Redis
 
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.events import SCHEMA_HEADER, Event, parse_event
-from rapport.common.kafka import EVENTS_DLQ_TOPIC, PROFILE_CHANGES_TOPIC, process_span
+from rapport.common.kafka import (
+    EVENTS_DLQ_TOPIC,
+    PROFILE_CHANGES_TOPIC,
+    dead_letter_headers,
+    process_span,
+)
 from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id
 from rapport.profile.domain import Outcome, Profile, Rules, apply
 from rapport.profile.metrics import ProfileMetrics
@@ -288,16 +293,12 @@ class Processor:
             for pid, value in encoded.items()
         ]
         for record, error in poison:
-            headers = [
-                ("original-topic", record.topic.encode()),
-                ("original-partition", str(record.partition).encode()),
-                ("original-offset", str(record.offset).encode()),
-                ("error-class", type(error.__cause__ or error).__name__.encode()),
-                ("error-message", str(error).encode()[:1000]),
-            ]
             futures.append(
                 await self.producer.send(
-                    self.dlq_topic, key=record.key, value=record.value, headers=headers
+                    self.dlq_topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=dead_letter_headers(record, error),
                 )
             )
         if futures:

@@ -27,17 +27,12 @@ from typing import Any
 import numpy as np
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
-from tritonclient.grpc import (
-    MAX_GRPC_MESSAGE_SIZE,
-    InferInput,
-    InferRequestedOutput,
-    InferResult,
-    KeepAliveOptions,
-)
+from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from rapport.common.scores import normalised
+from rapport.common.triton import bytes_tensor
 from rapport.recommend.metrics import CIRCUIT_STATES, RecommendMetrics
 
 log = logging.getLogger(__name__)
@@ -92,6 +87,7 @@ class Intent:
     out_of_scope: bool
     version: str
     encoder_version: str  # the encoder whose vector the intent model read
+    vector: tuple[float, ...] = ()  # that vector: the message's, for retrieval
 
 
 @dataclass(frozen=True)
@@ -99,36 +95,6 @@ class Sentiment:
     label: str
     score: float
     version: str
-
-
-def channel_args() -> list[tuple[str, int]]:
-    """tritonclient's defaults, plus a short reconnect backoff.
-
-    gRPC backs off exponentially (up to 2 min) while Triton is down; with a
-    breaker already guarding the calls, a restarted Triton should be found
-    within about a second, not many seconds later.
-    """
-    keepalive = KeepAliveOptions()
-    return [
-        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
-        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
-        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
-        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
-        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
-        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-    ]
-
-
-def _bytes_tensor(name: str, values: Sequence[str], shape: list[int] | None = None) -> InferInput:
-    array = np.array([v.encode() for v in values], dtype=np.object_)
-    if shape is not None:
-        array = array.reshape(shape)
-    tensor = InferInput(name, list(array.shape), "BYTES")
-    tensor.set_data_from_numpy(array)
-    return tensor
 
 
 def _tensor(name: str, array: np.ndarray[Any, Any], datatype: str) -> InferInput:
@@ -154,12 +120,12 @@ class RankingQuery:
         # as 0.
         scaled = normalised(self.affinities)
         return [
-            _bytes_tensor("HISTORY_ITEMS", self.history),
+            bytes_tensor("HISTORY_ITEMS", self.history),
             _tensor("HISTORY_WEIGHTS", np.asarray(self.weights, dtype=np.float32), "FP32"),
-            _bytes_tensor("CATEGORY_NAMES", list(scaled)),
+            bytes_tensor("CATEGORY_NAMES", list(scaled)),
             _tensor("CATEGORY_WEIGHTS", np.asarray(list(scaled.values()), np.float32), "FP32"),
-            _bytes_tensor("EXCLUDE_ITEMS", self.exclude),
-            _bytes_tensor("CATEGORY_FILTER", self.categories),
+            bytes_tensor("EXCLUDE_ITEMS", self.exclude),
+            bytes_tensor("CATEGORY_FILTER", self.categories),
             _tensor("K", np.asarray([self.k], dtype=np.int32), "INT32"),
         ]
 
@@ -198,12 +164,14 @@ def _ranking(out: Outputs, version: str) -> Ranking:
 
 
 def _intent(out: Outputs, version: str, encoder_version: str) -> Intent:
+    embedding = out.get("EMBEDDING")
     return Intent(
         intent=_strings(out["INTENT"])[0],
         confidence=_first(out["CONFIDENCE"], 0.0),
         out_of_scope=bool(_first(out["OUT_OF_SCOPE"], 0.0)),
         version=version,
         encoder_version=encoder_version,
+        vector=tuple(embedding.reshape(-1).tolist()) if embedding is not None else (),
     )
 
 
@@ -265,7 +233,7 @@ class TritonModels:
                     self._call(self.item_model, nobody.inputs(), ("ITEM_IDS",), timeout_s),
                     self._call(
                         self.reply_model,
-                        [*nobody.inputs(), _bytes_tensor("TEXT", ["hello"], [1, 1])],
+                        [*nobody.inputs(), bytes_tensor("TEXT", ["hello"], [1, 1])],
                         ("ITEM_IDS", *INTENT_OUTPUTS, "SENTIMENT"),
                         timeout_s,
                     ),
@@ -368,7 +336,7 @@ class TritonModels:
         self, query: RankingQuery, message: str
     ) -> tuple[Ranking, Intent, Sentiment]:
         """Ranking, intent and sentiment in one call to the ``reply`` ensemble."""
-        inputs = [*query.inputs(), _bytes_tensor("TEXT", [message], [1, 1])]
+        inputs = [*query.inputs(), bytes_tensor("TEXT", [message], [1, 1])]
         out, _ = await self._infer(
             self.reply_model, inputs, (*RANKING_OUTPUTS, *INTENT_OUTPUTS, *SENTIMENT_OUTPUTS)
         )
@@ -384,6 +352,6 @@ class TritonModels:
 
     async def sentiment(self, text: str) -> Sentiment:
         out, version = await self._infer(
-            self.sentiment_model, [_bytes_tensor("TEXT", [text], [1, 1])], SENTIMENT_OUTPUTS
+            self.sentiment_model, [bytes_tensor("TEXT", [text], [1, 1])], SENTIMENT_OUTPUTS
         )
         return _sentiment(out, version)

@@ -1,0 +1,288 @@
+"""Knowledge, the whole mesh local: indexing throughput, freshness, and what it costs respond.
+
+Starts Tansu, nx-27017, Redis, Milvus Lite and Triton (the exported models), then
+real ``rapport-profile``, ``rapport-recommend``, ``rapport-knowledge``,
+``rapport-ingest`` and two ``rapport-respond`` processes: one with knowledge on,
+one without (``RAPPORT_KNOWLEDGE_URL`` empty), on the same mesh.
+
+1. **Indexing throughput**: ``--documents`` documents of about 120 words (5 chunks
+   each), published through ingest in batches of 20, 4 requests in flight; the
+   time from the first ``POST`` until the indexer has counted them all.
+2. **Freshness**: a new version of a policy (a new number in its text) is
+   ``POST``ed, then respond is asked about it in a loop until a reply's
+   ``knowledge`` carries the new text: from the ``POST`` to that reply. Unloaded,
+   then under ``--background`` documents/s of updates to other documents (an
+   open loop in its own process).
+3. **respond at 300 req/s**, knowledge on against off, alternating, two rounds
+   each: p50 and p99, and the parts respond degraded.
+
+Every latency is printed beside its load level and written to
+``bench/results/knowledge.json``.
+
+    .venv/bin/python -m bench.knowledge [--seconds 8] [--rounds 40] [--documents 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.ingest import run_load, summarize
+from bench.mesh import KEY, bench_plan, metric_total, wait_until_ready
+from bench.recommend import REPO
+from bench.respond import respond_metrics
+from bench.results_file import write_results
+from rapport.devstack import models
+from rapport.devstack.stack import Stack, start_mesh
+
+QUESTION = "how long until my refund reaches my account?"
+FILLER = (
+    "Opening hours may change on public holidays, so please check the page of your local "
+    "store before you travel. Staff can help with returns, repairs, gift wrapping and "
+    "orders placed online, and most stores have a collection desk near the entrance. "
+)
+
+
+def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(  # noqa: S310
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - loopback
+        return response.status, json.loads(response.read())
+
+
+def store_document(n: int) -> dict[str, str]:
+    words = (FILLER * 2).split()[:110]
+    return {
+        "doc_id": f"store-{n}",
+        "title": f"Store {n}",
+        "text": f"Store {n} opens at {8 + n % 3} in the morning. " + " ".join(words),
+    }
+
+
+def refund_policy(days: int) -> dict[str, str]:
+    return {
+        "doc_id": "refund-timing",
+        "title": "Refund timing",
+        "text": f"Refunds reach your account {days} days after we receive the returned item.",
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ms = np.asarray(values) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+def indexing(ingest: str, knowledge: str, documents: int) -> dict[str, Any]:
+    indexed_before = metric_total(knowledge, "rapport_knowledge_records_total")
+    chunks_before = metric_total(knowledge, "rapport_knowledge_chunks_total")
+
+    async def publish() -> None:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
+            gate = asyncio.Semaphore(4)
+
+            async def batch(start: int) -> None:
+                docs = [store_document(n) for n in range(start, min(documents, start + 20))]
+                async with (
+                    gate,
+                    session.post(f"{ingest}/v1/knowledge", json={"documents": docs}) as answer,
+                ):
+                    if answer.status != 202:
+                        raise RuntimeError(f"ingest answered {answer.status}")
+
+            await asyncio.gather(*(batch(s) for s in range(0, documents, 20)))
+
+    started = time.perf_counter()
+    asyncio.run(publish())
+    published = time.perf_counter() - started
+    deadline = time.monotonic() + 300
+    while metric_total(knowledge, "rapport_knowledge_records_total") - indexed_before < documents:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the indexer did not catch up within 300 s")
+        time.sleep(0.05)
+    took = time.perf_counter() - started
+    chunks = metric_total(knowledge, "rapport_knowledge_chunks_total") - chunks_before
+    row = {
+        "scenario": "indexing",
+        "documents": documents,
+        "chunks": int(chunks),
+        "published_s": round(published, 2),
+        "indexed_s": round(took, 2),
+        "documents_per_s": round(documents / took, 1),
+        "chunks_per_s": round(chunks / took, 1),
+    }
+    print(
+        f"{'indexing':<26} {documents} documents ({int(chunks)} chunks) in {took:.1f} s: "
+        f"{row['documents_per_s']} documents/s, {row['chunks_per_s']} chunks/s "
+        f"(all published after {published:.1f} s)",
+        flush=True,
+    )
+    return row
+
+
+def freshness(ingest: str, respond: str, rounds: int, first_days: int) -> list[float]:
+    """POST a new refund period, then ask respond until a reply cites it; seconds each."""
+    took = []
+    for days in range(first_days, first_days + rounds):
+        started = time.perf_counter()
+        status, _ = request("POST", f"{ingest}/v1/knowledge", refund_policy(days))
+        if status != 202:
+            raise RuntimeError(f"ingest answered {status}")
+        needle = f"{days} days"
+        deadline = time.monotonic() + 30
+        while True:
+            _, reply = request(
+                "POST",
+                f"{respond}/v1/respond",
+                {"user_id": "fresh", "session_id": "fresh", "message": QUESTION},
+            )
+            if any(needle in hit["snippet"] for hit in reply["knowledge"]):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"respond never cited {needle!r}: {reply['knowledge']}")
+        took.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    return took
+
+
+async def _background(url: str, seconds: float, rate: float) -> dict[str, Any]:
+    """Open loop: one document per request at ``rate``, cycling over 500 doc_ids."""
+    statuses: dict[int, int] = {}
+    total = int(seconds * rate)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
+
+        async def one(n: int, planned: float) -> None:
+            delay = planned - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with session.post(url, json=store_document(n % 500)) as answer:
+                await answer.read()
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+
+        origin = time.perf_counter() + 0.1
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i, origin + i / rate) for i in range(total)))
+        elapsed = time.perf_counter() - started
+    return {"statuses": statuses, "elapsed": elapsed, "sent": total}
+
+
+def _run_background(job: tuple[str, float, float], out: Any) -> None:
+    out.put(asyncio.run(_background(*job)))
+
+
+def freshness_rows(ingest: str, respond: str, knowledge: str, args: Any) -> list[dict[str, Any]]:
+    rows = []
+    unloaded = freshness(ingest, respond, args.rounds, 1000)
+    rows.append({"scenario": "freshness", "load": "unloaded", **percentiles(unloaded)})
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    # Long enough to cover the rounds; the process stops by itself.
+    seconds = max(20.0, args.rounds * 0.6)
+    background = ctx.Process(
+        target=_run_background, args=((f"{ingest}/v1/knowledge", seconds, args.background), queue)
+    )
+    indexed_before = metric_total(knowledge, "rapport_knowledge_records_total")
+    background.start()
+    time.sleep(2.0)  # the load is running before the first round
+    started = time.perf_counter()
+    loaded = freshness(ingest, respond, args.rounds, 5000)
+    measured_s = time.perf_counter() - started
+    sent = queue.get(timeout=seconds + 120)
+    background.join(timeout=30)
+    indexed = metric_total(knowledge, "rapport_knowledge_records_total") - indexed_before
+    rows.append(
+        {
+            "scenario": "freshness",
+            "load": f"{args.background:g} documents/s of background updates",
+            "background_sent": sent["sent"],
+            "background_statuses": {str(k): v for k, v in sent["statuses"].items()},
+            "background_records_indexed_per_s": round(indexed / sent["elapsed"], 1),
+            "rounds_s": round(measured_s, 1),
+            **percentiles(loaded),
+        }
+    )
+    for row in rows:
+        print(
+            f"{'freshness':<26} load={row['load']:<38} p50={row['p50_ms']} ms  "
+            f"p99={row['p99_ms']} ms  max={row['max_ms']} ms  ({args.rounds} rounds)",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per respond level")
+    parser.add_argument("--rounds", type=int, default=40, help="freshness rounds per load")
+    parser.add_argument("--documents", type=int, default=600, help="for indexing throughput")
+    parser.add_argument("--background", type=float, default=100.0, help="documents/s")
+    parser.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
+    args = parser.parse_args()
+    seconds = max(2.0, min(args.seconds, 60.0))
+    rounds = max(5, min(args.rounds, 500))
+    args.rounds = rounds
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+        work = Path(tmp)
+        plan = bench_plan(
+            ["profile", "recommend", "knowledge", "ingest", "respond"],
+            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
+        )
+        mesh = start_mesh(plan, stack, work)
+        without = stack.start(plan.spec("respond", mesh, {"RAPPORT_KNOWLEDGE_URL": ""}))
+        ingest, knowledge = mesh.url("ingest"), mesh.url("knowledge")
+        respond_on, respond_off = mesh.url("respond"), without.url("respond")
+
+        rows.append(indexing(ingest, knowledge, max(20, min(args.documents, 20_000))))
+        request("POST", f"{ingest}/v1/knowledge", refund_policy(999))
+        rows.extend(freshness_rows(ingest, respond_on, knowledge, args))
+
+        payload = json.dumps(
+            {"user_id": "bench-user", "session_id": "bench", "message": QUESTION}
+        ).encode()
+        for url in (respond_on, respond_off):
+            run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
+        for round_number in (1, 2):
+            for label, url in (("on", respond_on), ("off", respond_off)):
+                wait_until_ready(mesh.url("recommend"))
+                before = respond_metrics(url)
+                raw = run_load("open", f"{url}/v1/respond", payload, seconds, args.rate)
+                after = respond_metrics(url)
+                row = summarize(
+                    f"respond, knowledge {label}",
+                    f"open {args.rate:g} req/s, round {round_number}",
+                    1,
+                    raw,
+                    ok_status=200,
+                )
+                row["degraded"] = {
+                    k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
+                    for k, v in after.items()
+                    if k.startswith("degraded:") and v > before.get(k, 0.0)
+                }
+                row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
+                print(f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}", flush=True)
+                rows.append(row)
+    write_results("knowledge", rows, seconds_per_level=seconds, freshness_rounds=rounds)
+
+
+if __name__ == "__main__":
+    main()

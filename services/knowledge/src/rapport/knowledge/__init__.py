@@ -1,0 +1,1 @@
+"""Rapport knowledge: company documents, indexed from the stream, searched per tenant."""

@@ -1,0 +1,1 @@
+"""The outside world: the vector store, the encoder on Triton, the topic."""

@@ -1,0 +1,289 @@
+"""The indexer: ``rapport.knowledge.v1`` into the vector store, exactly-once in effect.
+
+Each batch from ``getmany``:
+
+1. decode; a poison record (unparseable, schema-invalid, unknown schema
+   version) goes to the DLQ with its provenance in headers; a null value (a
+   compaction tombstone, e.g. from a CDC source) is counted and skipped;
+2. keep the last record of each document, and read what the store holds for
+   those documents (one ``get``);
+3. skip the records at or below the stored offset (a replay or a redelivery);
+4. chunk the upserts and embed every chunk of the batch on Triton, many chunks
+   per request;
+5. write the chunks (ids ``key/n``: an upsert overwrites in place), delete the
+   previous version's chunks past the new count and a deleted document's
+   chunks, then write the documents' state;
+6. commit the offsets, only now that the store has it all.
+
+A crash anywhere before 6 redelivers the batch; the writes are keyed, so doing
+them again changes nothing. The document state is written after its chunks,
+so a crash between the two leaves the old state, and the redelivery deletes
+the same stale ids again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+
+from rapport.common.kafka import dead_letter_headers, process_span
+from rapport.common.knowledge import (
+    KNOWLEDGE_RECORD,
+    KNOWLEDGE_SCHEMA_HEADER,
+    KnowledgeDelete,
+    KnowledgeUpsert,
+)
+from rapport.knowledge.adapters.encoder import TritonEncoder
+from rapport.knowledge.adapters.store import ChunkRow, KnowledgeStore
+from rapport.knowledge.domain import (
+    Change,
+    Indexed,
+    chunk_text,
+    embedding_text,
+    latest_per_document,
+    plan,
+    split_for_embedding,
+)
+from rapport.knowledge.metrics import KnowledgeMetrics
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+KNOWN_SCHEMAS = {KNOWLEDGE_SCHEMA_HEADER[1]}
+
+
+class PoisonRecord(Exception):
+    pass
+
+
+class Tombstone(Exception):
+    """A record with no value: compaction's delete marker, nothing to index."""
+
+
+def decode(record: Record) -> KnowledgeUpsert | KnowledgeDelete:
+    headers = dict(record.headers or ())
+    schema = headers.get(KNOWLEDGE_SCHEMA_HEADER[0])
+    if schema is not None and schema not in KNOWN_SCHEMAS:
+        raise PoisonRecord(f"unknown schema version {schema!r}")
+    if record.value is None:
+        raise Tombstone
+    try:
+        return KNOWLEDGE_RECORD.validate_json(record.value)
+    except ValidationError as exc:
+        raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
+
+
+@dataclass(frozen=True)
+class Chunking:
+    words: int = 30
+    overlap_words: int = 5
+    max_chunks: int = 256
+
+
+@dataclass
+class BatchReport:
+    indexed: int = 0
+    deleted: int = 0
+    superseded: int = 0
+    already_indexed: int = 0
+    dead_lettered: int = 0
+    tombstones: int = 0
+    chunks: int = 0
+    applied: list[Change] = field(default_factory=list)
+
+
+class Indexer:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        store: KnowledgeStore,
+        encoder: TritonEncoder,
+        group_id: str,
+        dlq_topic: str,
+        metrics: KnowledgeMetrics,
+        chunking: Chunking = Chunking(),
+        embed_batch: int = 32,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.store = store
+        self.encoder = encoder
+        self.group_id = group_id
+        self.dlq_topic = dlq_topic
+        self.metrics = metrics
+        self.chunking = chunking
+        self.embed_batch = embed_batch
+        self.batch_lock = asyncio.Lock()
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        indexer = self
+
+        class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+                async with indexer.batch_lock:  # the batch in hand finishes and commits
+                    pass
+                for tp in revoked:
+                    with contextlib.suppress(KeyError):
+                        indexer.metrics.consumer_lag.remove(str(tp.partition))
+
+            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+                log.info(
+                    "partitions assigned", extra={"partitions": [tp.partition for tp in assigned]}
+                )
+
+        return WaitForBatch()
+
+    async def run(self, *, max_records: int = 64, stop: asyncio.Event | None = None) -> None:
+        while stop is None or not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
+            if not batch:
+                continue
+            async with self.batch_lock:
+                try:
+                    await self.process(batch)
+                except Exception:
+                    # Rewind to the committed offsets: the batch is redelivered, never
+                    # skipped, and its keyed writes make the second pass a no-op.
+                    log.exception("batch failed; rewinding to the committed offsets")
+                    await self.rewind(list(batch))
+                    await asyncio.sleep(1.0)
+
+    async def rewind(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self.consumer.assignment():
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    async def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
+        report = BatchReport()
+        decoded: list[tuple[KnowledgeUpsert | KnowledgeDelete, int, int]] = []
+        poison: list[tuple[Record, PoisonRecord]] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    decoded.append((decode(record), record.partition, record.offset))
+                except PoisonRecord as exc:
+                    poison.append((record, exc))
+                except Tombstone:
+                    report.tombstones += 1
+        latest, report.superseded = latest_per_document(decoded)
+        encoder = self.encoder.id
+        work = plan(latest, report.superseded, await self.store.indexed(list(latest)), encoder)
+        report.already_indexed = work.already_indexed
+        with process_span(
+            batch[next(iter(batch))][0], group_id=self.group_id, name="index knowledge"
+        ) as span:
+            span.set_attribute("messaging.batch.message_count", len(decoded) + len(poison))
+            await self._apply(work.changes, encoder, report)
+        await self._dead_letter(poison)
+        report.dead_lettered = len(poison)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        await self.consumer.commit(offsets)
+        self._observe(offsets, report)
+        return report
+
+    async def _apply(self, changes: list[Change], encoder: str, report: BatchReport) -> None:
+        chunking = self.chunking
+        texts: list[str] = []
+        pieces: list[tuple[KnowledgeUpsert, int, str]] = []  # record, chunk number, text
+        counts: dict[str, int] = {}
+        for change in changes:
+            record = change.record
+            if isinstance(record, KnowledgeDelete):
+                counts[change.key] = 0
+                continue
+            chunks = chunk_text(
+                record.text, max_words=chunking.words, overlap_words=chunking.overlap_words
+            )[: chunking.max_chunks]
+            counts[change.key] = len(chunks)
+            for number, chunk in enumerate(chunks):
+                pieces.append((record, number, chunk))
+                texts.append(embedding_text(record.title, chunk))
+        vectors = [
+            vector
+            for part in await asyncio.gather(
+                *(
+                    self.encoder.encode(group)
+                    for group in split_for_embedding(texts, self.embed_batch)
+                )
+            )
+            for vector in part.tolist()
+        ]
+        rows = []
+        for (record, number, chunk), vector in zip(pieces, vectors, strict=True):
+            rows.append(
+                ChunkRow(
+                    tenant=record.tenant,
+                    doc_id=record.doc_id,
+                    chunk=number,
+                    title=record.title,
+                    text=chunk,
+                    url=record.url or "",
+                    published_ms=int(record.published_at.timestamp() * 1000),
+                    encoder=encoder,
+                    vector=vector,
+                )
+            )
+        await self.store.write_chunks(rows)
+        stale = [cid for change in changes for cid in change.stale_ids(counts[change.key])]
+        await self.store.delete_chunks(stale)
+        await self.store.write_documents(
+            {
+                change.key: Indexed(change.partition, change.offset, counts[change.key], encoder)
+                for change in changes
+            }
+        )
+        report.chunks = len(rows)
+        report.applied = changes
+        report.deleted = sum(isinstance(c.record, KnowledgeDelete) for c in changes)
+        report.indexed = len(changes) - report.deleted
+
+    async def _dead_letter(self, poison: list[tuple[Record, PoisonRecord]]) -> None:
+        futures = [
+            await self.producer.send(
+                self.dlq_topic,
+                key=record.key,
+                value=record.value,
+                headers=dead_letter_headers(record, error),
+            )
+            for record, error in poison
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _observe(self, offsets: dict[TopicPartition, int], report: BatchReport) -> None:
+        metrics = self.metrics
+        outcomes = {
+            "indexed": report.indexed,
+            "deleted": report.deleted,
+            "superseded": report.superseded,
+            "already_indexed": report.already_indexed,
+            "dead_lettered": report.dead_lettered,
+            "tombstone": report.tombstones,
+        }
+        for outcome, count in outcomes.items():
+            if count:
+                metrics.records.labels(outcome).inc(count)
+        metrics.chunks.inc(report.chunks)
+        searchable_at = datetime.now(UTC)
+        for change in report.applied:
+            metrics.freshness.observe((searchable_at - change.published_at).total_seconds())
+        for tp, next_offset in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))

@@ -1,0 +1,299 @@
+"""The vector store: Milvus through pymilvus, the same code for Milvus Lite and a cluster.
+
+Two collections:
+
+``<prefix>_chunks``
+    one row per chunk, id ``key/n`` (``key``: :func:`~rapport.knowledge.domain.document_key`):
+    the text, title and url it answers with, and its vector (FLAT, inner product:
+    vectors are unit length, so the score is the cosine similarity).
+``<prefix>_documents``
+    one row per document, id ``key``: the partition and offset of the record
+    indexed last, its chunk count (0 once deleted) and its encoder. Milvus wants
+    a vector in every collection; this one's is a constant of dimension 2.
+
+Every search filters on ``tenant``, quoted by :func:`literal` (Milvus Lite does
+not take filter templates), and on ``encoder``: each chunk names the encoder that
+made its vector, so a vector is only ever compared with vectors of its own model.
+After an encoder upgrade, a replay of the topic re-embeds every document.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymilvus import AsyncMilvusClient, DataType
+from pymilvus.exceptions import MilvusException
+
+from rapport.knowledge.domain import Indexed, chunk_id, document_key
+from rapport.knowledge.metrics import KnowledgeMetrics
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 64  # a 32-hex-digit document key, then /chunk
+DOCUMENT_VECTOR = [1.0, 0.0]
+CHUNK_FIELDS = ["doc_id", "chunk", "title", "text", "url"]
+
+
+def literal(value: str) -> str:
+    """A Milvus string literal. Identifiers hold no control characters, so only the quote
+    and the backslash need escaping."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    tenant: str
+    doc_id: str
+    chunk: int
+    title: str
+    text: str
+    url: str
+    published_ms: int
+    encoder: str
+    vector: list[float]
+
+    @property
+    def id(self) -> str:
+        return chunk_id(document_key(self.tenant, self.doc_id), self.chunk)
+
+
+@dataclass(frozen=True)
+class Found:
+    doc_id: str
+    chunk: int
+    title: str
+    text: str
+    url: str
+    score: float
+
+
+class KnowledgeStore:
+    def __init__(
+        self,
+        client: AsyncMilvusClient,
+        *,
+        prefix: str,
+        metrics: KnowledgeMetrics,
+        consistency: str = "Strong",
+    ) -> None:
+        self.client = client
+        self.chunks = f"{prefix}_chunks"
+        self.documents = f"{prefix}_documents"
+        self.metrics = metrics
+        self.consistency = consistency
+
+    async def open(self, *, dimension: int) -> None:
+        """Create the collections when missing (FLAT, inner product) and load them."""
+        existing = set(await self.client.list_collections())
+        if self.chunks not in existing:
+            await self._create(self.chunks, self._chunk_schema(dimension))
+        if self.documents not in existing:
+            await self._create(self.documents, self._document_schema())
+        for name in (self.chunks, self.documents):
+            await self.client.load_collection(name)
+        # The first search pays for the store's caches (tens of ms): not a user's reply.
+        await self.client.search(
+            self.chunks,
+            data=[[0.0] * dimension],
+            limit=1,
+            filter=f"tenant == {literal('')}",
+            consistency_level=self.consistency,
+        )
+
+    def _chunk_schema(self, dimension: int) -> Any:
+        schema = AsyncMilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+        schema.add_field("tenant", DataType.VARCHAR, max_length=512)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=512)
+        schema.add_field("chunk", DataType.INT64)
+        schema.add_field("title", DataType.VARCHAR, max_length=1024)
+        schema.add_field("text", DataType.VARCHAR, max_length=16_384)
+        schema.add_field("url", DataType.VARCHAR, max_length=8192)
+        schema.add_field("published_ms", DataType.INT64)
+        schema.add_field("encoder", DataType.VARCHAR, max_length=256)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        return schema
+
+    def _document_schema(self) -> Any:
+        schema = AsyncMilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+        schema.add_field("partition", DataType.INT64)
+        schema.add_field("offset", DataType.INT64)
+        schema.add_field("chunks", DataType.INT64)
+        schema.add_field("encoder", DataType.VARCHAR, max_length=256)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=len(DOCUMENT_VECTOR))
+        return schema
+
+    async def _create(self, name: str, schema: Any) -> None:
+        index = AsyncMilvusClient.prepare_index_params()
+        index.add_index("vector", index_type="FLAT", metric_type="IP")
+        await self.client.create_collection(name, schema=schema)
+        # Milvus Lite builds the index but does not implement the call pymilvus then makes
+        # to wait for it (pymilvus logs that as an error with a traceback): check instead.
+        pymilvus_log = logging.getLogger("pymilvus.decorators")
+        level = pymilvus_log.level
+        pymilvus_log.setLevel(logging.CRITICAL)
+        try:
+            await self.client.create_index(name, index)
+        except MilvusException:
+            raise
+        except Exception as exc:
+            described = await self.client.describe_index(name, "vector")
+            if not described or described.get("index_type") != "FLAT":
+                raise RuntimeError(f"no index on {name}: {exc}") from exc
+        finally:
+            pymilvus_log.setLevel(level)
+        log.info("created milvus collection", extra={"collection": name})
+
+    def _timed(self, operation: str, started: float) -> None:
+        self.metrics.store_duration.labels(operation).observe(time.perf_counter() - started)
+
+    async def indexed(self, keys: Sequence[str]) -> dict[str, Indexed]:
+        if not keys:
+            return {}
+        started = time.perf_counter()
+        rows = await self.client.get(
+            self.documents,
+            ids=list(keys),
+            output_fields=["partition", "offset", "chunks", "encoder"],
+        )
+        self._timed("get_documents", started)
+        return {
+            str(row["id"]): Indexed(
+                int(row["partition"]), int(row["offset"]), int(row["chunks"]), str(row["encoder"])
+            )
+            for row in rows
+        }
+
+    async def write_chunks(self, rows: Sequence[ChunkRow]) -> None:
+        if not rows:
+            return
+        started = time.perf_counter()
+        await self.client.upsert(
+            self.chunks,
+            [
+                {
+                    "id": row.id,
+                    "tenant": row.tenant,
+                    "doc_id": row.doc_id,
+                    "chunk": row.chunk,
+                    "title": row.title,
+                    "text": row.text,
+                    "url": row.url,
+                    "published_ms": row.published_ms,
+                    "encoder": row.encoder,
+                    "vector": row.vector,
+                }
+                for row in rows
+            ],
+        )
+        self._timed("upsert_chunks", started)
+
+    async def delete_chunks(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        started = time.perf_counter()
+        await self.client.delete(self.chunks, ids=list(ids))
+        self._timed("delete_chunks", started)
+
+    async def write_documents(self, indexed: dict[str, Indexed]) -> None:
+        if not indexed:
+            return
+        started = time.perf_counter()
+        await self.client.upsert(
+            self.documents,
+            [
+                {
+                    "id": key,
+                    "partition": state.partition,
+                    "offset": state.offset,
+                    "chunks": state.chunks,
+                    "encoder": state.encoder,
+                    "vector": DOCUMENT_VECTOR,
+                }
+                for key, state in indexed.items()
+            ],
+        )
+        self._timed("upsert_documents", started)
+
+    async def search(
+        self,
+        tenant: str,
+        vector: list[float],
+        *,
+        encoder: str,
+        limit: int,
+        min_score: float | None,
+        timeout_s: float,
+    ) -> list[Found]:
+        started = time.perf_counter()
+        results = await self.client.search(
+            self.chunks,
+            data=[vector],
+            limit=limit,
+            filter=f"tenant == {literal(tenant)} and encoder == {literal(encoder)}",
+            output_fields=CHUNK_FIELDS,
+            consistency_level=self.consistency,
+            timeout=timeout_s,
+        )
+        self.metrics.search_duration.observe(time.perf_counter() - started)
+        found = []
+        for hit in results[0] if results else []:
+            score = float(hit["distance"])
+            if min_score is not None and score < min_score:
+                continue
+            entity = hit["entity"]
+            found.append(
+                Found(
+                    doc_id=entity["doc_id"],
+                    chunk=int(entity["chunk"]),
+                    title=entity["title"],
+                    text=entity["text"],
+                    url=entity["url"],
+                    score=score,
+                )
+            )
+        return found
+
+    async def document(self, tenant: str, doc_id: str) -> tuple[Indexed, list[Found]] | None:
+        """What is indexed of one document: its state and its chunks in order."""
+        key = document_key(tenant, doc_id)
+        state = (await self.indexed([key])).get(key)
+        if state is None:
+            return None
+        ids = [chunk_id(key, n) for n in range(state.chunks)]
+        rows = (
+            await self.client.get(self.chunks, ids=ids, output_fields=CHUNK_FIELDS) if ids else []
+        )
+        chunks = sorted(
+            (
+                Found(
+                    doc_id=row["doc_id"],
+                    chunk=int(row["chunk"]),
+                    title=row["title"],
+                    text=row["text"],
+                    url=row["url"],
+                    score=1.0,
+                )
+                for row in rows
+            ),
+            key=lambda f: f.chunk,
+        )
+        return state, chunks
+
+    async def count_chunks(self, tenant: str, doc_id: str) -> int:
+        """Chunks of a document found by a scan, not through the document row (for tests)."""
+        rows = await self.client.query(
+            self.chunks,
+            filter=f"tenant == {literal(tenant)} and doc_id == {literal(doc_id)}",
+            output_fields=["id"],
+            consistency_level="Strong",
+        )
+        return len(rows)
+
+    async def ping(self) -> None:
+        await self.client.list_collections(timeout=2.0)

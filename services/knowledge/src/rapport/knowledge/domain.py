@@ -1,0 +1,162 @@
+"""Pure decisions of the indexer: chunking a document, and what a batch changes. No I/O.
+
+A document's key is a digest of its tenant and ``doc_id`` (ids are free text, keys
+must quote safely in a store's expressions) and its chunks' ids are ``key/n``: a
+new version overwrites chunks 0..n-1 in place and deletes the ids past its own
+count, so no stale chunk survives and a duplicate write is a no-op. What is
+indexed per document (the record offset applied, the chunk count, the encoder)
+is kept beside the chunks; a record at or below the stored offset is skipped,
+so a replay from offset 0 writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from rapport.common.knowledge import KnowledgeDelete, KnowledgeUpsert
+
+_PARAGRAPHS = re.compile(r"\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def chunk_text(text: str, *, max_words: int = 30, overlap_words: int = 5) -> list[str]:
+    """Passages of at most ``max_words``, cut at paragraph and sentence ends where possible.
+
+    Sentences are packed into a passage until the next would not fit; a sentence
+    longer than a passage is cut into windows that repeat ``overlap_words`` of the
+    last one, so a fact across the cut is still whole in one of them.
+    """
+    step = max(1, max_words - overlap_words)
+    chunks: list[str] = []
+    current: list[str] = []
+    for paragraph in _PARAGRAPHS.split(text):
+        for sentence in _SENTENCE_END.split(paragraph.strip()):
+            words = sentence.split()
+            if not words:
+                continue
+            if len(words) > max_words:
+                if current:
+                    chunks.append(" ".join(current))
+                    current = []
+                starts = range(0, max(1, len(words) - overlap_words), step)
+                chunks.extend(" ".join(words[i : i + max_words]) for i in starts)
+                continue
+            if len(current) + len(words) > max_words:
+                chunks.append(" ".join(current))
+                current = []
+            current.extend(words)
+        if current and len(current) >= max_words // 2:
+            chunks.append(" ".join(current))  # a long paragraph ends its passage
+            current = []
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def embedding_text(title: str, chunk: str) -> str:
+    """What the encoder reads for a chunk: the title gives a passage its subject."""
+    return f"{title}. {chunk}" if title else chunk
+
+
+def snippet(chunk: str, max_chars: int) -> str:
+    if len(chunk) <= max_chars:
+        return chunk
+    cut = chunk[: max_chars - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > max_chars // 2 else cut) + "…"
+
+
+def document_key(tenant: str, doc_id: str) -> str:
+    # NUL never occurs in an Identifier, so no two (tenant, doc_id) pairs join the same.
+    return hashlib.sha256(f"{tenant}\0{doc_id}".encode()).hexdigest()[:32]
+
+
+def chunk_id(key: str, index: int) -> str:
+    return f"{key}/{index}"
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What the store holds for a document: the record that made it, and its chunk count."""
+
+    partition: int
+    offset: int
+    chunks: int  # 0 once deleted
+    encoder: str  # the encoder its vectors came from
+
+
+@dataclass(frozen=True)
+class Change:
+    """One document's latest record in a batch, where it came from, and what it replaces."""
+
+    record: KnowledgeUpsert | KnowledgeDelete
+    partition: int
+    offset: int
+    previous_chunks: int
+
+    @property
+    def key(self) -> str:
+        return document_key(self.record.tenant, self.record.doc_id)
+
+    @property
+    def published_at(self) -> datetime:
+        return self.record.published_at
+
+    def stale_ids(self, new_chunks: int) -> list[str]:
+        """The chunks of the previous version past the new one's count."""
+        return [chunk_id(self.key, n) for n in range(new_chunks, self.previous_chunks)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: list[Change]
+    superseded: int  # older records of a document in the same batch
+    already_indexed: int  # at or below what the store holds (a replay or a redelivery)
+
+
+def latest_per_document(
+    records: Iterable[tuple[KnowledgeUpsert | KnowledgeDelete, int, int]],
+) -> tuple[dict[str, tuple[KnowledgeUpsert | KnowledgeDelete, int, int]], int]:
+    """The last record of each document (records arrive in offset order per partition)."""
+    latest: dict[str, tuple[KnowledgeUpsert | KnowledgeDelete, int, int]] = {}
+    seen = 0
+    for record, partition, offset in records:
+        seen += 1
+        latest[document_key(record.tenant, record.doc_id)] = (record, partition, offset)
+    return latest, seen - len(latest)
+
+
+def plan(
+    latest: dict[str, tuple[KnowledgeUpsert | KnowledgeDelete, int, int]],
+    superseded: int,
+    indexed: dict[str, Indexed],
+    encoder: str,
+) -> Plan:
+    """Which records to apply: those past what the store holds for their document.
+
+    Offsets order a document's records only within one partition; a record from
+    another partition (the topic was re-partitioned) is applied, and so is one
+    whose document was embedded by another encoder (a replay after an upgrade).
+    """
+    changes = []
+    skipped = 0
+    for key, (record, partition, offset) in latest.items():
+        current = indexed.get(key)
+        if (
+            current is not None
+            and current.partition == partition
+            and offset <= current.offset
+            and current.encoder == encoder
+        ):
+            skipped += 1
+            continue
+        changes.append(Change(record, partition, offset, current.chunks if current else 0))
+    return Plan(changes, superseded, skipped)
+
+
+def split_for_embedding(texts: Sequence[str], batch: int) -> list[Sequence[str]]:
+    return [texts[i : i + batch] for i in range(0, len(texts), batch)]

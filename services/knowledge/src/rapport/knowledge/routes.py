@@ -1,0 +1,43 @@
+"""Search and read the caller's knowledge. The tenant always comes from the API key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+
+from rapport.common.app import state_dependency
+from rapport.common.auth import SCOPE_KNOWLEDGE_READ, ApiKey, require_scope
+from rapport.common.events import NO_SPACE_OR_CONTROL
+from rapport.common.knowledge import KnowledgeQuery, KnowledgeResults
+from rapport.common.problems import problem_responses
+from rapport.knowledge.service import IndexedDocument, KnowledgeService
+
+DocId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
+Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_READ))]
+Service = Annotated[KnowledgeService, Depends(state_dependency("service", KnowledgeService))]
+
+router = APIRouter(tags=["knowledge"])
+
+
+@router.post(
+    "/v1/knowledge/search",
+    response_model=KnowledgeResults,
+    summary="The passages of the tenant's documents most similar to a message vector",
+    description="Takes the message's vector as the encoder made it (recommend returns it "
+    "with the message's intent), so the message is encoded once per reply. A vector of "
+    "another encoder is refused with `409`. Scores are cosine similarities.",
+    responses=problem_responses(401, 403, 409, 422, 503),
+)
+async def search(query: KnowledgeQuery, caller: Reader, service: Service) -> KnowledgeResults:
+    return await service.search(caller.tenant, query)
+
+
+@router.get(
+    "/v1/knowledge/{doc_id}",
+    response_model=IndexedDocument,
+    summary="What the index holds for one document: its chunks and the record they came from",
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+async def get_document(doc_id: DocId, caller: Reader, service: Service) -> IndexedDocument:
+    return await service.document(caller.tenant, doc_id)
