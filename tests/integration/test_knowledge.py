@@ -269,6 +269,25 @@ async def test_a_new_version_replaces_the_old_everywhere(mesh: Mesh) -> None:
     assert await mesh.store.count_chunks("acme", doc_id) == 1
 
 
+async def test_chat_completions_carry_the_passages_in_the_rapport_extension(mesh: Mesh) -> None:
+    await mesh.publish(doc_id="refunds", title="Refund policy", text=REFUNDS_V1)
+    await eventually(lambda: _text_is(mesh, "refunds", REFUNDS_V1))
+    status, completion = await mesh.call(
+        "POST",
+        f"{mesh.respond_url}/v1/chat/completions",
+        body={
+            "model": "rapport",
+            "user": "u-chat",
+            "messages": [{"role": "user", "content": ASK_REFUNDS}],
+        },
+    )
+    assert status == 200, completion
+    passages = completion["rapport"]["knowledge"]
+    assert passages[0]["doc_id"] == "refunds"
+    assert set(passages[0]) == {"doc_id", "title", "snippet", "score", "url"}
+    assert "30 days" in completion["choices"][0]["message"]["content"]
+
+
 async def test_the_next_answer_cites_the_new_version(mesh: Mesh) -> None:
     await mesh.publish(doc_id="refunds", title="Refund policy", text=REFUNDS_V1)
     await eventually(lambda: _text_is(mesh, "refunds", REFUNDS_V1))
