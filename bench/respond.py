@@ -129,6 +129,16 @@ def respond_metrics(respond_url: str) -> dict[str, float]:
     return out
 
 
+def stage_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean ms per respond stage between two scrapes (``respond_metrics``)."""
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    return {
+        k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
+        for k, v in delta.items()
+        if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
+    }
+
+
 # ---- the HTTP client comparison (in the load-generator process) -----------------------
 
 
@@ -237,11 +247,7 @@ def respond_row(
     row["shed"] = int(delta.get("shed", 0))
     row["fanned_out_per_s"] = rate_excluding(row, row["shed"])
     # Mean time inside respond per stage (ms): where a reply's time goes.
-    row["stage_mean_ms"] = {
-        k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
-        for k, v in delta.items()
-        if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
-    }
+    row["stage_mean_ms"] = stage_means(before, after)
     row["cpu_ms_per_reply"] = cpu_ms_per_reply  # above each process's idle burn
     print(
         f"{'':<26} shed: {row['shed']} (fanned out: {row['fanned_out_per_s']} req/s)  "
