@@ -16,8 +16,12 @@ from rapport.devstack.stack import default_model_repository, installed_services,
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INFRA = {"kafka", "mongo", "redis", "milvus", "triton"}
-# knowledge needs the encoder: it runs when Triton serves the built models, not the smoke one.
-SERVICES = set(services_for(installed_services(), default_model_repository()))
+
+
+def expected_services() -> set[str]:
+    """knowledge needs the encoder: it runs when Triton serves the built models (another test
+    may have just built them), not the smoke model. Read when ``up`` runs, not before."""
+    return set(services_for(installed_services(), default_model_repository()))
 
 
 def rapport_dev(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -45,15 +49,16 @@ def _alive(pid: int) -> bool:
 
 def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     home = tmp_path / "rapport"
+    services = expected_services()
     up = rapport_dev(home, "up")
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         stack = json.loads((home / "stack.json").read_text())
         assert set(stack["infra"]) >= {"kafka", "mongo", "redis", "milvus", "triton_http"}
-        assert {"ingest", "profile", "recommend", "respond"} <= SERVICES
-        assert set(stack["services"]) == SERVICES
+        assert {"ingest", "profile", "recommend", "respond"} <= services
+        assert set(stack["services"]) == services
         assert stack["api_key"].startswith("rpk_dev_")
-        assert set(stack["pids"]) == INFRA | SERVICES
+        assert set(stack["pids"]) == INFRA | services
         for url in stack["services"].values():
             assert url.startswith("http://127.0.0.1:")
         # Everything up started, children included (Triton's backend stubs).
@@ -66,7 +71,7 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         status = rapport_dev(home, "status", "--json", timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         rows = {row["name"]: row for row in json.loads(status.stdout)}
-        assert set(rows) == INFRA | SERVICES
+        assert set(rows) == INFRA | services
         assert all(row["answer"] == "ok" and row["running"] for row in rows.values()), rows
 
         again = rapport_dev(home, "up", timeout=60)

@@ -39,22 +39,32 @@ async def wait_for_encoder(encoder: TritonEncoder, *, retry_s: float = 1.0) -> N
             await asyncio.sleep(retry_s)
 
 
-@asynccontextmanager
-async def indexing(
-    settings: KnowledgeSettings, indexer: Indexer, app: FastAPI
-) -> AsyncIterator[None]:
+async def open_then_index(
+    settings: KnowledgeSettings,
+    service: KnowledgeService,
+    indexer: Indexer | None,
+    stop: asyncio.Event,
+) -> None:
+    """In the background, so the process serves /livez while Triton is still loading: wait
+    for the encoder, open the collections, then run the indexer until ``stop``."""
+    while True:
+        await wait_for_encoder(service.encoder)
+        try:
+            await service.store.open(dimension=service.encoder.dimension)
+            break
+        except Exception as exc:  # the store may still be starting: try again
+            log.warning("vector store not open yet", extra={"error": str(exc)[:200]})
+            await asyncio.sleep(1.0)
+    service.started = True
+    log.info("knowledge index open", extra={"encoder": service.encoder.id})
+    if indexer is None:
+        return
     consumer = indexer.consumer
     consumer.subscribe([settings.topic], listener=indexer.rebalance_listener())
     await consumer.start()
-    add_readiness_check(app, "kafka", partial(ping_kafka, consumer))
-    stop = asyncio.Event()
-    task = asyncio.create_task(indexer.run(max_records=settings.max_batch, stop=stop))
     try:
-        yield
+        await indexer.run(max_records=settings.max_batch, stop=stop)
     finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=10)  # finishes the batch in hand
         await consumer.stop()
 
 
@@ -95,16 +105,7 @@ def create_app(settings: KnowledgeSettings) -> FastAPI:
             )
             app.state.service = service
 
-            async def ready() -> None:
-                if not service.started:
-                    raise RuntimeError("waiting for the encoder and the vector store")
-                await store.ping()
-
-            add_readiness_check(app, "index", ready)
-            await wait_for_encoder(encoder)
-            await store.open(dimension=encoder.dimension)
-            service.started = True
-            log.info("knowledge index open", extra={"encoder": encoder.id})
+            indexer = None
             if settings.consume:
                 indexer = Indexer(
                     consumer=create_consumer(
@@ -121,7 +122,32 @@ def create_app(settings: KnowledgeSettings) -> FastAPI:
                     ),
                     embed_batch=settings.embed_batch,
                 )
-                await stack.enter_async_context(indexing(settings, indexer, app))
+
+            async def ready() -> None:
+                if not service.started:
+                    raise RuntimeError("waiting for the encoder and the vector store")
+                await store.ping()
+
+            add_readiness_check(app, "index", ready)
+            if indexer is not None:
+                add_readiness_check(app, "kafka", partial(ping_kafka, indexer.consumer))
+            stop = asyncio.Event()
+            task = asyncio.create_task(open_then_index(settings, service, indexer, stop))
+
+            async def finish() -> None:
+                stop.set()  # the batch in hand finishes and commits
+                if not service.started:
+                    task.cancel()  # still waiting for Triton or the store: nothing in hand
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except TimeoutError:
+                    log.warning("the indexer did not stop within 10 s")
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    log.exception("the knowledge index failed")
+
+            stack.push_async_callback(finish)
             yield
 
     app = create_service_app(
