@@ -11,17 +11,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rapport.devstack.stack import default_model_repository, installed_services, services_for
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INFRA = {"kafka", "mongo", "redis", "milvus", "triton"}
-
-
-def expected_services() -> set[str]:
-    """knowledge needs the encoder: it runs when Triton serves the built models (another test
-    may have just built them), not the smoke model. Read when ``up`` runs, not before."""
-    return set(services_for(installed_services(), default_model_repository()))
+# `rapport-dev up` builds the model repository when it is missing, so Triton serves the
+# encoder that knowledge needs: every service starts.
+SERVICES = {"ingest", "profile", "recommend", "respond", "knowledge"}
 
 
 def rapport_dev(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -49,16 +44,21 @@ def _alive(pid: int) -> bool:
 
 def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     home = tmp_path / "rapport"
-    services = expected_services()
     up = rapport_dev(home, "up")
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         stack = json.loads((home / "stack.json").read_text())
-        assert set(stack["infra"]) >= {"kafka", "mongo", "redis", "milvus", "triton_http"}
-        assert {"ingest", "profile", "recommend", "respond"} <= services
-        assert set(stack["services"]) == services
+        assert set(stack["infra"]) >= {
+            "kafka",
+            "mongo",
+            "redis",
+            "milvus",
+            "triton_http",
+            "triton_grpc",
+        }
+        assert set(stack["services"]) == SERVICES
         assert stack["api_key"].startswith("rpk_dev_")
-        assert set(stack["pids"]) == INFRA | services
+        assert set(stack["pids"]) == INFRA | SERVICES
         for url in stack["services"].values():
             assert url.startswith("http://127.0.0.1:")
         # Everything up started, children included (Triton's backend stubs).
@@ -71,7 +71,7 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         status = rapport_dev(home, "status", "--json", timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         rows = {row["name"]: row for row in json.loads(status.stdout)}
-        assert set(rows) == INFRA | services
+        assert set(rows) == INFRA | SERVICES
         assert all(row["answer"] == "ok" and row["running"] for row in rows.values()), rows
 
         again = rapport_dev(home, "up", timeout=60)
