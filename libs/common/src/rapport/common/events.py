@@ -242,19 +242,21 @@ def dump_event(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-def event_json_schema() -> dict[str, Any]:
-    """The JSON Schema committed as ``schemas/event.v1.json``."""
-    schema = EVENT_ADAPTER.json_schema(ref_template="#/$defs/{model}")
-    return {
+def render_json_schema(adapter: TypeAdapter[Any], *, schema_id: str, title: str) -> str:
+    """A record's JSON Schema document, as committed under ``schemas/``."""
+    schema = adapter.json_schema(ref_template="#/$defs/{model}")
+    document = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "Rapport event v1",
+        "$id": schema_id,
+        "title": title,
         **schema,
     }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def render_event_json_schema() -> str:
-    return json.dumps(event_json_schema(), indent=2, sort_keys=True) + "\n"
+    """``schemas/event.v1.json``."""
+    return render_json_schema(EVENT_ADAPTER, schema_id=SCHEMA_ID, title="Rapport event v1")
 
 
 def main() -> None:

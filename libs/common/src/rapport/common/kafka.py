@@ -29,20 +29,24 @@ consumer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
+from prometheus_client import Gauge
 
 from rapport.common.settings import KafkaSettings
 
@@ -187,6 +191,78 @@ def dead_letter_headers(
         ("error-class", type(error.__cause__ or error).__name__.encode()),
         ("error-message", str(error).encode()[:1000]),
     ]
+
+
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class BatchLoop:
+    """A consumer that processes ``getmany`` batches and commits only after each one.
+
+    Subclasses set ``consumer``, ``batch_lock`` (an ``asyncio.Lock``) and ``lag``
+    (a gauge labelled by ``partition``) and implement :meth:`process`, which
+    commits. A batch that raises is redelivered, never skipped: the position
+    rewinds to the committed offsets, and the subclass's writes must make the
+    second pass a no-op. A rebalance waits for the batch in hand, so a revoked
+    partition's batch is never half-committed.
+    """
+
+    consumer: AIOKafkaConsumer
+    batch_lock: asyncio.Lock
+    lag: Gauge
+
+    async def process(self, batch: Batch) -> object:
+        raise NotImplementedError
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        loop = self
+
+        class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+                async with loop.batch_lock:  # the batch in hand finishes and commits
+                    pass
+                for tp in revoked:  # the new owner reports its lag; a stale gauge would linger
+                    with contextlib.suppress(KeyError):
+                        loop.lag.remove(str(tp.partition))
+
+            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+                log.info(
+                    "partitions assigned", extra={"partitions": [tp.partition for tp in assigned]}
+                )
+
+        return WaitForBatch()
+
+    async def run(self, *, max_records: int = 500, stop: asyncio.Event | None = None) -> None:
+        while stop is None or not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
+            if not batch:
+                continue
+            async with self.batch_lock:
+                try:
+                    await self.process(batch)
+                except Exception:
+                    # The position is already past this batch: rewind to the committed
+                    # offsets so it is redelivered, never skipped.
+                    log.exception("batch failed; rewinding to the committed offsets")
+                    await self.rewind(list(batch))
+                    await asyncio.sleep(1.0)
+
+    async def rewind(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self.consumer.assignment():
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    def record_lag(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Records behind each partition's high watermark, after a committed batch."""
+        for tp, next_offset in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self.lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
 
 
 class _HeaderGetter(Getter[Headers]):

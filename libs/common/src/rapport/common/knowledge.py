@@ -21,9 +21,8 @@ computed once when recommend read the message.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -35,7 +34,7 @@ from pydantic import (
 )
 
 from rapport.common.contracts import Contract, MessageVector
-from rapport.common.events import NO_SPACE_OR_CONTROL, Identifier
+from rapport.common.events import NO_SPACE_OR_CONTROL, Identifier, render_json_schema
 
 KNOWLEDGE_SCHEMA_ID = "https://rapport.dev/schemas/knowledge.v1.json"
 KNOWLEDGE_SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"knowledge.v1")
@@ -107,19 +106,11 @@ def delete_record(doc_id: str, *, tenant: str, published_at: datetime) -> bytes:
     return record.model_dump_json().encode()
 
 
-def knowledge_json_schema() -> dict[str, Any]:
-    """The JSON Schema committed as ``schemas/knowledge.v1.json``."""
-    schema = KNOWLEDGE_RECORD.json_schema(ref_template="#/$defs/{model}")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": KNOWLEDGE_SCHEMA_ID,
-        "title": "Rapport knowledge record v1",
-        **schema,
-    }
-
-
 def render_knowledge_json_schema() -> str:
-    return json.dumps(knowledge_json_schema(), indent=2, sort_keys=True) + "\n"
+    """``schemas/knowledge.v1.json``."""
+    return render_json_schema(
+        KNOWLEDGE_RECORD, schema_id=KNOWLEDGE_SCHEMA_ID, title="Rapport knowledge record v1"
+    )
 
 
 # ---- the message vector, and search (respond -> knowledge) ---------------------------

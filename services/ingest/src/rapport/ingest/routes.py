@@ -34,6 +34,17 @@ Service = Annotated[IngestService, Depends(state_dependency("service", IngestSer
 router = APIRouter(tags=["events"])
 
 
+def refused(title: str, exc: ValidationError) -> ProblemError:
+    """422 naming each bad item by index and field: nothing from the request is produced."""
+    return ProblemError(
+        422,
+        title=title,
+        detail="Nothing from this request was accepted; see `errors`.",
+        slug="validation",
+        errors=[item_error(tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors()],
+    )
+
+
 @router.post(
     "/v1/events",
     status_code=202,
@@ -70,13 +81,7 @@ async def post_events(request: Request, caller: Caller, service: Service) -> Ing
         body = BODY.validate_json(raw, strict=True)
     except ValidationError as exc:
         service.count_rejected(submitted_items(raw))
-        raise ProblemError(
-            422,
-            title="Invalid events",
-            detail="Nothing from this request was accepted; see `errors`.",
-            slug="validation",
-            errors=[item_error(tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors()],
-        ) from None
+        raise refused("Invalid events", exc) from None
     events = body.events if isinstance(body, EventBatch) else [body]
     return await service.ingest(events, caller)
 
@@ -114,13 +119,7 @@ async def post_knowledge(request: Request, caller: Publisher, service: Service) 
         body = KNOWLEDGE_BODY.validate_json(raw, strict=True)
     except ValidationError as exc:
         service.count_rejected_documents(len(submitted_items(raw, "documents")))
-        raise ProblemError(
-            422,
-            title="Invalid documents",
-            detail="Nothing from this request was accepted; see `errors`.",
-            slug="validation",
-            errors=[item_error(tuple(e["loc"]), e["msg"], e["type"]) for e in exc.errors()],
-        ) from None
+        raise refused("Invalid documents", exc) from None
     documents = body.documents if isinstance(body, KnowledgeBatch) else [body]
     return await service.publish_documents(documents, caller)
 

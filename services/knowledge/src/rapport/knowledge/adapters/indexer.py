@@ -24,18 +24,15 @@ the same stale ids again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 
-from rapport.common.kafka import dead_letter_headers, process_span
+from rapport.common.kafka import BatchLoop, dead_letter_headers, process_span
 from rapport.common.knowledge import (
     KNOWLEDGE_RECORD,
     KNOWLEDGE_SCHEMA_HEADER,
@@ -101,7 +98,7 @@ class BatchReport:
     applied: list[Change] = field(default_factory=list)
 
 
-class Indexer:
+class Indexer(BatchLoop):
     def __init__(
         self,
         *,
@@ -125,49 +122,7 @@ class Indexer:
         self.chunking = chunking
         self.embed_batch = embed_batch
         self.batch_lock = asyncio.Lock()
-
-    def rebalance_listener(self) -> ConsumerRebalanceListener:
-        indexer = self
-
-        class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-                async with indexer.batch_lock:  # the batch in hand finishes and commits
-                    pass
-                for tp in revoked:
-                    with contextlib.suppress(KeyError):
-                        indexer.metrics.consumer_lag.remove(str(tp.partition))
-
-            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-                log.info(
-                    "partitions assigned", extra={"partitions": [tp.partition for tp in assigned]}
-                )
-
-        return WaitForBatch()
-
-    async def run(self, *, max_records: int = 64, stop: asyncio.Event | None = None) -> None:
-        while stop is None or not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
-            if not batch:
-                continue
-            async with self.batch_lock:
-                try:
-                    await self.process(batch)
-                except Exception:
-                    # Rewind to the committed offsets: the batch is redelivered, never
-                    # skipped, and its keyed writes make the second pass a no-op.
-                    log.exception("batch failed; rewinding to the committed offsets")
-                    await self.rewind(list(batch))
-                    await asyncio.sleep(1.0)
-
-    async def rewind(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp not in self.consumer.assignment():
-                continue
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        self.lag = metrics.consumer_lag
 
     async def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
         report = BatchReport()
@@ -283,7 +238,4 @@ class Indexer:
         searchable_at = datetime.now(UTC)
         for change in report.applied:
             metrics.freshness.observe((searchable_at - change.published_at).total_seconds())
-        for tp, next_offset in offsets.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
+        self.record_lag(offsets)

@@ -23,17 +23,15 @@ revoked partition's batch is never half-committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -42,6 +40,7 @@ from rapport.common.events import SCHEMA_HEADER, Event, parse_event
 from rapport.common.kafka import (
     EVENTS_DLQ_TOPIC,
     PROFILE_CHANGES_TOPIC,
+    BatchLoop,
     dead_letter_headers,
     process_span,
 )
@@ -87,7 +86,7 @@ class BatchReport:
     changed: set[str] = field(default_factory=set)
 
 
-class Processor:
+class Processor(BatchLoop):
     def __init__(
         self,
         *,
@@ -113,52 +112,9 @@ class Processor:
         self.dlq_topic = dlq_topic
         self.batch_lock = asyncio.Lock()
         self.metrics = metrics or ProfileMetrics("rapport-profile")
+        self.lag = self.metrics.consumer_lag
         for outcome in OUTCOMES:  # exported at 0 from the start, so rate() sees the first one
             self.metrics.events.labels(outcome)
-
-    def rebalance_listener(self) -> ConsumerRebalanceListener:
-        processor = self
-
-        class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-                async with processor.batch_lock:  # the batch in hand finishes and commits
-                    pass
-                for tp in revoked:  # the new owner reports its lag; a stale gauge would linger
-                    with contextlib.suppress(KeyError):
-                        processor.metrics.consumer_lag.remove(str(tp.partition))
-
-            async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-                log.info(
-                    "partitions assigned", extra={"partitions": [tp.partition for tp in assigned]}
-                )
-
-        return WaitForBatch()
-
-    async def run(self, *, max_records: int = 500, stop: asyncio.Event | None = None) -> None:
-        while stop is None or not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
-            if not batch:
-                continue
-            async with self.batch_lock:
-                try:
-                    await self.process(batch)
-                except Exception:
-                    # The position is already past this batch: rewind to the committed
-                    # offsets so it is redelivered, never skipped. Watermarks absorb
-                    # whatever part of it was written before the failure.
-                    log.exception("batch failed; rewinding to the committed offsets")
-                    await self.rewind(list(batch))
-                    await asyncio.sleep(1.0)
-
-    async def rewind(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp not in self.consumer.assignment():
-                continue
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
 
     async def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
         report = BatchReport()
@@ -226,10 +182,7 @@ class Processor:
         committed_at = datetime.now(UTC)
         for _, event in decoded:
             metrics.freshness.observe((committed_at - event.received_at).total_seconds())
-        for tp, next_offset in offsets.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - next_offset))
+        self.record_lag(offsets)
 
     def _apply(
         self,
