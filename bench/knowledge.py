@@ -31,7 +31,6 @@ import json
 import multiprocessing as mp
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from bench.mesh import (
     wait_until_ready,
 )
 from bench.recommend import REPO
-from bench.respond import respond_metrics, stage_means
+from bench.respond import post_json, respond_metrics, stage_means
 from bench.results_file import write_results
 from rapport.devstack import models
 from rapport.devstack.scrape import sample_sum, samples
@@ -64,18 +63,6 @@ FILLER = (
     "store before you travel. Staff can help with returns, repairs, gift wrapping and "
     "orders placed online, and most stores have a collection desk near the entrance. "
 )
-
-
-def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(  # noqa: S310
-        url,
-        data=data,
-        method=method,
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310 - loopback
-        return response.status, json.loads(response.read())
 
 
 def store_document(n: int, words: int = 110) -> dict[str, str]:
@@ -375,7 +362,7 @@ def main() -> None:
         respond_on, respond_off = mesh.url("respond"), without.url("respond")
 
         rows.append(indexing(stack, ingest, knowledge, max(20, min(args.documents, 20_000))))
-        request("POST", f"{ingest}/v1/knowledge", refund_policy(999))
+        post_json(f"{ingest}/v1/knowledge", json.dumps(refund_policy(999)).encode())
         rows.extend(freshness_rows(ingest, respond_on, knowledge, args))
 
         drained(knowledge)  # the background updates are all indexed: no CPU left to them

@@ -299,8 +299,8 @@ async def test_the_next_answer_cites_the_new_version(mesh: Mesh) -> None:
     assert "30 days" not in json.dumps(body)
 
 
-async def _text_is(mesh: Mesh, doc_id: str, text: str) -> bool:
-    return await mesh.indexed_text(doc_id) == text
+async def _text_is(mesh: Mesh, doc_id: str, text: str, key: str = ACME) -> bool:
+    return await mesh.indexed_text(doc_id, key) == text
 
 
 async def test_a_delete_removes_it_from_the_store_and_the_answers(mesh: Mesh) -> None:
@@ -414,7 +414,7 @@ async def test_one_tenants_documents_are_never_retrieved_for_another(mesh: Mesh)
     secret = "Globex staff discount: employees get 40 percent off every refund-eligible order."
     await mesh.publish(GLOBEX, doc_id="refunds", title="Globex refund policy", text=secret)
     await mesh.publish(doc_id="refunds", title="Refund policy", text=REFUNDS_V2)
-    await eventually(lambda: _text_is_for(mesh, "refunds", secret, GLOBEX))
+    await eventually(lambda: _text_is(mesh, "refunds", secret, GLOBEX))
     await eventually(lambda: _text_is(mesh, "refunds", REFUNDS_V2))
 
     globex = await mesh.respond(ASK_REFUNDS, GLOBEX)
@@ -426,10 +426,6 @@ async def test_one_tenants_documents_are_never_retrieved_for_another(mesh: Mesh)
     status, body = await mesh.document("refunds")
     assert status == 200
     assert body["chunks"][0]["text"] == REFUNDS_V2
-
-
-async def _text_is_for(mesh: Mesh, doc_id: str, text: str, key: str) -> bool:
-    return await mesh.indexed_text(doc_id, key) == text
 
 
 async def test_a_planted_instruction_stays_inside_the_context_delimiters(mesh: Mesh) -> None:

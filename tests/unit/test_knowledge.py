@@ -108,9 +108,9 @@ def test_a_replay_at_or_below_the_stored_offset_is_skipped() -> None:
     key = document_key("acme", "refunds")
     latest, _ = latest_per_document([(upsert(), 0, 11)])
     stored = {key: Indexed(partition=0, offset=11, chunks=3, encoder="encoder:1")}
-    assert plan(latest, 0, stored, "encoder:1").already_indexed == 1
+    assert plan(latest, stored, "encoder:1").already_indexed == 1
     newer, _ = latest_per_document([(upsert(), 0, 12)])
-    (change,) = plan(newer, 0, stored, "encoder:1").changes
+    (change,) = plan(newer, stored, "encoder:1").changes
     assert change.previous_chunks == 3
     assert change.stale_ids(1) == [chunk_id(key, 1), chunk_id(key, 2)]
     assert change.stale_ids(5) == []
@@ -120,9 +120,9 @@ def test_another_partition_or_another_encoder_is_applied_again() -> None:
     key = document_key("acme", "refunds")
     latest, _ = latest_per_document([(upsert(), 0, 11)])
     moved = {key: Indexed(partition=3, offset=50, chunks=1, encoder="encoder:1")}
-    assert len(plan(latest, 0, moved, "encoder:1").changes) == 1
+    assert len(plan(latest, moved, "encoder:1").changes) == 1
     old_encoder = {key: Indexed(partition=0, offset=11, chunks=1, encoder="encoder:1")}
-    assert len(plan(latest, 0, old_encoder, "encoder:2").changes) == 1
+    assert len(plan(latest, old_encoder, "encoder:2").changes) == 1
 
 
 def test_records_round_trip_and_refuse_what_they_do_not_know() -> None:

@@ -33,10 +33,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -47,6 +47,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from prometheus_client import Gauge
+from pydantic import ValidationError
 
 from rapport.common.settings import KafkaSettings
 
@@ -178,6 +179,50 @@ async def ping_kafka(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
         await client.topics()  # a fresh metadata request, through the public API
     else:
         await client.client.fetch_all_metadata()
+
+
+T = TypeVar("T")
+
+
+class PoisonRecord(Exception):
+    """A record no consumer can use: it goes to the dead-letter topic, saying why."""
+
+
+def parse_value(
+    record: ConsumerRecord[bytes, bytes],
+    schema_header: tuple[str, bytes],
+    parse: Callable[[bytes], T],
+) -> T | None:
+    """The record's value, parsed; None for a null value (a compaction tombstone).
+
+    Raises PoisonRecord when the ``rapport-schema`` header names another schema
+    (a record without the header is read as this schema: any producer may write
+    the topic) or the value does not parse.
+    """
+    schema = dict(record.headers or ()).get(schema_header[0])
+    if schema is not None and schema != schema_header[1]:
+        raise PoisonRecord(f"unknown schema version {schema!r}")
+    if record.value is None:
+        return None
+    try:
+        return parse(record.value)
+    except ValidationError as exc:
+        raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
+
+
+async def send_dead_letters(
+    producer: AIOKafkaProducer,
+    topic: str,
+    poison: Sequence[tuple[ConsumerRecord[bytes, bytes], PoisonRecord]],
+) -> list[asyncio.Future[Any]]:
+    """Hand each poison record, unchanged, to the producer for ``topic`` with its
+    provenance; the caller awaits the returned deliveries before it commits."""
+    return [
+        await producer.send(
+            topic, key=record.key, value=record.value, headers=dead_letter_headers(record, error)
+        )
+        for record, error in poison
+    ]
 
 
 def dead_letter_headers(

@@ -47,7 +47,7 @@ from rapport.common.knowledge import (
 )
 from rapport.common.metrics import trace_exemplar
 from rapport.common.problems import ProblemError
-from rapport.ingest.adapters.dedup import AdmissionStore, ClaimState
+from rapport.ingest.adapters.dedup import Admission, AdmissionStore, ClaimState
 from rapport.ingest.domain import (
     DeletionResult,
     DocumentResult,
@@ -164,25 +164,13 @@ class IngestService:
                 first_of[item.key] = item
                 unique.append(item)
         try:
-            admission = await self.admission.admit(
-                caller.id,
-                rate=caller.rate_per_s or self.settings.rate_per_s,
-                burst=caller.burst or self.settings.rate_burst,
-                cost=len(items),
-                event_keys=[item.key for item in unique],
+            admission = await self._take_tokens(
+                caller, len(items), [item.key for item in unique], "event rate"
             )
         except REDIS_ERRORS:
             self.metrics.dedup_unavailable.inc()
             log.warning("redis unavailable: no rate limit and no duplicate check for this request")
             return unique, [], False
-        if not admission.rate.allowed:
-            self.metrics.requests_refused.labels("rate_limited").inc()
-            raise ProblemError(
-                429,
-                detail="This API key is over its event rate; retry after the indicated delay.",
-                slug="rate-limited",
-                headers={"Retry-After": admission.rate.retry_after_header},
-            )
         to_produce, elsewhere = [], []
         for item, state in zip(unique, admission.states, strict=True):
             if state is ClaimState.NEW:
@@ -392,25 +380,33 @@ class IngestService:
     async def _charge(self, caller: ApiKey, cost: int) -> None:
         """The key's token bucket, as for events; without Redis, no limit (counted)."""
         try:
-            admission = await self.admission.admit(
-                caller.id,
-                rate=caller.rate_per_s or self.settings.rate_per_s,
-                burst=caller.burst or self.settings.rate_burst,
-                cost=cost,
-                event_keys=[],
-            )
+            await self._take_tokens(caller, cost, [], "rate")
         except REDIS_ERRORS:
             self.metrics.dedup_unavailable.inc()
             log.warning("redis unavailable: no rate limit for this request")
-            return
+
+    async def _take_tokens(
+        self, caller: ApiKey, cost: int, event_keys: list[str], limit: str
+    ) -> Admission:
+        """Charge ``cost`` tokens to the key's bucket and claim ``event_keys``, in one Redis
+        round trip; 429 (``Retry-After``) when the bucket is empty. Redis errors propagate:
+        the caller decides what goes on without it."""
+        admission = await self.admission.admit(
+            caller.id,
+            rate=caller.rate_per_s or self.settings.rate_per_s,
+            burst=caller.burst or self.settings.rate_burst,
+            cost=cost,
+            event_keys=event_keys,
+        )
         if not admission.rate.allowed:
             self.metrics.requests_refused.labels("rate_limited").inc()
             raise ProblemError(
                 429,
-                detail="This API key is over its rate; retry after the indicated delay.",
+                detail=f"This API key is over its {limit}; retry after the indicated delay.",
                 slug="rate-limited",
                 headers={"Retry-After": admission.rate.retry_after_header},
             )
+        return admission
 
     async def _produce_records(
         self, topic: str, records: list[tuple[bytes, bytes]], schema: tuple[str, bytes]

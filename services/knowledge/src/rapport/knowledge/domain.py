@@ -114,7 +114,6 @@ class Change:
 @dataclass(frozen=True)
 class Plan:
     changes: list[Change]
-    superseded: int  # older records of a document in the same batch
     already_indexed: int  # at or below what the store holds (a replay or a redelivery)
 
 
@@ -132,7 +131,6 @@ def latest_per_document(
 
 def plan(
     latest: dict[str, tuple[KnowledgeUpsert | KnowledgeDelete, int, int]],
-    superseded: int,
     indexed: dict[str, Indexed],
     encoder: str,
 ) -> Plan:
@@ -155,7 +153,7 @@ def plan(
             skipped += 1
             continue
         changes.append(Change(record, partition, offset, current.chunks if current else 0))
-    return Plan(changes, superseded, skipped)
+    return Plan(changes, skipped)
 
 
 def split_for_embedding(texts: Sequence[str], batch: int) -> list[Sequence[str]]:

@@ -209,9 +209,9 @@ class RecommendService:
             sentiment=sentiment.label if isinstance(sentiment, Sentiment) else None,
             sentiment_score=round(sentiment.score, 6) if isinstance(sentiment, Sentiment) else None,
             vector=MessageVector.of(
-                intent.vector, f"{self.models.encoder_model}:{intent.encoder_version}"
+                intent.vector.tolist(), f"{self.models.encoder_model}:{intent.encoder_version}"
             )
-            if with_vector and intent.vector
+            if with_vector and intent.vector is not None and intent.vector.size
             else None,
         )
 

@@ -30,9 +30,14 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
-from rapport.common.kafka import BatchLoop, dead_letter_headers, process_span
+from rapport.common.kafka import (
+    BatchLoop,
+    PoisonRecord,
+    parse_value,
+    process_span,
+    send_dead_letters,
+)
 from rapport.common.knowledge import (
     KNOWLEDGE_RECORD,
     KNOWLEDGE_SCHEMA_HEADER,
@@ -55,35 +60,13 @@ from rapport.knowledge.metrics import KnowledgeMetrics
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
-KNOWN_SCHEMAS = {KNOWLEDGE_SCHEMA_HEADER[1]}
-
-
-class PoisonRecord(Exception):
-    pass
-
-
-class Tombstone(Exception):
-    """A record with no value: compaction's delete marker, nothing to index."""
-
-
-def decode(record: Record) -> KnowledgeUpsert | KnowledgeDelete:
-    headers = dict(record.headers or ())
-    schema = headers.get(KNOWLEDGE_SCHEMA_HEADER[0])
-    if schema is not None and schema not in KNOWN_SCHEMAS:
-        raise PoisonRecord(f"unknown schema version {schema!r}")
-    if record.value is None:
-        raise Tombstone
-    try:
-        return KNOWLEDGE_RECORD.validate_json(record.value)
-    except ValidationError as exc:
-        raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
 
 
 @dataclass(frozen=True)
 class Chunking:
-    words: int = 30
-    overlap_words: int = 5
-    max_chunks: int = 256
+    words: int
+    overlap_words: int
+    max_chunks: int
 
 
 @dataclass
@@ -109,8 +92,8 @@ class Indexer(BatchLoop):
         group_id: str,
         dlq_topic: str,
         metrics: KnowledgeMetrics,
-        chunking: Chunking = Chunking(),
-        embed_batch: int = 32,
+        chunking: Chunking,
+        embed_batch: int,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -131,14 +114,19 @@ class Indexer(BatchLoop):
         for records in batch.values():
             for record in records:
                 try:
-                    decoded.append((decode(record), record.partition, record.offset))
+                    parsed = parse_value(
+                        record, KNOWLEDGE_SCHEMA_HEADER, KNOWLEDGE_RECORD.validate_json
+                    )
                 except PoisonRecord as exc:
                     poison.append((record, exc))
-                except Tombstone:
-                    report.tombstones += 1
+                    continue
+                if parsed is None:
+                    report.tombstones += 1  # compaction's delete marker: nothing to index
+                else:
+                    decoded.append((parsed, record.partition, record.offset))
         latest, report.superseded = latest_per_document(decoded)
         encoder = self.encoder.id
-        work = plan(latest, report.superseded, await self.store.indexed(list(latest)), encoder)
+        work = plan(latest, await self.store.indexed(list(latest)), encoder)
         report.already_indexed = work.already_indexed
         with process_span(
             batch[next(iter(batch))][0], group_id=self.group_id, name="index knowledge"
@@ -209,15 +197,7 @@ class Indexer(BatchLoop):
         report.indexed = len(changes) - report.deleted
 
     async def _dead_letter(self, poison: list[tuple[Record, PoisonRecord]]) -> None:
-        futures = [
-            await self.producer.send(
-                self.dlq_topic,
-                key=record.key,
-                value=record.value,
-                headers=dead_letter_headers(record, error),
-            )
-            for record, error in poison
-        ]
+        futures = await send_dead_letters(self.producer, self.dlq_topic, poison)
         if futures:
             await asyncio.gather(*futures)
 

@@ -70,6 +70,18 @@ class Found:
     url: str
     score: float
 
+    @classmethod
+    def of(cls, row: dict[str, Any], score: float) -> Found:
+        """A chunk row with ``CHUNK_FIELDS``, as a search hit or a read returns it."""
+        return cls(
+            doc_id=row["doc_id"],
+            chunk=int(row["chunk"]),
+            title=row["title"],
+            text=row["text"],
+            url=row["url"],
+            score=score,
+        )
+
 
 class KnowledgeStore:
     def __init__(
@@ -246,17 +258,7 @@ class KnowledgeStore:
             score = float(hit["distance"])
             if min_score is not None and score < min_score:
                 continue
-            entity = hit["entity"]
-            found.append(
-                Found(
-                    doc_id=entity["doc_id"],
-                    chunk=int(entity["chunk"]),
-                    title=entity["title"],
-                    text=entity["text"],
-                    url=entity["url"],
-                    score=score,
-                )
-            )
+            found.append(Found.of(hit["entity"], score))
         return found
 
     async def document(self, tenant: str, doc_id: str) -> tuple[Indexed, list[Found]] | None:
@@ -269,20 +271,7 @@ class KnowledgeStore:
         rows = (
             await self.client.get(self.chunks, ids=ids, output_fields=CHUNK_FIELDS) if ids else []
         )
-        chunks = sorted(
-            (
-                Found(
-                    doc_id=row["doc_id"],
-                    chunk=int(row["chunk"]),
-                    title=row["title"],
-                    text=row["text"],
-                    url=row["url"],
-                    score=1.0,
-                )
-                for row in rows
-            ),
-            key=lambda f: f.chunk,
-        )
+        chunks = sorted((Found.of(row, 1.0) for row in rows), key=lambda f: f.chunk)
         return state, chunks
 
     async def count_chunks(self, tenant: str, doc_id: str) -> int:

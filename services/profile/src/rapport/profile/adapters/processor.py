@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from rapport.common.cache import REDIS_ERRORS
@@ -41,8 +40,10 @@ from rapport.common.kafka import (
     EVENTS_DLQ_TOPIC,
     PROFILE_CHANGES_TOPIC,
     BatchLoop,
-    dead_letter_headers,
+    PoisonRecord,
+    parse_value,
     process_span,
+    send_dead_letters,
 )
 from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id
 from rapport.profile.domain import Outcome, Profile, Rules, apply
@@ -50,26 +51,15 @@ from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)
 
-KNOWN_SCHEMAS = {SCHEMA_HEADER[1]}
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
-
-
-class PoisonRecord(Exception):
-    pass
 
 
 def decode(record: Record) -> Event:
     """The event in a record, or PoisonRecord saying why there is none."""
-    headers = dict(record.headers or ())
-    schema = headers.get(SCHEMA_HEADER[0])
-    if schema is not None and schema not in KNOWN_SCHEMAS:
-        raise PoisonRecord(f"unknown schema version {schema!r}")
-    if record.value is None:
+    event = parse_value(record, SCHEMA_HEADER, parse_event)
+    if event is None:
         raise PoisonRecord("null value")
-    try:
-        return parse_event(record.value)
-    except ValidationError as exc:
-        raise PoisonRecord(str(exc).splitlines()[0][:300]) from exc
+    return event
 
 
 OUTCOMES = ("applied", "duplicate", "not_consented", "erased", "dead_lettered")
@@ -245,14 +235,6 @@ class Processor(BatchLoop):
             await self.producer.send(self.changes_topic, key=pid.encode(), value=value)
             for pid, value in encoded.items()
         ]
-        for record, error in poison:
-            futures.append(
-                await self.producer.send(
-                    self.dlq_topic,
-                    key=record.key,
-                    value=record.value,
-                    headers=dead_letter_headers(record, error),
-                )
-            )
+        futures.extend(await send_dead_letters(self.producer, self.dlq_topic, poison))
         if futures:
             await asyncio.gather(*futures)

@@ -87,7 +87,9 @@ class Intent:
     out_of_scope: bool
     version: str
     encoder_version: str  # the encoder whose vector the intent model read
-    vector: tuple[float, ...] = ()  # that vector: the message's, for retrieval
+    # That vector (the message's, for retrieval), as Triton returned it; turned into a
+    # MessageVector only when a caller asks for it.
+    vector: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _intent(out: Outputs, version: str, encoder_version: str) -> Intent:
         out_of_scope=bool(_first(out["OUT_OF_SCOPE"], 0.0)),
         version=version,
         encoder_version=encoder_version,
-        vector=tuple(embedding.reshape(-1).tolist()) if embedding is not None else (),
+        vector=embedding.reshape(-1) if embedding is not None else None,
     )
 
 
