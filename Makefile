@@ -97,6 +97,7 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 	$(BIN)/python -m bench.profile
 	$(BIN)/python -m bench.encoder_options
 	$(BIN)/python -m bench.knowledge_quality
+	$(BIN)/python -m bench.memory_quality
 	$(BIN)/python -m bench.triton_models
 	$(BIN)/python -m bench.recommend
 	$(BIN)/python -m bench.respond

@@ -7,7 +7,8 @@ tests under tests/deploy call it as a process.
     chart.py examples [--check]    render every value set into charts/rapport/examples/
     chart.py lint                  helm lint --strict, every value set
     chart.py validate              kubernetes-validate --strict, every manifest
-    chart.py render-json           every value set's manifests as JSON, on stdout
+    chart.py render-json [FILE...] every value set's manifests as JSON, on stdout; given
+                                   values files, one list: values.yaml plus those files
     chart.py check-values FILE...  validate values files against values.schema.json
     chart.py values-doc [--check]  the values table in docs/install.md, from the schema
 """
@@ -78,11 +79,16 @@ def load_values(files: list[str]) -> dict[str, Any]:
 
 def render(value_set: str) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would produce it."""
+    return render_files(VALUE_SETS[value_set])
+
+
+def render_files(files: list[str]) -> dict[str, str]:
+    """`render`, for values.yaml plus these values files (relative to the chart, or absolute)."""
     import helm_python  # noqa: PLC0415 - only in the deploy virtualenv
 
     chart = helm_python.Chart.load(CHART)
     try:
-        values = load_values(VALUE_SETS[value_set])
+        values = load_values(files)
         chart.validate_schema(values)
         rendered: dict[str, str] = chart.render(
             values, name=RELEASE, namespace=NAMESPACE, is_install=True
@@ -106,7 +112,11 @@ def stream(rendered: dict[str, str]) -> str:
 
 
 def manifests(value_set: str) -> Iterator[dict[str, Any]]:
-    for document in yaml.safe_load_all(stream(render(value_set))):
+    yield from _documents(render(value_set))
+
+
+def _documents(rendered: dict[str, str]) -> Iterator[dict[str, Any]]:
+    for document in yaml.safe_load_all(stream(rendered)):
         if document:
             yield document
 
@@ -191,7 +201,11 @@ def cmd_validate() -> int:
     return 1 if failed else 0
 
 
-def cmd_render_json() -> int:
+def cmd_render_json(files: list[str]) -> int:
+    if files:
+        absolute = [str(Path(name).resolve()) for name in files]
+        json.dump(list(_documents(render_files(absolute))), sys.stdout)
+        return 0
     json.dump({value_set: list(manifests(value_set)) for value_set in VALUE_SETS}, sys.stdout)
     return 0
 
@@ -325,7 +339,7 @@ def main() -> int:
         sub.add_parser(name).add_argument("--check", action="store_true")
     sub.add_parser("lint")
     sub.add_parser("validate")
-    sub.add_parser("render-json")
+    sub.add_parser("render-json").add_argument("files", nargs="*")
     sub.add_parser("check-values").add_argument("files", nargs="+")
     args = parser.parse_args()
     if args.command == "examples":
@@ -337,7 +351,7 @@ def main() -> int:
     if args.command == "validate":
         return cmd_validate()
     if args.command == "render-json":
-        return cmd_render_json()
+        return cmd_render_json(args.files)
     return cmd_check_values(args.files)
 
 

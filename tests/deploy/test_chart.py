@@ -52,6 +52,7 @@ SECRETS = (
     "RAPPORT_REDIS_URL",
     "RAPPORT_KAFKA_SASL_PASSWORD",
     "RAPPORT_KNOWLEDGE_MILVUS_TOKEN",
+    "RAPPORT_PROFILE_MILVUS_TOKEN",
 )
 
 
@@ -114,6 +115,8 @@ BAD_VALUES = {
     "unknown-dependency": {"components": {"ingest": {"uses": ["postgres"]}}},
     "bad-consistency": {"milvus": {"searchConsistency": "strong"}},
     "milvus-not-a-url": {"milvus": {"uri": "milvus.milvus.svc:19530"}},
+    "memory-typo": {"components": {"profile": {"memory": {"retention": 30}}}},
+    "memory-bad-collection": {"components": {"profile": {"memory": {"collection": "my-memory"}}}},
 }
 
 
@@ -246,8 +249,13 @@ def test_secrets_stay_out_of_plain_env(rendered: dict[str, list[Manifest]]) -> N
         "name": "rapport-milvus",
         "key": "milvus-token",
     }
+    assert profile_env["RAPPORT_PROFILE_MILVUS_TOKEN"]["secretKeyRef"] == {
+        "name": "rapport-milvus",
+        "key": "milvus-token",
+    }
     default = objects(rendered["default"], "Deployment")
     assert "RAPPORT_KNOWLEDGE_MILVUS_TOKEN" not in env_of(main_container(default["knowledge"]))
+    assert "RAPPORT_PROFILE_MILVUS_TOKEN" not in env_of(main_container(default["profile"]))
     assert not objects(rendered["prod"], "Secret"), "prod takes every credential from its own"
 
 
@@ -375,10 +383,94 @@ def test_knowledge_finds_milvus_triton_and_kafka(rendered: dict[str, list[Manife
         (rule,) = [r for r in policy["egress"] if {p["port"] for p in r["ports"]} == {19530}]
         names = [p["namespaceSelector"]["matchLabels"] for p in rule.get("to", [])]
         assert names == ([{"kubernetes.io/metadata.name": peers}] if peers else [])
-    # Only knowledge reaches Milvus.
+    # Only knowledge and profile (its memory) reach Milvus.
     for name, policy in objects(rendered["default"], "NetworkPolicy").items():
         ports = {p["port"] for r in policy["spec"].get("egress", []) for p in r["ports"]}
-        assert (19530 in ports) == (name == "knowledge"), name
+        assert (19530 in ports) == (name in ("knowledge", "profile")), name
+
+
+def _milvus_peers(policy: Manifest) -> list[list[dict[str, Any]]]:
+    """The `to` of each egress rule towards Milvus's port."""
+    rules = policy["spec"]["egress"]
+    return [r.get("to", []) for r in rules if {p["port"] for p in r["ports"]} == {19530}]
+
+
+def test_profile_remembers_messages_in_the_same_milvus_as_knowledge(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for value_set in VALUE_SETS:
+        deployments = objects(rendered[value_set], "Deployment")
+        profile = env_of(main_container(deployments["profile"]))
+        knowledge = env_of(main_container(deployments["knowledge"]))
+        assert profile["RAPPORT_PROFILE_MEMORY"] == "true"
+        for setting in ("MILVUS_URI", "MILVUS_DATABASE", "SEARCH_CONSISTENCY", "MILVUS_TOKEN"):
+            assert profile.get(f"RAPPORT_PROFILE_{setting}") == knowledge.get(
+                f"RAPPORT_KNOWLEDGE_{setting}"
+            ), (value_set, setting)
+        assert profile["RAPPORT_PROFILE_MILVUS_URI"] == "http://milvus.milvus.svc:19530"
+        assert profile["RAPPORT_PROFILE_MEMORY_COLLECTION"] == "rapport_memory"
+        assert profile["RAPPORT_PROFILE_MEMORY_RETENTION_DAYS"] == "365"
+        assert profile["RAPPORT_PROFILE_MEMORY_MAX_MESSAGES"] == "200"
+        assert profile["RAPPORT_PROFILE_MEMORY_MAX_FACTS"] == "64"
+    prod = env_of(main_container(objects(rendered["prod"], "Deployment")["profile"]))
+    assert prod["RAPPORT_PROFILE_MILVUS_TOKEN"] == {
+        "secretKeyRef": {"name": "rapport-milvus", "key": "milvus-token"}
+    }
+    # Egress to Milvus on its port; only to its peers when milvus.egressTo names them.
+    for value_set, peers in (
+        ("default", []),
+        ("all-enabled", [{"kubernetes.io/metadata.name": "milvus"}]),
+    ):
+        policy = objects(rendered[value_set], "NetworkPolicy")["profile"]
+        (to,) = _milvus_peers(policy)
+        assert [p["namespaceSelector"]["matchLabels"] for p in to] == peers, value_set
+
+
+def test_profile_memory_defaults_are_the_services(rendered: dict[str, list[Manifest]]) -> None:
+    # values.yaml restates the service's defaults, so the chart changes nothing by default.
+    env = env_of(main_container(objects(rendered["default"], "Deployment")["profile"]))
+    defaults = env_vars(ProfileSettings)
+    for name in (
+        "RAPPORT_PROFILE_MEMORY",
+        "RAPPORT_PROFILE_MEMORY_COLLECTION",
+        "RAPPORT_PROFILE_MEMORY_MAX_MESSAGES",
+        "RAPPORT_PROFILE_MEMORY_MAX_FACTS",
+    ):
+        assert env[name].lower() == defaults[name].lower(), name
+    days = float(defaults["RAPPORT_PROFILE_MEMORY_RETENTION_DAYS"])
+    assert float(env["RAPPORT_PROFILE_MEMORY_RETENTION_DAYS"]) == days
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"),
+    [
+        ({"enabled": False}, {"RAPPORT_PROFILE_MEMORY": "false"}),
+        (
+            {"vectorStore": False},
+            {
+                "RAPPORT_PROFILE_MEMORY": "true",
+                "RAPPORT_PROFILE_MEMORY_RETENTION_DAYS": "365",
+                "RAPPORT_PROFILE_MEMORY_MAX_FACTS": "64",
+            },
+        ),
+    ],
+    ids=["memory-off", "facts-only"],
+)
+def test_profile_without_a_vector_store_gets_no_milvus(
+    deploy: DeployTools, tmp_path: Path, memory: dict[str, Any], expected: dict[str, str]
+) -> None:
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"components": {"profile": {"memory": memory}}}))
+    result = deploy.chart("render-json", str(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifests: list[Manifest] = json.loads(result.stdout)
+    env = env_of(main_container(objects(manifests, "Deployment")["profile"]))
+    assert {n: v for n, v in env.items() if "MEMORY" in n} == expected
+    assert not [n for n in env if "MILVUS" in n or "CONSISTENCY" in n]
+    assert not _milvus_peers(objects(manifests, "NetworkPolicy")["profile"])
+    # knowledge keeps its Milvus.
+    knowledge = env_of(main_container(objects(manifests, "Deployment")["knowledge"]))
+    assert knowledge["RAPPORT_KNOWLEDGE_MILVUS_URI"] == "http://milvus.milvus.svc:19530"
 
 
 def test_knowledge_scales_on_cpu_and_its_lag_trigger_names_its_own_topic() -> None:

@@ -20,13 +20,14 @@ from pydantic import SecretStr
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.kafka import connection_kwargs
+from rapport.common.profiles import profile_id
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.events import event, publish
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.adapters.store import cache_key, profile_id, trending_cache_key
+from rapport.profile.adapters.store import cache_key, trending_cache_key
 from rapport.profile.app import create_app
 from rapport.profile.settings import ProfileSettings
 

@@ -26,10 +26,11 @@ from rapport.common.kafka import (
     ensure_topics,
 )
 from rapport.common.mongo import create_mongo_client
+from rapport.common.profiles import profile_id
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.servers import TANSU_FAST_GROUP
 from rapport.profile.adapters.processor import Processor
-from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id, to_document
+from rapport.profile.adapters.store import ProfileStore, cache_key, to_document
 from rapport.profile.domain import Profile, Rules, apply
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rapport.common.contracts import MessageVector
 from rapport.common.knowledge import (
     KNOWLEDGE_RECORD,
     KnowledgeDelete,
@@ -21,6 +20,7 @@ from rapport.common.knowledge import (
     render_knowledge_json_schema,
     upsert_record,
 )
+from rapport.common.vectors import MessageVector
 from rapport.knowledge.domain import (
     Indexed,
     chunk_id,

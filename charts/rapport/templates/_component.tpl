@@ -95,6 +95,23 @@ valueFrom:
   {{- include "rapport.secretRef" (dict "name" . "key" $v.milvus.tokenKey) | nindent 2 }}
 {{- end }}
 {{- end }}
+{{- with $c.memory }}
+{{- $prefix := required (printf "components.%s.settingsPrefix is required when it has memory" $.name) $c.settingsPrefix }}
+- name: {{ $prefix }}_MEMORY
+  value: {{ .enabled | quote }}
+{{- if .enabled }}
+- name: {{ $prefix }}_MEMORY_MAX_FACTS
+  value: {{ .maxFacts | int | quote }}
+- name: {{ $prefix }}_MEMORY_RETENTION_DAYS
+  value: {{ .retentionDays | quote }}
+{{- if has "milvus" $c.uses }}
+- name: {{ $prefix }}_MEMORY_COLLECTION
+  value: {{ .collection | quote }}
+- name: {{ $prefix }}_MEMORY_MAX_MESSAGES
+  value: {{ .maxMessages | int | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if has "apiKeys" $c.uses }}
 - name: RAPPORT_API_KEYS_FILE
   value: /etc/rapport/api-keys/{{ ternary $v.apiKeys.key "api-keys.json" (ne $v.apiKeys.existingSecret "") }}

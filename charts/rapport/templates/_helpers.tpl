@@ -80,13 +80,19 @@ else (lists, scalars, false, 0, "") replaces; null removes the key. */}}
 {{- end -}}
 
 {{/* Fills `.out` (a dict) with name -> merged values of every enabled component:
-`.Values.default` deep-merged with the component's own keys. Args: (dict "root" $ "out" dict). */}}
+`.Values.default` deep-merged with the component's own keys. A component whose
+`memory` keeps messages in a vector store (enabled and vectorStore) uses milvus,
+with its env and egress. Args: (dict "root" $ "out" dict). */}}
 {{- define "rapport.model" -}}
 {{- $out := .out -}}
 {{- range $name, $own := .root.Values.components -}}
 {{- if kindIs "map" $own -}}
 {{- $merged := deepCopy $.root.Values.default -}}
 {{- include "rapport.mergeInto" (dict "dst" $merged "src" $own) -}}
+{{- $memory := $merged.memory -}}
+{{- if and (kindIs "map" $memory) $memory.enabled $memory.vectorStore (not (has "milvus" $merged.uses)) -}}
+{{- $_ := set $merged "uses" (append ($merged.uses | default list) "milvus") -}}
+{{- end -}}
 {{- if $merged.enabled -}}
 {{- $_ := set $out $name $merged -}}
 {{- end -}}

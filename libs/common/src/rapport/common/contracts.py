@@ -16,10 +16,6 @@ Two rules keep a rolling upgrade safe, where one side runs the next release:
 
 from __future__ import annotations
 
-import base64
-import sys
-from array import array
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -27,10 +23,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from rapport.common.events import Identifier
+from rapport.common.memory import MemoryFact
+from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "1.2.0"
+API_VERSION = "1.3.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.
@@ -89,6 +87,14 @@ class ProfileView(Contract):
     cluster_id: int | None = None
     popular_items: list[str] = Field(
         default_factory=list, description="For a cold-start default: what is trending now."
+    )
+    facts: list[MemoryFact] = Field(
+        default_factory=list,
+        description="What the user said about themselves in chat (diet, budget, ...), newest "
+        "first; empty when memory is off or the user opted out.",
+    )
+    remembered_messages: int = Field(
+        0, description="How many of the user's own messages memory keeps for recall."
     )
 
 
@@ -212,33 +218,6 @@ class RecommendedItem(Contract):
     @property
     def reason(self) -> str:
         return reason_text(self.why)
-
-
-class MessageVector(Contract):
-    """A sentence vector from the encoder, as little-endian float32 in base64 (2 kB for 384
-    dimensions, against ~8 kB as JSON numbers)."""
-
-    model: str = Field(description="The encoder and its version, e.g. `encoder:1`.")
-    dimension: int = Field(ge=1, le=4096)
-    data: str = Field(max_length=22_000, description="Base64 of `dimension` float32 (LE).")
-
-    @classmethod
-    def of(cls, values: Sequence[float], model: str) -> MessageVector:
-        packed = array("f", values)
-        if sys.byteorder == "big":
-            packed.byteswap()
-        return cls(model=model, dimension=len(packed), data=base64.b64encode(packed).decode())
-
-    def values(self) -> list[float]:
-        """The floats; ValueError when ``data`` does not hold ``dimension`` of them."""
-        raw = base64.b64decode(self.data, validate=True)
-        if len(raw) != 4 * self.dimension:
-            raise ValueError(f"data holds {len(raw) // 4} floats, dimension says {self.dimension}")
-        packed = array("f")
-        packed.frombytes(raw)
-        if sys.byteorder == "big":
-            packed.byteswap()
-        return packed.tolist()
 
 
 class MessageUnderstanding(Contract):

@@ -26,7 +26,9 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
 )
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+from typing_extensions import TypedDict
+
+from rapport.common.vectors import MessageVector  # pydantic needs this one before Python 3.12
 
 SCHEMA_VERSION = "v1"
 SCHEMA_ID = "https://rapport.dev/schemas/event.v1.json"
@@ -124,6 +126,11 @@ class SearchEventIn(_ClientFields):
 class ChatMessageEventIn(_ClientFields):
     type: Literal["chat_message"]
     text: Text
+    vector: MessageVector | None = Field(
+        None,
+        description="The message's sentence vector, when the sender already computed it "
+        "(respond does): profile keeps it for recall instead of encoding the message again.",
+    )
 
 
 class FeedbackEventIn(_ClientFields):

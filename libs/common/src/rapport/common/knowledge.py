@@ -33,8 +33,9 @@ from pydantic import (
     TypeAdapter,
 )
 
-from rapport.common.contracts import Contract, MessageVector
+from rapport.common.contracts import Contract
 from rapport.common.events import NO_SPACE_OR_CONTROL, Identifier, render_json_schema
+from rapport.common.vectors import MessageVector
 
 KNOWLEDGE_SCHEMA_ID = "https://rapport.dev/schemas/knowledge.v1.json"
 KNOWLEDGE_SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"knowledge.v1")

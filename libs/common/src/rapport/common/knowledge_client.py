@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from rapport.common.contracts import MessageVector
 from rapport.common.http import ServiceCallError, call_service, parse_answer
 from rapport.common.knowledge import KnowledgeQuery, KnowledgeResults
+from rapport.common.vectors import MessageVector
 
 
 class KnowledgeServiceError(ServiceCallError):

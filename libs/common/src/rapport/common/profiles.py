@@ -14,6 +14,14 @@ import aiohttp
 
 from rapport.common.contracts import FeedbackCounts, ProfileView, TrendingView
 from rapport.common.http import ServiceCallError, call_service, parse_answer
+from rapport.common.memory import Recalled, RecallRequest
+from rapport.common.vectors import MessageVector
+
+
+def profile_id(tenant: str, user_id: str) -> str:
+    """A profile's key wherever it is stored (MongoDB, Redis, the changelog, the vector
+    store). Length-prefixed, so no (tenant, user) pair can collide with another."""
+    return f"{len(tenant)}:{tenant}:{user_id}"
 
 
 class ProfileServiceError(ServiceCallError):
@@ -66,3 +74,28 @@ class ProfileClient:
     async def feedback(self, authorization: str, policy: str) -> FeedbackCounts:
         body = await self._get("/v1/feedback/arms", authorization, {"policy": policy})
         return parse_answer(FeedbackCounts, body, ProfileServiceError)
+
+    async def recall(
+        self,
+        user_id: str,
+        vector: MessageVector,
+        *,
+        authorization: str,
+        k: int = 3,
+        min_score: float = 0.3,
+        timeout_s: float | None = None,
+    ) -> Recalled:
+        """The user's own past messages nearest ``vector`` (memory)."""
+        request = RecallRequest(vector=vector, k=k, min_score=min_score)
+        timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
+        raw = await call_service(
+            self.session,
+            "POST",
+            f"{self.base_url}/v1/profiles/{quote(user_id, safe='')}/memory/recall",
+            ProfileServiceError,
+            authorization=authorization,
+            client_timeout=timeout,
+            json=request.model_dump(mode="json"),
+            resend_on_stale=True,  # a recall changes nothing
+        )
+        return parse_answer(Recalled, raw, ProfileServiceError)

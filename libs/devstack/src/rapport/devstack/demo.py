@@ -11,7 +11,9 @@
    does, and the transcript shows why (profile delta, recommendations with
    their reasons, company passages, degraded parts, trace ids). The bot
    answers a policy question from the knowledge base; the policy is updated
-   mid-conversation, and the next answer cites the new text;
+   mid-conversation, and the next answer cites the new text. The user says
+   they are vegetarian; memory learns it from the chat message, and the very
+   next reply shows the fact and uses it;
 6. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
 
     make demo [KEEP=1] [DEMO_EVENTS=20000]
@@ -240,6 +242,14 @@ def show_turn(
         print(f"  - {item['title']:<42} {item['reason']}")
     for passage in rapport.get("knowledge", [])[:2]:
         print(f"  ~ {passage['title']:<30} score {passage['score']:.2f}: {passage['snippet'][:50]}")
+    memory = rapport.get("memory", {})
+    facts = [f"{f['type']}={f['value']}" for f in memory.get("facts", [])]
+    if facts:
+        print(f"memory   : facts {facts}")
+    for past in memory.get("recalled", [])[:2]:
+        print(
+            f"  > said {past['occurred_at'][:19]} (score {past['score']:.2f}): {past['text'][:60]}"
+        )
     print(f"degraded : {personal.get('degraded') or 'none'}")
     print(f"trace id : {rapport.get('trace_id')}")
 
@@ -268,6 +278,13 @@ async def conversation(demo: Demo) -> list[str]:
         f"[indexed and searchable {1000 * (time.perf_counter() - started):.0f} ms after the POST]"
     )
     replies.append(await demo.turn(6, "and what is the refund policy now?", history))
+    said = time.perf_counter()
+    replies.append(await demo.turn(7, "by the way, I'm vegetarian", history))
+    await demo.until(
+        lambda p: any(f["value"] == "vegetarian" for f in p["facts"]), VIEWER, "the fact"
+    )
+    print(f"[the fact is in the profile {1000 * (time.perf_counter() - said):.0f} ms after turn 7]")
+    replies.append(await demo.turn(8, "can you suggest a meal for dinner tonight?", history))
     return replies
 
 
@@ -281,9 +298,11 @@ async def run(data: dict[str, Any], count: int) -> bool:
         replies = await conversation(demo)
     changed = len(set(replies)) == len(replies)
     print(f"\nevery reply differs from the one before: {changed}")
-    cites_old, cites_new = "30 days" in replies[-2], "60 days" in replies[-1]
+    cites_old, cites_new = "30 days" in replies[4], "60 days" in replies[5]
     print(f"the policy answer cited the policy, then its new version: {cites_old and cites_new}")
-    return changed and cites_old and cites_new
+    remembers = "vegetarian" in replies[7]
+    print(f"the reply after 'I'm vegetarian' used the fact: {remembers}")
+    return changed and cites_old and cites_new and remembers
 
 
 def main() -> int:

@@ -118,20 +118,26 @@ def services_for(services: Sequence[str], repository: Path | None) -> list[str]:
     return [s for s in services if s != "knowledge" or has_encoder]
 
 
-INFRA_VARIABLES = {
-    "kafka": "RAPPORT_KAFKA_BOOTSTRAP_SERVERS",
-    "mongo": "RAPPORT_MONGO_URL",
-    "redis": "RAPPORT_REDIS_URL",
-    "milvus": "RAPPORT_KNOWLEDGE_MILVUS_URI",
-    "triton_grpc": "RAPPORT_TRITON_GRPC_URL",
-    "triton_http": "RAPPORT_TRITON_HTTP_URL",
+INFRA_VARIABLES: dict[str, tuple[str, ...]] = {
+    "kafka": ("RAPPORT_KAFKA_BOOTSTRAP_SERVERS",),
+    "mongo": ("RAPPORT_MONGO_URL",),
+    "redis": ("RAPPORT_REDIS_URL",),
+    # knowledge's documents and profile's remembered messages, in one local server.
+    "milvus": ("RAPPORT_KNOWLEDGE_MILVUS_URI", "RAPPORT_PROFILE_MILVUS_URI"),
+    "triton_grpc": ("RAPPORT_TRITON_GRPC_URL",),
+    "triton_http": ("RAPPORT_TRITON_HTTP_URL",),
 }
 
 
 def infra_env(infra: Mapping[str, str]) -> dict[str, str]:
     """The shared settings every service reads (see rapport.common.settings), for the
     servers ``infra`` has: a run without one (no MongoDB for ingest) leaves it unset."""
-    return {variable: infra[key] for key, variable in INFRA_VARIABLES.items() if key in infra}
+    return {
+        variable: infra[key]
+        for key, variables in INFRA_VARIABLES.items()
+        if key in infra
+        for variable in variables
+    }
 
 
 DEV_TENANT = "dev"
@@ -239,6 +245,11 @@ class Stack:
         server = servers.start(spec, self.log_dir)
         self.running.append(server)
         return server
+
+    def stop(self, server: RunningServer) -> None:
+        """One server, before the others (a benchmark's run that is over)."""
+        processes.stop(server.handle)
+        self.running.remove(server)
 
     def stop_all(self) -> list[str]:
         stopped = []

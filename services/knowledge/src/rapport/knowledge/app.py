@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from pymilvus import AsyncMilvusClient
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
+from rapport.common.milvus import connect
 from rapport.common.triton import channel_args
 from rapport.knowledge.adapters.encoder import TritonEncoder
 from rapport.knowledge.adapters.indexer import Chunking, Indexer
@@ -74,11 +74,7 @@ def create_app(settings: KnowledgeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            milvus = AsyncMilvusClient(
-                uri=settings.milvus_uri,
-                token=settings.milvus_token.get_secret_value() if settings.milvus_token else "",
-                db_name=settings.milvus_database,
-            )
+            milvus = connect(settings.milvus_uri, settings)
             stack.push_async_callback(milvus.close)
             triton = InferenceServerClient(settings.triton_grpc_url, channel_args=channel_args())
             stack.push_async_callback(triton.close)

@@ -1,13 +1,14 @@
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from rapport.common.kafka import KNOWLEDGE_DLQ_TOPIC, KNOWLEDGE_TOPIC
+from rapport.common.milvus import MilvusSettings
 from rapport.common.settings import KafkaSettings, ServiceSettings, TritonSettings
 
 
-class KnowledgeSettings(ServiceSettings, KafkaSettings, TritonSettings):
+class KnowledgeSettings(ServiceSettings, KafkaSettings, TritonSettings, MilvusSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_KNOWLEDGE_")
     service_name: ClassVar[str] = "rapport-knowledge"
 
@@ -16,15 +17,8 @@ class KnowledgeSettings(ServiceSettings, KafkaSettings, TritonSettings):
         "http://127.0.0.1:19530",
         description="Milvus endpoint: a Milvus cluster in production, Milvus Lite locally.",
     )
-    milvus_token: SecretStr | None = Field(None, description="`user:password` or an API key.")
-    milvus_database: str = Field("default", description="Milvus database.")
     collection: str = Field(
         "rapport_knowledge", description="Collection prefix: `<it>_chunks` and `<it>_documents`."
-    )
-    search_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = Field(
-        "Strong",
-        description="Milvus consistency of a search. Strong: a document indexed by any "
-        "replica is found by the next search; weaker levels trade that for latency.",
     )
     consume: bool = Field(True, description="Run the indexer in this process.")
     group_id: str = Field("rapport-knowledge", description="Kafka consumer group.")

@@ -6,10 +6,12 @@ processor run in one process; they share the MongoDB, Redis and Kafka clients.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
@@ -19,13 +21,17 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.cache import create_redis
 from rapport.common.clock import Clock, utc_now
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
+from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
 from rapport.profile.service import ProfileService
 from rapport.profile.settings import ProfileSettings
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -37,6 +43,7 @@ async def stream_processor(
     producer: AIOKafkaProducer,
     redis: Redis,
     metrics: ProfileMetrics,
+    memory: MemoryStore | None,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
         settings,
@@ -56,6 +63,7 @@ async def stream_processor(
         changes_topic=settings.changes_topic,
         dlq_topic=settings.dlq_topic,
         metrics=metrics,
+        memory=memory,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()
@@ -69,6 +77,51 @@ async def stream_processor(
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, timeout=10)  # finishes the batch in hand
         await consumer.stop()
+
+
+@asynccontextmanager
+async def memory_store(
+    app: FastAPI, settings: ProfileSettings, metrics: ProfileMetrics
+) -> AsyncIterator[MemoryStore | None]:
+    """The vector store of remembered messages, open and loaded; None when there is none.
+
+    The processor writes to it before it commits, so the service is not ready without it.
+    """
+    if not (settings.memory and settings.milvus_uri):
+        yield None
+        return
+    client = connect(settings.milvus_uri, settings)
+    try:
+        store = MemoryStore(
+            client,
+            collection=settings.memory_collection,
+            dimension=settings.memory_dimension,
+            metrics=metrics,
+            consistency=settings.search_consistency,
+        )
+        await store.open()
+        add_readiness_check(app, "milvus", store.ping)
+        yield store
+    finally:
+        await client.close()
+
+
+async def expire_memory(service: ProfileService, interval_s: float) -> None:
+    while True:
+        try:
+            await service.expire_memory()
+        except Exception as exc:  # the store is away: the next round deletes what is due
+            log.warning("memory expiry failed", extra={"error": str(exc)[:200]})
+        await asyncio.sleep(interval_s)
+
+
+@contextlib.contextmanager
+def background(coroutine: Coroutine[Any, Any, None]) -> Iterator[None]:
+    task = asyncio.create_task(coroutine)
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
@@ -86,6 +139,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
             await producer.start()
             store = ProfileStore(mongo[settings.mongo_database])
+            memory = await stack.enter_async_context(memory_store(app, settings, metrics))
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
             app.state.service = ProfileService(
@@ -98,11 +152,24 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 cache_ttl_s=settings.cache_ttl_s,
                 trending_half_life=timedelta(hours=settings.trending_half_life_hours),
                 clock=clock,
+                memory=memory,
+                recall_timeout_s=settings.recall_timeout_ms / 1000,
+                metrics=metrics,
             )
+            if memory is not None:
+                stack.enter_context(
+                    background(expire_memory(app.state.service, settings.memory_expire_interval_s))
+                )
             if settings.consume:
                 await stack.enter_async_context(
                     stream_processor(
-                        app, settings, store=store, producer=producer, redis=redis, metrics=metrics
+                        app,
+                        settings,
+                        store=store,
+                        producer=producer,
+                        redis=redis,
+                        metrics=metrics,
+                        memory=memory,
                     )
                 )
             yield

@@ -14,6 +14,8 @@ PROFILE_FRESHNESS = "rapport_profile_freshness_seconds"
 PROFILE_CONSUMER_LAG = "rapport_profile_consumer_lag"
 PROFILE_STORE_DURATION = "rapport_profile_store_duration_seconds"
 PROFILE_WRITE_CONFLICTS = "rapport_profile_write_conflicts"
+PROFILE_MEMORY = "rapport_profile_memory"
+PROFILE_RECALL_DURATION = "rapport_profile_recall_duration_seconds"
 
 
 @dataclass
@@ -54,5 +56,18 @@ class ProfileMetrics(Metrics):
         self.write_conflicts = Counter(
             PROFILE_WRITE_CONFLICTS,
             "Profile writes that lost a version race and were applied again.",
+            registry=self.registry,
+        )
+        self.memory = Counter(
+            PROFILE_MEMORY,
+            "Memory written by the processor: facts (learned or retracted) and remembered "
+            "messages; forgotten (one item, by API).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.recall_duration = Histogram(
+            PROFILE_RECALL_DURATION,
+            "POST /v1/profiles/{user_id}/memory/recall: the profile read and the vector search.",
+            buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )

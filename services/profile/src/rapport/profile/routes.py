@@ -1,4 +1,4 @@
-"""Profile reads, consent and erasure. The tenant always comes from the API key."""
+"""Profile reads, memory, consent and erasure. The tenant always comes from the API key."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
 from rapport.common.contracts import FeedbackCounts, ProfileView, TrendingView
 from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.problems import problem_responses
+from rapport.common.memory import MEMORY_ID_PATTERN, Recalled, RecallRequest
+from rapport.common.problems import ProblemError, problem_responses
 from rapport.profile.domain import ConsentAccepted, ConsentChange
 from rapport.profile.service import ProfileService
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
+MemoryId = Annotated[str, Path(max_length=66, pattern=MEMORY_ID_PATTERN)]
 
 Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_READ))]
 Writer = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_WRITE))]
@@ -86,11 +88,49 @@ async def put_consent(
     "/v1/profiles/{user_id}",
     status_code=204,
     summary="Erase a user everywhere",
-    description="Removes the profile from MongoDB and Redis, publishes a tombstone on "
+    description="Removes the profile (with its facts) from MongoDB and Redis, the "
+    "remembered messages from the vector store, publishes a tombstone on "
     "`rapport.profile-changes.v1`, and keeps an erasure marker so a replay of the user's "
     "older events never brings the profile back. Idempotent.",
     responses=problem_responses(401, 403, 422),
 )
 async def delete_profile(user_id: UserId, caller: Writer, service: Service) -> Response:
     await service.erase(caller.tenant, user_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/profiles/{user_id}/memory/recall",
+    response_model=Recalled,
+    summary="The user's own past messages nearest the current one",
+    description="Searches the messages memory keeps for this user (PII redacted) with the "
+    "current message's vector, as recommend returns it (`vector: true`). Empty for a user "
+    "who opted out, and when memory keeps no messages. Within the retention only.",
+    responses=problem_responses(401, 403, 422),
+)
+async def recall(
+    user_id: UserId, body: RecallRequest, caller: Reader, service: Service
+) -> Recalled:
+    with service.timed_recall():
+        return await service.recall(caller.tenant, user_id, body)
+
+
+@router.delete(
+    "/v1/profiles/{user_id}/memory/{memory_id}",
+    status_code=204,
+    summary="Forget one fact or remembered message",
+    description="`memory_id` as `GET /v1/profiles/{user_id}` (`facts`) or a recall returns "
+    "it. A forgotten fact stays forgotten until the user says it again in a newer "
+    "message; a replay of the message that said it does not bring it back.",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def forget_memory(
+    user_id: UserId, memory_id: MemoryId, caller: Writer, service: Service
+) -> Response:
+    if not await service.forget(caller.tenant, user_id, memory_id):
+        raise ProblemError(
+            404,
+            detail=f"The user has no memory `{memory_id}` (forgotten already, or never kept).",
+            slug="memory-not-found",
+        )
     return Response(status_code=204)

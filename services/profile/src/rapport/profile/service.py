@@ -1,4 +1,5 @@
-"""Profile reads, trending, bandit feedback, consent and erasure: one method per operation.
+"""Profile reads, trending, bandit feedback, consent, memory and erasure: one method per
+operation.
 
 The tenant always comes from the caller's API key (the routes pass it in).
 """
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
@@ -18,12 +22,11 @@ from rapport.common.cache import REDIS_ERRORS
 from rapport.common.clock import Clock, utc_now
 from rapport.common.contracts import ArmCounts, FeedbackCounts, ProfileView, TrendingView
 from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEventIn, encode_for_topic
-from rapport.profile.adapters.store import (
-    ProfileStore,
-    cache_key,
-    profile_id,
-    trending_cache_key,
-)
+from rapport.common.memory import MESSAGE_ID_PREFIX, Recalled, RecalledMessage, RecallRequest
+from rapport.common.problems import ProblemError
+from rapport.common.profiles import profile_id
+from rapport.profile.adapters.memory import MemoryStore
+from rapport.profile.adapters.store import ProfileStore, cache_key, trending_cache_key
 from rapport.profile.domain import (
     ConsentAccepted,
     Profile,
@@ -35,11 +38,14 @@ from rapport.profile.domain import (
     trending_view,
     view,
 )
+from rapport.profile.domain.memory import MemoryRules, forget, remembered_within
+from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)
 
 TRENDING_CACHE_S = 30
 TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
+FORGET_ATTEMPTS = 5  # compare-and-set rounds against the processor writing the same profile
 
 
 class ProfileService:
@@ -55,6 +61,9 @@ class ProfileService:
         cache_ttl_s: int,
         trending_half_life: timedelta = timedelta(hours=24),
         clock: Clock = utc_now,
+        memory: MemoryStore | None = None,
+        recall_timeout_s: float = 0.2,
+        metrics: ProfileMetrics | None = None,
     ) -> None:
         self.store = store
         self.redis = redis
@@ -65,8 +74,32 @@ class ProfileService:
         self.cache_ttl_s = cache_ttl_s
         self.trending_half_life = trending_half_life
         self.clock = clock
+        self.memory = memory
+        self.recall_timeout_s = recall_timeout_s
+        self.metrics = metrics
+
+    @contextlib.contextmanager
+    def timed_recall(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.metrics is not None:
+                self.metrics.recall_duration.observe(time.perf_counter() - started)
+
+    @property
+    def memory_rules(self) -> MemoryRules:
+        return self.rules.memory
 
     async def read(self, tenant: str, user_id: str) -> ProfileView:
+        profile, source = await self._current(tenant, user_id)
+        if profile is None:
+            return cold_start(user_id, await self.trending_pool(tenant))
+        return view(profile, user_id, source, self.rules, self.clock())
+
+    async def _current(
+        self, tenant: str, user_id: str
+    ) -> tuple[Profile | None, Literal["cache", "store"]]:
         """Redis first; on a miss (or no Redis) MongoDB, then backfill the cache."""
         pid = profile_id(tenant, user_id)
         try:
@@ -75,14 +108,96 @@ class ProfileService:
             cached = None
             log.warning("redis unavailable: profile read from MongoDB")
         if cached is not None:
-            hot = Profile.model_validate_json(cached)
-            return view(hot, user_id, "cache", self.rules, self.clock())
+            return Profile.model_validate_json(cached), "cache"
         profile = (await self.store.load([pid])).get(pid)
         if profile is None:
-            return cold_start(user_id, await self.trending_pool(tenant))
+            return None, "store"
         with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
             await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
-        return view(profile, user_id, "store", self.rules, self.clock())
+        return profile, "store"
+
+    async def recall(self, tenant: str, user_id: str, request: RecallRequest) -> Recalled:
+        """The user's own past messages nearest the current one's vector.
+
+        Nothing for a user who opted out, with memory off, or with nothing remembered;
+        only messages the profile still names (one forgotten by id is gone even if its
+        row's delete failed) and within the retention.
+        """
+        nothing = Recalled(user_id=user_id)
+        if self.memory is None or not self.memory_rules.enabled:
+            return nothing
+        profile, _ = await self._current(tenant, user_id)
+        if profile is None or not profile.personalization_allowed:
+            return nothing
+        now = self.clock()
+        kept = {r.memory_id for r in remembered_within(profile.remembered, now, self.memory_rules)}
+        if not kept:
+            return nothing
+        try:
+            vector = request.vector.values()
+        except ValueError as exc:
+            raise ProblemError(422, detail=f"vector: {exc}", slug="invalid-vector") from exc
+        hits = await self.memory.search(
+            profile_id(tenant, user_id),
+            vector,
+            encoder=request.vector.model,
+            not_before=now - self.memory_rules.retention,
+            limit=request.k,
+            timeout_s=self.recall_timeout_s,
+        )
+        return Recalled(
+            user_id=user_id,
+            recalled=[
+                RecalledMessage(
+                    memory_id=hit.memory_id,
+                    text=hit.text,
+                    occurred_at=datetime.fromtimestamp(hit.at_ms / 1000, UTC),
+                    score=round(hit.score, 4),
+                )
+                for hit in hits
+                if hit.memory_id in kept and hit.score >= request.min_score
+            ],
+        )
+
+    async def forget(self, tenant: str, user_id: str, memory_id: str) -> bool:
+        """Forget one fact or message; False when the user has no such memory.
+
+        Compare-and-set against the processor, which may be writing the same profile.
+        """
+        pid = profile_id(tenant, user_id)
+        for _ in range(FORGET_ATTEMPTS):
+            profile = (await self.store.load([pid])).get(pid)
+            if profile is None:
+                return False
+            loaded = profile.version
+            remembered = forget(profile.facts, profile.remembered, memory_id)
+            if remembered is None:
+                return False
+            profile.remembered = remembered
+            profile.version += 1
+            if self.memory is not None and memory_id.startswith(MESSAGE_ID_PREFIX):
+                await self.memory.delete([memory_id])
+            if not await self.store.save({pid: (loaded, profile)}):
+                await self._cache_or_drop(pid, profile)
+                return True
+        raise ProblemError(
+            503,
+            detail="The profile kept changing while the memory was being forgotten; retry.",
+            slug="busy",
+            headers={"Retry-After": "1"},
+        )
+
+    async def _cache_or_drop(self, pid: str, profile: Profile) -> None:
+        try:
+            await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+        except REDIS_ERRORS:
+            log.warning("redis unavailable: cached profile expires by its TTL")
+
+    async def expire_memory(self) -> None:
+        """Delete remembered messages past the retention (the profiles drop their references
+        as the user's next messages are applied, and never serve them meanwhile)."""
+        if self.memory is not None:
+            await self.memory.expire(self.clock() - self.memory_rules.retention)
 
     async def trending(
         self, tenant: str, category: str | None = None, limit: int = 20
@@ -145,9 +260,12 @@ class ProfileService:
         return ConsentAccepted(user_id=user_id, personalization=allowed, event_id=str(event_id))
 
     async def erase(self, tenant: str, user_id: str) -> None:
-        """Marker first (so nothing in flight can bring the user back), then every copy."""
+        """Marker first (so nothing in flight can bring the user back), then every copy:
+        the profile with its facts, the remembered messages, the cache."""
         pid = profile_id(tenant, user_id)
         await self.store.erase(pid, self.clock())
+        if self.memory is not None:
+            await self.memory.delete_profiles([pid])
         try:
             await self.redis.delete(cache_key(pid))
         except REDIS_ERRORS:

@@ -5,11 +5,13 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, PROFILE_CHANGES_TOPIC
+from rapport.common.milvus import MilvusSettings
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings, ServiceSettings
 from rapport.profile.domain import Rules
+from rapport.profile.domain.memory import MemoryRules
 
 
-class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings):
+class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings, MilvusSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_PROFILE_")
     service_name: ClassVar[str] = "rapport-profile"
 
@@ -35,9 +37,45 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
         24.0, gt=0, description="Half-life of an item view's weight in trending."
     )
 
+    memory: bool = Field(
+        True,
+        description="Learn facts from chat messages (diet, budget, ...) and, with a vector "
+        "store, remember the messages for recall.",
+    )
+    milvus_uri: str | None = Field(
+        None,
+        description="Vector store of remembered messages: a Milvus cluster in production, "
+        "Milvus Lite locally. Unset: facts only, nothing to recall.",
+    )
+    memory_collection: str = Field("rapport_memory", description="Milvus collection.")
+    memory_dimension: int = Field(
+        384, ge=1, le=4096, description="Dimension of the encoder's vectors (the collection's)."
+    )
+    memory_max_facts: int = Field(64, ge=1, le=1000, description="Live facts kept per user.")
+    memory_max_messages: int = Field(
+        200, ge=1, le=10_000, description="Messages remembered per user; the oldest go first."
+    )
+    memory_retention_days: float = Field(
+        365.0,
+        gt=0,
+        description="Facts and messages older than this are not served, then deleted.",
+    )
+    memory_expire_interval_s: float = Field(
+        3600.0, gt=0, description="How often remembered messages past the retention are deleted."
+    )
+    recall_timeout_ms: int = Field(
+        200, gt=0, description="Deadline of one vector store search, inside the caller's."
+    )
+
     @property
     def rules(self) -> Rules:
         return Rules(
             half_life=timedelta(hours=self.half_life_hours),
             session_gap=timedelta(minutes=self.session_gap_minutes),
+            memory=MemoryRules(
+                enabled=self.memory,
+                max_facts=self.memory_max_facts,
+                max_messages=self.memory_max_messages,
+                retention=timedelta(days=self.memory_retention_days),
+            ),
         )

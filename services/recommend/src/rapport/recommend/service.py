@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from rapport.common.contracts import (
     Exploration,
     MessageUnderstanding,
-    MessageVector,
     ProfileView,
     Reason,
     ReasonKind,
@@ -26,6 +25,7 @@ from rapport.common.limits import InFlightLimit
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import ProfileClient, ProfileServiceError
 from rapport.common.scores import significant
+from rapport.common.vectors import MessageVector
 from rapport.recommend.adapters.triton import (
     Intent,
     ModelUnavailable,

@@ -3,8 +3,9 @@
 Profile values arrive from events that clients send (categories, preferences,
 searches), so nothing from a profile is shown or put in a prompt unless it is
 typed here: labels must look like labels, preferences are read only for keys
-with a known type, and free text (searches, chat text, other preference
-values) is never used at all.
+with a known type, and free text (searches, other preference values) is never
+used at all. Memory's facts are typed, short values the profile's extractor
+normalised; a template shows one only when it looks like a value.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rapport.common.contracts import (
     RecommendedItem,
     reason_text,
 )
+from rapport.common.memory import MemoryFact
 from rapport.common.problems import FieldError, ProblemError
 from rapport.respond.templates import TONES, Tone
 
@@ -110,11 +112,52 @@ def preferred_tone(profile: ProfileView | None) -> Tone | None:
 
 
 def preferred_language(profile: ProfileView | None, locale: str | None) -> str | None:
-    """The request's locale, else the profile's ``language`` preference; a tag, or None."""
-    for value in (locale, profile.preferences.get("language") if profile else None):
+    """The request's locale, else the profile's ``language`` preference, else the language
+    memory knows they write in; a tag, or None."""
+    stated = profile.preferences.get("language") if profile else None
+    remembered = (
+        next((f.value for f in profile.facts if f.type == "language"), None) if profile else None
+    )
+    for value in (locale, stated, remembered):
         if isinstance(value, str) and _LOCALE.match(value):
             return value
     return None
+
+
+# Which facts matter to a request, by its intent's domain, most important first
+# (an allergy before a diet: it is the one that hurts to forget).
+RELEVANT_FACTS: dict[str, tuple[str, ...]] = {
+    "kitchen_and_dining": ("allergy", "diet", "dislikes"),
+    "recommendations": ("owns", "budget", "dislikes", "likes"),
+    "travel": ("location", "budget"),
+    "home": ("household", "budget"),
+    "auto_and_commute": ("location",),
+    "utility": ("location",),
+}
+FACT_PHRASES: dict[str, str] = {
+    "diet": "you're {}",
+    "allergy": "you're allergic to {}",
+    "budget": "your budget is {}",
+    "owns": "you already have {}",
+    "likes": "you like {}",
+    "dislikes": "you don't like {}",
+    "location": "you're in {}",
+    "household": "you live with {}",
+}
+MAX_NOTE_FACTS = 2
+_FACT_VALUE = re.compile(r"^[\w][\w '.&/+-]{0,39}$")
+
+
+def memory_note(facts: Sequence[MemoryFact], domain_name: str | None) -> str:
+    """What the user told us that matters here, as a clause: "you're vegetarian"."""
+    wanted = RELEVANT_FACTS.get(domain_name or "", ())
+    picked = [
+        FACT_PHRASES[fact.type].format(fact.value)
+        for fact_type in wanted
+        for fact in facts
+        if fact.type == fact_type and _FACT_VALUE.match(fact.value)
+    ]
+    return " and ".join(picked[:MAX_NOTE_FACTS])
 
 
 def segments(profile: ProfileView | None, model_segment: str | None) -> list[str]:

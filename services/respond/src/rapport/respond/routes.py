@@ -77,6 +77,7 @@ async def respond(
         reply=answer.reply,
         recommendations=answer.recommendations(),
         knowledge=answer.knowledge(),
+        memory=answer.memory(),
         personalization=answer.personalization(),
         trace_id=trace_id(),
     )

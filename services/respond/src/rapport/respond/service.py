@@ -7,10 +7,13 @@ Flow (each outbound call gets what is left of the budget):
 2. recommend, with the profile inline (it does not read it again) and the
    message (intent, out-of-scope, sentiment and, when knowledge is on, the
    message's vector);
-2b. knowledge, with that vector: the passages of the tenant's documents that fit
-   the message (``knowledge_reserve_ms`` of the budget is kept for it);
+2b. with that vector, at the same time: knowledge, the passages of the tenant's
+   documents that fit the message, and memory's recall, the user's own past
+   messages that fit it (``knowledge_reserve_ms`` of the budget is kept for them);
+   the facts the user stated came with the profile;
 3. the ``chat_message`` event, handed to the Kafka producer with the intent
-   and sentiment that the profile's session keeps (the reply does not wait for
+   and sentiment that the profile's session keeps, and the vector, so profile
+   remembers the message without encoding it again (the reply does not wait for
    the broker's acknowledgement);
 4. the reply: a template, or the upstream LLM with a template fallback.
 
@@ -54,14 +57,19 @@ from rapport.common.http import ServiceCallError
 from rapport.common.knowledge import KnowledgeHit
 from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
+from rapport.common.memory import MemoryFact, RecalledMessage
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient
+from rapport.common.vectors import MessageVector
 from rapport.respond import domain
 from rapport.respond.adapters.llm import (
+    ContextFact,
     ContextItem,
+    ContextMemory,
     ContextMessage,
     ContextPassage,
+    ContextRecalled,
     ContextUser,
     PromptContext,
     Upstream,
@@ -78,6 +86,7 @@ from rapport.respond.templates import Persona, Selection, TemplateFile, Tone, ch
 from rapport.respond.wire import (
     DEGRADED_HEADER,
     KnowledgePassage,
+    Memory,
     Personalization,
     Recommendation,
     completion_text,
@@ -88,12 +97,16 @@ log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 MAX_RECOMMEND_MESSAGE = 2000  # recommend's limit
 MAX_PROMPT_PASSAGES = 5
+MAX_PROMPT_FACTS = 16
+MAX_PROMPT_RECALLED = 3
+MAX_RECALLED_CHARS = 300  # of one past message, in the prompt
 MIN_CALL_S = 0.001  # below this a call cannot succeed; skip it and degrade
 # Each dependency: the part a reply lacks without it, and the scope the caller's key needs.
 DEPENDENCIES = {
     "profile": ("profile", "profiles:read"),
     "recommend": ("recommendations", "recommend:invoke"),
     "knowledge": ("knowledge", "knowledge:read"),
+    "memory": ("memory", "profiles:read"),
 }
 T = TypeVar("T")
 
@@ -121,6 +134,8 @@ class Gathered:
     tone: Tone
     degraded: list[str] = field(default_factory=list)
     knowledge: list[KnowledgeHit] = field(default_factory=list)
+    facts: list[MemoryFact] = field(default_factory=list)
+    recalled: list[RecalledMessage] = field(default_factory=list)
 
     @classmethod
     def nothing_yet(cls, turn: Turn) -> Gathered:
@@ -208,6 +223,9 @@ class Answer:
             for hit in self.gathered.knowledge
         ]
 
+    def memory(self) -> Memory:
+        return Memory(facts=list(self.gathered.facts), recalled=list(self.gathered.recalled))
+
     def personalization(self) -> Personalization:
         gathered = self.gathered
         return Personalization(
@@ -226,6 +244,7 @@ class Answer:
         return {
             "recommendations": [r.model_dump() for r in self.recommendations()],
             "knowledge": [k.model_dump() for k in self.knowledge()],
+            "memory": self.memory().model_dump(mode="json"),
             "personalization": self.personalization().model_dump(),
             "trace_id": trace_id(),
         }
@@ -392,6 +411,8 @@ class RespondService:
         self.degrade(gathered, "recommendations")
         if self.knowledge is not None:
             self.degrade(gathered, "knowledge")
+        if self.settings.memory and turn.user_id is not None:
+            self.degrade(gathered, "memory")
         if turn.user_id is not None:
             await self._record(turn, tenant, gathered)
         return gathered
@@ -414,13 +435,16 @@ class RespondService:
             )
             gathered.personalized = False
         gathered.profile = profile
+        if profile is not None and gathered.personalized and self.settings.memory:
+            gathered.facts = profile.facts
         user_id = turn.user_id or ANONYMOUS
         inline = profile or ProfileView(user_id=user_id, known=False)
         if not gathered.personalized:
             inline = ProfileView(
                 user_id=user_id, known=False, consent=ConsentView(personalization=False)
             )
-        knowledge_reserve_s = self.settings.knowledge_reserve_ms / 1000 if self.knowledge else 0.0
+        searches = self.knowledge is not None or self.settings.memory
+        knowledge_reserve_s = self.settings.knowledge_reserve_ms / 1000 if searches else 0.0
         recs = await self._recommend(
             turn,
             user_id,
@@ -439,10 +463,10 @@ class RespondService:
             if recs.fallback:
                 self.degrade(gathered, "ranking")
         message = recs.message if recs else None
-        if self.knowledge is not None and turn.message.strip():
-            gathered.knowledge = await self._knowledge(
-                self.knowledge, message, authorization, deadline, gathered
-            )
+        await asyncio.gather(
+            self._knowledge(turn, message, authorization, deadline, gathered),
+            self._recall(turn, message, authorization, deadline, gathered),
+        )
         gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
         if turn.user_id is not None and gathered.personalized:
             await self._record(turn, tenant, gathered)
@@ -486,28 +510,31 @@ class RespondService:
                 profile=profile,
                 message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
                 k=self.settings.recommendations,
-                vector=self.knowledge is not None,
+                vector=self.knowledge is not None or self.settings.memory,
                 timeout_s=timeout,
             ),
         )
 
     async def _knowledge(
         self,
-        client: KnowledgeClient,
+        turn: Turn,
         message: MessageUnderstanding | None,
         authorization: str,
         deadline: Deadline,
         gathered: Gathered,
-    ) -> list[KnowledgeHit]:
+    ) -> None:
         """The passages that fit the message, found with the vector recommend computed.
 
         Without that vector (recommend or its models were late or down) there is
         nothing to search with: encoding the message again here would cost the
         reply a second encoder call, so ``knowledge`` is degraded instead.
         """
+        client = self.knowledge
+        if client is None or not turn.message.strip():
+            return
         if message is None or message.vector is None:
             self.degrade(gathered, "knowledge")
-            return []
+            return
         vector = message.vector
         settings = self.settings
         timeout = min(
@@ -526,12 +553,53 @@ class RespondService:
                 timeout_s=timeout,
             ),
         )
-        return results.hits if results is not None else []
+        gathered.knowledge = results.hits if results is not None else []
+
+    async def _recall(
+        self,
+        turn: Turn,
+        message: MessageUnderstanding | None,
+        authorization: str,
+        deadline: Deadline,
+        gathered: Gathered,
+    ) -> None:
+        """The user's own past messages that fit this one, found with the same vector.
+
+        Only asked when the profile says memory keeps messages for this user, so a new
+        or opted-out user costs no call.
+        """
+        profile = gathered.profile
+        if not (self.settings.memory and turn.user_id and gathered.personalized):
+            return
+        if profile is None or profile.remembered_messages == 0:
+            return
+        if message is None or message.vector is None:
+            self.degrade(gathered, "memory")
+            return
+        vector, user_id, settings = message.vector, turn.user_id, self.settings
+        timeout = min(
+            settings.memory_timeout_ms / 1000,
+            deadline.remaining_s(settings.reserve_ms / 1000),
+        )
+        found = await self._within_budget(
+            gathered,
+            "memory",
+            timeout,
+            lambda: self.profiles.recall(
+                user_id,
+                vector,
+                authorization=authorization,
+                k=settings.memory_recall,
+                min_score=settings.memory_min_score,
+                timeout_s=timeout,
+            ),
+        )
+        gathered.recalled = found.recalled if found is not None else []
 
     async def _within_budget(
         self,
         gathered: Gathered,
-        service: Literal["profile", "recommend", "knowledge"],
+        service: Literal["profile", "recommend", "knowledge", "memory"],
         timeout_s: float,
         call: Callable[[], Awaitable[T]],
     ) -> T | None:
@@ -565,6 +633,9 @@ class RespondService:
         if turn.user_id is None or not turn.record:
             return
         message = gathered.recommendations.message if gathered.recommendations else None
+        vector: MessageVector | None = None
+        if message is not None and self.settings.memory:
+            vector = message.vector
         attributes: dict[str, str | float] = {}
         if message is not None:
             attributes["intent"] = message.intent
@@ -581,6 +652,7 @@ class RespondService:
                     session_id=turn.session_id,
                     text=turn.message,
                     attributes=attributes,
+                    vector=vector,
                 )
             except RecorderUnavailable:
                 self.metrics.events.labels("failed").inc()
@@ -632,6 +704,7 @@ class RespondService:
                 "knowledge_title": best.title if best and answers else "",
                 "knowledge_snippet": best.snippet if best and answers else "",
                 "knowledge_url": (best.url or "") if best and answers else "",
+                "memory_note": domain.memory_note(gathered.facts, selection.domain),
             }
             return render(template, values)
 
@@ -676,6 +749,19 @@ class RespondService:
                 ContextPassage(doc_id=hit.doc_id, title=hit.title, text=hit.snippet)
                 for hit in gathered.knowledge[:MAX_PROMPT_PASSAGES]
             ],
+            memory=ContextMemory(
+                facts=[
+                    ContextFact(type=fact.type, value=fact.value)
+                    for fact in gathered.facts[:MAX_PROMPT_FACTS]
+                ],
+                recalled=[
+                    ContextRecalled(
+                        said_on=past.occurred_at.date().isoformat(),
+                        user_said=past.text[:MAX_RECALLED_CHARS],
+                    )
+                    for past in gathered.recalled[:MAX_PROMPT_RECALLED]
+                ],
+            ),
         )
         return build_messages(
             persona=persona, tone=gathered.tone, context=context, conversation=conversation

@@ -111,8 +111,22 @@ class RespondSettings(
     knowledge_reserve_ms: float = Field(
         15.0,
         ge=0,
-        description="Budget kept after recommend for the knowledge search, when it is on.",
+        description="Budget kept after recommend for the knowledge search and the memory "
+        "recall, which run at the same time, when either is on.",
     )
+    memory: bool = Field(
+        True,
+        description="Memory in replies: the facts the user stated (from the profile) and "
+        "their own past messages that fit this one (a recall with the message's vector).",
+    )
+    memory_recall: int = Field(3, ge=1, le=10, description="Past messages recalled per reply.")
+    memory_min_score: float = Field(
+        0.35,
+        ge=-1,
+        le=1,
+        description="Past messages less similar to this one than this are not recalled.",
+    )
+    memory_timeout_ms: int = Field(30, gt=0, description="Deadline of one recall call.")
     max_in_flight: int = Field(
         32,
         ge=1,

@@ -39,6 +39,8 @@ PLACEHOLDERS: dict[str, str] = {
     "knowledge_title": "the title of the company document that answers the message",
     "knowledge_snippet": "its passage that fits the message",
     "knowledge_url": "its url, when it has one",
+    "memory_note": "what the user told us that matters to this request, as a clause "
+    "(`you're vegetarian`, `your budget is 50 EUR`); empty when nothing does",
 }
 LINE_PLACEHOLDERS: dict[str, str] = {"title": "the item's title", "reason": "why it is recommended"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

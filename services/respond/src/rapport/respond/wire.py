@@ -21,6 +21,7 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rapport.common.events import Identifier
+from rapport.common.memory import MemoryFact, RecalledMessage
 from rapport.respond.adapters.llm import UpstreamFailed
 from rapport.respond.templates import Tone
 
@@ -59,6 +60,14 @@ class KnowledgePassage(BaseModel):
     url: str | None = None
 
 
+class Memory(BaseModel):
+    """What the user told us about themselves: facts (from their profile) and their own
+    past messages that fit this one."""
+
+    facts: list[MemoryFact] = Field(default_factory=list)
+    recalled: list[RecalledMessage] = Field(default_factory=list)
+
+
 class Personalization(BaseModel):
     personalized: bool = Field(description="False for an opted-out or anonymous user.")
     profile_version: int | None
@@ -69,7 +78,7 @@ class Personalization(BaseModel):
     mode: Literal["template", "llm"]
     degraded: list[str] = Field(
         description="Parts that could not be used: profile, recommendations, ranking, "
-        "intent, sentiment, knowledge, event, llm."
+        "intent, sentiment, knowledge, memory, event, llm."
     )
 
 
@@ -79,6 +88,7 @@ class RespondResponse(BaseModel):
     knowledge: list[KnowledgePassage] = Field(
         description="The company's own documents that fit the message, best first."
     )
+    memory: Memory
     personalization: Personalization
     trace_id: str | None
 

@@ -131,6 +131,7 @@ class Lane:
             "RAPPORT_PROFILE_EVENTS_TOPIC": self.topic,
             "RAPPORT_PROFILE_CHANGES_TOPIC": self.changes,
             "RAPPORT_PROFILE_DLQ_TOPIC": self.dlq,
+            "RAPPORT_PROFILE_MEMORY_COLLECTION": f"{self.database}_memory",
             # Tansu holds a dead member's partitions for about two sessions: keep them short.
             "RAPPORT_PROFILE_SESSION_TIMEOUT_MS": "2000",
             "RAPPORT_PROFILE_HEARTBEAT_INTERVAL_MS": "500",

@@ -11,14 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymilvus import AsyncMilvusClient
+
+from rapport.common.milvus import literal
+from rapport.common.profiles import profile_id
+from rapport.common.vectors import MessageVector
 from rapport.devstack import processes, servers
 from rapport.devstack.chaos.harness import (
+    TENANT,
     GroupWatch,
     Harness,
     Lane,
@@ -31,6 +38,7 @@ from rapport.devstack.chaos.harness import (
 )
 from rapport.devstack.chaos.scale import Scale
 from rapport.devstack.events import Record, produce, read_topic, record
+from rapport.devstack.stack import infra_spec
 
 
 def item_views(rng: random.Random, count: int, users: int) -> tuple[list[Record], Counter[str]]:
@@ -319,6 +327,30 @@ async def duplicates_and_replay(h: Harness, rows: list[Row], scale: Scale) -> No
 # ---- 9. erasure, then a replay -------------------------------------------------------------------
 
 
+MEMORY_MODEL = "encoder:chaos"
+MEMORY_DIMENSION = 384
+STATEMENTS = ("I'm vegetarian.", "I live in Berlin.", "I have two kids.", "I'm allergic to nuts.")
+
+
+def chat_messages(rng: random.Random, users: int) -> tuple[list[Record], Counter[str]]:
+    """Each user states every one of ``STATEMENTS``, each message with a unit vector, as
+    respond records them: what memory turns into facts and remembered messages."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    per_user: Counter[str] = Counter()
+    records = []
+    for n in range(users):
+        user = f"user-{n}"
+        for i, text in enumerate(STATEMENTS):
+            values = [rng.gauss(0.0, 1.0) for _ in range(MEMORY_DIMENSION)]
+            norm = math.sqrt(sum(v * v for v in values))
+            vector = MessageVector.of([v / norm for v in values], MEMORY_MODEL)
+            at = now - timedelta(minutes=len(STATEMENTS) - i)
+            message = event(user, "chat_message", at, text=text, vector=vector.model_dump())
+            records.append(record(message))
+            per_user[user] += 1
+    return records, per_user
+
+
 async def erasure_then_replay(h: Harness, rows: list[Row], scale: Scale) -> None:
     row = Row("9", "erase a user, then replay from offset 0", "user not resurrected")
     rows.append(row)
@@ -326,46 +358,91 @@ async def erasure_then_replay(h: Harness, rows: list[Row], scale: Scale) -> None
     await h.open_lane(lane)
     rng = random.Random(9)
     records, expected = item_views(rng, scale.erase_events, users=20)
-    await produce(h.kafka(), lane.topic, records)
+    chats, said = chat_messages(rng, users=5)
+    expected += said
+    await produce(h.kafka(), lane.topic, records + chats)
     victim = "user-0"
-    first = await h.start(h.service("profile", lane))
+    # Memory on: facts in MongoDB, remembered messages in a vector store of this row's own.
+    milvus = await h.start(infra_spec("milvus", h.log_dir))
+    infra = {**h.infra, "milvus": milvus.url()}
+    vectors = Vectors(milvus.url(), lane)
+    first = await h.start(h.service("profile", lane, infra=infra))
     async with GroupWatch(h.kafka(), lane.topic, lane.group()) as watch:
         drained = await watch.caught_up(timeout_s=scale.drain_timeout_s)
     others_before = state_hash(d for d in await h.profiles(lane) if d["user_id"] != victim)
     url = f"{first.url()}/v1/profiles/{victim}"
+    async with h.http.get(url, headers=h.auth) as response:
+        facts_before = len((await response.json())["facts"])
+    vectors_before = await vectors.count(victim)
+    others_vectors_before = await vectors.others(victim, said)
     async with h.http.delete(url, headers=h.auth) as response:
         erased_status = response.status
     await h.stop(first)
 
-    replayer = await h.start(h.service("profile", lane, generation=2))
+    replayer = await h.start(h.service("profile", lane, infra=infra, generation=2))
     async with GroupWatch(h.kafka(), lane.topic, lane.group(2)) as watch:
         replayed = await watch.caught_up(timeout_s=scale.drain_timeout_s)
     docs = await h.profiles(lane)
     stored = sum(1 for d in docs if d["user_id"] == victim)
     others_after = state_hash(d for d in docs if d["user_id"] != victim)
-    async with h.http.get(f"{replayer.url()}/v1/profiles/{victim}", headers=h.auth) as response:
-        read_status = response.status
-        known = (await response.json())["known"] if read_status == 200 else None
+    read_status, read = await _read_profile(h, replayer.url(), victim)
     skipped = await metric(replayer.url(), h.http, "rapport_profile_events_total", outcome="erased")
     republished = await _changes_after_tombstone(h, lane, victim)
+    vectors_after = await vectors.count(victim)
+    others_vectors_after = await vectors.others(victim, said)
+    await vectors.close()
     row.figures = {
         "victim events": expected[victim],
+        "victim facts / vectors before": f"{facts_before} / {vectors_before}",
         "DELETE": erased_status,
         "stored after replay": stored,
         "GET": read_status,
-        "GET known": known,
+        "GET known": read.get("known"),
+        "facts / vectors after replay": f"{len(read.get('facts', []))} / {vectors_after}",
         "replayed events skipped as erased": int(skipped),
         "changelog after tombstone": republished,
         "others unchanged": others_after == others_before,
     }
     row.check("drained", drained is not None and replayed is not None)
+    row.check("memory before: facts and vectors", facts_before > 0 and vectors_before > 0)
     row.check("erased (204)", erased_status == 204)
     row.check("not in MongoDB", stored == 0)
     row.check("GET answers (200)", read_status == 200)
-    row.check("GET says unknown", known is False)
+    row.check("GET says unknown", read.get("known") is False)
+    row.check("no fact after replay", read.get("facts") == [])
+    row.check("no vector after replay", vectors_after == 0)
     row.check("every replayed event of the user skipped", skipped == expected[victim])
     row.check("no changelog record after the tombstone", republished == 0)
     row.check("other users unchanged", others_after == others_before)
+    row.check("other users' vectors unchanged", others_vectors_after == others_vectors_before)
+
+
+async def _read_profile(h: Harness, base_url: str, user: str) -> tuple[int, dict[str, Any]]:
+    async with h.http.get(f"{base_url}/v1/profiles/{user}", headers=h.auth) as response:
+        return response.status, await response.json() if response.status == 200 else {}
+
+
+class Vectors:
+    """The lane's remembered messages in Milvus, counted by user (a scan, not a search)."""
+
+    def __init__(self, uri: str, lane: Lane) -> None:
+        self.client = AsyncMilvusClient(uri=uri)
+        self.collection = f"{lane.database}_memory"
+
+    async def count(self, user: str) -> int:
+        rows = await self.client.query(
+            self.collection,
+            filter=f"pid == {literal(profile_id(TENANT, user))}",
+            output_fields=["id"],
+            consistency_level="Strong",
+        )
+        return len(rows)
+
+    async def others(self, victim: str, users: Counter[str]) -> int:
+        return sum([await self.count(user) for user in users if user != victim])
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 async def _changes_after_tombstone(h: Harness, lane: Lane, user: str) -> int | None:

@@ -11,8 +11,8 @@ Two collections:
     indexed last, its chunk count (0 once deleted) and its encoder. Milvus wants
     a vector in every collection; this one's is a constant of dimension 2.
 
-Every search filters on ``tenant``, quoted by :func:`literal` (Milvus Lite does
-not take filter templates), and on ``encoder``: each chunk names the encoder that
+Every search filters on ``tenant``, quoted by
+:func:`~rapport.common.milvus.literal`, and on ``encoder``: each chunk names the encoder that
 made its vector, so a vector is only ever compared with vectors of its own model.
 After an encoder upgrade, a replay of the topic re-embeds every document.
 """
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
-from pymilvus.exceptions import MilvusException
 
+from rapport.common.milvus import create_flat_collection, literal
 from rapport.knowledge.domain import Indexed, chunk_id, document_key
 from rapport.knowledge.metrics import KnowledgeMetrics
 
@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 MAX_ID = 64  # a 32-hex-digit document key, then /chunk
 DOCUMENT_VECTOR = [1.0, 0.0]
 CHUNK_FIELDS = ["doc_id", "chunk", "title", "text", "url"]
-
-
-def literal(value: str) -> str:
-    """A Milvus string literal. Identifiers hold no control characters, so only the quote
-    and the backslash need escaping."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -102,9 +96,9 @@ class KnowledgeStore:
         """Create the collections when missing (FLAT, inner product) and load them."""
         existing = set(await self.client.list_collections())
         if self.chunks not in existing:
-            await self._create(self.chunks, self._chunk_schema(dimension))
+            await create_flat_collection(self.client, self.chunks, self._chunk_schema(dimension))
         if self.documents not in existing:
-            await self._create(self.documents, self._document_schema())
+            await create_flat_collection(self.client, self.documents, self._document_schema())
         for name in (self.chunks, self.documents):
             await self.client.load_collection(name)
         # The first search pays for the store's caches (tens of ms): not a user's reply.
@@ -139,27 +133,6 @@ class KnowledgeStore:
         schema.add_field("encoder", DataType.VARCHAR, max_length=256)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=len(DOCUMENT_VECTOR))
         return schema
-
-    async def _create(self, name: str, schema: Any) -> None:
-        index = AsyncMilvusClient.prepare_index_params()
-        index.add_index("vector", index_type="FLAT", metric_type="IP")
-        await self.client.create_collection(name, schema=schema)
-        # Milvus Lite builds the index but does not implement the call pymilvus then makes
-        # to wait for it (pymilvus logs that as an error with a traceback): check instead.
-        pymilvus_log = logging.getLogger("pymilvus.decorators")
-        level = pymilvus_log.level
-        pymilvus_log.setLevel(logging.CRITICAL)
-        try:
-            await self.client.create_index(name, index)
-        except MilvusException:
-            raise
-        except Exception as exc:
-            described = await self.client.describe_index(name, "vector")
-            if not described or described.get("index_type") != "FLAT":
-                raise RuntimeError(f"no index on {name}: {exc}") from exc
-        finally:
-            pymilvus_log.setLevel(level)
-        log.info("created milvus collection", extra={"collection": name})
 
     def _timed(self, operation: str, started: float) -> None:
         self.metrics.store_duration.labels(operation).observe(time.perf_counter() - started)

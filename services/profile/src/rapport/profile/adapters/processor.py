@@ -7,7 +7,9 @@ Each batch from ``getmany``:
 2. load the batch's profiles and erasure markers in one query each, both at once;
 3. apply each user's events in offset order (the reducer skips what the
    partition watermark or the recent event ids say is already in);
-4. write the changed profiles in one unordered bulk write, compare-and-set on
+4. with memory on, write the messages it keeps to the vector store and delete the
+   ones it dropped (keyed writes: doing them again changes nothing), then
+   write the changed profiles in one unordered bulk write, compare-and-set on
    ``version``; profiles that lost a race are reloaded and applied again;
 5. refresh the Redis cache in one pipeline (best effort: Redis may vanish)
    and, at the same time,
@@ -16,6 +18,10 @@ Each batch from ``getmany``:
 
 A crash anywhere before 7 redelivers the batch, and the watermarks stored
 with the profiles make the second pass a no-op for what was already written.
+The vectors go before the profile that refers to them, so a crash between the
+two redelivers the message and writes its vector again, never a profile that
+names a vector that was never written. An erasure during the batch deletes the
+user's vectors with their profile.
 A rebalance waits for the batch in hand (``on_partitions_revoked``), so a
 revoked partition's batch is never half-committed.
 """
@@ -27,7 +33,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeAlias
 
@@ -35,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from redis.asyncio import Redis
 
 from rapport.common.cache import REDIS_ERRORS
-from rapport.common.events import SCHEMA_HEADER, Event, parse_event
+from rapport.common.events import SCHEMA_HEADER, ChatMessageEvent, Event, parse_event
 from rapport.common.kafka import (
     EVENTS_DLQ_TOPIC,
     PROFILE_CHANGES_TOPIC,
@@ -45,8 +51,12 @@ from rapport.common.kafka import (
     process_span,
     send_dead_letters,
 )
-from rapport.profile.adapters.store import ProfileStore, cache_key, profile_id
+from rapport.common.profiles import profile_id
+from rapport.common.vectors import MessageVector
+from rapport.profile.adapters.memory import MemoryRow, MemoryStore
+from rapport.profile.adapters.store import ProfileStore, cache_key
 from rapport.profile.domain import Outcome, Profile, Rules, apply
+from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)
@@ -74,6 +84,16 @@ class BatchReport:
     dead_lettered: int = 0
     conflicts: int = 0
     changed: set[str] = field(default_factory=set)
+    facts_learned: int = 0
+    messages_remembered: int = 0
+
+
+@dataclass
+class MemoryChanges:
+    """What one pass over a batch asks of the vector store."""
+
+    rows: dict[str, MemoryRow] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
 
 
 class Processor(BatchLoop):
@@ -90,6 +110,7 @@ class Processor(BatchLoop):
         changes_topic: str = PROFILE_CHANGES_TOPIC,
         dlq_topic: str = EVENTS_DLQ_TOPIC,
         metrics: ProfileMetrics | None = None,
+        memory: MemoryStore | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -100,6 +121,7 @@ class Processor(BatchLoop):
         self.cache_ttl_s = cache_ttl_s
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
+        self.memory = memory  # None: facts only, no remembered messages
         self.batch_lock = asyncio.Lock()
         self.metrics = metrics or ProfileMetrics("rapport-profile")
         self.lag = self.metrics.consumer_lag
@@ -123,14 +145,18 @@ class Processor(BatchLoop):
                 loaded, erased = await asyncio.gather(
                     self.store.load(pending), self.store.erased_at(pending)
                 )
-            changed = self._apply(decoded, pending, loaded, erased, report)
+            changed, memory = self._apply(decoded, pending, loaded, erased, report)
+            await self._write_memory(memory)
             with self._timed("mongo_bulk_write"):
                 conflicts = await self.store.save(changed)
             report.conflicts += len(conflicts)
             saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
             pending = conflicts
-        for pid in await self.store.undo_erased(saved):
+        undone = await self.store.undo_erased(saved)
+        for pid in undone:
             del saved[pid]  # erased mid-batch: the marker wins
+        if self.memory is not None and undone:
+            await self.memory.delete_profiles(undone)
         report.changed = set(saved)
         encoded = {pid: profile.model_dump_json().encode() for pid, profile in saved.items()}
         # Independent of each other; both are done before the offsets are committed.
@@ -169,6 +195,10 @@ class Processor(BatchLoop):
             if count:
                 metrics.events.labels(outcome).inc(count)
         metrics.write_conflicts.inc(report.conflicts)
+        if report.facts_learned:
+            metrics.memory.labels("facts").inc(report.facts_learned)
+        if report.messages_remembered:
+            metrics.memory.labels("messages").inc(report.messages_remembered)
         committed_at = datetime.now(UTC)
         for _, event in decoded:
             metrics.freshness.observe((committed_at - event.received_at).total_seconds())
@@ -181,9 +211,11 @@ class Processor(BatchLoop):
         loaded: dict[str, Profile],
         erased: dict[str, datetime],
         report: BatchReport,
-    ) -> dict[str, tuple[int, Profile]]:
+    ) -> tuple[dict[str, tuple[int, Profile]], MemoryChanges]:
         working: dict[str, tuple[int, Profile]] = {}
         touched: set[str] = set()
+        kept_before: dict[str, set[str]] = {}
+        heard: dict[str, Heard] = {}
         for record, event in decoded:
             pid = profile_id(event.tenant, event.user_id)
             if pid not in ids:
@@ -195,7 +227,11 @@ class Processor(BatchLoop):
             if pid not in working:
                 current = loaded.get(pid) or Profile(tenant=event.tenant, user_id=event.user_id)
                 working[pid] = (current.version, current)
+                kept_before[pid] = {r.memory_id for r in current.remembered}
             _, profile = working[pid]
+            message = self._hear(event)
+            if message is not None:
+                heard[message.memory_id] = message
             with process_span(record, group_id=self.group_id, name="apply event"):
                 outcome = apply(
                     profile,
@@ -203,6 +239,7 @@ class Processor(BatchLoop):
                     partition=record.partition,
                     offset=record.offset,
                     rules=self.rules,
+                    heard=message,
                 )
             if outcome is Outcome.DUPLICATE:
                 report.duplicates += 1
@@ -210,9 +247,52 @@ class Processor(BatchLoop):
             touched.add(pid)
             if outcome is Outcome.APPLIED:
                 report.applied += 1
+                if message is not None:
+                    report.facts_learned += len(message.assertions)
             else:
                 report.not_consented += 1
-        return {pid: working[pid] for pid in touched}
+        memory = MemoryChanges()
+        for pid in touched:
+            _, profile = working[pid]
+            kept = {r.memory_id for r in profile.remembered}
+            memory.dropped |= kept_before[pid] - kept
+            for memory_id in kept - kept_before[pid]:
+                message = heard[memory_id]
+                if message.vector is not None:  # always: only such a message is remembered
+                    memory.rows[memory_id] = MemoryRow(
+                        memory_id=memory_id,
+                        pid=pid,
+                        text=message.text,
+                        at=message.at,
+                        encoder=message.vector.model,
+                        vector=message.vector.values(),
+                    )
+        report.messages_remembered += len(memory.rows)
+        return {pid: working[pid] for pid in touched}, memory
+
+    def _hear(self, event: Event) -> Heard | None:
+        if not (self.rules.memory.enabled and isinstance(event, ChatMessageEvent)):
+            return None
+        message = hear(event)
+        if message.vector is not None and not self._storable(message.vector):
+            return replace(message, vector=None)  # facts only: no vector to keep it by
+        return message
+
+    def _storable(self, vector: MessageVector) -> bool:
+        """A vector the store can take: a client's malformed one must not stall the stream."""
+        if self.memory is None or vector.dimension != self.memory.dimension:
+            return False
+        try:
+            vector.values()
+        except ValueError:
+            return False
+        return True
+
+    async def _write_memory(self, changes: MemoryChanges) -> None:
+        if self.memory is None:
+            return
+        await self.memory.write(list(changes.rows.values()))
+        await self.memory.delete(changes.dropped - set(changes.rows))
 
     async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
         if not encoded:

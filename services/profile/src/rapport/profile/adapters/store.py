@@ -19,15 +19,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from rapport.common.mongo import Document
+from rapport.common.profiles import profile_id
 from rapport.profile.domain import ArmFeedback, Profile, Seen
 
-PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback")
+PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback", "facts")
 DUPLICATE_KEY = 11000
-
-
-def profile_id(tenant: str, user_id: str) -> str:
-    """Length-prefixed, so no (tenant, user) pair can collide with another."""
-    return f"{len(tenant)}:{tenant}:{user_id}"
 
 
 def cache_key(pid: str) -> str:

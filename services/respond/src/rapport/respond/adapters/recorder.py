@@ -17,6 +17,7 @@ from uuid_utils.compat import uuid7
 from rapport.common.events import SCHEMA_HEADER, ChatMessageEventIn, encode_for_topic
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.settings import KafkaSettings
+from rapport.common.vectors import MessageVector
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class EventRecorder:
         session_id: str | None,
         text: str,
         attributes: dict[str, str | float],
+        vector: MessageVector | None = None,
     ) -> asyncio.Task[None]:
         """Start producing one event; the task ends when the broker acknowledges it."""
         if self.producer is None:
@@ -97,6 +99,7 @@ class EventRecorder:
             source="respond",
             text=text[:MAX_TEXT],
             attributes=attributes or None,
+            vector=vector,
         )
         value = encode_for_topic(event, event_id=uuid7(), received_at=now, tenant=tenant)
         task = asyncio.create_task(self._send(self.producer, user_id.encode(), value))

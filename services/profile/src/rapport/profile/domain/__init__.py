@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
@@ -41,6 +41,15 @@ from rapport.common.contracts import (
 )
 from rapport.common.events import ConsentEvent, Event
 from rapport.common.scores import normalised, significant
+from rapport.profile.domain.memory import (
+    Heard,
+    KnownFact,
+    MemoryRules,
+    Remembered,
+    fact_views,
+    learn,
+    remembered_within,
+)
 
 RECENT_ITEMS = 20
 RECENT_SEARCHES = 10
@@ -115,6 +124,13 @@ class Profile(_State):
     )
     watermarks: dict[str, int] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
+    facts: dict[str, KnownFact] = Field(
+        default_factory=dict, description="Memory: what the user said about themselves."
+    )
+    remembered: list[Remembered] = Field(
+        default_factory=list,
+        description="Memory: the user's messages kept for recall, oldest first.",
+    )
 
     @property
     def personalization_allowed(self) -> bool:
@@ -125,6 +141,7 @@ class Profile(_State):
 class Rules:
     half_life: timedelta = timedelta(days=7)
     session_gap: timedelta = timedelta(minutes=30)
+    memory: MemoryRules = field(default_factory=MemoryRules)
 
 
 class Outcome(Enum):
@@ -209,8 +226,20 @@ def _update_session(profile: Profile, event: Event, rules: Rules) -> None:
     profile.session = session
 
 
-def apply(profile: Profile, event: Event, *, partition: int, offset: int, rules: Rules) -> Outcome:
-    """Apply one event in place; the caller persists the profile if it changed."""
+def apply(
+    profile: Profile,
+    event: Event,
+    *,
+    partition: int,
+    offset: int,
+    rules: Rules,
+    heard: Heard | None = None,
+) -> Outcome:
+    """Apply one event in place; the caller persists the profile if it changed.
+
+    ``heard`` is a chat message as memory read it (:func:`~.memory.hear`); None when
+    memory is off or the event is not a chat message.
+    """
     mark = str(partition)
     event_id = str(event.event_id)
     if offset <= profile.watermarks.get(mark, -1) or event_id in profile.recent_event_ids:
@@ -220,10 +249,15 @@ def apply(profile: Profile, event: Event, *, partition: int, offset: int, rules:
     if isinstance(event, ConsentEvent):
         if profile.consent is None or event.occurred_at >= profile.consent.at:
             profile.consent = Stamped(value=event.attributes.personalization, at=event.occurred_at)
+        if not profile.personalization_allowed:  # opting out ends memory: nothing is kept
+            profile.facts = {}
+            profile.remembered = []
     elif not profile.personalization_allowed:
         return Outcome.NOT_CONSENTED
     else:
         _apply_activity(profile, event, rules)
+        if heard is not None and rules.memory.enabled:
+            profile.remembered = learn(profile.facts, profile.remembered, heard, rules.memory)
     profile.version += 1
     profile.updated_at = max(filter(None, (profile.updated_at, event.received_at)))
     return Outcome.APPLIED
@@ -437,6 +471,15 @@ def trending_view(
     )
 
 
+def _memory_view(profile: Profile, now: datetime, rules: MemoryRules) -> dict[str, Any]:
+    if not rules.enabled:
+        return {}
+    return {
+        "facts": fact_views(profile.facts, now, rules),
+        "remembered_messages": len(remembered_within(profile.remembered, now, rules)),
+    }
+
+
 def view(
     profile: Profile, user_id: str, source: Literal["cache", "store"], rules: Rules, now: datetime
 ) -> ProfileView:
@@ -472,5 +515,6 @@ def view(
             "lifetime_value": profile.lifetime_value,
             "segments": segments(profile),
             "cluster_id": profile.cluster_id,
+            **_memory_view(profile, now, rules.memory),
         }
     )

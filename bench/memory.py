@@ -1,0 +1,332 @@
+"""Memory: what it costs the profile processor, how fresh it is, and what it costs respond.
+
+Starts Tansu, nx-27017, Redis, Milvus Lite and Triton (the exported models), then real
+``rapport-profile``, ``rapport-recommend`` and two ``rapport-respond`` processes (memory
+on, and ``RAPPORT_RESPOND_MEMORY=false``) on the same mesh.
+
+1. **Apply throughput**, memory on against off: ``--events`` chat messages (a third
+   state a fact, every one carries a 384-d vector as respond records them) already on
+   a topic; one extra ``rapport-profile`` process per run, each with its own consumer
+   group, database and collection, drains them. Three configurations, alternating, two
+   rounds each: memory off; facts only (no vector store); facts and remembered
+   messages (Milvus Lite). Events/s from the first applied event, and each process's
+   CPU per event.
+2. **Freshness**: a new user says "I'm vegetarian and I live in <city>." through
+   respond; from the moment respond answered, ``GET /v1/profiles`` is polled until
+   the fact is there, then the recall API until the message comes back for its own
+   vector. Unloaded, one probe at a time.
+3. **respond**, memory on against off, alternating, two rounds each, at 1 connection
+   and at ``--rate`` req/s (open loop), for a user with facts and remembered messages:
+   p50 and p99, the parts respond degraded, and its stage means.
+
+Every latency is printed beside its load level and written to
+``bench/results/memory.json``.
+
+    .venv/bin/python -m bench.memory [--events 6000] [--rounds 40] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.ingest import run_load, summarize
+from bench.knowledge import percentiles
+from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot, wait_until_ready
+from bench.profile import applied_total
+from bench.recommend import REPO
+from bench.respond import get_json, post_json, respond_metrics, stage_means
+from bench.results_file import write_results
+from rapport.common.events import SCHEMA_HEADER
+from rapport.common.kafka import TopicSpec, create_producer, default_topics
+from rapport.common.settings import KafkaSettings
+from rapport.common.vectors import MessageVector
+from rapport.devstack import models
+from rapport.devstack.stack import Stack, start_mesh
+
+BACKLOG_TOPIC = "bench.memory.backlog"
+PARTITIONS = 6
+USERS = 2000
+DIMENSION = 384
+STATING = (
+    "I'm vegetarian.",
+    "I live in Lisbon and my budget is 40 euros.",
+    "I have two kids and a dog.",
+    "I'm allergic to peanuts, just so you know.",
+    "I already have the first book of the series.",
+    "I hate horror films but I love sci-fi.",
+)
+CHATTING = (
+    "what time do you open tomorrow?",
+    "can you recommend something to watch tonight?",
+    "my order hasn't arrived yet, where is it?",
+    "thanks, that was helpful!",
+    "how do I change the delivery address on my order?",
+    "is there a discount for students?",
+    "tell me more about the second one",
+    "what is the weather going to be like this weekend?",
+    "I want to cancel my subscription",
+    "do you have this in a larger size?",
+    "which of these is the most popular?",
+    "ok, add it to my cart please",
+)
+CITIES = ("Lisbon", "Porto", "Madrid", "Seville", "Lyon", "Nantes", "Turin", "Bologna", "Ghent")
+CONFIGS = {
+    "memory off": {"RAPPORT_PROFILE_MEMORY": "false"},
+    "facts only": {"RAPPORT_PROFILE_MEMORY": "true", "RAPPORT_PROFILE_MILVUS_URI": ""},
+    "facts + messages": {"RAPPORT_PROFILE_MEMORY": "true"},
+}
+MEMORY_USER = "bench-memory-user"
+ASK = "any ideas for a vegetarian dinner for my kids tonight?"
+
+
+def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors: np.ndarray = rng.standard_normal((count, DIMENSION)).astype(np.float32)
+    norms: np.ndarray = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / norms
+    return unit
+
+
+async def fill_backlog(kafka: KafkaSettings, count: int) -> None:
+    """``count`` chat messages as respond records them: a third state a fact."""
+    rng = np.random.default_rng(16)
+    pick = random.Random(16)
+    vectors = unit_vectors(rng, 256)  # reused: the store's cost does not depend on values
+    producer = create_producer(kafka, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        now = datetime.now(UTC).isoformat()
+        futures = []
+        for i in range(count):
+            user = f"user-{i % USERS}"
+            text = pick.choice(STATING) if i % 3 == 0 else pick.choice(CHATTING)
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "type": "chat_message",
+                "user_id": user,
+                "tenant": "bench",
+                "occurred_at": now,
+                "received_at": now,
+                "text": text,
+                "attributes": {"intent": "oos", "sentiment": 0.1},
+                "vector": MessageVector.of(vectors[i % len(vectors)], "encoder:1").model_dump(),
+            }
+            futures.append(
+                await producer.send(
+                    BACKLOG_TOPIC,
+                    key=user.encode(),
+                    value=json.dumps(event).encode(),
+                    headers=[SCHEMA_HEADER],
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def drain(stack: Stack, plan: Any, mesh: Any, run: tuple[str, int], count: int) -> dict[str, Any]:
+    """One extra profile process drains the backlog with ``run``'s configuration."""
+    label, round_number = run
+    name = f"{label.replace(' ', '_').replace('+', 'and')}_{round_number}"
+    env = {
+        "RAPPORT_PROFILE_EVENTS_TOPIC": BACKLOG_TOPIC,
+        "RAPPORT_PROFILE_GROUP_ID": f"bench.memory.{name}",
+        "RAPPORT_MONGO_DATABASE": f"bench_memory_{name}",
+        "RAPPORT_PROFILE_MEMORY_COLLECTION": f"bench_memory_{name}",
+        "RAPPORT_PROFILE_MAX_BATCH": "500",
+        **CONFIGS[label],
+    }
+    server = stack.start(plan.spec("profile", mesh, env))
+    try:
+        while (first := asyncio.run(applied_total(server.url()))) == 0:
+            time.sleep(0.02)
+        before = cpu_snapshot(stack)
+        started = time.perf_counter()
+        while asyncio.run(applied_total(server.url())) < count:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        timed = count - int(first)
+        row = {
+            "scenario": f"apply throughput, {label}",
+            "load": f"{count} chat messages backlog, round {round_number}",
+            "events_per_s": round(timed / elapsed, 1),
+            "seconds": round(elapsed, 2),
+            "cpu_ms_per_event": cpu_ms_per(before, cpu_snapshot(stack), timed),
+        }
+    finally:
+        stack.stop(server)
+    print(
+        f"{row['scenario']:<36} load={row['load']:<36} events/s={row['events_per_s']:>8}",
+        flush=True,
+    )
+    return row
+
+
+async def freshness(respond: str, profile: str, recommend: str, rounds: int) -> dict[str, Any]:
+    """From respond's answer to the fact in the profile, then to the message recalled."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    to_fact: list[float] = []
+    to_recall: list[float] = []
+    missed = 0
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for n in range(rounds):
+            user = f"fresh-{uuid.uuid4().hex[:8]}"
+            city = CITIES[n % len(CITIES)]
+            message = f"I'm vegetarian and I live in {city}."
+            vector = await _vector(http, recommend, message)
+            body = {"user_id": user, "session_id": "s", "message": message}
+            async with http.post(f"{respond}/v1/respond", json=body) as response:
+                response.raise_for_status()
+            answered = time.perf_counter()
+            fact = await _poll(partial(_has_fact, http, profile, user, city), answered)
+            recalled = await _poll(partial(_recalls, http, profile, user, vector), answered)
+            if fact is None or recalled is None:
+                missed += 1
+                continue
+            to_fact.append(fact)
+            to_recall.append(recalled)
+            await asyncio.sleep(0.05)
+    return {"to_fact": to_fact, "to_recall": to_recall, "missed": missed}
+
+
+async def _vector(http: aiohttp.ClientSession, recommend: str, message: str) -> dict[str, Any]:
+    body = {"user_id": "bench-probe", "message": message, "k": 1, "vector": True}
+    async with http.post(f"{recommend}/v1/recommendations", json=body) as response:
+        answer = await response.json()
+    return dict(answer["message"]["vector"])
+
+
+async def _has_fact(http: aiohttp.ClientSession, profile: str, user: str, city: str) -> bool:
+    async with http.get(f"{profile}/v1/profiles/{user}") as response:
+        facts = (await response.json())["facts"]
+    return any(f["type"] == "location" and f["value"] == city for f in facts)
+
+
+async def _recalls(
+    http: aiohttp.ClientSession, profile: str, user: str, vector: dict[str, Any]
+) -> bool:
+    body = {"vector": vector, "k": 1, "min_score": 0.9}
+    async with http.post(f"{profile}/v1/profiles/{user}/memory/recall", json=body) as response:
+        return bool((await response.json())["recalled"])
+
+
+async def _poll(
+    check: Callable[[], Awaitable[bool]], since: float, timeout_s: float = 10.0
+) -> float | None:
+    """Seconds from ``since`` until ``check`` holds; None if not within ``timeout_s``."""
+    while time.perf_counter() - since < timeout_s:
+        if await check():
+            return time.perf_counter() - since
+        await asyncio.sleep(0.002)
+    return None
+
+
+def seed_memory_user(respond: str, profile: str) -> None:
+    """A user with facts and remembered messages, as the load levels' speaker."""
+    for text in (*STATING, *CHATTING[:4]):
+        body = {"user_id": MEMORY_USER, "session_id": "seed", "message": text}
+        post_json(f"{respond}/v1/respond", json.dumps(body).encode())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        remembered = get_json(f"{profile}/v1/profiles/{MEMORY_USER}")["remembered_messages"]
+        if remembered >= len(STATING):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the memory user's messages were not remembered in 30 s")
+
+
+def respond_rows(urls: dict[str, str], recommend: str, rate: float, seconds: float) -> list[Any]:
+    payload = json.dumps({"user_id": MEMORY_USER, "session_id": "bench", "message": ASK}).encode()
+    for url in urls.values():
+        run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
+    rows = []
+    levels = [("closed", 1.0, "closed, 1 conn"), ("open", rate, f"open {rate:g} req/s")]
+    for kind, level, load in levels:
+        for round_number in (1, 2):
+            for label, url in urls.items():
+                wait_until_ready(recommend)
+                before = respond_metrics(url)
+                raw = run_load(kind, f"{url}/v1/respond", payload, seconds, level)
+                after = respond_metrics(url)
+                row = summarize(
+                    f"respond, memory {label}", f"{load}, round {round_number}", 1, raw, 200
+                )
+                row["degraded"] = {
+                    k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
+                    for k, v in after.items()
+                    if k.startswith("degraded:") and v > before.get(k, 0.0)
+                }
+                row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
+                row["stage_mean_ms"] = stage_means(before, after)
+                print(
+                    f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}  "
+                    f"stage means (ms): {row['stage_mean_ms']}",
+                    flush=True,
+                )
+                rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=6000, help="backlog per apply run")
+    parser.add_argument("--rounds", type=int, default=40, help="freshness probes")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per respond level")
+    parser.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
+    args = parser.parse_args()
+    count = max(500, min(args.events, 100_000))
+    rounds = max(5, min(args.rounds, 500))
+    seconds = max(2.0, min(args.seconds, 60.0))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+        work = Path(tmp)
+        topics = [*default_topics(), TopicSpec(BACKLOG_TOPIC, PARTITIONS)]
+        plan = bench_plan(
+            ["profile", "recommend", "respond"],
+            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
+            topics=topics,
+        )
+        mesh = start_mesh(plan, stack, work)
+        without = stack.start(plan.spec("respond", mesh, {"RAPPORT_RESPOND_MEMORY": "false"}))
+        profile, recommend = mesh.url("profile"), mesh.url("recommend")
+        respond_on, respond_off = mesh.url("respond"), without.url("respond")
+
+        kafka = KafkaSettings(kafka_bootstrap_servers=mesh.infra["kafka"])
+        asyncio.run(fill_backlog(kafka, count))
+        for run in (1, 2):
+            for label in CONFIGS:
+                rows.append(drain(stack, plan, mesh, (label, run), count))
+
+        fresh = asyncio.run(freshness(respond_on, profile, recommend, rounds))
+        for stage, key in (("fact visible", "to_fact"), ("recallable", "to_recall")):
+            row = {
+                "scenario": f"freshness: respond answered -> {stage}",
+                "load": "unloaded, one probe at a time",
+                "probes": len(fresh[key]),
+                "missed_within_10s": fresh["missed"],
+                **percentiles(fresh[key]),
+            }
+            print(f"{row['scenario']:<48} load={row['load']:<32} {percentiles(fresh[key])}")
+            rows.append(row)
+
+        seed_memory_user(respond_on, profile)
+        urls = {"on": respond_on, "off": respond_off}
+        rows.extend(respond_rows(urls, recommend, args.rate, seconds))
+    write_results("memory", rows, seconds_per_level=seconds, freshness_rounds=rounds, backlog=count)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Milvus through pymilvus, shared by the services that keep vectors (knowledge, profile).
+
+The same client code talks to Milvus Lite locally and to a Milvus cluster in
+production; only the URI differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
+from pymilvus import AsyncMilvusClient
+from pymilvus.exceptions import MilvusException
+
+log = logging.getLogger(__name__)
+
+Consistency = Literal["Strong", "Session", "Bounded", "Eventually"]
+
+
+class MilvusSettings(BaseSettings):
+    """A service's Milvus endpoint; the service's own prefix applies (``RAPPORT_<SVC>_``)."""
+
+    milvus_token: SecretStr | None = Field(None, description="`user:password` or an API key.")
+    milvus_database: str = Field("default", description="Milvus database.")
+    search_consistency: Consistency = Field(
+        "Strong",
+        description="Milvus consistency of a search. Strong: a row written by any replica "
+        "is found by the next search; weaker levels trade that for latency.",
+    )
+
+
+def connect(uri: str, settings: MilvusSettings) -> AsyncMilvusClient:
+    """A client; it connects on its first call."""
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
+    return AsyncMilvusClient(uri=uri, token=token, db_name=settings.milvus_database)
+
+
+def literal(value: str) -> str:
+    """A Milvus string literal. Identifiers hold no control characters, so only the quote
+    and the backslash need escaping (Milvus Lite does not take filter templates)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def create_flat_collection(client: AsyncMilvusClient, name: str, schema: Any) -> None:
+    """A collection with an exact (FLAT) inner-product index on its ``vector`` field."""
+    index = AsyncMilvusClient.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="IP")
+    await client.create_collection(name, schema=schema)
+    # Milvus Lite builds the index but does not implement the call pymilvus then makes
+    # to wait for it (pymilvus logs that as an error with a traceback): check instead.
+    pymilvus_log = logging.getLogger("pymilvus.decorators")
+    level = pymilvus_log.level
+    pymilvus_log.setLevel(logging.CRITICAL)
+    try:
+        await client.create_index(name, index)
+    except MilvusException:
+        raise
+    except Exception as exc:
+        described = await client.describe_index(name, "vector")
+        if not described or described.get("index_type") != "FLAT":
+            raise RuntimeError(f"no index on {name}: {exc}") from exc
+    finally:
+        pymilvus_log.setLevel(level)
+    log.info("created milvus collection", extra={"collection": name})
