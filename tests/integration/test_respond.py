@@ -342,7 +342,9 @@ async def test_past_max_in_flight_replies_are_shed_at_once_and_still_recorded(
     shed: list[tuple[Any, float]] = []
     admitted: list[tuple[Any, float]] = []
     for _, body, ms in answers:
-        skipped = body["personalization"]["degraded"] == ["profile", "recommendations"]
+        # A shed reply skips the fan-out: no profile, no recommendations (nor what they
+        # bring: memory's facts and recall).
+        skipped = body["personalization"]["degraded"] == ["profile", "recommendations", "memory"]
         (shed if skipped else admitted).append((body, ms))
     assert len(shed) == 8, answers
     assert all(body["reply"] and body["recommendations"] == [] for body, _ in shed)

@@ -26,6 +26,7 @@ from rapport.common.mongo import create_mongo_client, ping_mongo
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.store import ProfileStore
+from rapport.profile.domain.facts import prepare as prepare_extractor
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
 from rapport.profile.service import ProfileService
@@ -139,6 +140,8 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
             await producer.start()
             store = ProfileStore(mongo[settings.mongo_database])
+            if settings.memory:  # the language model loads here, not on the first message
+                await asyncio.to_thread(prepare_extractor)
             memory = await stack.enter_async_context(memory_store(app, settings, metrics))
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
