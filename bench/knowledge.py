@@ -37,7 +37,6 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.ingest import run_load, summarize
 from bench.mesh import (
     KEY,
     bench_plan,
@@ -45,10 +44,9 @@ from bench.mesh import (
     cpu_snapshot,
     metric_total,
     scrape,
-    wait_until_ready,
 )
 from bench.recommend import REPO
-from bench.respond import post_json, respond_metrics, stage_means
+from bench.respond import on_off_rounds, post_json
 from bench.results_file import write_results
 from rapport.devstack import models
 from rapport.devstack.scrape import sample_sum, samples
@@ -369,37 +367,15 @@ def main() -> None:
         payload = json.dumps(
             {"user_id": "bench-user", "session_id": "bench", "message": QUESTION}
         ).encode()
-        for url in (respond_on, respond_off):
-            run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
         # One connection: every reply fans out and searches; what a reply's search costs.
-        levels = [("closed", 1, "closed, 1 conn"), ("open", args.rate, f"open {args.rate:g} req/s")]
-        for kind, level, load in levels:
-            for round_number in (1, 2):
-                for label, url in (("on", respond_on), ("off", respond_off)):
-                    wait_until_ready(mesh.url("recommend"))
-                    before = respond_metrics(url)
-                    raw = run_load(kind, f"{url}/v1/respond", payload, seconds, level)
-                    after = respond_metrics(url)
-                    row = summarize(
-                        f"respond, knowledge {label}",
-                        f"{load}, round {round_number}",
-                        1,
-                        raw,
-                        ok_status=200,
-                    )
-                    row["degraded"] = {
-                        k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
-                        for k, v in after.items()
-                        if k.startswith("degraded:") and v > before.get(k, 0.0)
-                    }
-                    row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
-                    row["stage_mean_ms"] = stage_means(before, after)
-                    print(
-                        f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}  "
-                        f"stage means (ms): {row['stage_mean_ms']}",
-                        flush=True,
-                    )
-                    rows.append(row)
+        rows += on_off_rounds(
+            "knowledge",
+            {"on": respond_on, "off": respond_off},
+            payload,
+            recommend=mesh.url("recommend"),
+            rate=args.rate,
+            seconds=seconds,
+        )
     write_results("knowledge", rows, seconds_per_level=seconds, freshness_rounds=rounds)
 
 

@@ -43,12 +43,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.ingest import run_load, summarize
 from bench.knowledge import percentiles
-from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot, wait_until_ready
+from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot
 from bench.profile import applied_total
 from bench.recommend import REPO
-from bench.respond import get_json, post_json, respond_metrics, stage_means
+from bench.respond import get_json, on_off_rounds, post_json
 from bench.results_file import write_results
 from rapport.common.events import SCHEMA_HEADER
 from rapport.common.kafka import TopicSpec, create_producer, default_topics
@@ -248,38 +247,6 @@ def seed_memory_user(respond: str, profile: str) -> None:
     raise RuntimeError("the memory user's messages were not remembered in 30 s")
 
 
-def respond_rows(urls: dict[str, str], recommend: str, rate: float, seconds: float) -> list[Any]:
-    payload = json.dumps({"user_id": MEMORY_USER, "session_id": "bench", "message": ASK}).encode()
-    for url in urls.values():
-        run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
-    rows = []
-    levels = [("closed", 1.0, "closed, 1 conn"), ("open", rate, f"open {rate:g} req/s")]
-    for kind, level, load in levels:
-        for round_number in (1, 2):
-            for label, url in urls.items():
-                wait_until_ready(recommend)
-                before = respond_metrics(url)
-                raw = run_load(kind, f"{url}/v1/respond", payload, seconds, level)
-                after = respond_metrics(url)
-                row = summarize(
-                    f"respond, memory {label}", f"{load}, round {round_number}", 1, raw, 200
-                )
-                row["degraded"] = {
-                    k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
-                    for k, v in after.items()
-                    if k.startswith("degraded:") and v > before.get(k, 0.0)
-                }
-                row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
-                row["stage_mean_ms"] = stage_means(before, after)
-                print(
-                    f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}  "
-                    f"stage means (ms): {row['stage_mean_ms']}",
-                    flush=True,
-                )
-                rows.append(row)
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6000, help="backlog per apply run")
@@ -323,8 +290,17 @@ def main() -> None:
             rows.append(row)
 
         seed_memory_user(respond_on, profile)
-        urls = {"on": respond_on, "off": respond_off}
-        rows.extend(respond_rows(urls, recommend, args.rate, seconds))
+        payload = json.dumps(
+            {"user_id": MEMORY_USER, "session_id": "bench", "message": ASK}
+        ).encode()
+        rows += on_off_rounds(
+            "memory",
+            {"on": respond_on, "off": respond_off},
+            payload,
+            recommend=recommend,
+            rate=args.rate,
+            seconds=seconds,
+        )
     write_results("memory", rows, seconds_per_level=seconds, freshness_rounds=rounds, backlog=count)
 
 

@@ -139,6 +139,48 @@ def stage_means(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     }
 
 
+def on_off_rounds(
+    feature: str,
+    urls: dict[str, str],
+    payload: bytes,
+    *,
+    recommend: str,
+    rate: float,
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """respond with a feature on against off (``urls``: label -> respond), alternating, two
+    rounds each at 1 connection (every reply fans out) and an open loop at ``rate``: each
+    row with the parts respond degraded, the replies it shed and its stage means."""
+    for url in urls.values():
+        run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
+    rows = []
+    levels = [("closed", 1.0, "closed, 1 conn"), ("open", rate, f"open {rate:g} req/s")]
+    for kind, level, load in levels:
+        for round_number in (1, 2):
+            for label, url in urls.items():
+                wait_until_ready(recommend)
+                before = respond_metrics(url)
+                raw = run_load(kind, f"{url}/v1/respond", payload, seconds, level)
+                after = respond_metrics(url)
+                row = summarize(
+                    f"respond, {feature} {label}", f"{load}, round {round_number}", 1, raw, 200
+                )
+                row["degraded"] = {
+                    k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
+                    for k, v in after.items()
+                    if k.startswith("degraded:") and v > before.get(k, 0.0)
+                }
+                row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
+                row["stage_mean_ms"] = stage_means(before, after)
+                print(
+                    f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}  "
+                    f"stage means (ms): {row['stage_mean_ms']}",
+                    flush=True,
+                )
+                rows.append(row)
+    return rows
+
+
 # ---- the HTTP client comparison (in the load-generator process) -----------------------
 
 

@@ -537,10 +537,7 @@ class RespondService:
             return
         vector = message.vector
         settings = self.settings
-        timeout = min(
-            settings.knowledge_timeout_ms / 1000,
-            deadline.remaining_s(settings.reserve_ms / 1000),
-        )
+        timeout = self._search_timeout(settings.knowledge_timeout_ms, deadline)
         results = await self._within_budget(
             gathered,
             "knowledge",
@@ -577,10 +574,7 @@ class RespondService:
             self.degrade(gathered, "memory")
             return
         vector, user_id, settings = message.vector, turn.user_id, self.settings
-        timeout = min(
-            settings.memory_timeout_ms / 1000,
-            deadline.remaining_s(settings.reserve_ms / 1000),
-        )
+        timeout = self._search_timeout(settings.memory_timeout_ms, deadline)
         found = await self._within_budget(
             gathered,
             "memory",
@@ -595,6 +589,10 @@ class RespondService:
             ),
         )
         gathered.recalled = found.recalled if found is not None else []
+
+    def _search_timeout(self, ceiling_ms: int, deadline: Deadline) -> float:
+        """A search after recommend: its ceiling, or what is left but the reply's reserve."""
+        return min(ceiling_ms / 1000, deadline.remaining_s(self.settings.reserve_ms / 1000))
 
     async def _within_budget(
         self,
