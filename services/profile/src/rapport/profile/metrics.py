@@ -65,6 +65,8 @@ class ProfileMetrics(Metrics):
             ["kind"],
             registry=self.registry,
         )
+        for kind in ("facts", "messages", "forgotten"):  # exported at 0 from the start
+            self.memory.labels(kind)
         self.recall_duration = Histogram(
             PROFILE_RECALL_DURATION,
             "POST /v1/profiles/{user_id}/memory/recall: the profile read and the vector search.",

@@ -179,6 +179,8 @@ class ProfileService:
                 await self.memory.delete([memory_id])
             if not await self.store.save({pid: (loaded, profile)}):
                 await self._cache_or_drop(pid, profile)
+                if self.metrics is not None:
+                    self.metrics.memory.labels("forgotten").inc()
                 return True
         raise ProblemError(
             503,
