@@ -20,6 +20,7 @@ from rapport.common.contracts import (
     Reason,
     SessionView,
 )
+from rapport.common.memory import MemoryFact
 from rapport.profile.domain import Profile, Session, segments
 from rapport.respond import domain
 from rapport.respond.adapters.llm import (
@@ -266,3 +267,35 @@ def test_profile_and_respond_agree_on_who_is_frustrated() -> None:
             user_id="u", session=SessionView.model_validate(stored.session, from_attributes=True)
         )
         assert (domain.choose_tone(None, read) == "empathetic") is frustrated
+
+
+def _fact(fact_type: str, value: str) -> MemoryFact:
+    return MemoryFact.model_validate(
+        {
+            "memory_id": "f-0123456789abcdef",
+            "type": fact_type,
+            "value": value,
+            "event_id": "e-1",
+            "occurred_at": datetime.now(UTC),
+        }
+    )
+
+
+def test_the_memory_note_names_the_facts_that_matter_to_the_domain() -> None:
+    facts = [_fact("diet", "vegetarian"), _fact("allergy", "peanuts"), _fact("owns", "kindle")]
+    kitchen = domain.memory_note(facts, "kitchen_and_dining")
+    assert kitchen == "you're allergic to peanuts and you're vegetarian"
+    assert domain.memory_note(facts, "recommendations") == "you already have kindle"
+    assert domain.memory_note(facts, "utility") == ""
+    assert domain.memory_note(facts, None) == ""
+    # A value that does not look like one is never shown.
+    assert domain.memory_note([_fact("diet", "{greeting} <b>")], "kitchen_and_dining") == ""
+
+
+def test_kitchen_templates_use_the_memory_note() -> None:
+    templates = load_templates(None)
+    note = {"memory_note": "you're vegetarian", "intent": "meal suggestion", "greeting": "Hi!"}
+    for tone in ("concise", "neutral"):
+        chosen = choose(templates, selection(domain="kitchen_and_dining", tone=tone))
+        assert "you're vegetarian" in render(chosen, note)
+        assert "vegetarian" not in render(chosen, {**note, "memory_note": ""})
