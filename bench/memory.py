@@ -43,6 +43,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench import pyspy
 from bench.knowledge import percentiles
 from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot
 from bench.profile import applied_total
@@ -136,8 +137,17 @@ async def fill_backlog(kafka: KafkaSettings, count: int) -> None:
         await producer.stop()
 
 
-def drain(stack: Stack, plan: Any, mesh: Any, run: tuple[str, int], count: int) -> dict[str, Any]:
-    """One extra profile process drains the backlog with ``run``'s configuration."""
+def drain(
+    stack: Stack,
+    plan: Any,
+    mesh: Any,
+    run: tuple[str, int],
+    count: int,
+    *,
+    py_spy: Path | None = None,
+) -> dict[str, Any]:
+    """One extra profile process drains the backlog with ``run``'s configuration; with
+    ``py_spy``, that process is recorded for the first 4 s of the drain."""
     label, round_number = run
     name = f"{label.replace(' ', '_').replace('+', 'and')}_{round_number}"
     env = {
@@ -152,19 +162,24 @@ def drain(stack: Stack, plan: Any, mesh: Any, run: tuple[str, int], count: int) 
     try:
         while (first := asyncio.run(applied_total(server.url()))) == 0:
             time.sleep(0.02)
+        recorders = pyspy.record({"profile": server.handle.pid}, 4, py_spy / name) if py_spy else {}
         before = cpu_snapshot(stack)
         started = time.perf_counter()
         while asyncio.run(applied_total(server.url())) < count:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         timed = count - int(first)
-        row = {
+        row: dict[str, Any] = {
             "scenario": f"apply throughput, {label}",
             "load": f"{count} chat messages backlog, round {round_number}",
             "events_per_s": round(timed / elapsed, 1),
             "seconds": round(elapsed, 2),
             "cpu_ms_per_event": cpu_ms_per(before, cpu_snapshot(stack), timed),
         }
+        if py_spy:
+            tops = pyspy.collect(recorders, py_spy / name)
+            row["py_spy"] = tops
+            print(f"{'':<36} py-spy: {tops['profile']}", flush=True)
     finally:
         stack.stop(server)
     print(
@@ -253,6 +268,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="freshness probes")
     parser.add_argument("--seconds", type=float, default=8.0, help="per respond level")
     parser.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record each draining profile process with py-spy for 4 s",
+    )
+    parser.add_argument("--apply-only", action="store_true", help="only the apply throughput runs")
     args = parser.parse_args()
     count = max(500, min(args.events, 100_000))
     rounds = max(5, min(args.rounds, 500))
@@ -275,8 +298,11 @@ def main() -> None:
         asyncio.run(fill_backlog(kafka, count))
         for run in (1, 2):
             for label in CONFIGS:
-                rows.append(drain(stack, plan, mesh, (label, run), count))
+                rows.append(drain(stack, plan, mesh, (label, run), count, py_spy=args.py_spy))
 
+        if args.apply_only:
+            write_results("memory_apply", rows, backlog=count)
+            return
         fresh = asyncio.run(freshness(respond_on, profile, recommend, rounds))
         for stage, key in (("fact visible", "to_fact"), ("recallable", "to_recall")):
             row = {
