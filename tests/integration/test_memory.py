@@ -24,8 +24,10 @@ from pymilvus import AsyncMilvusClient
 from rapport.common.auth import key_entry
 from rapport.common.profiles import profile_id
 from rapport.common.settings import KafkaSettings
+from rapport.common.vectors import MessageVector
 from rapport.devstack.events import event, publish
 from rapport.devstack.fake_llm import FakeLlm
+from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
 from rapport.devstack.waiting import eventually
@@ -381,3 +383,47 @@ async def test_a_client_event_with_a_bad_vector_keeps_its_facts(mesh: Mesh) -> N
     await publish(mesh.kafka, mesh.profile.events_topic, message)
     await eventually(lambda: mesh.has_fact(user, ("diet", "halal")))
     assert (await mesh.profile_of(user))["remembered_messages"] == 0
+
+
+async def test_without_its_vector_store_profile_still_learns_facts(
+    private_profile: Callable[[str, str], Awaitable[ProfileSettings]],
+) -> None:
+    """Milvus away (a closed port): profiles and facts keep flowing, recalls answer 503,
+    and readiness reports the store without failing."""
+    base = await private_profile("memory-away", keys_json())
+    settings = base.model_copy(
+        update={
+            "milvus_uri": f"http://127.0.0.1:{free_port()}",
+            "memory_open_wait_s": 0.5,
+            "memory_retry_s": 0.5,
+        }
+    )
+    kafka = KafkaSettings(kafka_bootstrap_servers=settings.kafka_bootstrap_servers)
+    user = new_user()
+    vector = MessageVector.of([1.0] + [0.0] * 383, "encoder:1").model_dump()
+    message = event(user, "chat_message", tenant="acme", text="I'm vegan.", vector=vector)
+    headers = {"Authorization": f"Bearer {ACME}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        serve_app(create_profile_app(settings)) as url,
+    ):
+        await publish(kafka, settings.events_topic, message)
+
+        async def learned() -> bool:
+            async with http.get(f"{url}/v1/profiles/{user}") as response:
+                facts = (await response.json())["facts"]
+            return any(f["value"] == "vegan" for f in facts)
+
+        await eventually(learned)
+        body = {"vector": vector, "k": 1}
+        async with http.post(f"{url}/v1/profiles/{user}/memory/recall", json=body) as response:
+            assert response.status == 503
+            assert (await response.json())["type"].endswith("memory-unavailable")
+        async with http.get(f"{url}/readyz") as response:
+            assert response.status == 200
+            ready = await response.json()
+        assert ready["status"] == "degraded"
+        assert ready["checks"]["milvus"] != "ok"
+        async with http.get(f"{url}/metrics") as response:
+            metrics = await response.text()
+        assert 'rapport_profile_memory_total{kind="messages_lost"} 1.0' in metrics

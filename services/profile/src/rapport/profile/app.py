@@ -84,26 +84,32 @@ async def stream_processor(
 async def memory_store(
     app: FastAPI, settings: ProfileSettings, metrics: ProfileMetrics
 ) -> AsyncIterator[MemoryStore | None]:
-    """The vector store of remembered messages, open and loaded; None when there is none.
-
-    The processor writes to it before it commits, so the service is not ready without it.
-    """
+    """The vector store of remembered messages, opened in the background; None when there
+    is none. Profiles never wait for it: while it is away, messages are not remembered
+    (their facts are) and recalls answer 503, so it gates no readiness."""
     if not (settings.memory and settings.milvus_uri):
         yield None
         return
     client = connect(settings.milvus_uri, settings)
+    store = MemoryStore(
+        client,
+        collection=settings.memory_collection,
+        dimension=settings.memory_dimension,
+        metrics=metrics,
+        consistency=settings.search_consistency,
+    )
+    add_readiness_check(app, "milvus", store.ping, required=False)
+    # Normally the store answers at once, and the processor's first batch finds it open.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(store.open(), settings.memory_open_wait_s)
+        store.ready = True
+    opening = asyncio.create_task(store.open_until_ready(settings.memory_retry_s))
     try:
-        store = MemoryStore(
-            client,
-            collection=settings.memory_collection,
-            dimension=settings.memory_dimension,
-            metrics=metrics,
-            consistency=settings.search_consistency,
-        )
-        await store.open()
-        add_readiness_check(app, "milvus", store.ping)
         yield store
     finally:
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
         await client.close()
 
 

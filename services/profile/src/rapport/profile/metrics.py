@@ -60,12 +60,12 @@ class ProfileMetrics(Metrics):
         )
         self.memory = Counter(
             PROFILE_MEMORY,
-            "Memory written by the processor: facts (learned or retracted) and remembered "
-            "messages; forgotten (one item, by API).",
+            "Memory written by the processor: facts (learned or retracted), remembered "
+            "messages, messages_lost (the vector store was away); forgotten (by API).",
             ["kind"],
             registry=self.registry,
         )
-        for kind in ("facts", "messages", "forgotten"):  # exported at 0 from the start
+        for kind in ("facts", "messages", "messages_lost", "forgotten"):  # at 0 from the start
             self.memory.labels(kind)
         self.recall_duration = Histogram(
             PROFILE_RECALL_DURATION,

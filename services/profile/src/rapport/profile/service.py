@@ -133,6 +133,13 @@ class ProfileService:
         kept = {r.memory_id for r in remembered_within(profile.remembered, now, self.memory_rules)}
         if not kept:
             return nothing
+        if not self.memory.ready:
+            raise ProblemError(
+                503,
+                detail="The vector store of remembered messages is not available yet.",
+                slug="memory-unavailable",
+                headers={"Retry-After": "2"},
+            )
         try:
             vector = request.vector.values()
         except ValueError as exc:
@@ -198,7 +205,7 @@ class ProfileService:
     async def expire_memory(self) -> None:
         """Delete remembered messages past the retention (the profiles drop their references
         as the user's next messages are applied, and never serve them meanwhile)."""
-        if self.memory is not None:
+        if self.memory is not None and self.memory.ready:
             await self.memory.expire(self.clock() - self.memory_rules.retention)
 
     async def trending(

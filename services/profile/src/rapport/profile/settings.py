@@ -63,6 +63,15 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     memory_expire_interval_s: float = Field(
         3600.0, gt=0, description="How often remembered messages past the retention are deleted."
     )
+    memory_open_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long start-up waits for the vector store before serving without it "
+        "(it keeps trying in the background).",
+    )
+    memory_retry_s: float = Field(
+        2.0, gt=0, description="Pause between attempts to open the vector store."
+    )
     recall_timeout_ms: int = Field(
         200, gt=0, description="Deadline of one vector store search, inside the caller's."
     )

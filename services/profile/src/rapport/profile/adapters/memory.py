@@ -12,6 +12,8 @@ with vectors of its own model.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from pymilvus import AsyncMilvusClient, DataType
 
 from rapport.common.milvus import create_flat_collection, literal
 from rapport.profile.metrics import ProfileMetrics
+
+log = logging.getLogger(__name__)
 
 MAX_ID = 64
 MAX_TEXT = 16_384  # bytes; a chat message is at most 4,096 characters
@@ -64,6 +68,22 @@ class MemoryStore:
         self.dimension = dimension
         self.metrics = metrics
         self.consistency = consistency
+        self.ready = False  # opened: until then (and when it fails) memory is degraded
+
+    async def open_until_ready(self, retry_s: float) -> None:
+        """Open, retrying while the store is away (profile serves meanwhile)."""
+        while not self.ready:
+            try:
+                await self.open()
+            except Exception as exc:  # any failure to reach or prepare the store: later
+                log.warning(
+                    "vector store unavailable; messages are not remembered yet",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:200]},
+                )
+                await asyncio.sleep(retry_s)
+                continue
+            self.ready = True
+            log.info("vector store ready", extra={"collection": self.collection})
 
     async def open(self) -> None:
         """Create the collection when missing and load it; one warm-up search."""

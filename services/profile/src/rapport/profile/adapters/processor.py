@@ -88,6 +88,10 @@ class BatchReport:
     messages_remembered: int = 0
 
 
+class MemoryUnavailable(Exception):
+    pass
+
+
 @dataclass
 class MemoryChanges:
     """What one pass over a batch asks of the vector store."""
@@ -289,10 +293,22 @@ class Processor(BatchLoop):
         return True
 
     async def _write_memory(self, changes: MemoryChanges) -> None:
-        if self.memory is None:
+        """Keyed writes, done again by a redelivery. A store that is away does not stop
+        the stream: its messages are not remembered (counted as ``messages_lost``), and
+        rows it could not delete expire with the retention or go with an erasure."""
+        if self.memory is None or not (changes.rows or changes.dropped):
             return
-        await self.memory.write(list(changes.rows.values()))
-        await self.memory.delete(changes.dropped - set(changes.rows))
+        try:
+            if not self.memory.ready:
+                raise MemoryUnavailable("not opened yet")
+            await self.memory.write(list(changes.rows.values()))
+            await self.memory.delete(changes.dropped - set(changes.rows))
+        except Exception as exc:  # the vector store failed: degrade, never stall profiles
+            log.warning(
+                "vector store unavailable: messages not remembered",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:200], "lost": len(changes.rows)},
+            )
+            self.metrics.memory.labels("messages_lost").inc(len(changes.rows))
 
     async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
         if not encoded:
