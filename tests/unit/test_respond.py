@@ -15,12 +15,12 @@ from pydantic import SecretStr, ValidationError
 from rapport.common.contracts import (
     FRUSTRATED_SEGMENT,
     FRUSTRATED_SENTIMENT_EWMA,
+    MemoryFact,
     MessageUnderstanding,
     ProfileView,
     Reason,
     SessionView,
 )
-from rapport.common.memory import MemoryFact
 from rapport.profile.domain import Profile, Session, segments
 from rapport.respond import domain
 from rapport.respond.adapters.llm import (

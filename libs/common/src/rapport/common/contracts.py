@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from rapport.common.events import Identifier
-from rapport.common.memory import MemoryFact
+from rapport.common.memory import FactType
 from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
@@ -38,6 +38,43 @@ FRUSTRATED_SEGMENT = "frustrated"
 
 class Contract(BaseModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+# --- memory: facts in ProfileView, POST /v1/profiles/{user_id}/memory/recall ---
+
+
+class MemoryFact(Contract):
+    """One thing the user said about themselves, typed, with where it came from."""
+
+    memory_id: str = Field(
+        description="Forget it with `DELETE /v1/profiles/{user_id}/memory/{memory_id}`."
+    )
+    type: FactType
+    value: str = Field(description='Normalised: "vegetarian", "50 EUR", "Berlin", "2 kids".')
+    event_id: str = Field(description="The chat_message event that said it.")
+    occurred_at: datetime
+
+
+class RecalledMessage(Contract):
+    """One of the user's own past messages (PII redacted), as relevant to the current one."""
+
+    memory_id: str
+    text: str
+    occurred_at: datetime
+    score: float = Field(description="Cosine similarity to the current message.")
+
+
+class RecallRequest(Contract):
+    model_config = ConfigDict(extra="forbid")  # merged with Contract's
+
+    vector: MessageVector = Field(description="The current message's vector (from recommend).")
+    k: int = Field(3, ge=1, le=20)
+    min_score: float = Field(0.3, ge=-1.0, le=1.0)
+
+
+class Recalled(Contract):
+    user_id: str
+    recalled: list[RecalledMessage] = Field(default_factory=list)
 
 
 # --- profile: GET /v1/profiles/{user_id}, /v1/trending, /v1/feedback/arms ---

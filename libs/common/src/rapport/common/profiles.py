@@ -12,9 +12,14 @@ from urllib.parse import quote
 
 import aiohttp
 
-from rapport.common.contracts import FeedbackCounts, ProfileView, TrendingView
+from rapport.common.contracts import (
+    FeedbackCounts,
+    ProfileView,
+    Recalled,
+    RecallRequest,
+    TrendingView,
+)
 from rapport.common.http import ServiceCallError, call_service, parse_answer
-from rapport.common.memory import Recalled, RecallRequest
 from rapport.common.vectors import MessageVector
 
 

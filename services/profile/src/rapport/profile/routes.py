@@ -8,9 +8,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
-from rapport.common.contracts import FeedbackCounts, ProfileView, TrendingView
+from rapport.common.contracts import (
+    FeedbackCounts,
+    ProfileView,
+    Recalled,
+    RecallRequest,
+    TrendingView,
+)
 from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.memory import MEMORY_ID_PATTERN, Recalled, RecallRequest
+from rapport.common.memory import MEMORY_ID_PATTERN
 from rapport.common.problems import ProblemError, problem_responses
 from rapport.profile.domain import ConsentAccepted, ConsentChange
 from rapport.profile.service import ProfileService

@@ -20,9 +20,17 @@ from uuid_utils.compat import uuid7
 
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.clock import Clock, utc_now
-from rapport.common.contracts import ArmCounts, FeedbackCounts, ProfileView, TrendingView
+from rapport.common.contracts import (
+    ArmCounts,
+    FeedbackCounts,
+    ProfileView,
+    Recalled,
+    RecalledMessage,
+    RecallRequest,
+    TrendingView,
+)
 from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEventIn, encode_for_topic
-from rapport.common.memory import MESSAGE_ID_PREFIX, Recalled, RecalledMessage, RecallRequest
+from rapport.common.memory import MESSAGE_ID_PREFIX
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
 from rapport.profile.adapters.memory import MemoryStore

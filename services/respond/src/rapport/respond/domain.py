@@ -19,6 +19,7 @@ from rapport.common.contracts import (
     FRUSTRATED_SEGMENT,
     FRUSTRATED_SENTIMENT_EWMA,
     GENERIC_REASON,
+    MemoryFact,
     MessageUnderstanding,
     ProfileView,
     Reason,
@@ -26,7 +27,6 @@ from rapport.common.contracts import (
     RecommendedItem,
     reason_text,
 )
-from rapport.common.memory import MemoryFact
 from rapport.common.problems import FieldError, ProblemError
 from rapport.respond.templates import TONES, Tone
 

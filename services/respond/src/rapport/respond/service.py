@@ -49,15 +49,16 @@ from opentelemetry import trace
 from rapport.common.contracts import (
     FRUSTRATED_SENTIMENT_EWMA,
     ConsentView,
+    MemoryFact,
     MessageUnderstanding,
     ProfileView,
+    RecalledMessage,
     Recommendations,
 )
 from rapport.common.http import ServiceCallError
 from rapport.common.knowledge import KnowledgeHit
 from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
-from rapport.common.memory import MemoryFact, RecalledMessage
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
 from rapport.common.recommendations import RecommendClient

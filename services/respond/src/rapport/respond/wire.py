@@ -20,8 +20,8 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from rapport.common.contracts import MemoryFact, RecalledMessage
 from rapport.common.events import Identifier
-from rapport.common.memory import MemoryFact, RecalledMessage
 from rapport.respond.adapters.llm import UpstreamFailed
 from rapport.respond.templates import Tone
 

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from rapport.common.contracts import MemoryFact
 from rapport.common.events import ChatMessageEvent
-from rapport.common.memory import FACT_ID_PREFIX, MESSAGE_ID_PREFIX, FactType, MemoryFact
+from rapport.common.memory import FACT_ID_PREFIX, MESSAGE_ID_PREFIX, FactType
 from rapport.common.vectors import MessageVector
 from rapport.profile.domain.facts import Assertion, extract
 from rapport.profile.domain.pii import redact
