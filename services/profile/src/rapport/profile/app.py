@@ -7,11 +7,10 @@ processor run in one process; they share the MongoDB, Redis and Kafka clients.
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
@@ -99,7 +98,8 @@ async def memory_store(
         consistency=settings.search_consistency,
     )
     add_readiness_check(app, "milvus", store.ping, required=False)
-    # Normally the store answers at once, and the processor's first batch finds it open.
+    # Normally the store answers at once, and the processor's first batch finds it open;
+    # if not, profile serves without it and the task below keeps trying.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(store.open(), settings.memory_open_wait_s)
         store.ready = True
@@ -120,15 +120,6 @@ async def expire_memory(service: ProfileService, interval_s: float) -> None:
         except Exception as exc:  # the store is away: the next round deletes what is due
             log.warning("memory expiry failed", extra={"error": str(exc)[:200]})
         await asyncio.sleep(interval_s)
-
-
-@contextlib.contextmanager
-def background(coroutine: Coroutine[Any, Any, None]) -> Iterator[None]:
-    task = asyncio.create_task(coroutine)
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
@@ -166,9 +157,10 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 metrics=metrics,
             )
             if memory is not None:
-                stack.enter_context(
-                    background(expire_memory(app.state.service, settings.memory_expire_interval_s))
+                expiry = asyncio.create_task(
+                    expire_memory(app.state.service, settings.memory_expire_interval_s)
                 )
+                stack.callback(expiry.cancel)
             if settings.consume:
                 await stack.enter_async_context(
                     stream_processor(
