@@ -219,7 +219,7 @@ class Processor(BatchLoop):
         working: dict[str, tuple[int, Profile]] = {}
         touched: set[str] = set()
         kept_before: dict[str, set[str]] = {}
-        heard: dict[str, Heard] = {}
+        heard: dict[str, tuple[Heard, list[float] | None]] = {}
         for record, event in decoded:
             pid = profile_id(event.tenant, event.user_id)
             if pid not in ids:
@@ -233,9 +233,9 @@ class Processor(BatchLoop):
                 working[pid] = (current.version, current)
                 kept_before[pid] = {r.memory_id for r in current.remembered}
             _, profile = working[pid]
-            message = self._hear(event)
+            message, values = self._hear(event)
             if message is not None:
-                heard[message.memory_id] = message
+                heard[message.memory_id] = (message, values)
             with process_span(record, group_id=self.group_id, name="apply event"):
                 outcome = apply(
                     profile,
@@ -261,36 +261,39 @@ class Processor(BatchLoop):
             kept = {r.memory_id for r in profile.remembered}
             memory.dropped |= kept_before[pid] - kept
             for memory_id in kept - kept_before[pid]:
-                message = heard[memory_id]
-                if message.vector is not None:  # always: only such a message is remembered
+                message, values = heard[memory_id]
+                if message.vector is not None and values is not None:  # only such is remembered
                     memory.rows[memory_id] = MemoryRow(
                         memory_id=memory_id,
                         pid=pid,
                         text=message.text,
                         at=message.at,
                         encoder=message.vector.model,
-                        vector=message.vector.values(),
+                        vector=values,
                     )
         report.messages_remembered += len(memory.rows)
         return {pid: working[pid] for pid in touched}, memory
 
-    def _hear(self, event: Event) -> Heard | None:
+    def _hear(self, event: Event) -> tuple[Heard | None, list[float] | None]:
+        """A chat message as memory reads it, and its vector's floats when the store can
+        keep them (decoded once, here)."""
         if not (self.rules.memory.enabled and isinstance(event, ChatMessageEvent)):
-            return None
+            return None, None
         message = hear(event)
-        if message.vector is not None and not self._storable(message.vector):
-            return replace(message, vector=None)  # facts only: no vector to keep it by
-        return message
+        values = self._storable(message.vector) if message.vector is not None else None
+        if message.vector is not None and values is None:
+            return replace(message, vector=None), None  # facts only: no vector to keep it by
+        return message, values
 
-    def _storable(self, vector: MessageVector) -> bool:
-        """A vector the store can take: a client's malformed one must not stall the stream."""
+    def _storable(self, vector: MessageVector) -> list[float] | None:
+        """The floats of a vector the store can take; None for a client's malformed one,
+        which must not stall the stream."""
         if self.memory is None or vector.dimension != self.memory.dimension:
-            return False
+            return None
         try:
-            vector.values()
+            return vector.values()
         except ValueError:
-            return False
-        return True
+            return None
 
     async def _write_memory(self, changes: MemoryChanges) -> None:
         """Keyed writes, done again by a redelivery. A store that is away does not stop
