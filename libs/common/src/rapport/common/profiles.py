@@ -41,6 +41,10 @@ class ProfileClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
+    def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
+        """The client's timeout, or a caller's deadline for one call."""
+        return self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
+
     async def _get(
         self,
         path: str,
@@ -48,14 +52,13 @@ class ProfileClient:
         params: dict[str, str],
         timeout_s: float | None = None,
     ) -> bytes:
-        timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         return await call_service(
             self.session,
             "GET",
             f"{self.base_url}{path}",
             ProfileServiceError,
             authorization=authorization,
-            client_timeout=timeout,
+            client_timeout=self._timeout(timeout_s),
             params=params,
         )
 
@@ -92,14 +95,13 @@ class ProfileClient:
     ) -> Recalled:
         """The user's own past messages nearest ``vector`` (memory)."""
         request = RecallRequest(vector=vector, k=k, min_score=min_score)
-        timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         raw = await call_service(
             self.session,
             "POST",
             f"{self.base_url}/v1/profiles/{quote(user_id, safe='')}/memory/recall",
             ProfileServiceError,
             authorization=authorization,
-            client_timeout=timeout,
+            client_timeout=self._timeout(timeout_s),
             json=request.model_dump(mode="json"),
             resend_on_stale=True,  # a recall changes nothing
         )

@@ -120,8 +120,7 @@ class ProfileService:
         profile = (await self.store.load([pid])).get(pid)
         if profile is None:
             return None, "store"
-        with contextlib.suppress(*REDIS_ERRORS):  # the cache may vanish; MongoDB answered
-            await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
+        await self._cache(pid, profile)  # the cache may vanish; MongoDB answered
         return profile, "store"
 
     async def recall(self, tenant: str, user_id: str, request: RecallRequest) -> Recalled:
@@ -193,7 +192,7 @@ class ProfileService:
             if self.memory is not None and memory_id.startswith(MESSAGE_ID_PREFIX):
                 await self.memory.delete([memory_id])
             if not await self.store.save({pid: (loaded, profile)}):
-                await self._cache_or_drop(pid, profile)
+                await self._cache(pid, profile)
                 if self.metrics is not None:
                     self.metrics.memory.labels("forgotten").inc()
                 return True
@@ -204,7 +203,7 @@ class ProfileService:
             headers={"Retry-After": "1"},
         )
 
-    async def _cache_or_drop(self, pid: str, profile: Profile) -> None:
+    async def _cache(self, pid: str, profile: Profile) -> None:
         try:
             await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
         except REDIS_ERRORS:
