@@ -18,6 +18,7 @@ from tritonclient.utils import InferenceServerException
 from rapport.devstack.models import MODELS
 from rapport.devstack.servers import RunningServer, console_script
 from rapport.models import encoder, movielens, ranking, runtime_files, textdata
+from rapport.models.runtime import reply_runtime
 from rapport.models.runtime.item_runtime import ItemScorer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -290,17 +291,23 @@ async def test_val_intents_come_back_as_predicted_offline(
 
 
 def test_exported_runtime_is_the_packaged_module(served_models: Path) -> None:
-    for model, module in [
-        ("item_scorer", "item_runtime"),
-        ("encoder", "encoder_runtime"),
-        ("intent_classifier", "intent_runtime"),
-        ("sentiment", "sentiment_runtime"),
-    ]:
+    reply = version_dir(served_models, "reply")
+    for model, module in [*reply_runtime.RUNTIMES.items(), ("reply", "reply_runtime")]:
         exported = version_dir(served_models, model) / f"{module}.py"
         assert exported.read_bytes() == runtime_files.runtime_source(module).read_bytes()
+    # the reply carries each model's version folder from the same export, less its model.py
+    assert json.loads((reply / reply_runtime.COMPONENTS).read_text()) == dict.fromkeys(
+        reply_runtime.RUNTIMES, "1"
+    )
+    for model in reply_runtime.RUNTIMES:
+        own = version_dir(served_models, model)
+        names = sorted(p.name for p in own.iterdir() if p.is_file() and p.name != "model.py")
+        assert sorted(p.name for p in (reply / model).iterdir() if p.is_file()) == names
+        for name in names:
+            assert (reply / model / name).read_bytes() == (own / name).read_bytes(), name
 
 
-async def test_the_reply_ensemble_answers_as_its_models_do(
+async def test_the_reply_model_answers_as_its_models_do(
     client: grpcclient.InferenceServerClient, data: movielens.MovieLens
 ) -> None:
     with VAL_CSV.open(newline="") as handle:
@@ -318,6 +325,15 @@ async def test_the_reply_ensemble_answers_as_its_models_do(
             client.infer("intent_classifier", [text_input([text]), vector]),
             client.infer("sentiment", [text_input([text])]),
         )
+        shapes = {name: together.as_numpy(name).shape for name in ("INTENT", "EMBEDDING")}
+        assert shapes == {"INTENT": (1, 1), "EMBEDDING": (1, 384)}  # the ensemble's
+        versions = {
+            "item_scorer": apart[0].get_response().model_version,
+            "encoder": max((await client.get_model_metadata("encoder")).versions, key=int),
+            "intent_classifier": apart[1].get_response().model_version,
+            "sentiment": apart[2].get_response().model_version,
+        }
+        assert json.loads(together.as_numpy("COMPONENTS")[0]) == versions
         for result, names in zip(
             apart,
             [
@@ -336,6 +352,26 @@ async def test_the_reply_ensemble_answers_as_its_models_do(
         )
 
 
+async def test_the_reply_model_answers_what_is_asked_for(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    """Any outputs may be asked for (the ensemble's scheduler failed an intent without
+    its EMBEDDING); optional scorer inputs may be left out; a bad one says why."""
+    k = grpcclient.InferInput("K", [1], "INT32")
+    k.set_data_from_numpy(np.array([3], np.int32))
+    result = await client.infer(
+        "reply",
+        [k, text_input(["recommend me a movie please"])],
+        outputs=[grpcclient.InferRequestedOutput("INTENT")],
+    )
+    assert result.as_numpy("INTENT").shape == (1, 1)
+    assert result.as_numpy("EMBEDDING") is None
+    with pytest.raises(InferenceServerException, match="HISTORY_WEIGHTS"):
+        await client.infer(
+            "reply", [*scorer_inputs(["50", "181"], weights=[1.0]), text_input(["hi"])]
+        )
+
+
 async def test_sentiment_sanity_set(client: grpcclient.InferenceServerClient) -> None:
     texts = [t for t, _ in SENTIMENT_SANITY]
     result = await client.infer("sentiment", [text_input(texts)])
@@ -347,7 +383,8 @@ async def test_sentiment_sanity_set(client: grpcclient.InferenceServerClient) ->
 async def test_a_new_version_is_served_without_a_restart(
     client: grpcclient.InferenceServerClient, served_models: Path
 ) -> None:
-    """Export into the served repository; Triton's poll (5 s) loads version 2 and drops 1."""
+    """Export into the served repository; Triton's poll (5 s) loads version 2 and drops 1.
+    The reply model's version 2 is built from the others' version 2."""
     await rapport_models(
         "export",
         "--repository",
@@ -363,11 +400,16 @@ async def test_a_new_version_is_served_without_a_restart(
     while time.monotonic() < deadline:
         result = await client.infer("item_scorer", scorer_inputs(["50"], k=3))
         version = result.get_response().model_version
-        others = [await client.is_model_ready(m, "2") for m in ("intent_classifier", "sentiment")]
+        others = [
+            await client.is_model_ready(m, "2")
+            for m in ("encoder", "intent_classifier", "sentiment", "reply")
+        ]
         if version == "2" and all(others) and not await client.is_model_ready("item_scorer", "1"):
             break
         await asyncio.sleep(0.5)
     assert version == "2"
     # Each model loads on its own (a poll may catch one before another): all within the deadline.
-    for model in ("intent_classifier", "sentiment"):
+    for model in ("encoder", "intent_classifier", "sentiment", "reply"):
         assert await client.is_model_ready(model, "2")
+    reply = await client.infer("reply", [*scorer_inputs(["50"], k=3), text_input(["hello"])])
+    assert json.loads(reply.as_numpy("COMPONENTS")[0]) == dict.fromkeys(reply_runtime.RUNTIMES, "2")

@@ -91,6 +91,7 @@ async def mesh(
         recommend_settings = RecommendSettings(
             api_keys=keys_json(),
             profile_url=profile_url,
+            redis_url=profile_settings.redis_url,
             triton_grpc_url=models_triton.url("triton_grpc"),
             triton_timeout_ms=2000,
             catalog_path=served_models.parent / "catalog.json",
@@ -100,6 +101,7 @@ async def mesh(
             settings = RespondSettings(
                 api_keys=keys_json(),
                 profile_url=profile_url,
+                redis_url=profile_settings.redis_url,
                 recommend_url=recommend_url,
                 recommend_timeout_ms=5000,
                 profile_timeout_ms=5000,
@@ -192,5 +194,5 @@ async def test_one_trace_runs_through_profile_recommend_and_triton(
     assert any(n.startswith("POST /v1/respond") for n in found), found
     assert any(n.startswith("GET /v1/profiles/") for n in found), found
     assert any(n.startswith("POST /v1/recommendations") for n in found), found
-    # ranking, intent and sentiment in one call: the reply ensemble
+    # ranking, intent and sentiment in one call: the reply model
     assert sum("ModelInfer" in n for n in found) == 1, found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from rapport.models import export, intents, textdata
+from rapport.models import export, intents, runtime_files, textdata
 from rapport.models.metrics import mean_metrics, ndcg_at_k, precision_at_k, recall_at_k
 from rapport.models.runtime import intent_runtime, sentiment_runtime
 from rapport.models.runtime.item_runtime import ItemScorer, Ranked
@@ -291,3 +292,32 @@ def test_export_adds_the_next_version_and_keeps_a_few(tmp_path: Path) -> None:
     ]
     assert (repository / "sentiment" / "config.pbtxt").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+
+def test_a_bundle_carries_the_versions_written_in_the_same_run(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "weights.bin").write_bytes(b"v")
+    sources = [
+        export.ModelSource("sentiment", "sentiment_runtime", trained),
+        export.ModelSource("reply", "reply_runtime", None, ("sentiment",)),
+    ]
+    (repository / "sentiment" / "6").mkdir(parents=True)
+    for _ in range(3):
+        written = export.export_repository(repository, sources, keep=2)
+    assert written == {"sentiment": 9, "reply": 3}
+    assert export.versions(repository / "reply") == [2, 3]
+    folder = repository / "reply" / "3"
+    assert json.loads((folder / "components.json").read_text()) == {"sentiment": "9"}
+    assert sorted(p.name for p in (folder / "sentiment").iterdir()) == [
+        "sentiment_runtime.py",  # the component's folder less its model.py
+        "weights.bin",
+    ]
+    assert (folder / "model.py").read_bytes() == (
+        runtime_files.triton_source("reply") / "model.py"
+    ).read_bytes()
+    with pytest.raises(ValueError, match="reply carries sentiment"):
+        export.export_model(repository, sources[1])
+    assert export.versions(repository / "reply") == [2, 3]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

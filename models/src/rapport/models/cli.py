@@ -46,13 +46,7 @@ def _export(args: argparse.Namespace) -> None:
     encoder_dir = pipeline.encoder_for(
         intents_dir, intents.load(intents_dir).encoder, progress=progress
     )
-    sources = [
-        export.ModelSource("item_scorer", "item_runtime", items_dir),
-        export.ModelSource("encoder", "encoder_runtime", encoder_dir),
-        export.ModelSource("intent_classifier", "intent_runtime", intents_dir),
-        export.ModelSource("sentiment", "sentiment_runtime", None),
-        export.ModelSource("reply", None, None),  # the four above in one call (an ensemble)
-    ]
+    sources = export.served_models(items_dir, encoder_dir, intents_dir)
     written = export.export_repository(repository, sources, keep=args.keep)
     export.write_catalog(catalog_path, movielens.load().catalog())
     for name, version in written.items():

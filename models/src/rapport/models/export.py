@@ -3,7 +3,9 @@
 Each export adds version N = highest existing + 1 for every model. A version
 folder is assembled beside the repository and renamed into place in one step,
 so Triton's repository poll never sees half a model; with the default version
-policy (latest one) Triton loads N and unloads N-1 without a restart.
+policy (latest one) Triton loads N and unloads N-1 without a restart. A model that
+bundles others (``reply``) copies the versions written earlier in the same run into
+subfolders of its own, with ``components.json`` naming them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapport.models import runtime_files
+from rapport.models.runtime import reply_runtime
 
 KEEP_VERSIONS = 3
 
@@ -22,8 +26,22 @@ KEEP_VERSIONS = 3
 @dataclass(frozen=True)
 class ModelSource:
     name: str  # the Triton model name
-    runtime: str | None  # the runtime module copied beside model.py (None: an ensemble)
+    runtime: str  # the runtime module copied beside model.py
     directory: Path | None  # trained artefacts to copy (None: code only)
+    # Models whose versions exported in the same run this one carries, each in a subfolder.
+    components: tuple[str, ...] = ()
+
+
+def served_models(items: Path, encoder: Path, intents: Path) -> list[ModelSource]:
+    """What ``rapport-models export`` writes, in order: a bundle after its components."""
+    return [
+        ModelSource("item_scorer", "item_runtime", items),
+        ModelSource("encoder", "encoder_runtime", encoder),
+        ModelSource("intent_classifier", "intent_runtime", intents),
+        ModelSource("sentiment", "sentiment_runtime", None),
+        # the four above in one Triton step
+        ModelSource("reply", "reply_runtime", None, tuple(reply_runtime.RUNTIMES)),
+    ]
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -46,7 +64,23 @@ def _write_if_changed(path: Path, content: bytes) -> None:
     tmp.replace(path)
 
 
-def export_model(repository: Path, source: ModelSource, keep: int = KEEP_VERSIONS) -> int:
+def _copy_files(source: Path, target: Path, *, skip: tuple[str, ...] = ()) -> None:
+    for item in source.iterdir():
+        if item.is_file() and item.name not in skip:
+            shutil.copyfile(item, target / item.name)
+
+
+def export_model(
+    repository: Path,
+    source: ModelSource,
+    keep: int = KEEP_VERSIONS,
+    exported: Mapping[str, int] | None = None,
+) -> int:
+    """Add the next version of ``source``; ``exported``: the versions this run wrote so far
+    (a bundle's components are copied from them)."""
+    exported = exported or {}
+    if missing := [c for c in source.components if c not in exported]:
+        raise ValueError(f"{source.name} carries {', '.join(missing)}: export them first")
     model_dir = repository / source.name
     model_dir.mkdir(parents=True, exist_ok=True)
     code = runtime_files.triton_source(source.name)
@@ -55,15 +89,19 @@ def export_model(repository: Path, source: ModelSource, keep: int = KEEP_VERSION
     staging = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=repository.parent))
     try:
         if source.directory is not None:
-            for item in source.directory.iterdir():
-                if item.is_file():
-                    shutil.copyfile(item, staging / item.name)
-        # An ensemble is its config alone; Triton still wants a (then empty) version folder.
-        if source.runtime is not None:
-            shutil.copyfile(code / "model.py", staging / "model.py")
-            if not (staging / f"{source.runtime}.py").exists():
-                # a trained folder carries the runtime its artefacts were written for
-                runtime_files.copy_runtime(source.runtime, staging)
+            _copy_files(source.directory, staging)
+        shutil.copyfile(code / "model.py", staging / "model.py")
+        if not (staging / f"{source.runtime}.py").exists():
+            # a trained folder carries the runtime its artefacts were written for
+            runtime_files.copy_runtime(source.runtime, staging)
+        for component in source.components:
+            # what the component's own version folder holds, less the model.py Triton runs
+            (staging / component).mkdir()
+            version_dir = repository / component / str(exported[component])
+            _copy_files(version_dir, staging / component, skip=("model.py",))
+        if source.components:
+            found = {c: str(exported[c]) for c in source.components}
+            (staging / reply_runtime.COMPONENTS).write_text(json.dumps(found, indent=1) + "\n")
         staging.chmod(0o755)
         staging.rename(model_dir / str(version))
     finally:
@@ -77,7 +115,10 @@ def export_repository(
     repository: Path, sources: list[ModelSource], keep: int = KEEP_VERSIONS
 ) -> dict[str, int]:
     repository.mkdir(parents=True, exist_ok=True)
-    return {s.name: export_model(repository, s, keep) for s in sources}
+    written: dict[str, int] = {}
+    for source in sources:
+        written[source.name] = export_model(repository, source, keep, written)
+    return written
 
 
 def write_catalog(path: Path, catalog: list[dict[str, object]]) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
+
+from rapport.models.runtime import reply_runtime
 
 
 def runtime_source(name: str) -> Path:
@@ -25,14 +25,9 @@ def copy_runtime(name: str, directory: Path) -> Path:
 
 
 def load_runtime(directory: Path, name: str) -> ModuleType:
-    """Import ``directory/name.py`` as its own module, as Triton's model.py does."""
+    """Import ``directory/name.py`` as its own module, as Triton's model.py does (the reply
+    model imports its components' runtimes with the same function)."""
     path = Path(directory) / f"{name}.py"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: is {directory} a model folder?")
-    spec = importlib.util.spec_from_file_location(f"{name}_{abs(hash(path.resolve()))}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return reply_runtime.import_path(path)

@@ -15,19 +15,27 @@ from rapport.devstack.servers import console_script
 
 DEFAULT_REPOSITORY = Path("models/repository")
 MODELS = ("item_scorer", "encoder", "intent_classifier", "sentiment", "reply")
+REPLY_COMPONENTS = "components.json"  # rapport.models' reply_runtime.COMPONENTS
 
 
 class ModelBuildError(RuntimeError):
     pass
 
 
+def _latest(model_dir: Path) -> Path | None:
+    found = [p for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    return max(found, key=lambda p: int(p.name)) if found else None
+
+
 def is_complete(repository: Path) -> bool:
-    """Every model has a config and at least one numbered version."""
-    return all(
-        (repository / name / "config.pbtxt").is_file()
-        and any(p.name.isdigit() for p in (repository / name).iterdir())
-        for name in MODELS
-    )
+    """Every model has a config and at least one numbered version, and the reply model's
+    latest carries its components (a repository from before it was one step, when its
+    versions were an ensemble's empty folders, is exported again)."""
+    if not all((repository / name / "config.pbtxt").is_file() for name in MODELS):
+        return False
+    latest = {name: _latest(repository / name) for name in MODELS}
+    reply = latest["reply"]
+    return all(latest.values()) and reply is not None and (reply / REPLY_COMPONENTS).is_file()
 
 
 def ensure_repository(repository: Path = DEFAULT_REPOSITORY) -> Path:

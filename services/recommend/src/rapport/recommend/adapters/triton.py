@@ -1,11 +1,10 @@
 """Calls to the Triton models (models/README.md has the tensor contract).
 
-A request with a message makes one call, to the ``reply`` ensemble (ranking, the
-message's vector, intent and sentiment inside Triton); one without calls the item scorer
-alone. Each
-answer names the version of every model that made it: an ensemble's response carries
-only its own, so the composing models' versions come from Triton's repository index,
-read at most every ``VERSIONS_TTL_S``.
+A request with a message makes one call, to the ``reply`` model (ranking, the
+message's vector, intent and sentiment in one Triton step); one without calls the item
+scorer alone. Each answer names the version of every model that made it: the reply's
+``COMPONENTS`` output names the versions it was built from, another model's response
+its own.
 
 Every call has a deadline (``client_timeout``) and goes through one circuit
 breaker: after ``breaker_failures`` consecutive failures Triton is not called
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -38,7 +38,6 @@ from rapport.recommend.metrics import CIRCUIT_STATES, RecommendMetrics
 log = logging.getLogger(__name__)
 
 CIRCUIT = "triton"
-VERSIONS_TTL_S = 5.0  # Triton polls its repository every 5 s (devstack, chart)
 RANKING_OUTPUTS = (
     "ITEM_IDS",
     "SCORES",
@@ -48,10 +47,17 @@ RANKING_OUTPUTS = (
     "SEGMENT",
     "SEGMENT_NAME",
 )
-# EMBEDDING (the message's vector, for retrieval) is asked for with the intent: Triton
-# 2.51's ensemble scheduler deadlocks a request that omits an output a later step reads.
-INTENT_OUTPUTS = ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE", "EMBEDDING")
+INTENT_OUTPUTS = ("INTENT", "CONFIDENCE", "OUT_OF_SCOPE")
 SENTIMENT_OUTPUTS = ("SENTIMENT", "SENTIMENT_SCORE")
+# A reply: the ranking, the message's intent, vector (for retrieval) and sentiment, and the
+# version of each model that made them.
+REPLY_OUTPUTS = (
+    *RANKING_OUTPUTS,
+    *INTENT_OUTPUTS,
+    "EMBEDDING",
+    *SENTIMENT_OUTPUTS,
+    "COMPONENTS",
+)
 Outputs = dict[str, np.ndarray[Any, Any] | None]
 
 
@@ -86,7 +92,9 @@ class Intent:
     confidence: float
     out_of_scope: bool
     version: str
-    encoder_version: str  # the encoder whose vector the intent model read
+    # The encoder whose vector the intent model read (the reply's COMPONENTS): the number
+    # of the standalone encoder that the same export wrote, which knowledge's index uses.
+    encoder_version: str
     # That vector (the message's, for retrieval), as Triton returned it; turned into a
     # MessageVector only when a caller asks for it.
     vector: np.ndarray[Any, Any] | None = None
@@ -177,6 +185,16 @@ def _intent(out: Outputs, version: str, encoder_version: str) -> Intent:
     )
 
 
+def _components(out: Outputs) -> dict[str, str]:
+    """The reply model's COMPONENTS: each model's version, as JSON ({} if unreadable)."""
+    text = _strings(out.get("COMPONENTS"))
+    try:
+        found = json.loads(text[0]) if text else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
 def _sentiment(out: Outputs, version: str) -> Sentiment:
     return Sentiment(
         label=_strings(out["SENTIMENT"])[0],
@@ -207,8 +225,6 @@ class TritonModels:
         self.reply_model = reply_model
         self.timeout_s = timeout_s
         self.versions: dict[str, str] = {}
-        self.versions_read_at = -VERSIONS_TTL_S
-        self.background: set[asyncio.Task[None]] = set()
         self.breakers = breakers
         self.metrics = metrics
         self.warm = False
@@ -220,8 +236,8 @@ class TritonModels:
             self.metrics.circuit_state.labels(circuit).set(CIRCUIT_STATES[payload.state])
 
     async def warm_up(self, *, timeout_s: float = 10.0, retry_s: float = 1.0) -> None:
-        """A call to the scorer and one to the ensemble (every model), outside the breaker,
-        until both answer; then the models' versions.
+        """A call to the scorer and one to the reply model (every model), outside the
+        breaker, until both answer; then the models' versions.
 
         A model's first inference pays for the gRPC channel and the Python
         backend's first execution (tens of ms): without this, the first user
@@ -230,17 +246,18 @@ class TritonModels:
         nobody = RankingQuery(history=(), weights=(), affinities={}, exclude=(), categories=(), k=1)
         while not self.warm:
             try:
-                # The ensemble runs every model; the scorer is also called on its own.
-                await asyncio.gather(
+                # The reply model runs every model; the scorer is also called on its own.
+                _, reply = await asyncio.gather(
                     self._call(self.item_model, nobody.inputs(), ("ITEM_IDS",), timeout_s),
                     self._call(
                         self.reply_model,
                         [*nobody.inputs(), bytes_tensor("TEXT", ["hello"], [1, 1])],
-                        ("ITEM_IDS", *INTENT_OUTPUTS, "SENTIMENT"),
+                        REPLY_OUTPUTS,
                         timeout_s,
                     ),
                 )
                 await self.read_versions()
+                self._check_encoder(_components({"COMPONENTS": reply.as_numpy("COMPONENTS")}))
                 self.warm = True
             except InferenceServerException as exc:
                 log.info("models not answering yet", extra={"error": exc.message()})
@@ -308,7 +325,6 @@ class TritonModels:
 
     async def read_versions(self) -> None:
         """The version each model serves now (the highest ready one), from the index."""
-        self.versions_read_at = time.monotonic()
         index = await self.client.get_model_repository_index(client_timeout=self.timeout_s * 10)
         ready: dict[str, int] = {}
         for model in index.models:
@@ -316,19 +332,17 @@ class TritonModels:
                 ready[model.name] = max(ready.get(model.name, 0), int(model.version))
         self.versions = {name: str(version) for name, version in ready.items()}
 
-    def _composing_version(self, model: str) -> str:
-        """What the index said last; a read is started when that is older than the TTL."""
-        if time.monotonic() - self.versions_read_at > VERSIONS_TTL_S and not self.background:
-            task = asyncio.create_task(self._read_versions_quietly())
-            self.background.add(task)
-            task.add_done_callback(self.background.discard)
-        return self.versions.get(model, "")
-
-    async def _read_versions_quietly(self) -> None:
-        try:
-            await self.read_versions()
-        except InferenceServerException as exc:  # the answers keep the versions read before
-            log.warning("model versions not read", extra={"error": exc.message()})
+    def _check_encoder(self, components: dict[str, str]) -> None:
+        # Message vectors are labelled with the reply's encoder version; knowledge's index
+        # with the standalone encoder's. One export writes both with one number, so a
+        # difference is a hand-assembled repository or a roll-out caught half way.
+        bundled = components.get(self.encoder_model, "")
+        served = self.versions.get(self.encoder_model, "")
+        if bundled != served:
+            log.warning(
+                "the reply model's encoder is not the served encoder's version",
+                extra={"reply_encoder": bundled, "encoder": served},
+            )
 
     async def rank(self, query: RankingQuery) -> Ranking:
         out, version = await self._infer(self.item_model, query.inputs(), RANKING_OUTPUTS)
@@ -337,19 +351,18 @@ class TritonModels:
     async def rank_and_read(
         self, query: RankingQuery, message: str
     ) -> tuple[Ranking, Intent, Sentiment]:
-        """Ranking, intent and sentiment in one call to the ``reply`` ensemble."""
+        """Ranking, intent and sentiment in one call to the ``reply`` model."""
         inputs = [*query.inputs(), bytes_tensor("TEXT", [message], [1, 1])]
-        out, _ = await self._infer(
-            self.reply_model, inputs, (*RANKING_OUTPUTS, *INTENT_OUTPUTS, *SENTIMENT_OUTPUTS)
-        )
+        out, _ = await self._infer(self.reply_model, inputs, REPLY_OUTPUTS)
+        versions = _components(out)
         return (
-            _ranking(out, self._composing_version(self.item_model)),
+            _ranking(out, versions.get(self.item_model, "")),
             _intent(
                 out,
-                self._composing_version(self.intent_model),
-                self._composing_version(self.encoder_model),
+                versions.get(self.intent_model, ""),
+                versions.get(self.encoder_model, ""),
             ),
-            _sentiment(out, self._composing_version(self.sentiment_model)),
+            _sentiment(out, versions.get(self.sentiment_model, "")),
         )
 
     async def sentiment(self, text: str) -> Sentiment:
