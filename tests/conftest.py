@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings
-from rapport.common.telemetry import instrument_clients
+from rapport.common.telemetry import export_spans, instrument_clients
 from rapport.devstack.servers import RunningServer
 from rapport.profile.settings import ProfileSettings
 
@@ -55,7 +55,7 @@ def _tracing() -> TracerProvider:
     else:
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    export_spans(provider, SimpleSpanProcessor(_EXPORTER))
     instrument_clients(provider)
     return provider
 

@@ -141,6 +141,7 @@ async def mesh(
         recommend_settings = RecommendSettings(
             api_keys=keys_json(),
             profile_url=profile_url,
+            redis_url=profile_settings.redis_url,
             triton_grpc_url=models_triton.url("triton_grpc"),
             triton_timeout_ms=2000,
             catalog_path=served_models.parent / "catalog.json",
@@ -149,6 +150,7 @@ async def mesh(
             respond_settings = RespondSettings(
                 api_keys=keys_json(),
                 profile_url=profile_url,
+                redis_url=profile_settings.redis_url,
                 recommend_url=recommend_url,
                 recommend_timeout_ms=5000,
                 profile_timeout_ms=5000,

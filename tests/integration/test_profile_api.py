@@ -20,14 +20,22 @@ from pydantic import SecretStr
 from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.kafka import connection_kwargs
+from rapport.common.mongo import create_mongo_client
 from rapport.common.profiles import profile_id
+from rapport.common.published import (
+    ERASED_VERSION,
+    VERSION_FIELD,
+    PublishedProfiles,
+    recall_key,
+    view_key,
+)
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.events import event, publish
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.adapters.store import cache_key, trending_cache_key
+from rapport.profile.adapters.store import ProfileStore, trending_cache_key
 from rapport.profile.app import create_app
 from rapport.profile.settings import ProfileSettings
 
@@ -148,23 +156,33 @@ async def test_after_opt_out_events_are_not_applied(api: Api) -> None:
 
     await eventually(opted_out)
     late = await api.send(user, "item_view", item_id="m-2")
-    redis = create_redis(api.settings, client_name="t")
+    pid = profile_id("acme", user)
+    mongo = create_mongo_client(api.settings, app_name="t")
     try:
+        store = ProfileStore(mongo[api.settings.mongo_database])
 
         async def seen() -> bool:
-            cached = await redis.get(cache_key(profile_id("acme", user)))
-            return cached is not None and late in json.loads(cached)["recent_event_ids"]
+            stored = (await store.load([pid])).get(pid)
+            return stored is not None and late in stored.recent_event_ids
 
         await eventually(seen)
-        stored = json.loads(await redis.get(cache_key(profile_id("acme", user))) or b"{}")
+        stored = (await store.load([pid]))[pid]
     finally:
-        await redis.aclose()
-    assert stored["counters"] == {"item_view": 1}, "the late view was not applied"
-    # What is stored stays (until an erasure) but is not served.
+        await mongo.close()
+    assert stored.counters == {"item_view": 1}, "the late view was not applied"
+    # What is stored stays (until an erasure) but is not served, nor published.
     _, body = await api.call("GET", f"/v1/profiles/{user}")
     assert body["withheld"] is True
     assert (body["counters"], body["recent_items"], body["affinities"]) == ({}, [], {})
-    assert body["version"] == stored["version"]
+    assert body["version"] == stored.version
+    redis = create_redis(api.settings, client_name="t")
+    try:
+        published = (await PublishedProfiles(redis).read("acme", user, recall=True)).view
+    finally:
+        await redis.aclose()
+    assert published is not None
+    assert published.view.withheld is True
+    assert (published.view.counters, published.view.facts) == ({}, [])
 
     consent_path = f"/v1/profiles/{user}/consent"
     assert (await api.call("PUT", consent_path, READ_ONLY, {"personalization": True}))[0] == 403
@@ -188,7 +206,10 @@ async def test_erasure_removes_the_user_everywhere(api: Api) -> None:
     pid = profile_id("acme", user)
     redis = create_redis(api.settings, client_name="t")
     try:
-        assert await redis.get(cache_key(pid)) is None
+        # Nothing published: a tombstone no batch in flight can overwrite, no recall set.
+        assert (await PublishedProfiles(redis).read("acme", user, recall=True)).view is None
+        assert await redis.hget(view_key(pid), VERSION_FIELD) == str(ERASED_VERSION).encode()
+        assert not await redis.exists(recall_key(pid))
     finally:
         await redis.aclose()
     consumer = AIOKafkaConsumer(**connection_kwargs(api.kafka), enable_auto_commit=False)

@@ -27,11 +27,13 @@ from rapport.common.kafka import (
 )
 from rapport.common.mongo import create_mongo_client
 from rapport.common.profiles import profile_id
+from rapport.common.published import VERSION_FIELD, VIEW_FIELD, PublishedView, view_key
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.servers import TANSU_FAST_GROUP
 from rapport.profile.adapters.processor import Processor
-from rapport.profile.adapters.store import ProfileStore, cache_key, to_document
-from rapport.profile.domain import Profile, Rules, apply
+from rapport.profile.adapters.published import Publisher
+from rapport.profile.adapters.store import ProfileStore, to_document
+from rapport.profile.domain import Profile, Rules, apply, view
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +150,7 @@ async def run_until_caught_up(
         consumer=consumer,
         producer=producer,
         store=store,
-        redis=redis,
+        publisher=Publisher(redis, RULES, ttl_s=3600),
         rules=RULES,
         group_id=group,
         changes_topic=topics.changes,
@@ -239,13 +241,15 @@ async def test_profiles_equal_the_oracle_and_poison_goes_to_the_dlq(
     assert int(headers["original-offset"]) >= 0
     assert headers["error-class"]
 
-    # The cache holds what MongoDB holds; the changelog has every changed user.
+    # Every user's published view is the view of what MongoDB holds, at its version; the
+    # changelog has every changed user.
     redis = create_redis(redis_settings, client_name="rapport-tests")
     try:
-        some = next(iter(expected))
-        cached = await redis.get(cache_key(some))
-        assert cached is not None
-        assert Profile.model_validate_json(cached) == loaded[some]
+        for pid, profile in loaded.items():
+            version, raw = await redis.hmget(view_key(pid), [VERSION_FIELD, VIEW_FIELD])
+            assert int(version) == profile.version, pid
+            published = PublishedView.model_validate_json(raw)
+            assert published.view == view(profile, profile.user_id, "cache", RULES, published.as_of)
     finally:
         await redis.aclose()
     changes = await read_all(kafka_settings, topics.changes)

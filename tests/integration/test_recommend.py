@@ -163,6 +163,7 @@ async def mesh(
         settings = RecommendSettings(
             api_keys=keys_json(),
             profile_url=profile_url,
+            redis_url=profile_settings.redis_url,
             triton_grpc_url=triton_process.grpc_url,
             # Generous for a loaded 2-core CI machine; bench/recommend.py measures latency.
             triton_timeout_ms=1000,

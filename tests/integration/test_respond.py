@@ -1,8 +1,11 @@
 """Respond over real HTTP in front of a real profile service (Kafka, MongoDB-wire, Redis) and a
 real recommend service, each reached through a TCP proxy that can slow it or cut it off.
 
-Recommend runs without Triton here (its circuit is open, trending serves): this module is
-about the gateway (deadlines, degradation, consent, tenants, the OpenAI API, LLM mode).
+respond reads the view profile publishes in Redis through a proxy too, so "profile is slow
+or down" means both ways respond reaches a profile: Redis and, when Redis fails, profile's
+API. Recommend runs without Triton here (its circuit is open, trending serves): this module
+is about the gateway (deadlines, degradation, admission, consent, tenants, the OpenAI API,
+LLM mode).
 ``test_respond_models.py`` runs the same gateway against the real models. The only fake is
 the upstream LLM, which records the prompts it is sent.
 """
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -69,11 +73,19 @@ class Mesh:
     profile_url: str
     http: aiohttp.ClientSession
     profile_proxy: DelayProxy
+    redis_proxy: DelayProxy  # respond's way to the published views
     recommend_proxy: DelayProxy
     llm: FakeLlm
     kafka: KafkaSettings
     events_topic: str
     settings: RespondSettings
+
+    def profile_slow(self, delay_s: float) -> None:
+        self.profile_proxy.delay_s = self.redis_proxy.delay_s = delay_s
+
+    def profile_down(self) -> None:
+        self.profile_proxy.down()
+        self.redis_proxy.down()
 
     async def respond(
         self,
@@ -130,6 +142,7 @@ async def mesh(
         recommend_settings = RecommendSettings(
             api_keys=keys_json(),
             profile_url=profile_url,
+            redis_url=profile_settings.redis_url,
             triton_grpc_url=f"127.0.0.1:{free_port()}",  # no Triton: trending serves
             triton_timeout_ms=20,
             breaker_reset_s=3600,
@@ -141,9 +154,12 @@ async def mesh(
             recommend_proxy = await DelayProxy(
                 "127.0.0.1", int(recommend_url.rsplit(":", 1)[1])
             ).start()
+            redis_at = urlsplit(profile_settings.redis_url.get_secret_value())
+            redis_proxy = await DelayProxy(redis_at.hostname or "", redis_at.port or 0).start()
             settings = RespondSettings(
                 api_keys=keys_json(),
                 profile_url=profile_proxy.url,
+                redis_url=f"redis://{redis_proxy.address}{redis_at.path}",
                 recommend_url=recommend_proxy.url,
                 kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers,
                 events_topic=profile_settings.events_topic,
@@ -163,6 +179,7 @@ async def mesh(
                         profile_url,
                         http,
                         profile_proxy,
+                        redis_proxy,
                         recommend_proxy,
                         llm,
                         kafka,
@@ -196,6 +213,7 @@ async def mesh(
                     yield mesh
             finally:
                 await profile_proxy.stop()
+                await redis_proxy.stop()
                 await recommend_proxy.stop()
 
 
@@ -215,6 +233,7 @@ def _no_long_gc_pauses() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _healthy_dependencies(mesh: Mesh) -> None:
     mesh.profile_proxy.up()
+    mesh.redis_proxy.up()
     mesh.recommend_proxy.up()
     mesh.llm.mode = "ok"
 
@@ -280,11 +299,12 @@ async def test_a_slow_or_down_dependency_degrades_within_the_deadline(
     mesh: Mesh, part: str, fault: str
 ) -> None:
     user = await known_user(mesh, ["m-3"])
-    proxy = mesh.profile_proxy if part == "profile" else mesh.recommend_proxy
-    if fault == "slow":
-        proxy.delay_s = 0.5
+    if part == "profile":
+        mesh.profile_slow(0.5) if fault == "slow" else mesh.profile_down()
+    elif fault == "slow":
+        mesh.recommend_proxy.delay_s = 0.5
     else:
-        proxy.down()
+        mesh.recommend_proxy.down()
     timings = []
     for _ in range(3):
         status, body, elapsed_ms = await mesh.respond(user)
@@ -307,7 +327,7 @@ async def test_a_slow_or_down_dependency_degrades_within_the_deadline(
 
 
 async def test_both_slow_and_a_tighter_deadline_from_the_header(mesh: Mesh) -> None:
-    mesh.profile_proxy.delay_s = 0.5
+    mesh.profile_slow(0.5)
     mesh.recommend_proxy.delay_s = 0.5
     status, body, elapsed_ms = await mesh.respond("anyone")
     assert status == 200
@@ -321,21 +341,27 @@ async def test_both_slow_and_a_tighter_deadline_from_the_header(mesh: Mesh) -> N
     assert body["errors"][0]["field"] == "X-Rapport-Deadline-Ms"
 
 
-async def test_past_max_in_flight_replies_are_shed_at_once_and_still_recorded(
+async def test_past_the_limit_a_reply_waits_while_its_budget_allows_then_is_shed_and_recorded(
     mesh: Mesh,
 ) -> None:
     user = await known_user(mesh, ["m-5"])
-    mesh.profile_proxy.delay_s = 0.3  # holds each admitted fan-out ~200 ms (its profile share)
+    mesh.profile_slow(5.0)  # each admitted fan-out waits out its profile share: 160 ms
     before = len([e for e in await mesh.chat_events() if e["user_id"] == user])
-    shedding = create_respond_app(mesh.settings.model_copy(update={"max_in_flight": 2}))
+    static = {"max_in_flight": 2, "min_in_flight": 2, "admission_target_ms": 0}
+    # A reply waits for a place only while more than 350 ms of its 400 are left: the
+    # eight past the limit give up after ~50 ms, long before a place frees.
+    shedding = create_respond_app(
+        mesh.settings.model_copy(update={**static, "min_fan_out_ms": 350})
+    )
     async with serve_app(shedding) as url:
-        slow = {"X-Rapport-Deadline-Ms": "500"}
+        budget = {"X-Rapport-Deadline-Ms": "400"}
         answers = await asyncio.gather(
-            *(mesh.respond(user, url=url, headers=slow) for _ in range(10))
+            *(mesh.respond(user, url=url, headers=budget) for _ in range(10))
         )
         async with mesh.http.get(f"{url}/metrics") as response:
             metrics = await response.text()
         mesh.profile_proxy.up()
+        mesh.redis_proxy.up()
         status, after, _ = await mesh.respond(user, url=url)
 
     assert [status for status, _, _ in answers] == [200] * 10
@@ -348,12 +374,14 @@ async def test_past_max_in_flight_replies_are_shed_at_once_and_still_recorded(
         (shed if skipped else admitted).append((body, ms))
     assert len(shed) == 8, answers
     assert all(body["reply"] and body["recommendations"] == [] for body, _ in shed)
-    # The two admitted ones waited out their profile share; the shed ones did not wait.
+    # The two admitted ones waited out their profile share; the shed ones waited for a
+    # place for ~50 ms, no longer.
     assert all(body["recommendations"] for body, _ in admitted), admitted
+    assert all(ms >= 40 for _, ms in shed), shed
     assert max(ms for _, ms in shed) < min(ms for _, ms in admitted)
     assert "rapport_respond_shed_total 8.0" in metrics
     assert status == 200
-    assert after["recommendations"], "a slot freed: the next reply has the fan-out again"
+    assert after["recommendations"], "a place freed: the next reply has the fan-out again"
     assert "profile" not in after["personalization"]["degraded"]
 
     async def all_recorded() -> bool:
@@ -361,6 +389,27 @@ async def test_past_max_in_flight_replies_are_shed_at_once_and_still_recorded(
         return len(events) - before == 11
 
     await eventually(all_recorded)
+
+
+async def test_a_reply_past_the_limit_gets_the_place_that_frees_within_its_budget(
+    mesh: Mesh,
+) -> None:
+    user = await known_user(mesh, ["m-6"])
+    mesh.profile_slow(5.0)  # the first fan-out holds the only place for its profile share
+    one = {"max_in_flight": 1, "min_in_flight": 1, "admission_target_ms": 0, "min_fan_out_ms": 30}
+    waiting = create_respond_app(mesh.settings.model_copy(update=one))
+    async with serve_app(waiting) as url:
+        budget = {"X-Rapport-Deadline-Ms": "400"}  # 160 ms of profile share, 370 ms to wait
+        (_, first, _), (_, second, second_ms) = await asyncio.gather(
+            mesh.respond(user, url=url, headers=budget), mesh.respond(user, url=url, headers=budget)
+        )
+        async with mesh.http.get(f"{url}/metrics") as response:
+            metrics = await response.text()
+    for body in (first, second):
+        assert "recommendations" not in body["personalization"]["degraded"], body
+        assert body["recommendations"], "both fanned out: the second waited for the place"
+    assert second_ms >= 150, "it waited for the first to leave"
+    assert "rapport_respond_shed_total 0.0" in metrics
 
 
 async def test_an_opted_out_user_gets_nothing_personal_and_is_not_recorded(mesh: Mesh) -> None:

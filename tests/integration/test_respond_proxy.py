@@ -100,6 +100,7 @@ async def proxy(
         recommend_settings = RecommendSettings(
             api_keys=keys_json(),
             profile_url=profile_url,
+            redis_url=profile_settings.redis_url,
             triton_grpc_url=f"127.0.0.1:{free_port()}",  # no Triton: trending serves
             triton_timeout_ms=20,
             breaker_reset_s=3600,
@@ -114,6 +115,7 @@ async def proxy(
             template_settings = RespondSettings(
                 api_keys=keys_json(),
                 profile_url=profile_url,
+                redis_url=profile_settings.redis_url,
                 recommend_url=recommend_url,
                 kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers,
                 events_topic=profile_settings.events_topic,

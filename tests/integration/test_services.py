@@ -91,5 +91,5 @@ def test_services_with_fallbacks_have_no_hard_dependency(service: str) -> None:
         assert response.json()["status"] in {"ready", "degraded"}
         if service == "respond":
             assert response.json()["status"] == "degraded"
-            assert set(response.json()["checks"]) == {"kafka", "profile", "recommend"}
+            assert set(response.json()["checks"]) == {"kafka", "redis", "profile", "recommend"}
         assert client.get("/metrics").status_code == 200

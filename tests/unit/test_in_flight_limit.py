@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -103,3 +105,88 @@ def test_admitting_feeds_the_latency_back_and_the_gauge_shows_the_limit() -> Non
     with pytest.raises(RuntimeError):
         late_failure()
     assert registry.get_sample_value("t_limit") == 8
+
+
+async def test_a_caller_waits_for_a_place_and_gets_the_one_a_leaver_frees() -> None:
+    limit = InFlightLimit(1)
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def first() -> None:
+        async with limit.wait_for_place(0.0) as ticket:
+            assert ticket.admitted
+            inside.set()
+            await leave.wait()
+
+    holder = asyncio.create_task(first())
+    await inside.wait()
+    waiting = asyncio.create_task(_enter(limit, 1.0))
+    await asyncio.sleep(0.01)
+    assert (len(limit.waiters), limit.inside) == (1, 1)
+    leave.set()
+    assert await waiting == (True, 1), "the place passed on: still one inside, now the waiter"
+    await holder
+    assert (limit.inside, len(limit.waiters)) == (0, 0)
+
+
+async def _enter(limit: InFlightLimit, wait_s: float) -> tuple[bool, int]:
+    async with limit.wait_for_place(wait_s) as ticket:
+        return ticket.admitted, limit.inside
+
+
+async def test_a_caller_that_waits_too_long_is_shed_and_counts_nowhere() -> None:
+    limit = InFlightLimit(1)
+    async with limit.wait_for_place(0.0) as ticket:
+        assert ticket.admitted
+        admitted, _ = await _enter(limit, 0.02)
+        assert admitted is False
+        assert (limit.inside, len(limit.waiters)) == (1, 0)
+    assert limit.inside == 0
+
+
+async def test_a_short_queue_is_first_in_first_out_and_a_stale_one_serves_the_newest() -> None:
+    clock = Clock()
+    limit = InFlightLimit(1, lifo_after_s=0.005, clock=clock)
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        async with limit.wait_for_place(10.0) as ticket:
+            assert ticket.admitted
+            order.append(name)
+
+    for congested in (False, True):
+        order.clear()
+        async with limit.wait_for_place(0.0):
+            tasks = []
+            for name in ("a", "b", "c"):
+                tasks.append(asyncio.create_task(waiter(name)))
+                await asyncio.sleep(0)
+            if congested:
+                clock.now += 0.01  # the oldest has waited past lifo_after_s
+        await asyncio.gather(*tasks)
+        assert order == (["c", "b", "a"] if congested else ["a", "b", "c"])
+    assert limit.inside == 0
+
+
+async def test_a_cancelled_waiter_gives_back_a_place_it_was_handed() -> None:
+    limit = InFlightLimit(1)
+    async with limit.wait_for_place(0.0):
+        waiting = asyncio.create_task(_enter(limit, 1.0))
+        await asyncio.sleep(0.01)
+    # The place was handed over; cancel the waiter before it runs.
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert limit.inside == 0, "the place went back"
+
+
+async def test_slowness_that_is_not_evidence_does_not_lower_the_limit() -> None:
+    clock = Clock()
+    limit = InFlightLimit(10, target_s=0.04, clock=clock)
+    async with limit.wait_for_place(0.0) as ticket:
+        clock.now += 0.5  # a dependency timed out: its slowness, not ours
+        ticket.evidence = False
+    assert limit.limit == 10
+    async with limit.wait_for_place(0.0):
+        clock.now += 0.5
+    assert limit.limit == 9

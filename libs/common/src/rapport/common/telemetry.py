@@ -7,6 +7,11 @@
   OTLP/HTTP exporter; ``OTEL_TRACES_EXPORTER=none`` turns it off again.
 - ``OTEL_SDK_DISABLED=true`` leaves tracing a no-op.
 
+Spans are recorded only once something exports them (:class:`RecordWhenExported`):
+without an exporter, the default sampler would build every span of every request
+and drop it, which cost about a third of a reply's CPU. Trace ids are still made and
+propagated (logs and replies carry them), by spans that record nothing.
+
 There is one tracer provider per process (OpenTelemetry's global), built the
 first time a service sets up telemetry; instrumentation of the client
 libraries is global too and applied once.
@@ -17,11 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from fastapi import FastAPI
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -29,9 +35,14 @@ from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 from pythonjsonlogger.json import JsonFormatter
+from typing_extensions import override
 
 from rapport.common.settings import ServiceSettings
 
@@ -53,16 +64,62 @@ def otlp_endpoint_configured(env: Mapping[str, str] = os.environ) -> bool:
     )
 
 
+class RecordWhenExported(Sampler):
+    """The configured sampler (``OTEL_TRACES_SAMPLER``) once a span processor exports what
+    is recorded (:func:`export_spans`); until then, nothing is recorded.
+
+    A dropped span still carries its trace id (a new one, or its parent's), so the W3C
+    context crosses every hop either way.
+    """
+
+    def __init__(self, configured: Sampler) -> None:
+        self.configured = configured
+        self.exporting = False
+
+    @override
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if self.exporting:
+            return self.configured.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        parent = trace.get_current_span(parent_context).get_span_context()
+        return SamplingResult(Decision.DROP, None, parent.trace_state if parent.is_valid else None)
+
+    @override
+    def get_description(self) -> str:
+        return f"RecordWhenExported{{{self.configured.get_description()}}}"
+
+
+def export_spans(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """Add ``processor``; from now on the provider records what its sampler samples."""
+    provider.add_span_processor(processor)
+    if isinstance(provider.sampler, RecordWhenExported):
+        provider.sampler.exporting = True
+
+
 def build_tracer_provider(service_name: str) -> TracerProvider:
     """A provider from the ``OTEL_*`` env, with an OTLP exporter when an endpoint is set."""
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    # The sampler the OTEL_* variables configure, read the way the SDK reads them.
+    configured = TracerProvider(shutdown_on_exit=False).sampler
+    provider = TracerProvider(
+        resource=Resource.create(attributes), sampler=RecordWhenExported(configured)
+    )
     if otlp_endpoint_configured():
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
             OTLPSpanExporter,
         )
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        export_spans(provider, BatchSpanProcessor(OTLPSpanExporter()))
     return provider
 
 

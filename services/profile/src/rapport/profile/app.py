@@ -14,7 +14,6 @@ from functools import partial
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
@@ -24,6 +23,7 @@ from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.processor import Processor
+from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.domain.facts import prepare as prepare_extractor
 from rapport.profile.metrics import ProfileMetrics
@@ -41,9 +41,10 @@ async def stream_processor(
     *,
     store: ProfileStore,
     producer: AIOKafkaProducer,
-    redis: Redis,
+    publisher: Publisher,
     metrics: ProfileMetrics,
     memory: MemoryStore | None,
+    clock: Clock,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
         settings,
@@ -56,14 +57,14 @@ async def stream_processor(
         consumer=consumer,
         producer=producer,
         store=store,
-        redis=redis,
+        publisher=publisher,
         rules=settings.rules,
         group_id=settings.group_id,
-        cache_ttl_s=settings.cache_ttl_s,
         changes_topic=settings.changes_topic,
         dlq_topic=settings.dlq_topic,
         metrics=metrics,
         memory=memory,
+        clock=clock,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()
@@ -142,14 +143,15 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             memory = await stack.enter_async_context(memory_store(app, settings, metrics))
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
+            publisher = Publisher(redis, settings.rules, settings.cache_ttl_s)
             app.state.service = ProfileService(
                 store=store,
                 redis=redis,
+                publisher=publisher,
                 producer=producer,
                 rules=settings.rules,
                 events_topic=settings.events_topic,
                 changes_topic=settings.changes_topic,
-                cache_ttl_s=settings.cache_ttl_s,
                 trending_half_life=timedelta(hours=settings.trending_half_life_hours),
                 clock=clock,
                 memory=memory,
@@ -168,9 +170,10 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                         settings,
                         store=store,
                         producer=producer,
-                        redis=redis,
+                        publisher=publisher,
                         metrics=metrics,
                         memory=memory,
+                        clock=clock,
                     )
                 )
             yield

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
@@ -33,8 +32,10 @@ from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEvent
 from rapport.common.memory import MESSAGE_ID_PREFIX
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
+from rapport.common.published import PublishedProfiles, PublishedView, RecallEntry
 from rapport.profile.adapters.memory import MemoryStore
-from rapport.profile.adapters.store import ProfileStore, cache_key, trending_cache_key
+from rapport.profile.adapters.published import Publisher
+from rapport.profile.adapters.store import ProfileStore, trending_cache_key
 from rapport.profile.domain import (
     ConsentAccepted,
     Profile,
@@ -62,11 +63,11 @@ class ProfileService:
         *,
         store: ProfileStore,
         redis: Redis,
+        publisher: Publisher,
         producer: AIOKafkaProducer,
         rules: Rules,
         events_topic: str,
         changes_topic: str,
-        cache_ttl_s: int,
         trending_half_life: timedelta = timedelta(hours=24),
         clock: Clock = utc_now,
         memory: MemoryStore | None = None,
@@ -75,11 +76,12 @@ class ProfileService:
     ) -> None:
         self.store = store
         self.redis = redis
+        self.publisher = publisher
+        self.published = PublishedProfiles(redis)
         self.producer = producer
         self.rules = rules
         self.events_topic = events_topic
         self.changes_topic = changes_topic
-        self.cache_ttl_s = cache_ttl_s
         self.trending_half_life = trending_half_life
         self.clock = clock
         self.memory = memory
@@ -100,28 +102,51 @@ class ProfileService:
         return self.rules.memory
 
     async def read(self, tenant: str, user_id: str) -> ProfileView:
-        profile, source = await self._current(tenant, user_id)
-        if profile is None:
-            return cold_start(user_id, await self.trending_pool(tenant))
-        return view(profile, user_id, source, self.rules, self.clock())
-
-    async def _current(
-        self, tenant: str, user_id: str
-    ) -> tuple[Profile | None, Literal["cache", "store"]]:
-        """Redis first; on a miss (or no Redis) MongoDB, then backfill the cache."""
+        """The published view; when there is none, MongoDB's profile, published again."""
+        now = self.clock()
+        published = await self._published(tenant, user_id)
+        if published is not None:
+            return published.at(now)
         pid = profile_id(tenant, user_id)
-        try:
-            cached = await self.redis.get(cache_key(pid))
-        except REDIS_ERRORS:
-            cached = None
-            log.warning("redis unavailable: profile read from MongoDB")
-        if cached is not None:
-            return Profile.model_validate_json(cached), "cache"
         profile = (await self.store.load([pid])).get(pid)
         if profile is None:
-            return None, "store"
-        await self._cache(pid, profile)  # the cache may vanish; MongoDB answered
-        return profile, "store"
+            return cold_start(user_id, await self.trending_pool(tenant))
+        await self.republish(pid, profile)  # the cache may vanish; MongoDB answered
+        return view(profile, user_id, "store", self.rules, now)
+
+    async def _published(self, tenant: str, user_id: str) -> PublishedView | None:
+        try:
+            return (await self.published.read(tenant, user_id)).view
+        except REDIS_ERRORS:
+            log.warning("redis unavailable: profile read from MongoDB")
+        except ValidationError:  # published by another version: read MongoDB and publish
+            log.warning("published profile unreadable: read from MongoDB")
+        return None
+
+    async def republish(self, pid: str, profile: Profile) -> None:
+        """The user's view and whole recall set (from the vector store), unless a newer
+        version is published meanwhile."""
+        await self.publisher.replace(
+            pid, profile, self.clock(), await self._recall_set(pid, profile)
+        )
+
+    async def _recall_set(self, pid: str, profile: Profile) -> list[RecallEntry] | None:
+        """Every kept message with its vector; None when the vector store cannot say."""
+        kept = {r.memory_id for r in profile.remembered}
+        if not kept:
+            return []
+        if self.memory is None or not self.memory.ready:
+            return None
+        try:
+            rows = await self.memory.rows_of(pid)
+        except Exception as exc:  # the store is away: readers keep using the recall API
+            log.warning("recall set not read", extra={"error": f"{type(exc).__name__}"})
+            return None
+        return [
+            RecallEntry.of(r.memory_id, r.at, r.encoder, r.text, r.vector)
+            for r in rows
+            if r.memory_id in kept
+        ]
 
     async def recall(self, tenant: str, user_id: str, request: RecallRequest) -> Recalled:
         """The user's own past messages nearest the current one's vector.
@@ -133,7 +158,8 @@ class ProfileService:
         nothing = Recalled(user_id=user_id)
         if self.memory is None or not self.memory_rules.enabled:
             return nothing
-        profile, _ = await self._current(tenant, user_id)
+        pid = profile_id(tenant, user_id)
+        profile = (await self.store.load([pid])).get(pid)
         if profile is None or not profile.personalization_allowed:
             return nothing
         now = self.clock()
@@ -152,13 +178,15 @@ class ProfileService:
         except ValueError as exc:
             raise ProblemError(422, detail=f"vector: {exc}", slug="invalid-vector") from exc
         hits = await self.memory.search(
-            profile_id(tenant, user_id),
+            pid,
             vector,
             encoder=request.vector.model,
             not_before=now - self.memory_rules.retention,
             limit=request.k,
             timeout_s=self.recall_timeout_s,
         )
+        if not await self.publisher.recall_complete(pid):
+            await self.republish(pid, profile)  # respond reads it again from Redis
         return Recalled(
             user_id=user_id,
             recalled=[
@@ -192,7 +220,7 @@ class ProfileService:
             if self.memory is not None and memory_id.startswith(MESSAGE_ID_PREFIX):
                 await self.memory.delete([memory_id])
             if not await self.store.save({pid: (loaded, profile)}):
-                await self._cache(pid, profile)
+                await self.republish(pid, profile)
                 if self.metrics is not None:
                     self.metrics.memory.labels("forgotten").inc()
                 return True
@@ -202,12 +230,6 @@ class ProfileService:
             slug="busy",
             headers={"Retry-After": "1"},
         )
-
-    async def _cache(self, pid: str, profile: Profile) -> None:
-        try:
-            await self.redis.set(cache_key(pid), profile.model_dump_json(), ex=self.cache_ttl_s)
-        except REDIS_ERRORS:
-            log.warning("redis unavailable: cached profile expires by its TTL")
 
     async def expire_memory(self) -> None:
         """Delete remembered messages past the retention (the profiles drop their references
@@ -282,8 +304,5 @@ class ProfileService:
         await self.store.erase(pid, self.clock())
         if self.memory is not None:
             await self.memory.delete_profiles([pid])
-        try:
-            await self.redis.delete(cache_key(pid))
-        except REDIS_ERRORS:
-            log.warning("redis unavailable: cached profile expires by its TTL")
+        await self.publisher.erase([pid])
         await self.producer.send_and_wait(self.changes_topic, key=pid.encode(), value=None)

@@ -1,6 +1,6 @@
 """App factory and process entry point.
 
-Readiness never fails on Triton or the profile service: both have fallbacks
+Readiness never fails on Triton, Redis or the profile service: each has a fallback
 (DESIGN.md). ``/readyz`` reports the models' state and says ``degraded`` while
 the fallback serves.
 """
@@ -9,15 +9,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from purgatory import AsyncCircuitBreakerFactory
 from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.cache import create_redis, ping_redis
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
+from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.triton import channel_args
 from rapport.recommend.adapters.catalog import load_catalog
 from rapport.recommend.adapters.triton import TritonModels
@@ -35,6 +38,10 @@ def create_app(settings: RecommendSettings) -> FastAPI:
         async with contextlib.AsyncExitStack() as stack:
             http = create_http_session()
             stack.push_async_callback(http.close)
+            redis = create_redis(settings, client_name=settings.service_name)
+            stack.push_async_callback(redis.aclose)
+            add_readiness_check(app, "redis", partial(ping_redis, redis), required=False)
+            profiles = ProfileClient(http, settings.profile_url, settings.profile_timeout_ms / 1000)
             triton = InferenceServerClient(settings.triton_grpc_url, channel_args=channel_args())
             stack.push_async_callback(triton.close)
             breakers = AsyncCircuitBreakerFactory(
@@ -57,8 +64,9 @@ def create_app(settings: RecommendSettings) -> FastAPI:
             stack.callback(warm_up.cancel)
             app.state.service = RecommendService(
                 models=models,
-                profiles=ProfileClient(
-                    http, settings.profile_url, settings.profile_timeout_ms / 1000
+                profiles=profiles,
+                reader=ProfileReader(
+                    PublishedProfiles(redis), profiles, fallbacks=metrics.profile_fallbacks
                 ),
                 metrics=metrics,
                 catalog=load_catalog(settings.catalog_path),

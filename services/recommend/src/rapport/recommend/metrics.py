@@ -13,6 +13,7 @@ RECOMMEND_TRITON_ERRORS = "rapport_recommend_triton_errors"
 RECOMMEND_FALLBACKS = "rapport_recommend_fallbacks"
 RECOMMEND_CIRCUIT_STATE = "rapport_recommend_circuit_state"
 RECOMMEND_BANDIT_CHOICES = "rapport_recommend_bandit_choices"
+RECOMMEND_PROFILE_FALLBACKS = "rapport_recommend_profile_fallbacks"
 
 
 CIRCUIT_STATES = {"closed": 0, "half-opened": 1, "opened": 2}
@@ -50,6 +51,13 @@ class RecommendMetrics(Metrics):
         self.admission_limit = Gauge(
             "rapport_recommend_model_admission_limit",
             "Requests one process admits to Triton at once now (follows their latency, AIMD).",
+            registry=self.registry,
+        )
+        self.profile_fallbacks = Counter(
+            RECOMMEND_PROFILE_FALLBACKS,
+            "Profile reads that went to the profile service's API instead of the view it "
+            "publishes in Redis, by reason (not_published, redis_error, unreadable).",
+            ["reason"],
             registry=self.registry,
         )
         self.bandit_choices = Counter(

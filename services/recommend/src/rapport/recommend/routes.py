@@ -22,15 +22,16 @@ Service = Annotated[RecommendService, Depends(state_dependency("service", Recomm
     "/v1/recommendations",
     response_model=Recommendations,
     summary="Items ranked for a user, and what their message means",
-    description="Ranks the catalogue for the user's profile (given inline, or read from the "
-    "profile service with the caller's key) on Triton. With a `message`, also its intent, "
-    "out-of-scope flag and sentiment. When Triton is down or slow, trending items serve "
-    "instead and `fallback` is true: this endpoint answers 200 either way.",
+    description="Ranks the catalogue for the user's profile (given inline, or the view profile "
+    "publishes in Redis, else the profile service's, with the caller's key) on Triton. With "
+    "a `message`, also its intent, out-of-scope flag and sentiment. When Triton is down or "
+    "slow, trending items serve instead and `fallback` is true: this endpoint answers 200 "
+    "either way.",
     responses=problem_responses(401, 403, 422),
 )
 async def recommend(
     body: RecommendationRequest, request: Request, caller: Caller, service: Service
 ) -> Recommendations:
     return await service.recommend(
-        body, tenant=caller.tenant, authorization=request.headers["authorization"]
+        body, caller=caller, authorization=request.headers["authorization"]
     )

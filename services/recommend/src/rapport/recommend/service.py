@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rapport.common.auth import SCOPE_PROFILES_READ, ApiKey
 from rapport.common.contracts import (
     Exploration,
     MessageUnderstanding,
@@ -24,6 +25,7 @@ from rapport.common.contracts import (
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import ProfileClient, ProfileServiceError
+from rapport.common.published import ProfileReader
 from rapport.common.scores import significant
 from rapport.common.vectors import MessageVector
 from rapport.recommend.adapters.triton import (
@@ -54,10 +56,17 @@ class _Bandit:
     refreshing: bool = False
 
 
+PROFILE_FORBIDDEN = (
+    "The profile service refused this key; recommend forwards the caller's key, so it also "
+    "needs the `profiles:read` scope."
+)
+
+
 @dataclass
 class RecommendService:
     models: TritonModels
-    profiles: ProfileClient
+    profiles: ProfileClient  # trending and the bandit's counts
+    reader: ProfileReader  # a user's view: published in Redis, else profile's API
     metrics: RecommendMetrics
     catalog: dict[str, str]
     history_decay: float
@@ -75,23 +84,13 @@ class RecommendService:
         return self.catalog.get(item_id, item_id)
 
     async def recommend(
-        self, request: RecommendationRequest, *, tenant: str, authorization: str
+        self, request: RecommendationRequest, *, caller: ApiKey, authorization: str
     ) -> Recommendations:
+        tenant = caller.tenant
         degraded: list[str] = []
-        profile = request.profile
-        if profile is None:
-            try:
-                profile = await self.profiles.profile(request.user_id, authorization)
-            except ProfileServiceError as exc:
-                if exc.status in (401, 403):
-                    raise ProblemError(
-                        exc.status,
-                        detail="The profile service refused this key; recommend forwards the "
-                        "caller's key, so it also needs the `profiles:read` scope.",
-                    ) from exc
-                log.warning("profile unavailable", extra={"error": str(exc)})
-                profile = ProfileView(user_id=request.user_id, known=False, source="default")
-                degraded.append("profile")
+        profile = request.profile or await self._profile(
+            request.user_id, caller, authorization, degraded
+        )
         personalized = profile.consent.personalization
         history = profile.recent_items[: self.history_items] if personalized else []
         affinities = profile.affinities if personalized else {}
@@ -160,6 +159,22 @@ class RecommendService:
             )
         return result
 
+    async def _profile(
+        self, user_id: str, caller: ApiKey, authorization: str, degraded: list[str]
+    ) -> ProfileView:
+        """The user's view; a cold-start default (``profile`` degraded) when it cannot be read."""
+        if SCOPE_PROFILES_READ not in caller.scopes:
+            raise ProblemError(403, detail=PROFILE_FORBIDDEN)
+        try:
+            read = await self.reader.read(caller.tenant, user_id, authorization=authorization)
+        except ProfileServiceError as exc:
+            if exc.status in (401, 403):
+                raise ProblemError(exc.status, detail=PROFILE_FORBIDDEN) from exc
+            log.warning("profile unavailable", extra={"error": str(exc)})
+            degraded.append("profile")
+            return ProfileView(user_id=user_id, known=False, source="default")
+        return read.view
+
     def _ranked_item(
         self, ranked: RankedItem, affinities: dict[str, float], *, known: bool
     ) -> RecommendedItem:
@@ -208,8 +223,8 @@ class RecommendService:
             out_of_scope=intent.out_of_scope,
             sentiment=sentiment.label if isinstance(sentiment, Sentiment) else None,
             sentiment_score=round(sentiment.score, 6) if isinstance(sentiment, Sentiment) else None,
-            vector=MessageVector.of(
-                intent.vector.tolist(), f"{self.models.encoder_model}:{intent.encoder_version}"
+            vector=MessageVector.of_array(
+                intent.vector, f"{self.models.encoder_model}:{intent.encoder_version}"
             )
             if with_vector and intent.vector is not None and intent.vector.size
             else None,

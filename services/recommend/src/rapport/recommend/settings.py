@@ -4,10 +4,15 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.settings import ProfileClientSettings, ServiceSettings, TritonSettings
+from rapport.common.settings import (
+    ProfileClientSettings,
+    RedisSettings,
+    ServiceSettings,
+    TritonSettings,
+)
 
 
-class RecommendSettings(ServiceSettings, ProfileClientSettings, TritonSettings):
+class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, TritonSettings):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RECOMMEND_")
     service_name: ClassVar[str] = "rapport-recommend"
 
@@ -23,8 +28,8 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, TritonSettings):
     sentiment_model: str = Field("sentiment", description="Triton sentiment model.")
     reply_model: str = Field(
         "reply",
-        description="Triton ensemble of the four models above: a request with a message "
-        "ranks and reads it in one call.",
+        description="Triton model running the four models above in one step: a request "
+        "with a message ranks and reads it in one call.",
     )
     max_model_in_flight: int = Field(
         32,

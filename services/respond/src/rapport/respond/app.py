@@ -1,7 +1,7 @@
 """App factory and process entry point.
 
 Readiness has no hard dependency: the gateway degrades rather than fails when
-profile, recommend or Kafka is slow or down (DESIGN.md). ``/readyz`` reports
+profile, recommend, Redis or Kafka is slow or down (DESIGN.md). ``/readyz`` reports
 each of them and reads ``degraded`` (still 200) while one does not answer.
 """
 
@@ -12,6 +12,7 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -20,10 +21,12 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr, ValidationError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.cache import create_redis, ping_redis
 from rapport.common.http import create_http_session
 from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
+from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.recommendations import RecommendClient
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.adapters.recorder import EventRecorder
@@ -92,6 +95,9 @@ def create_app(settings: RespondSettings) -> FastAPI:
             # Timeouts are per call (the request's remaining budget); these are only ceilings.
             http = create_http_session(total_timeout_s=30.0, pool_size=200)
             stack.push_async_callback(http.close)
+            redis = create_redis(settings, client_name=settings.service_name)
+            stack.push_async_callback(redis.aclose)
+            profiles = ProfileClient(http, settings.profile_url, settings.profile_timeout_ms / 1000)
             recorder = EventRecorder(
                 settings, topic=settings.events_topic, retry_s=settings.kafka_retry_s
             )
@@ -101,8 +107,9 @@ def create_app(settings: RespondSettings) -> FastAPI:
             stack.push_async_callback(upstreams.aclose)
             app.state.service = RespondService(
                 settings=settings,
-                profiles=ProfileClient(
-                    http, settings.profile_url, settings.profile_timeout_ms / 1000
+                profiles=profiles,
+                reader=ProfileReader(
+                    PublishedProfiles(redis), profiles, fallbacks=metrics.profile_fallbacks
                 ),
                 recommend=RecommendClient(
                     http, settings.recommend_url, settings.recommend_timeout_ms / 1000
@@ -116,6 +123,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                     target_s=settings.admission_target_ms / 1000 or None,
                     floor=settings.min_in_flight,
                     limit_gauge=metrics.admission_limit,
+                    waiting_gauge=metrics.admission_waiting,
                 ),
                 upstreams=upstreams,
                 knowledge=KnowledgeClient(
@@ -125,6 +133,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                 else None,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)
+            add_readiness_check(app, "redis", partial(ping_redis, redis), required=False)
             if settings.knowledge_url:
                 knowledge_ready = _probe(http, f"{settings.knowledge_url.rstrip('/')}/readyz")
                 add_readiness_check(app, "knowledge", knowledge_ready, required=False)

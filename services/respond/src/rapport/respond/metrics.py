@@ -14,6 +14,7 @@ RESPOND_REPLIES = "rapport_respond_replies"
 RESPOND_EVENTS = "rapport_respond_events"
 RESPOND_SHED = "rapport_respond_shed"
 RESPOND_IN_FLIGHT = "rapport_respond_in_flight"
+RESPOND_PROFILE_FALLBACKS = "rapport_respond_profile_fallbacks"
 
 
 @dataclass
@@ -22,7 +23,8 @@ class RespondMetrics(Metrics):
         super().__post_init__()
         self.stage_duration = Histogram(
             RESPOND_STAGE_DURATION,
-            "Time spent in each stage of a reply: profile, recommend, event, assemble, llm.",
+            "Time spent in each stage of a reply: profile, recommend, knowledge, recall (scored "
+            "here), memory (profile's recall API), event, assemble, llm.",
             ["stage"],
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
@@ -48,13 +50,25 @@ class RespondMetrics(Metrics):
         )
         self.shed = Counter(
             RESPOND_SHED,
-            "Replies answered without the fan-out because the admission limit's fan-outs were "
-            "running.",
+            "Replies answered without the fan-out because no place under the admission limit "
+            "freed while their budget allowed one.",
+            registry=self.registry,
+        )
+        self.profile_fallbacks = Counter(
+            RESPOND_PROFILE_FALLBACKS,
+            "Profile reads that went to the profile service's API instead of the view it "
+            "publishes in Redis, by reason (not_published, redis_error, unreadable).",
+            ["reason"],
             registry=self.registry,
         )
         self.in_flight = Gauge(
             RESPOND_IN_FLIGHT,
             "Fan-outs (profile and recommend calls) running now.",
+            registry=self.registry,
+        )
+        self.admission_waiting = Gauge(
+            "rapport_respond_admission_waiting",
+            "Replies waiting for a fan-out place now (past the admission limit).",
             registry=self.registry,
         )
         self.admission_limit = Gauge(

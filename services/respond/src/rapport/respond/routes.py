@@ -69,7 +69,7 @@ async def respond(
     )
     answer = await service.answer(
         ask,
-        tenant=caller.tenant,
+        caller=caller,
         authorization=request.headers["authorization"],
         deadline_ms=deadline_ms,
     )
@@ -145,7 +145,7 @@ async def chat_completions(  # noqa: PLR0917 - FastAPI parameters
     )
     answer = await service.answer(
         ask,
-        tenant=caller.tenant,
+        caller=caller,
         authorization=request.headers["authorization"],
         deadline_ms=deadline_ms,
     )

@@ -1,16 +1,19 @@
 """One reply: gather what is known under the deadline, then assemble it.
 
-Flow (each outbound call gets what is left of the budget):
+Two serial network stages (each outbound call gets what is left of the budget):
 
-1. the profile, with at most ``profile_share`` of the budget, so a slow
-   profile service still leaves recommend its time;
-2. recommend, with the profile inline (it does not read it again) and the
-   message (intent, out-of-scope, sentiment and, when knowledge is on, the
-   message's vector);
-2b. with that vector, at the same time: knowledge, the passages of the tenant's
+1. at the same time:
+   - the profile: the view profile publishes in Redis, with the user's recall set,
+     in one round trip (profile's HTTP API when nothing is published), with at most
+     ``profile_share`` of the budget;
+   - recommend, with the message: it reads the same published view itself, and
+     answers with the ranked items and what the message means (intent,
+     out-of-scope, sentiment and, when knowledge or memory is on, its vector);
+2. with that vector, at the same time: knowledge, the passages of the tenant's
    documents that fit the message, and memory's recall, the user's own past
-   messages that fit it (``knowledge_reserve_ms`` of the budget is kept for them);
-   the facts the user stated came with the profile;
+   messages that fit it, scored here against the published recall set (profile's
+   recall API when it is not complete); ``knowledge_reserve_ms`` of the budget is
+   kept for them. The facts the user stated came with the profile;
 3. the ``chat_message`` event, handed to the Kafka producer with the intent
    and sentiment that the profile's session keeps, and the vector, so profile
    remembers the message without encoding it again (the reply does not wait for
@@ -22,12 +25,14 @@ Both endpoints (``/v1/respond`` and ``/v1/chat/completions``) take this one path
 (:class:`Ask`) and format the :class:`Answer`.
 
 A part that is slow or down is left out and named in ``degraded``; the reply
-never fails for it. Past ``max_in_flight`` running fan-outs, a reply skips steps
-1 and 2 (load shedding): queueing it behind the others would only make it late
-and add load to the services that are already behind.
+never fails for it. At most the admission limit's fan-outs run at once (it follows
+their latency between ``min_in_flight`` and ``max_in_flight``); a reply past it waits
+for a place while more than ``min_fan_out_ms`` of its budget is left, then skips the
+fan-out (load shedding): starting it then would only make it late and add load to
+the services that are already behind.
 
-Opted-out users: their profile is reduced to its consent flag as soon as it
-arrives, recommend sees no profile data, and their message is not recorded.
+Opted-out users: profile publishes only their consent flag and version, recommend
+ranks without any profile data, and their message is not recorded.
 When their profile could not be read (down, or shed), consent is unknown here:
 the message is recorded and the profile service, which enforces consent where
 events are applied, drops it.
@@ -41,11 +46,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from opentelemetry import trace
 
+from rapport.common.auth import SCOPE_PROFILES_READ, ApiKey
 from rapport.common.contracts import (
     FRUSTRATED_SENTIMENT_EWMA,
     ConsentView,
@@ -61,6 +68,7 @@ from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
+from rapport.common.published import ProfileRead, ProfileReader, nearest
 from rapport.common.recommendations import RecommendClient
 from rapport.common.vectors import MessageVector
 from rapport.respond import domain
@@ -109,6 +117,8 @@ DEPENDENCIES = {
     "knowledge": ("knowledge", "knowledge:read"),
     "memory": ("memory", "profiles:read"),
 }
+# recommend's names for its degraded parts, as a reply names them.
+RECOMMEND_PARTS = {"items": "recommendations", "message": "intent"}
 T = TypeVar("T")
 
 
@@ -134,6 +144,8 @@ class Gathered:
     items: list[domain.ShownItem]
     tone: Tone
     degraded: list[str] = field(default_factory=list)
+    # A dependency timed out or failed: the fan-out's latency was its, not this box's load.
+    dependency_failed: bool = False
     knowledge: list[KnowledgeHit] = field(default_factory=list)
     facts: list[MemoryFact] = field(default_factory=list)
     recalled: list[RecalledMessage] = field(default_factory=list)
@@ -283,7 +295,8 @@ def upstream_problem(exc: UpstreamFailed | UpstreamRejected, gathered: Gathered)
 @dataclass
 class RespondService:
     settings: RespondSettings
-    profiles: ProfileClient
+    profiles: ProfileClient  # memory's recall API, when the published recall set is not whole
+    reader: ProfileReader  # the published view, else profile's API
     recommend: RecommendClient
     recorder: EventRecorder
     templates: TemplateFile
@@ -302,10 +315,10 @@ class RespondService:
             self.metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
 
     async def answer(
-        self, ask: Ask, *, tenant: str, authorization: str, deadline_ms: str | None
+        self, ask: Ask, *, caller: ApiKey, authorization: str, deadline_ms: str | None
     ) -> Answer:
         """The one path of every reply: model, fan-out, then the upstream or a template."""
-        upstream = self.upstreams.for_tenant(tenant)
+        upstream = self.upstreams.for_tenant(caller.tenant)
         persona, upstream_model = self.resolve_model(upstream, ask.model)
         if ask.needs_model and upstream_model is None:
             raise ProblemError(
@@ -318,7 +331,7 @@ class RespondService:
             )
         gathered = await self.gather(
             ask.turn,
-            tenant=tenant,
+            caller=caller,
             authorization=authorization,
             deadline=self.deadline(deadline_ms),
         )
@@ -395,14 +408,19 @@ class RespondService:
             self.metrics.degraded.labels(part).inc()
 
     async def gather(
-        self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
+        self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
     ) -> Gathered:
-        with self.admission.admit() as admitted:
-            if admitted:
-                return await self._fan_out(
-                    turn, tenant=tenant, authorization=authorization, deadline=deadline
+        """The fan-out once a place is free, waiting while the budget still allows one;
+        else the shed reply."""
+        wait_s = deadline.remaining_s(self.settings.min_fan_out_ms / 1000)
+        async with self.admission.wait_for_place(wait_s) as ticket:
+            if ticket.admitted:
+                gathered = await self._fan_out(
+                    turn, caller=caller, authorization=authorization, deadline=deadline
                 )
-        return await self._shed(turn, tenant)
+                ticket.evidence = not gathered.dependency_failed
+                return gathered
+        return await self._shed(turn, caller.tenant)
 
     async def _shed(self, turn: Turn, tenant: str) -> Gathered:
         """The reply without profile and recommendations; the message is still recorded."""
@@ -419,14 +437,54 @@ class RespondService:
         return gathered
 
     async def _fan_out(
-        self, turn: Turn, *, tenant: str, authorization: str, deadline: Deadline
+        self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
     ) -> Gathered:
-        reserve_s = self.settings.reserve_ms / 1000
         gathered = Gathered.nothing_yet(turn)
-        profile: ProfileView | None = None
-        if turn.user_id is not None:
-            profile = await self._profile(turn.user_id, authorization, deadline, gathered)
-        if profile is not None and not profile.consent.personalization:
+        if turn.user_id is not None and SCOPE_PROFILES_READ not in caller.scopes:
+            part, scope = DEPENDENCIES["profile"]
+            raise _forbidden(part, scope)
+        # Stage 1: the profile and recommend (which reads the published view itself).
+        profile_read = (
+            asyncio.create_task(
+                self._profile(turn.user_id, caller, authorization, deadline, gathered)
+            )
+            if turn.user_id is not None
+            else None
+        )
+        try:
+            recs = await self._recommend(turn, authorization, deadline, gathered)
+            read = await profile_read if profile_read is not None else None
+        finally:
+            if profile_read is not None and not profile_read.done():
+                profile_read.cancel()
+        self._take_profile(read, gathered)
+        self._take_recommendations(recs, gathered)
+        # Stage 2: knowledge and recall, with the message's vector.
+        message = recs.message if recs else None
+        await asyncio.gather(
+            self._knowledge(turn, message, authorization, deadline, gathered),
+            self._recall(
+                turn,
+                message,
+                read,
+                authorization=authorization,
+                deadline=deadline,
+                gathered=gathered,
+            ),
+        )
+        profile = gathered.profile
+        gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
+        if turn.user_id is not None and gathered.personalized:
+            await self._record(turn, caller.tenant, gathered)
+        elif turn.user_id is not None:
+            self.metrics.events.labels("skipped_consent").inc()
+        return gathered
+
+    def _take_profile(self, read: ProfileRead | None, gathered: Gathered) -> None:
+        if read is None:
+            return
+        profile = read.view
+        if not profile.consent.personalization:
             # Opted out: keep nothing but the flag, before anything else sees the profile.
             profile = ProfileView(
                 user_id=profile.user_id,
@@ -436,48 +494,31 @@ class RespondService:
             )
             gathered.personalized = False
         gathered.profile = profile
-        if profile is not None and gathered.personalized and self.settings.memory:
+        if gathered.personalized and self.settings.memory:
             gathered.facts = profile.facts
-        user_id = turn.user_id or ANONYMOUS
-        inline = profile or ProfileView(user_id=user_id, known=False)
-        if not gathered.personalized:
-            inline = ProfileView(
-                user_id=user_id, known=False, consent=ConsentView(personalization=False)
-            )
-        searches = self.knowledge is not None or self.settings.memory
-        knowledge_reserve_s = self.settings.knowledge_reserve_ms / 1000 if searches else 0.0
-        recs = await self._recommend(
-            turn,
-            user_id,
-            inline,
-            authorization,
-            remaining_s=deadline.remaining_s(reserve_s + knowledge_reserve_s),
-            gathered=gathered,
-        )
+
+    def _take_recommendations(self, recs: Recommendations | None, gathered: Gathered) -> None:
         gathered.recommendations = recs
-        if recs is not None:
-            gathered.items = domain.shown_items(recs.items, self.templates.max_recommendations)
-            for part in recs.degraded:
-                self.degrade(
-                    gathered, {"items": "recommendations", "message": "intent"}.get(part, part)
-                )
-            if recs.fallback:
-                self.degrade(gathered, "ranking")
-        message = recs.message if recs else None
-        await asyncio.gather(
-            self._knowledge(turn, message, authorization, deadline, gathered),
-            self._recall(turn, message, authorization, deadline, gathered),
-        )
-        gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
-        if turn.user_id is not None and gathered.personalized:
-            await self._record(turn, tenant, gathered)
-        elif turn.user_id is not None:
-            self.metrics.events.labels("skipped_consent").inc()
-        return gathered
+        if recs is None:
+            return
+        if not recs.personalized:  # recommend read an opted-out user's view
+            gathered.personalized = False
+        gathered.items = domain.shown_items(recs.items, self.templates.max_recommendations)
+        for part in recs.degraded:
+            self.degrade(
+                gathered, {"items": "recommendations", "message": "intent"}.get(part, part)
+            )
+        if recs.fallback:
+            self.degrade(gathered, "ranking")
 
     async def _profile(
-        self, user_id: str, authorization: str, deadline: Deadline, gathered: Gathered
-    ) -> ProfileView | None:
+        self,
+        user_id: str,
+        caller: ApiKey,
+        authorization: str,
+        deadline: Deadline,
+        gathered: Gathered,
+    ) -> ProfileRead | None:
         timeout = min(
             self.settings.profile_timeout_ms / 1000,
             deadline.budget_s * self.settings.profile_share,
@@ -487,31 +528,38 @@ class RespondService:
             gathered,
             "profile",
             timeout,
-            lambda: self.profiles.profile(user_id, authorization, timeout_s=timeout),
+            lambda: self.reader.read(
+                caller.tenant,
+                user_id,
+                authorization=authorization,
+                recall=self.settings.memory,
+                timeout_s=timeout,
+            ),
         )
 
     async def _recommend(
-        self,
-        turn: Turn,
-        user_id: str,
-        profile: ProfileView,
-        authorization: str,
-        *,
-        remaining_s: float,
-        gathered: Gathered,
+        self, turn: Turn, authorization: str, deadline: Deadline, gathered: Gathered
     ) -> Recommendations | None:
-        timeout = min(self.settings.recommend_timeout_ms / 1000, remaining_s)
+        """recommend reads the user's published view itself; an anonymous turn gets the
+        cold-start default inline."""
+        settings = self.settings
+        searches = self.knowledge is not None or settings.memory
+        reserve_s = settings.reserve_ms / 1000
+        reserve_s += settings.knowledge_reserve_ms / 1000 if searches else 0.0
+        timeout = min(settings.recommend_timeout_ms / 1000, deadline.remaining_s(reserve_s))
         return await self._within_budget(
             gathered,
             "recommend",
             timeout,
             lambda: self.recommend.recommend(
-                user_id=user_id,
+                user_id=turn.user_id or ANONYMOUS,
                 authorization=authorization,
-                profile=profile,
+                profile=None
+                if turn.user_id is not None
+                else ProfileView(user_id=ANONYMOUS, known=False),
                 message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
-                k=self.settings.recommendations,
-                vector=self.knowledge is not None or self.settings.memory,
+                k=settings.recommendations,
+                vector=searches,
                 timeout_s=timeout,
             ),
         )
@@ -557,24 +605,45 @@ class RespondService:
         self,
         turn: Turn,
         message: MessageUnderstanding | None,
+        read: ProfileRead | None,
+        *,
         authorization: str,
         deadline: Deadline,
         gathered: Gathered,
     ) -> None:
-        """The user's own past messages that fit this one, found with the same vector.
+        """The user's own past messages that fit this one, found with the same vector:
+        scored here against the recall set profile publishes beside the view, or asked of
+        profile's recall API when that set is not whole.
 
-        Only asked when the profile says memory keeps messages for this user, so a new
-        or opted-out user costs no call.
+        Only when the profile says memory keeps messages for this user, so a new or
+        opted-out user costs nothing.
         """
         profile = gathered.profile
         if not (self.settings.memory and turn.user_id and gathered.personalized):
             return
-        if profile is None or profile.remembered_messages == 0:
+        if read is None or profile is None or profile.remembered_messages == 0:
             return
         if message is None or message.vector is None:
             self.degrade(gathered, "memory")
             return
         vector, user_id, settings = message.vector, turn.user_id, self.settings
+        not_before = read.recall_not_before(datetime.now(UTC))
+        if read.recall is not None and not_before is not None:
+            with self.stage("recall"):
+                try:
+                    query = vector.array()
+                except ValueError:
+                    self.degrade(gathered, "memory")
+                    return
+                gathered.recalled = nearest(
+                    read.recall,
+                    query,
+                    encoder=vector.model,
+                    not_before=not_before,
+                    k=settings.memory_recall,
+                    min_score=settings.memory_min_score,
+                )
+            return
         timeout = self._search_timeout(settings.memory_timeout_ms, deadline)
         found = await self._within_budget(
             gathered,
@@ -618,6 +687,7 @@ class RespondService:
                     log.warning(f"{service} unavailable", extra={"error": str(exc)[:200]})
                 except TimeoutError:
                     log.warning(f"{service} slower than the deadline")
+                gathered.dependency_failed = True
         self.degrade(gathered, part)
         return None
 

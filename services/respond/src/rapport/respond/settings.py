@@ -10,6 +10,7 @@ from rapport.common.settings import (
     KnowledgeClientSettings,
     ProfileClientSettings,
     RecommendClientSettings,
+    RedisSettings,
     ServiceSettings,
 )
 
@@ -66,6 +67,7 @@ class LlmSettings(BaseSettings):
 class RespondSettings(
     ServiceSettings,
     ProfileClientSettings,
+    RedisSettings,
     RecommendClientSettings,
     KnowledgeClientSettings,
     KafkaSettings,
@@ -131,22 +133,30 @@ class RespondSettings(
         32,
         ge=1,
         description="Most fan-outs one process runs at once. Past the admission limit a reply "
-        "is answered at once without profile and recommendations (both listed in `degraded`), "
-        "so an overloaded gateway sheds its dependencies' load and still answers within the "
+        "waits for a place (see `min_fan_out_ms`), then is answered without its fan-out "
+        "(profile, recommendations, knowledge and memory listed in `degraded`), so an "
+        "overloaded gateway sheds its dependencies' load and still answers within the "
         "deadline. The limit starts here and follows `admission_target_ms`.",
     )
     min_in_flight: int = Field(
-        8,
+        2,
         ge=1,
-        description="The admission limit never falls below this. On a box where shed replies "
-        "and fan-outs share the CPU, a flood of shed replies slows the fan-outs too; without "
-        "a floor the limit would follow them down to one.",
+        description="The admission limit never falls below this.",
+    )
+    min_fan_out_ms: float = Field(
+        30.0,
+        ge=0,
+        description="A reply past the admission limit waits for a place while more than this "
+        "is left of its budget (a fan-out started later could not finish in time), then is "
+        "shed. 0: shed at once.",
     )
     admission_target_ms: float = Field(
         40.0,
         ge=0,
         description="A fan-out slower than this lowers the admission limit (AIMD); fast ones "
-        "raise it back towards `max_in_flight`. 0: the limit stays at `max_in_flight`.",
+        "raise it back towards `max_in_flight`. A fan-out whose dependency timed out or "
+        "failed does not count: degradation handles that. 0: the limit stays at "
+        "`max_in_flight`.",
     )
     events_topic: str = Field(EVENTS_TOPIC, description="Where chat messages are recorded.")
     templates_path: Path | None = Field(

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
@@ -185,6 +185,28 @@ class MemoryStore:
                 score=float(hit["distance"]),
             )
             for hit in (results[0] if results else [])
+        ]
+
+    async def rows_of(self, pid: str) -> list[MemoryRow]:
+        """Every stored message of one user, with its vector (a republish of the recall set)."""
+        started = time.perf_counter()
+        rows = await self.client.query(
+            self.collection,
+            filter=f"pid == {literal(pid)}",
+            output_fields=["id", "text", "at_ms", "encoder", "vector"],
+            consistency_level="Strong",
+        )
+        self._timed("milvus_query", started)
+        return [
+            MemoryRow(
+                memory_id=str(row["id"]),
+                pid=pid,
+                text=str(row["text"]),
+                at=datetime.fromtimestamp(int(row["at_ms"]) / 1000, UTC),
+                encoder=str(row["encoder"]),
+                vector=[float(x) for x in row["vector"]],
+            )
+            for row in rows
         ]
 
     async def ids_of(self, pid: str) -> list[str]:

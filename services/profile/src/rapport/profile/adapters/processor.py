@@ -11,8 +11,8 @@ Each batch from ``getmany``:
    ones it dropped (keyed writes: doing them again changes nothing), then
    write the changed profiles in one unordered bulk write, compare-and-set on
    ``version``; profiles that lost a race are reloaded and applied again;
-5. refresh the Redis cache in one pipeline (best effort: Redis may vanish)
-   and, at the same time,
+5. publish the changed profiles' views and recall sets in Redis in one pipeline
+   (:mod:`rapport.common.published`; best effort: Redis may vanish) and, at the same time,
 6. publish the changed profiles to ``rapport.profile-changes.v1``;
 7. commit the offsets, only now that the state is durable.
 
@@ -38,9 +38,8 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from redis.asyncio import Redis
 
-from rapport.common.cache import REDIS_ERRORS
+from rapport.common.clock import Clock, utc_now
 from rapport.common.events import SCHEMA_HEADER, ChatMessageEvent, Event, parse_event
 from rapport.common.kafka import (
     EVENTS_DLQ_TOPIC,
@@ -52,9 +51,11 @@ from rapport.common.kafka import (
     send_dead_letters,
 )
 from rapport.common.profiles import profile_id
+from rapport.common.published import RecallEntry
 from rapport.common.vectors import MessageVector
 from rapport.profile.adapters.memory import MemoryRow, MemoryStore
-from rapport.profile.adapters.store import ProfileStore, cache_key
+from rapport.profile.adapters.published import Publisher, RecallChanges
+from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.domain import Outcome, Profile, Rules, apply
 from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
@@ -94,10 +95,11 @@ class MemoryUnavailable(Exception):
 
 @dataclass
 class MemoryChanges:
-    """What one pass over a batch asks of the vector store."""
+    """What one pass over a batch asks of the vector store, and of each user's recall set."""
 
     rows: dict[str, MemoryRow] = field(default_factory=dict)
     dropped: set[str] = field(default_factory=set)
+    recall: dict[str, RecallChanges] = field(default_factory=dict)  # by profile id
 
 
 class Processor(BatchLoop):
@@ -107,22 +109,22 @@ class Processor(BatchLoop):
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         store: ProfileStore,
-        redis: Redis,
+        publisher: Publisher,
         rules: Rules,
         group_id: str,
-        cache_ttl_s: int = 3600,
         changes_topic: str = PROFILE_CHANGES_TOPIC,
         dlq_topic: str = EVENTS_DLQ_TOPIC,
         metrics: ProfileMetrics | None = None,
         memory: MemoryStore | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
         self.store = store
-        self.redis = redis
+        self.publisher = publisher
         self.rules = rules
         self.group_id = group_id
-        self.cache_ttl_s = cache_ttl_s
+        self.clock = clock
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
         self.memory = memory  # None: facts only, no remembered messages
@@ -144,6 +146,7 @@ class Processor(BatchLoop):
                     poison.append((record, exc))
         pending = {profile_id(event.tenant, event.user_id) for _, event in decoded}
         saved: dict[str, Profile] = {}
+        recall: dict[str, RecallChanges] = {}
         while pending:
             with self._timed("mongo_load"):
                 loaded, erased = await asyncio.gather(
@@ -155,6 +158,7 @@ class Processor(BatchLoop):
                 conflicts = await self.store.save(changed)
             report.conflicts += len(conflicts)
             saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
+            recall |= {pid: c for pid, c in memory.recall.items() if pid not in conflicts}
             pending = conflicts
         undone = await self.store.undo_erased(saved)
         for pid in undone:
@@ -164,7 +168,7 @@ class Processor(BatchLoop):
         report.changed = set(saved)
         encoded = {pid: profile.model_dump_json().encode() for pid, profile in saved.items()}
         # Independent of each other; both are done before the offsets are committed.
-        await asyncio.gather(self._refresh_cache(encoded), self._publish(encoded, poison))
+        await asyncio.gather(self._publish_views(saved, recall), self._publish(encoded, poison))
         report.dead_lettered = len(poison)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         await self.consumer.commit(offsets)
@@ -259,17 +263,22 @@ class Processor(BatchLoop):
         for pid in touched:
             _, profile = working[pid]
             kept = {r.memory_id for r in profile.remembered}
-            memory.dropped |= kept_before[pid] - kept
+            base = working[pid][0] if pid in loaded else -1  # -1: nothing was published
+            recall = memory.recall[pid] = RecallChanges(base, dropped=kept_before[pid] - kept)
+            memory.dropped |= recall.dropped
             for memory_id in kept - kept_before[pid]:
                 message, values = heard[memory_id]
                 if message.vector is not None and values is not None:  # only such is remembered
-                    memory.rows[memory_id] = MemoryRow(
+                    row = memory.rows[memory_id] = MemoryRow(
                         memory_id=memory_id,
                         pid=pid,
                         text=message.text,
                         at=message.at,
                         encoder=message.vector.model,
                         vector=values,
+                    )
+                    recall.added.append(
+                        RecallEntry.of(memory_id, row.at, row.encoder, row.text, row.vector)
                     )
         report.messages_remembered += len(memory.rows)
         return {pid: working[pid] for pid in touched}, memory
@@ -313,19 +322,11 @@ class Processor(BatchLoop):
             )
             self.metrics.memory.labels("messages_lost").inc(len(changes.rows))
 
-    async def _refresh_cache(self, encoded: dict[str, bytes]) -> None:
-        if not encoded:
-            return
-        try:
-            with self._timed("redis_pipeline"):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for pid, value in encoded.items():
-                        pipe.set(cache_key(pid), value, ex=self.cache_ttl_s)
-                    await pipe.execute()
-        except REDIS_ERRORS:
-            log.warning(
-                "redis unavailable: profile cache not refreshed (reads fall back to MongoDB)"
-            )
+    async def _publish_views(
+        self, saved: dict[str, Profile], recall: dict[str, RecallChanges]
+    ) -> None:
+        with self._timed("redis_pipeline"):
+            await self.publisher.publish_batch(saved, recall, self.clock())
 
     async def _publish(
         self, encoded: dict[str, bytes], poison: list[tuple[Record, PoisonRecord]]
