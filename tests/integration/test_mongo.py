@@ -129,6 +129,35 @@ async def test_versioned_upsert_conflict_is_a_duplicate_key_at_its_index(
     assert await coll.find_one({"_id": "b"}) == {"_id": "b", "version": 1}
 
 
+async def test_a_versioned_replace_of_a_stored_profile_counts_what_it_matched(
+    coll: AsyncCollection[Document],
+) -> None:
+    """The store's replace of a profile it read: never an insert, a miss only counted
+    (another version stored, or erased), mixed with upserts and a conflict in one batch."""
+    await coll.insert_many([{"_id": "a", "version": 1}, {"_id": "c", "version": 4}])
+    ops = [
+        ReplaceOne({"_id": "a", "version": 1}, {"_id": "a", "version": 2}, upsert=False),
+        ReplaceOne({"_id": "gone", "version": 3}, {"_id": "gone", "version": 4}, upsert=False),
+        ReplaceOne({"_id": "n", "version": 0}, {"_id": "n", "version": 1}, upsert=True),
+    ]
+    result = await coll.bulk_write(ops, ordered=False)
+    assert (result.matched_count, result.upserted_count) == (1, 1)
+    assert await coll.find_one({"_id": "gone"}) is None, "a replace never inserts"
+    with pytest.raises(BulkWriteError) as exc:
+        await coll.bulk_write(
+            [
+                ReplaceOne({"_id": "c", "version": 3}, {"_id": "c", "version": 9}, upsert=False),
+                ReplaceOne({"_id": "a", "version": 2}, {"_id": "a", "version": 3}, upsert=False),
+                ReplaceOne({"_id": "n", "version": 5}, {"_id": "n", "version": 6}, upsert=True),
+            ],
+            ordered=False,
+        )
+    details = exc.value.details
+    assert [(e["index"], e["code"]) for e in details["writeErrors"]] == [(2, 11000)]
+    assert details["nMatched"] == 1
+    assert await coll.find_one({"_id": "c"}) == {"_id": "c", "version": 4}
+
+
 async def test_unique_index_rejects_a_duplicate(coll: AsyncCollection[Document]) -> None:
     await coll.create_index([("event_id", ASCENDING)], unique=True)
     await coll.insert_one({"event_id": "e-1"})

@@ -30,10 +30,11 @@ from rapport.common.profiles import profile_id
 from rapport.common.published import VERSION_FIELD, VIEW_FIELD, PublishedView, view_key
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.servers import TANSU_FAST_GROUP
+from rapport.devstack.waiting import eventually
 from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore, to_document
-from rapport.profile.domain import Profile, Rules, apply, view
+from rapport.profile.domain import Profile, Rules, Stamped, apply, view
 
 pytestmark = pytest.mark.integration
 
@@ -247,6 +248,8 @@ async def test_profiles_equal_the_oracle_and_poison_goes_to_the_dlq(
     try:
         for pid, profile in loaded.items():
             version, raw = await redis.hmget(view_key(pid), [VERSION_FIELD, VIEW_FIELD])
+            assert version is not None, pid
+            assert raw is not None, pid
             assert int(version) == profile.version, pid
             published = PublishedView.model_validate_json(raw)
             assert published.view == view(profile, profile.user_id, "cache", RULES, published.as_of)
@@ -303,3 +306,96 @@ async def test_an_erased_user_is_not_resurrected_by_a_replay(
     )
     assert await store.profiles.count_documents({"_id": victim}) == 0
     assert await store.profiles.count_documents({"_id": profile_id("acme", "user-1")}) == 1
+
+
+async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+) -> None:
+    """The processor keeps what it wrote, so it reads no profile it wrote last; another
+    writer's compare-and-set (as a forget does) and an erasure both make its next write
+    fail, and it reads the profile again."""
+    group_id = f"g.{uuid.uuid4().hex[:8]}"
+    consumer = create_consumer(kafka_settings, group_id=group_id, **TANSU_FAST_GROUP)
+    producer = create_producer(kafka_settings)
+    redis = create_redis(redis_settings, client_name="rapport-tests")
+    processor = Processor(
+        consumer=consumer,
+        producer=producer,
+        store=store,
+        publisher=Publisher(redis, RULES, ttl_s=3600),
+        rules=RULES,
+        group_id=group_id,
+        changes_topic=topics.changes,
+        dlq_topic=topics.dlq,
+    )
+    consumer.subscribe([topics.events], listener=processor.rebalance_listener())
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(processor.run(stop=stop))
+    user, pid = "cached-0", profile_id("acme", "cached-0")
+
+    def event(type_: str, received: datetime, **fields: Any) -> dict[str, Any]:
+        at = received.replace(microsecond=0)
+        return {
+            "event_id": str(uuid.uuid4()),
+            "type": type_,
+            "user_id": user,
+            "tenant": "acme",
+            "occurred_at": at.isoformat(),
+            "received_at": at.isoformat(),
+            **fields,
+        }
+
+    async def stored_version(version: int) -> bool:
+        found = (await store.load([pid])).get(pid)
+        return found is not None and found.version == version
+
+    try:
+        now = datetime.now(UTC)
+        await produce(kafka_settings, topics.events, [event("item_view", now, item_id="m-1")])
+        await eventually(lambda: stored_version(1))
+        await eventually(lambda: _cached(processor, pid))
+
+        other = (await store.load([pid]))[pid]
+        other.preferences["tone"] = Stamped(value="concise", at=now)
+        other.version += 1
+        assert await store.save({pid: (1, other)}, existing=[pid]) == set()
+        await produce(kafka_settings, topics.events, [event("item_view", now, item_id="m-2")])
+        await eventually(lambda: stored_version(3))
+        both = (await store.load([pid]))[pid]
+        assert both.preferences["tone"].value == "concise", "the other writer's change stays"
+        assert [seen.value for seen in both.recent_items] == ["m-2", "m-1"]
+
+        # Erased while the processor holds the profile: a replay of the user's past
+        # (received before the erasure) does not bring it back.
+        await store.erase(pid, datetime.now(UTC))
+        past = event("search", now - timedelta(hours=1), query="boots")
+        await produce(kafka_settings, topics.events, [past])
+        group = AIOKafkaConsumer(**connection_kwargs(kafka_settings), group_id=group_id)
+        await group.start()
+        try:
+            partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
+            end = await group.end_offsets(partitions)
+
+            async def committed() -> bool:
+                return all([(await group.committed(tp) or 0) >= end[tp] for tp in partitions])
+
+            await eventually(committed)
+        finally:
+            await group.stop()
+        assert await store.profiles.count_documents({"_id": pid}) == 0
+        assert pid not in processor.written
+    finally:
+        stop.set()
+        await runner
+        await consumer.stop()
+        await producer.stop()
+        await redis.aclose()
+
+
+async def _cached(processor: Processor, pid: str) -> bool:
+    return pid in processor.written

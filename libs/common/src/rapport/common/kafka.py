@@ -259,13 +259,16 @@ class BatchLoop:
     async def process(self, batch: Batch) -> object:
         raise NotImplementedError
 
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """After the batch in hand, before the partitions go: drop what was kept of them."""
+
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         loop = self
 
         class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
                 async with loop.batch_lock:  # the batch in hand finishes and commits
-                    pass
+                    loop.revoked(revoked)
                 for tp in revoked:  # the new owner reports its lag; a stale gauge would linger
                     with contextlib.suppress(KeyError):
                         loop.lag.remove(str(tp.partition))

@@ -65,6 +65,7 @@ async def stream_processor(
         metrics=metrics,
         memory=memory,
         clock=clock,
+        cached_profiles=settings.cached_profiles,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()

@@ -22,6 +22,12 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     changes_topic: str = Field(PROFILE_CHANGES_TOPIC, description="Changelog topic.")
     dlq_topic: str = Field(EVENTS_DLQ_TOPIC, description="Dead-letter topic for poison records.")
     max_batch: int = Field(500, ge=1, description="Records per getmany batch.")
+    cached_profiles: int = Field(
+        2048,
+        ge=1,
+        description="Profiles the stream processor keeps as it last wrote them, so a batch "
+        "reads only the others from MongoDB (every write is still compare-and-set).",
+    )
     session_timeout_ms: int = Field(
         10_000,
         gt=0,

@@ -4,20 +4,25 @@ Each batch from ``getmany``:
 
 1. decode; a poison record (undecodable, schema-invalid, unknown schema
    version) goes to the DLQ with its provenance in headers;
-2. load the batch's profiles and erasure markers in one query each, both at once;
+2. take the batch's profiles from the processor's own cache of what it last wrote, and
+   load the others with their erasure markers (one query each, both at once);
 3. apply each user's events in offset order (the reducer skips what the
    partition watermark or the recent event ids say is already in);
 4. with memory on, write the messages it keeps to the vector store and delete the
    ones it dropped (keyed writes: doing them again changes nothing), then
    write the changed profiles in one unordered bulk write, compare-and-set on
-   ``version``; profiles that lost a race are reloaded and applied again;
+   ``version`` (a stored profile is only replaced, never inserted again); profiles
+   that lost a race (another writer, an erasure) leave the cache, and are reloaded
+   and applied again;
 5. publish the changed profiles' views and recall sets in Redis in one pipeline
    (:mod:`rapport.common.published`; best effort: Redis may vanish) and, at the same time,
 6. publish the changed profiles to ``rapport.profile-changes.v1``;
 7. commit the offsets, only now that the state is durable.
 
 A crash anywhere before 7 redelivers the batch, and the watermarks stored
-with the profiles make the second pass a no-op for what was already written.
+with the profiles make the second pass a no-op for what was already written; a batch
+that fails empties the cache (its profiles may hold what was not written), and so does
+a rebalance (another consumer may write the partitions this one gave up).
 The vectors go before the profile that refers to them, so a crash between the
 two redelivers the message and writes its vector again, never a profile that
 names a vector that was never written. An erasure during the batch deletes the
@@ -31,13 +36,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from cachetools import LRUCache
 
 from rapport.common.clock import Clock, utc_now
 from rapport.common.events import SCHEMA_HEADER, ChatMessageEvent, Event, parse_event
@@ -117,6 +123,7 @@ class Processor(BatchLoop):
         metrics: ProfileMetrics | None = None,
         memory: MemoryStore | None = None,
         clock: Clock = utc_now,
+        cached_profiles: int = 2048,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -128,13 +135,42 @@ class Processor(BatchLoop):
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
         self.memory = memory  # None: facts only, no remembered messages
+        # The profiles as this processor last wrote them: most batches read none from
+        # MongoDB. The compare-and-set of every write catches any other writer.
+        self.written: LRUCache[str, Profile] = LRUCache(maxsize=max(1, cached_profiles))
         self.batch_lock = asyncio.Lock()
         self.metrics = metrics or ProfileMetrics("rapport-profile")
         self.lag = self.metrics.consumer_lag
         for outcome in OUTCOMES:  # exported at 0 from the start, so rate() sees the first one
             self.metrics.events.labels(outcome)
 
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self.written.clear()
+
     async def process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
+        try:
+            return await self._process(batch)
+        except BaseException:
+            self.written.clear()  # applied in place, perhaps never written
+            raise
+
+    async def _load(self, pids: set[str]) -> tuple[dict[str, Profile], dict[str, datetime]]:
+        """The cached profiles, and the others from MongoDB with their erasure markers.
+
+        A cached profile needs no marker: the processor wrote it after any erasure that
+        could matter, and an erasure since then makes its write fail (it is only replaced).
+        """
+        cached = {pid: self.written[pid] for pid in pids if pid in self.written}
+        wanted = pids - set(cached)
+        if not wanted:
+            return cached, {}
+        with self._timed("mongo_load"):
+            loaded, erased = await asyncio.gather(
+                self.store.load(wanted), self.store.erased_at(wanted)
+            )
+        return cached | loaded, erased
+
+    async def _process(self, batch: dict[TopicPartition, list[Record]]) -> BatchReport:
         report = BatchReport()
         decoded: list[tuple[Record, Event]] = []
         poison: list[tuple[Record, PoisonRecord]] = []
@@ -147,22 +183,26 @@ class Processor(BatchLoop):
         pending = {profile_id(event.tenant, event.user_id) for _, event in decoded}
         saved: dict[str, Profile] = {}
         recall: dict[str, RecallChanges] = {}
+        inserted: set[str] = set()
         while pending:
-            with self._timed("mongo_load"):
-                loaded, erased = await asyncio.gather(
-                    self.store.load(pending), self.store.erased_at(pending)
-                )
+            loaded, erased = await self._load(pending)
             changed, memory = self._apply(decoded, pending, loaded, erased, report)
             await self._write_memory(memory)
             with self._timed("mongo_bulk_write"):
-                conflicts = await self.store.save(changed)
+                conflicts = await self.store.save(changed, existing=loaded)
             report.conflicts += len(conflicts)
+            for pid in conflicts:
+                self.written.pop(pid, None)  # another writer's or erased: read it again
             saved |= {pid: profile for pid, (_, profile) in changed.items() if pid not in conflicts}
             recall |= {pid: c for pid, c in memory.recall.items() if pid not in conflicts}
+            inserted |= {pid for pid in changed if pid not in loaded and pid not in conflicts}
             pending = conflicts
-        undone = await self.store.undo_erased(saved)
+        # Only a profile inserted now can bring back one erased mid-batch (a replace of a
+        # stored one fails once it is erased).
+        undone = await self.store.undo_erased(inserted)
         for pid in undone:
             del saved[pid]  # erased mid-batch: the marker wins
+        self.written.update(saved)
         if self.memory is not None and undone:
             await self.memory.delete_profiles(undone)
         report.changed = set(saved)

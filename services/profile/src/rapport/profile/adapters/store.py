@@ -105,25 +105,58 @@ class ProfileStore:
             await self.profiles.delete_many({"_id": {"$in": list(erased)}})
         return erased
 
-    async def save(self, changed: dict[str, tuple[int, Profile]]) -> set[str]:
+    async def save(
+        self, changed: dict[str, tuple[int, Profile]], *, existing: Iterable[str] = ()
+    ) -> set[str]:
         """Write each profile if its stored version is still the one it was loaded at.
 
-        ``changed`` maps an id to (loaded version, new profile). Returns the ids
-        that lost a race and must be reloaded and applied again.
+        ``changed`` maps an id to (loaded version, new profile); ``existing`` names the
+        ones that were stored when loaded: those are only replaced, never inserted, so a
+        profile erased meanwhile is not written back. Returns the ids that lost a race
+        (changed or erased meanwhile) and must be reloaded and applied again.
         """
         if not changed:
             return set()
+        stored = set(existing)
         ops = [
-            ReplaceOne({"_id": pid, "version": loaded}, to_document(profile), upsert=True)
+            ReplaceOne(
+                {"_id": pid, "version": loaded}, to_document(profile), upsert=pid not in stored
+            )
             for pid, (loaded, profile) in changed.items()
         ]
         ids = list(changed)
+        lost: set[str] = set()
         try:
-            await self.profiles.bulk_write(ops, ordered=False)
+            result = await self.profiles.bulk_write(ops, ordered=False)
+            matched = result.matched_count
         except BulkWriteError as exc:
             errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
             if any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
             # A version mismatch on an upsert shows up as a duplicate _id.
-            return {ids[error["index"]] for error in errors}
-        return set()
+            lost = {ids[error["index"]] for error in errors}
+            matched = int(exc.details.get("nMatched", 0))
+        replaced = [pid for pid in ids if pid in stored]
+        if matched < len(replaced):  # some replace found no such version: ask which
+            lost |= await self._not_written(
+                {pid: changed[pid][1] for pid in replaced if pid not in lost}
+            )
+        return lost
+
+    async def _not_written(self, profiles: dict[str, Profile]) -> set[str]:
+        """Those of ``profiles`` that are not what is stored. The version alone could be
+        another writer's (a forget also adds one), so the last event applied must match."""
+        cursor = self.profiles.find(
+            {"_id": {"$in": list(profiles)}}, {"version": 1, "recent_event_ids": 1}
+        )
+        found = {doc["_id"]: doc async for doc in cursor}
+
+        def written(pid: str, profile: Profile) -> bool:
+            doc = found.get(pid)
+            return (
+                doc is not None
+                and doc.get("version") == profile.version
+                and doc.get("recent_event_ids", [])[-1:] == profile.recent_event_ids[-1:]
+            )
+
+        return {pid for pid, profile in profiles.items() if not written(pid, profile)}
