@@ -147,7 +147,8 @@ def test_unknown_route_and_crash_are_problem_json_without_internals() -> None:
         assert "secret" not in crash.text
 
 
-def test_metrics_use_route_templates_and_carry_exemplars() -> None:
+def test_metrics_use_route_templates_and_carry_exemplars(spans: InMemorySpanExporter) -> None:
+    """Exemplars are the trace ids of sampled spans: ``spans`` exports them."""
     with TestClient(build({"value": True})) as client:
         client.post("/items/1", json={"name": "ok"})
         client.post("/items/2", json={"name": "ok"})

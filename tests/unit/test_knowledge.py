@@ -20,6 +20,7 @@ from rapport.common.knowledge import (
     render_knowledge_json_schema,
     upsert_record,
 )
+from rapport.common.knowledge_index import snippet
 from rapport.common.vectors import MessageVector
 from rapport.knowledge.domain import (
     Indexed,
@@ -28,7 +29,6 @@ from rapport.knowledge.domain import (
     document_key,
     latest_per_document,
     plan,
-    snippet,
 )
 from rapport.respond.adapters.llm import (
     CONTEXT_CLOSE,

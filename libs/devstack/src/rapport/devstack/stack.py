@@ -122,8 +122,13 @@ INFRA_VARIABLES: dict[str, tuple[str, ...]] = {
     "kafka": ("RAPPORT_KAFKA_BOOTSTRAP_SERVERS",),
     "mongo": ("RAPPORT_MONGO_URL",),
     "redis": ("RAPPORT_REDIS_URL",),
-    # knowledge's documents and profile's remembered messages, in one local server.
-    "milvus": ("RAPPORT_KNOWLEDGE_MILVUS_URI", "RAPPORT_PROFILE_MILVUS_URI"),
+    # knowledge's documents and profile's remembered messages, in one local server;
+    # respond reads knowledge's index there on the reply path.
+    "milvus": (
+        "RAPPORT_KNOWLEDGE_MILVUS_URI",
+        "RAPPORT_PROFILE_MILVUS_URI",
+        "RAPPORT_RESPOND_KNOWLEDGE_MILVUS_URI",
+    ),
     "triton_grpc": ("RAPPORT_TRITON_GRPC_URL",),
     "triton_http": ("RAPPORT_TRITON_HTTP_URL",),
 }

@@ -62,14 +62,6 @@ def embedding_text(title: str, chunk: str) -> str:
     return f"{title}. {chunk}" if title else chunk
 
 
-def snippet(chunk: str, max_chars: int) -> str:
-    if len(chunk) <= max_chars:
-        return chunk
-    cut = chunk[: max_chars - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > max_chars // 2 else cut) + "…"
-
-
 def document_key(tenant: str, doc_id: str) -> str:
     # NUL never occurs in an Identifier, so no two (tenant, doc_id) pairs join the same.
     return hashlib.sha256(f"{tenant}\0{doc_id}".encode()).hexdigest()[:32]

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 from pymilvus.exceptions import MilvusException
 
-from rapport.common.knowledge import KnowledgeHit, KnowledgeQuery, KnowledgeResults
+from rapport.common.knowledge import KnowledgeQuery, KnowledgeResults
 from rapport.common.problems import FieldError, ProblemError
 from rapport.knowledge.adapters.encoder import TritonEncoder
 from rapport.knowledge.adapters.store import KnowledgeStore
-from rapport.knowledge.domain import snippet
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class KnowledgeService:
             ) from None
         try:
             async with asyncio.timeout(self.search_timeout_s):
-                found = await self.store.search(
+                found = await self.store.index.search(
                     tenant,
                     values,
                     encoder=vector.model,
@@ -94,18 +93,7 @@ class KnowledgeService:
             log.warning("vector store search failed", extra={"error": str(exc)[:200]})
             raise self._unavailable("The vector store did not answer in time.") from None
         return KnowledgeResults(
-            encoder=self.encoder.id,
-            hits=[
-                KnowledgeHit(
-                    doc_id=f.doc_id,
-                    title=f.title,
-                    snippet=snippet(f.text, self.snippet_chars),
-                    score=round(f.score, 6),
-                    url=f.url or None,
-                    chunk=f.chunk,
-                )
-                for f in found
-            ],
+            encoder=self.encoder.id, hits=[f.hit(self.snippet_chars) for f in found]
         )
 
     async def document(self, tenant: str, doc_id: str) -> IndexedDocument:

@@ -24,10 +24,13 @@ from rapport.common.app import add_readiness_check, create_service_app, run_serv
 from rapport.common.cache import create_redis, ping_redis
 from rapport.common.http import create_http_session
 from rapport.common.knowledge_client import KnowledgeClient
+from rapport.common.knowledge_index import KnowledgeIndex
 from rapport.common.limits import InFlightLimit
+from rapport.common.milvus import connect
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.recommendations import RecommendClient
+from rapport.respond.adapters.knowledge import IndexSearch, KnowledgeSearch, ServiceSearch
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.adapters.recorder import EventRecorder
 from rapport.respond.metrics import RespondMetrics
@@ -71,6 +74,24 @@ def build_upstreams(settings: RespondSettings, tenants: list[UpstreamEntry]) -> 
     return Upstreams(
         default, {t.tenant: upstream(t.base_url, t.api_key, t.models) for t in tenants}
     )
+
+
+def knowledge_search(
+    settings: RespondSettings, http: aiohttp.ClientSession, stack: contextlib.AsyncExitStack
+) -> KnowledgeSearch | None:
+    """knowledge's index read here when respond can reach it, else knowledge's API; None
+    when knowledge is off."""
+    if not settings.knowledge_url:
+        return None
+    if settings.knowledge_milvus_uri:
+        client = connect(settings.knowledge_milvus_uri, settings)
+        stack.push_async_callback(client.close)
+        index = KnowledgeIndex(
+            client, prefix=settings.knowledge_collection, consistency=settings.search_consistency
+        )
+        return IndexSearch(index, settings.knowledge_snippet_chars)
+    timeout_s = settings.knowledge_timeout_ms / 1000
+    return ServiceSearch(KnowledgeClient(http, settings.knowledge_url, timeout_s))
 
 
 def create_app(settings: RespondSettings) -> FastAPI:
@@ -126,11 +147,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                     waiting_gauge=metrics.admission_waiting,
                 ),
                 upstreams=upstreams,
-                knowledge=KnowledgeClient(
-                    http, settings.knowledge_url, settings.knowledge_timeout_ms / 1000
-                )
-                if settings.knowledge_url
-                else None,
+                knowledge=knowledge_search(settings, http, stack),
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)
             add_readiness_check(app, "redis", partial(ping_redis, redis), required=False)

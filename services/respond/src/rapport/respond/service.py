@@ -52,7 +52,7 @@ from typing import Any, Literal, TypeVar
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from opentelemetry import trace
 
-from rapport.common.auth import SCOPE_PROFILES_READ, ApiKey
+from rapport.common.auth import ApiKey
 from rapport.common.contracts import (
     FRUSTRATED_SENTIMENT_EWMA,
     ConsentView,
@@ -64,7 +64,6 @@ from rapport.common.contracts import (
 )
 from rapport.common.http import ServiceCallError
 from rapport.common.knowledge import KnowledgeHit
-from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
@@ -72,6 +71,7 @@ from rapport.common.published import ProfileRead, ProfileReader, nearest
 from rapport.common.recommendations import RecommendClient
 from rapport.common.vectors import MessageVector
 from rapport.respond import domain
+from rapport.respond.adapters.knowledge import KnowledgeSearch, KnowledgeUnavailable
 from rapport.respond.adapters.llm import (
     ContextFact,
     ContextItem,
@@ -303,7 +303,7 @@ class RespondService:
     metrics: RespondMetrics
     admission: InFlightLimit
     upstreams: Upstreams = field(default_factory=lambda: Upstreams(None, {}))
-    knowledge: KnowledgeClient | None = None  # None: replies carry no company knowledge
+    knowledge: KnowledgeSearch | None = None  # None: replies carry no company knowledge
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @contextmanager
@@ -440,9 +440,13 @@ class RespondService:
         self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
     ) -> Gathered:
         gathered = Gathered.nothing_yet(turn)
-        if turn.user_id is not None and SCOPE_PROFILES_READ not in caller.scopes:
-            part, scope = DEPENDENCIES["profile"]
-            raise _forbidden(part, scope)
+        for service, needed in (
+            ("profile", turn.user_id is not None),
+            ("knowledge", bool(self.knowledge)),
+        ):
+            scope = DEPENDENCIES[service][1]
+            if needed and scope not in caller.scopes:
+                raise _forbidden(service, scope)
         # Stage 1: the profile and recommend (which reads the published view itself).
         profile_read = (
             asyncio.create_task(
@@ -462,7 +466,7 @@ class RespondService:
         # Stage 2: knowledge and recall, with the message's vector.
         message = recs.message if recs else None
         await asyncio.gather(
-            self._knowledge(turn, message, authorization, deadline, gathered),
+            self._knowledge(turn, message, caller.tenant, authorization, deadline, gathered),
             self._recall(
                 turn,
                 message,
@@ -564,10 +568,11 @@ class RespondService:
             ),
         )
 
-    async def _knowledge(
+    async def _knowledge(  # noqa: PLR0917 - the fan-out's common arguments
         self,
         turn: Turn,
         message: MessageUnderstanding | None,
+        tenant: str,
         authorization: str,
         deadline: Deadline,
         gathered: Gathered,
@@ -587,19 +592,20 @@ class RespondService:
         vector = message.vector
         settings = self.settings
         timeout = self._search_timeout(settings.knowledge_timeout_ms, deadline)
-        results = await self._within_budget(
+        hits = await self._within_budget(
             gathered,
             "knowledge",
             timeout,
             lambda: client.search(
                 vector,
+                tenant=tenant,
                 authorization=authorization,
                 k=settings.knowledge_passages,
                 min_score=settings.knowledge_min_score,
                 timeout_s=timeout,
             ),
         )
-        gathered.knowledge = results.hits if results is not None else []
+        gathered.knowledge = hits or []
 
     async def _recall(
         self,
@@ -685,6 +691,8 @@ class RespondService:
                     if exc.status in (401, 403):
                         raise _forbidden(service, scope) from exc
                     log.warning(f"{service} unavailable", extra={"error": str(exc)[:200]})
+                except KnowledgeUnavailable as exc:
+                    log.warning(f"{service} unavailable", extra={"error": str(exc)})
                 except TimeoutError:
                     log.warning(f"{service} slower than the deadline")
                 gathered.dependency_failed = True

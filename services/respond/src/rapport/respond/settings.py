@@ -5,6 +5,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rapport.common.kafka import EVENTS_TOPIC
+from rapport.common.milvus import MilvusSettings
 from rapport.common.settings import (
     KafkaSettings,
     KnowledgeClientSettings,
@@ -70,6 +71,7 @@ class RespondSettings(
     RedisSettings,
     RecommendClientSettings,
     KnowledgeClientSettings,
+    MilvusSettings,
     KafkaSettings,
     LlmSettings,
 ):
@@ -96,6 +98,20 @@ class RespondSettings(
     recommendations: int = Field(3, ge=1, le=20, description="Items asked of recommend per reply.")
     knowledge_passages: int = Field(
         3, ge=1, le=10, description="Passages of company knowledge asked per reply."
+    )
+    knowledge_milvus_uri: str | None = Field(
+        None,
+        description="knowledge's vector store (Milvus; Milvus Lite locally): respond then "
+        "searches the index itself, one read and no hop through the knowledge service. "
+        "Unset: knowledge's HTTP search. Either way knowledge is on only with "
+        "`RAPPORT_KNOWLEDGE_URL`.",
+    )
+    knowledge_collection: str = Field(
+        "rapport_knowledge",
+        description="knowledge's collection prefix (its `RAPPORT_KNOWLEDGE_COLLECTION`).",
+    )
+    knowledge_snippet_chars: int = Field(
+        400, ge=40, description="Longest passage a reply cites (knowledge's own default)."
     )
     knowledge_min_score: float = Field(
         0.3,

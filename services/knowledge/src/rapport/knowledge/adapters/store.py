@@ -27,6 +27,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
 
+from rapport.common.knowledge_index import CHUNK_FIELDS, Found, KnowledgeIndex, chunks_collection
 from rapport.common.milvus import create_flat_collection, literal
 from rapport.knowledge.domain import Indexed, chunk_id, document_key
 from rapport.knowledge.metrics import KnowledgeMetrics
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MAX_ID = 64  # a 32-hex-digit document key, then /chunk
 DOCUMENT_VECTOR = [1.0, 0.0]
-CHUNK_FIELDS = ["doc_id", "chunk", "title", "text", "url"]
 
 
 @dataclass(frozen=True)
@@ -55,28 +55,6 @@ class ChunkRow:
         return chunk_id(document_key(self.tenant, self.doc_id), self.chunk)
 
 
-@dataclass(frozen=True)
-class Found:
-    doc_id: str
-    chunk: int
-    title: str
-    text: str
-    url: str
-    score: float
-
-    @classmethod
-    def of(cls, row: dict[str, Any], score: float) -> Found:
-        """A chunk row with ``CHUNK_FIELDS``, as a search hit or a read returns it."""
-        return cls(
-            doc_id=row["doc_id"],
-            chunk=int(row["chunk"]),
-            title=row["title"],
-            text=row["text"],
-            url=row["url"],
-            score=score,
-        )
-
-
 class KnowledgeStore:
     def __init__(
         self,
@@ -87,10 +65,13 @@ class KnowledgeStore:
         consistency: str = "Strong",
     ) -> None:
         self.client = client
-        self.chunks = f"{prefix}_chunks"
+        self.chunks = chunks_collection(prefix)
         self.documents = f"{prefix}_documents"
         self.metrics = metrics
         self.consistency = consistency
+        self.index = KnowledgeIndex(
+            client, prefix=prefix, consistency=consistency, observe=metrics.search_duration.observe
+        )
 
     async def open(self, *, dimension: int) -> None:
         """Create the collections when missing (FLAT, inner product) and load them."""
@@ -204,35 +185,6 @@ class KnowledgeStore:
             ],
         )
         self._timed("upsert_documents", started)
-
-    async def search(
-        self,
-        tenant: str,
-        vector: list[float],
-        *,
-        encoder: str,
-        limit: int,
-        min_score: float | None,
-        timeout_s: float,
-    ) -> list[Found]:
-        started = time.perf_counter()
-        results = await self.client.search(
-            self.chunks,
-            data=[vector],
-            limit=limit,
-            filter=f"tenant == {literal(tenant)} and encoder == {literal(encoder)}",
-            output_fields=CHUNK_FIELDS,
-            consistency_level=self.consistency,
-            timeout=timeout_s,
-        )
-        self.metrics.search_duration.observe(time.perf_counter() - started)
-        found = []
-        for hit in results[0] if results else []:
-            score = float(hit["distance"])
-            if min_score is not None and score < min_score:
-                continue
-            found.append(Found.of(hit["entity"], score))
-        return found
 
     async def document(self, tenant: str, doc_id: str) -> tuple[Indexed, list[Found]] | None:
         """What is indexed of one document: its state and its chunks in order."""
