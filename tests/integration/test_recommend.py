@@ -454,21 +454,33 @@ async def test_killing_triton_mid_traffic_falls_back_then_recovers(mesh: Mesh) -
     assert 'rapport_recommend_circuit_state{circuit="triton"} 0.0' in metrics
 
 
-async def test_past_max_model_in_flight_a_request_gets_the_fallback_at_once(mesh: Mesh) -> None:
+async def test_past_max_model_in_flight_a_request_waits_briefly_then_gets_the_fallback(
+    mesh: Mesh,
+) -> None:
     host, port = mesh.triton.grpc_url.rsplit(":", 1)
     slow_triton = await DelayProxy(host, int(port)).start()
-    slow_triton.delay_s = 0.05  # holds the one admitted request at Triton
+    slow_triton.delay_s = 0.1  # holds the one admitted request at Triton
     settings = mesh.settings.model_copy(
         update={
             "triton_grpc_url": slow_triton.address,
             "triton_timeout_ms": 5000,
             "max_model_in_flight": 1,
+            "min_model_in_flight": 1,
+            "model_target_ms": 0,
+            "model_wait_ms": 30,
         }
     )
     body = {"user_id": "fan", "k": 3, "message": "my card was declined"}
     try:
         async with serve_app(create_recommend_app(settings)) as url:
             answers = await asyncio.gather(*(mesh.recommend(body, url=url) for _ in range(5)))
+            # A place that frees within the wait is taken: one at a time, all five served.
+            slow_triton.delay_s = 0.005
+            patient = settings.model_copy(update={"model_wait_ms": 2000})
+            async with serve_app(create_recommend_app(patient)) as patient_url:
+                waited = await asyncio.gather(
+                    *(mesh.recommend(body, url=patient_url) for _ in range(5))
+                )
             slow_triton.up()
             _, after = await mesh.recommend(body, url=url)
             _, ready = await mesh.get(f"{url}/readyz")
@@ -487,3 +499,4 @@ async def test_past_max_model_in_flight_a_request_gets_the_fallback_at_once(mesh
     assert 'rapport_recommend_circuit_state{circuit="triton"} 0.0' in metrics
     assert ready["status"] == "ready", ready
     assert after["fallback"] is False
+    assert [answer["fallback"] for _, answer in waited] == [False] * 5

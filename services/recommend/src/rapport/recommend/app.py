@@ -74,10 +74,12 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 history_items=settings.history_items,
                 explore=settings.explore,
                 bandit_refresh_s=settings.bandit_refresh_s,
+                model_wait_s=settings.model_wait_ms / 1000,
                 admission=InFlightLimit(
                     settings.max_model_in_flight,
                     target_s=settings.model_target_ms / 1000 or None,
                     floor=settings.min_model_in_flight,
+                    waiting_gauge=metrics.admission_waiting,
                     limit_gauge=metrics.admission_limit,
                 ),
             )

@@ -60,6 +60,11 @@ class RecommendMetrics(Metrics):
             ["reason"],
             registry=self.registry,
         )
+        self.admission_waiting = Gauge(
+            "rapport_recommend_model_admission_waiting",
+            "Requests waiting for a place at Triton now (past the admission limit).",
+            registry=self.registry,
+        )
         self.bandit_choices = Counter(
             RECOMMEND_BANDIT_CHOICES,
             "Arms chosen by the exploration bandit, by policy and arm.",

@@ -74,6 +74,7 @@ class RecommendService:
     explore: bool
     bandit_refresh_s: float
     admission: InFlightLimit
+    model_wait_s: float = 0.0  # past the admission limit, how long a request waits for a place
     bandits: dict[str, _Bandit] = field(default_factory=dict)
     trending_cache: dict[tuple[str, str | None], tuple[float, list[TrendingItem]]] = field(
         default_factory=dict
@@ -99,8 +100,8 @@ class RecommendService:
         ranking: Ranking | ModelUnavailable
         intent: Intent | ModelUnavailable | None = None
         sentiment: Sentiment | ModelUnavailable | None = None
-        with self.admission.admit() as admitted:
-            if not admitted:
+        async with self.admission.wait_for_place(self.model_wait_s) as ticket:
+            if not ticket.admitted:
                 # Shed before Triton: a longer queue there would time out every caller.
                 ranking = ModelUnavailable("overloaded")
                 intent = sentiment = ranking if request.message else None

@@ -35,9 +35,16 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, T
         32,
         ge=1,
         description="Most requests one process has at Triton at once. Past the admission limit "
-        "a request gets the fallback at once (reason `overloaded`): queueing it would overrun "
-        "the Triton deadline for everyone and open the circuit. The limit starts here and "
-        "follows `model_target_ms`.",
+        "a request waits up to `model_wait_ms` for a place, then gets the fallback (reason "
+        "`overloaded`): a longer queue would overrun the Triton deadline for everyone. The "
+        "limit starts here and follows `model_target_ms`.",
+    )
+    model_wait_ms: float = Field(
+        15.0,
+        ge=0,
+        description="How long a request past the admission limit waits for a place at Triton "
+        "(a place frees every few ms under load; an instant fallback turned bursts into "
+        "degraded replies). 0: the fallback at once.",
     )
     min_model_in_flight: int = Field(
         4, ge=1, description="The admission limit never falls below this."
@@ -49,7 +56,10 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, T
         "(AIMD); fast ones raise it back towards `max_model_in_flight`. 0: a static limit.",
     )
     breaker_failures: int = Field(
-        5, ge=1, description="Consecutive Triton failures that open the circuit."
+        5,
+        ge=1,
+        description="Consecutive Triton failures (refused or erroring calls; a late one "
+        "lowers the admission limit instead) that open the circuit.",
     )
     breaker_reset_s: float = Field(
         5.0, gt=0, description="How long the circuit stays open before one trial call."

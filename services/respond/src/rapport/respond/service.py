@@ -26,14 +26,16 @@ Both endpoints (``/v1/respond`` and ``/v1/chat/completions``) take this one path
 
 A part that is slow or down is left out and named in ``degraded``; the reply
 never fails for it. At most the admission limit's fan-outs run at once (it follows
-their latency between ``min_in_flight`` and ``max_in_flight``); a reply past it waits
-for a place while more than ``min_fan_out_ms`` of its budget is left, then skips the
-fan-out (load shedding): starting it then would only make it late and add load to
-the services that are already behind.
+their latency between ``min_in_flight`` and ``max_in_flight``, and backs off when
+recommend turns a call away); a reply past it waits for a place while more than
+``min_fan_out_ms`` of its budget is left, then is turned away with a 503 and
+``Retry-After`` (load shedding): starting it then would only make it late, and
+answering it anyway would spend the CPU the admitted replies need (a shed reply that
+is still recorded costs about as much as the fan-out it skips).
 
 Opted-out users: profile publishes only their consent flag and version, recommend
 ranks without any profile data, and their message is not recorded.
-When their profile could not be read (down, or shed), consent is unknown here:
+When their profile could not be read (down, or late), consent is unknown here:
 the message is recorded and the profile service, which enforces consent where
 events are applied, drops it.
 """
@@ -117,6 +119,8 @@ DEPENDENCIES = {
     "knowledge": ("knowledge", "knowledge:read"),
     "memory": ("memory", "profiles:read"),
 }
+OVERLOADED = "overloaded"  # recommend's fallback reason when its admission limit sheds
+OVERLOADED_RETRY_AFTER_S = "1"
 # recommend's names for its degraded parts, as a reply names them.
 RECOMMEND_PARTS = {"items": "recommendations", "message": "intent"}
 T = TypeVar("T")
@@ -146,6 +150,8 @@ class Gathered:
     degraded: list[str] = field(default_factory=list)
     # A dependency timed out or failed: the fan-out's latency was its, not this box's load.
     dependency_failed: bool = False
+    # recommend turned the call away (its own admission limit): this gateway let too many in.
+    downstream_overloaded: bool = False
     knowledge: list[KnowledgeHit] = field(default_factory=list)
     facts: list[MemoryFact] = field(default_factory=list)
     recalled: list[RecalledMessage] = field(default_factory=list)
@@ -411,7 +417,7 @@ class RespondService:
         self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
     ) -> Gathered:
         """The fan-out once a place is free, waiting while the budget still allows one;
-        else the shed reply."""
+        else a 503 (nothing was done, nor recorded: the caller sends it again)."""
         wait_s = deadline.remaining_s(self.settings.min_fan_out_ms / 1000)
         async with self.admission.wait_for_place(wait_s) as ticket:
             if ticket.admitted:
@@ -419,33 +425,30 @@ class RespondService:
                     turn, caller=caller, authorization=authorization, deadline=deadline
                 )
                 ticket.evidence = not gathered.dependency_failed
+                if gathered.downstream_overloaded:
+                    self.admission.overloaded()
                 return gathered
-        return await self._shed(turn, caller.tenant)
-
-    async def _shed(self, turn: Turn, tenant: str) -> Gathered:
-        """The reply without profile and recommendations; the message is still recorded."""
         self.metrics.shed.inc()
-        gathered = Gathered.nothing_yet(turn)
-        self.degrade(gathered, "profile")
-        self.degrade(gathered, "recommendations")
-        if self.knowledge is not None:
-            self.degrade(gathered, "knowledge")
-        if self.settings.memory and turn.user_id is not None:
-            self.degrade(gathered, "memory")
-        if turn.user_id is not None:
-            await self._record(turn, tenant, gathered)
-        return gathered
+        raise ProblemError(
+            503,
+            title="Overloaded",
+            detail="This gateway is answering as many replies as it can finish within their "
+            "deadline, and no place freed in time for this one. Nothing was recorded; send "
+            "it again.",
+            slug="overloaded",
+            headers={"Retry-After": OVERLOADED_RETRY_AFTER_S},
+        )
 
     async def _fan_out(
         self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
     ) -> Gathered:
         gathered = Gathered.nothing_yet(turn)
-        for service, needed in (
-            ("profile", turn.user_id is not None),
-            ("knowledge", bool(self.knowledge)),
-        ):
+        # respond reads the profile and the knowledge index itself: the caller's key must
+        # allow what it would have to ask of profile and knowledge.
+        reads = {"profile": turn.user_id is not None, "knowledge": self.knowledge is not None}
+        for service, reads_it in reads.items():
             scope = DEPENDENCIES[service][1]
-            if needed and scope not in caller.scopes:
+            if reads_it and scope not in caller.scopes:
                 raise _forbidden(service, scope)
         # Stage 1: the profile and recommend (which reads the published view itself).
         profile_read = (
@@ -514,6 +517,7 @@ class RespondService:
             )
         if recs.fallback:
             self.degrade(gathered, "ranking")
+            gathered.downstream_overloaded = recs.fallback_reason == OVERLOADED
 
     async def _profile(
         self,

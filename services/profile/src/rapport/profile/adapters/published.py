@@ -24,6 +24,7 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.published import (
@@ -137,9 +138,10 @@ class Publisher:
             args += [entry.memory_id, entry.pack()]
         return args
 
-    async def queue(self, pipe: Pipeline, pid: str, args: list[Arg]) -> None:
-        """Buffered in ``pipe`` (awaiting a pipeline's command only queues it)."""
-        await self.script(keys=[view_key(pid), recall_key(pid)], args=args, client=pipe)
+    def queue(self, pipe: Pipeline, pid: str, args: list[Arg]) -> None:
+        """Buffered in ``pipe``. By its hash: redis-py's pipelined Script asks the server
+        whether the script is loaded on every execute, a round trip per batch."""
+        pipe.evalsha(self.script.sha, 2, view_key(pid), recall_key(pid), *args)
 
     async def publish_batch(
         self,
@@ -152,11 +154,18 @@ class Publisher:
         if not profiles:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for pid, profile in profiles.items():
-                    delta = changes.get(pid) or RecallChanges(base_version=-2)  # base unknown
-                    await self.queue(pipe, pid, self.delta_args(profile, now, delta))
-                await pipe.execute()
+            for attempt in (1, 2):
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for pid, profile in profiles.items():
+                            delta = changes.get(pid) or RecallChanges(base_version=-2)  # unknown
+                            self.queue(pipe, pid, self.delta_args(profile, now, delta))
+                        await pipe.execute()
+                    break
+                except NoScriptError:  # a new or flushed Redis: load it, then once more
+                    if attempt == 2:
+                        raise
+                    await self.redis.script_load(PUBLISH_LUA)
         except REDIS_ERRORS:
             log.warning("redis unavailable: profiles not published (reads fall back to MongoDB)")
 

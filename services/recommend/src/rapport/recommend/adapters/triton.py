@@ -7,9 +7,10 @@ scorer alone. Each answer names the version of every model that made it: the rep
 its own.
 
 Every call has a deadline (``client_timeout``) and goes through one circuit
-breaker: after ``breaker_failures`` consecutive failures Triton is not called
-for ``breaker_reset_s``, then one trial call decides whether it is back. The
-caller serves its fallback meanwhile. The W3C trace context travels in the
+breaker: after ``breaker_failures`` consecutive failures (refused or erroring
+calls; a late one is not a failure) Triton is not called for ``breaker_reset_s``,
+then one trial call decides whether it is back. The caller serves its fallback
+meanwhile. The W3C trace context travels in the
 gRPC metadata (the OpenTelemetry gRPC instrumentation, see rapport.common.telemetry).
 """
 
@@ -195,6 +196,10 @@ def _components(out: Outputs) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+def _deadline_exceeded(exc: InferenceServerException) -> bool:
+    return "deadline" in (exc.status() or "").lower()
+
+
 def _sentiment(out: Outputs, version: str) -> Sentiment:
     return Sentiment(
         label=_strings(out["SENTIMENT"])[0],
@@ -296,20 +301,31 @@ class TritonModels:
         self, model: str, inputs: list[InferInput], outputs: Sequence[str]
     ) -> tuple[Outputs, str]:
         started = time.perf_counter()
+        late: InferenceServerException | None = None
         try:
             async with await self.breakers.get_breaker(CIRCUIT):
-                result = await self._call(model, inputs, outputs, self.timeout_s)
+                try:
+                    result = await self._call(model, inputs, outputs, self.timeout_s)
+                except InferenceServerException as exc:
+                    if not _deadline_exceeded(exc):
+                        raise
+                    # Late is not failing: on a saturated box the calls that miss the
+                    # deadline come in bursts, and opening the circuit for them would send
+                    # every reply to the fallback for breaker_reset_s. Lateness lowers the
+                    # admission limit instead (the service observes the latency).
+                    late = exc
         except OpenedState as exc:
             raise ModelUnavailable("circuit_open") from exc
         except InferenceServerException as exc:
             status = (exc.status() or "").lower()
-            reason = "timeout" if "deadline" in status else "unavailable"
-            if "unavailable" not in status and reason != "timeout":
-                reason = "error"
+            reason = "unavailable" if "unavailable" in status else "error"
             self.metrics.triton_errors.labels(model, reason).inc()
             raise ModelUnavailable(reason, exc.message() or "") from exc
         finally:
             self.metrics.triton_duration.labels(model).observe(time.perf_counter() - started)
+        if late is not None:
+            self.metrics.triton_errors.labels(model, "timeout").inc()
+            raise ModelUnavailable("timeout", late.message() or "") from late
         version = str(result.get_response().model_version)
         return {name: result.as_numpy(name) for name in outputs}, version
 
