@@ -51,8 +51,9 @@ OPENAI_COMPATIBLE_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
     f"the deadline (`{DEADLINE_HEADER}`, default 80 ms), records the message as a "
     "`chat_message` event, and answers from a template or the upstream LLM. A slow or down "
     "dependency never fails the reply: the part is left out and named in "
-    "`personalization.degraded`.",
-    responses=problem_responses(401, 403, 404, 422),
+    "`personalization.degraded`. A gateway past its capacity answers 503 with `Retry-After` "
+    "when no place frees within the deadline (nothing is recorded: send it again).",
+    responses=problem_responses(401, 403, 404, 422, 503),
 )
 async def respond(
     body: RespondRequest,
@@ -122,7 +123,7 @@ def chat_turn(body: ChatCompletionRequest, session_header: str | None) -> Turn:
             "description": "A chat completion, or an SSE stream of chunks.",
             "content": {"application/json": {}, "text/event-stream": {}},
         },
-        **problem_responses(400, 401, 403, 404, 422, 502, 504),
+        **problem_responses(400, 401, 403, 404, 422, 502, 503, 504),
     },
 )
 async def chat_completions(  # noqa: PLR0917 - FastAPI parameters
