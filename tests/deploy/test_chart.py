@@ -360,16 +360,21 @@ def test_recommend_finds_triton_profile_and_its_catalogue(
     assert env["RAPPORT_TRITON_GRPC_URL"] == "rapport-triton:8001"
     assert env["RAPPORT_PROFILE_URL"] == "http://rapport-profile:8082"
     assert env["RAPPORT_RECOMMEND_CATALOG_PATH"] == "/catalog/catalog.json"
+    assert "RAPPORT_REDIS_URL" in env, "recommend reads the views profile publishes"
     respond = env_of(main_container(deployments["respond"]))
     assert respond["RAPPORT_RECOMMEND_URL"] == "http://rapport-recommend:8083"
     assert respond["RAPPORT_KNOWLEDGE_URL"] == "http://rapport-knowledge:8084"
+    # respond reads the published views and knowledge's index itself (reads only).
+    assert "RAPPORT_REDIS_URL" in respond
+    assert respond["RAPPORT_RESPOND_MILVUS_URI"] == "http://milvus.milvus.svc:19530"
+    assert respond["RAPPORT_RESPOND_SEARCH_CONSISTENCY"] == "Bounded"
 
 
 def test_knowledge_finds_milvus_triton_and_kafka(rendered: dict[str, list[Manifest]]) -> None:
     env = env_of(main_container(objects(rendered["default"], "Deployment")["knowledge"]))
     assert env["RAPPORT_KNOWLEDGE_MILVUS_URI"] == "http://milvus.milvus.svc:19530"
     assert env["RAPPORT_KNOWLEDGE_MILVUS_DATABASE"] == "default"
-    assert env["RAPPORT_KNOWLEDGE_SEARCH_CONSISTENCY"] == "Strong"
+    assert env["RAPPORT_KNOWLEDGE_SEARCH_CONSISTENCY"] == "Bounded"
     assert env["RAPPORT_TRITON_GRPC_URL"] == "rapport-triton:8001"
     assert env["RAPPORT_KAFKA_BOOTSTRAP_SERVERS"] == "kafka-bootstrap.kafka.svc:9092"
     # The chart offers the consistency levels the service accepts, no more.
@@ -383,10 +388,11 @@ def test_knowledge_finds_milvus_triton_and_kafka(rendered: dict[str, list[Manife
         (rule,) = [r for r in policy["egress"] if {p["port"] for p in r["ports"]} == {19530}]
         names = [p["namespaceSelector"]["matchLabels"] for p in rule.get("to", [])]
         assert names == ([{"kubernetes.io/metadata.name": peers}] if peers else [])
-    # Only knowledge and profile (its memory) reach Milvus.
+    # Only knowledge, profile (its memory) and respond (reading knowledge's index) reach
+    # Milvus.
     for name, policy in objects(rendered["default"], "NetworkPolicy").items():
         ports = {p["port"] for r in policy["spec"].get("egress", []) for p in r["ports"]}
-        assert (19530 in ports) == (name in ("knowledge", "profile")), name
+        assert (19530 in ports) == (name in ("knowledge", "profile", "respond")), name
 
 
 def _milvus_peers(policy: Manifest) -> list[list[dict[str, Any]]]:

@@ -196,7 +196,7 @@ async def mesh(
                 knowledge_url=knowledge_url,
                 # respond reads the index itself, as make up runs it; one test below takes
                 # the knowledge service's search instead.
-                knowledge_milvus_uri=milvus_server.url(),
+                milvus_uri=milvus_server.url(),
                 knowledge_collection=knowledge_settings.collection,
                 knowledge_timeout_ms=3000,
                 recommend_timeout_ms=5000,
@@ -507,7 +507,7 @@ async def test_publishing_needs_the_scope_and_valid_documents(mesh: Mesh) -> Non
 async def test_without_the_vector_store_respond_asks_the_knowledge_service(mesh: Mesh) -> None:
     await mesh.publish(doc_id="refunds", title="Refund policy", text=REFUNDS_V1)
     await eventually(lambda: _text_is(mesh, "refunds", REFUNDS_V1))
-    through_service = mesh.respond_settings.model_copy(update={"knowledge_milvus_uri": None})
+    through_service = mesh.respond_settings.model_copy(update={"milvus_uri": None})
     async with serve_app(create_respond_app(through_service)) as url:
         body = await mesh.respond(ASK_REFUNDS, url=url)
         assert body["knowledge"][0]["doc_id"] == "refunds"
@@ -517,14 +517,14 @@ async def test_without_the_vector_store_respond_asks_the_knowledge_service(mesh:
         assert "Refund policy" not in [k["title"] for k in globex["knowledge"]]
 
 
-@pytest.mark.parametrize("absent", ["knowledge_url", "knowledge_milvus_uri"])
+@pytest.mark.parametrize("absent", ["knowledge_url", "milvus_uri"])
 async def test_an_absent_knowledge_service_or_vector_store_degrades_only_knowledge(
     mesh: Mesh, absent: str
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     update: dict[str, Any] = {absent: down}
     if absent == "knowledge_url":
-        update["knowledge_milvus_uri"] = None  # the service's search, and it is down
+        update["milvus_uri"] = None  # the service's search, and it is down
     async with serve_app(
         create_respond_app(mesh.respond_settings.model_copy(update=update))
     ) as url:

@@ -127,7 +127,7 @@ INFRA_VARIABLES: dict[str, tuple[str, ...]] = {
     "milvus": (
         "RAPPORT_KNOWLEDGE_MILVUS_URI",
         "RAPPORT_PROFILE_MILVUS_URI",
-        "RAPPORT_RESPOND_KNOWLEDGE_MILVUS_URI",
+        "RAPPORT_RESPOND_MILVUS_URI",
     ),
     "triton_grpc": ("RAPPORT_TRITON_GRPC_URL",),
     "triton_http": ("RAPPORT_TRITON_HTTP_URL",),

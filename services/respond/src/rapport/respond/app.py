@@ -83,8 +83,8 @@ def knowledge_search(
     when knowledge is off."""
     if not settings.knowledge_url:
         return None
-    if settings.knowledge_milvus_uri:
-        client = connect(settings.knowledge_milvus_uri, settings)
+    if settings.milvus_uri:
+        client = connect(settings.milvus_uri, settings)
         stack.push_async_callback(client.close)
         index = KnowledgeIndex(
             client, prefix=settings.knowledge_collection, consistency=settings.search_consistency

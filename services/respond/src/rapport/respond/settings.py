@@ -99,7 +99,7 @@ class RespondSettings(
     knowledge_passages: int = Field(
         3, ge=1, le=10, description="Passages of company knowledge asked per reply."
     )
-    knowledge_milvus_uri: str | None = Field(
+    milvus_uri: str | None = Field(
         None,
         description="knowledge's vector store (Milvus; Milvus Lite locally): respond then "
         "searches the index itself, one read and no hop through the knowledge service. "

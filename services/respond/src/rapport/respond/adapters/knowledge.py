@@ -1,6 +1,6 @@
 """The company knowledge a reply cites: the index searched directly, or knowledge's API.
 
-With ``RAPPORT_RESPOND_KNOWLEDGE_MILVUS_URI`` respond reads knowledge's index itself
+With ``RAPPORT_RESPOND_MILVUS_URI`` respond reads knowledge's index itself
 (:mod:`rapport.common.knowledge_index`, the contract knowledge publishes): one read of
 the vector store, no hop through a Python service. Without it, knowledge's HTTP search
 (``RAPPORT_KNOWLEDGE_URL``), which uses the same reader. Either way the tenant is the
