@@ -187,6 +187,7 @@ async def mesh(
             "RAPPORT_RECOMMEND_TRITON_TIMEOUT_MS": "2000",
             "RAPPORT_PROFILE_TIMEOUT_MS": "2000",
             "RAPPORT_RECOMMEND_TIMEOUT_MS": "2000",
+            "RAPPORT_KNOWLEDGE_TIMEOUT_MS": "2000",
         },
     )
     data = await asyncio.to_thread(stack.up, config)
@@ -205,22 +206,30 @@ async def mesh(
         assert not [h.name for h in stack.handles_of(data) if processes.is_running(h)]
 
 
-async def test_one_trace_covers_respond_profile_recommend_and_triton(
-    mesh: Mesh, collector: Collector
-) -> None:
-    body = await mesh.respond(f"traced-{uuid.uuid4().hex[:6]}")
+async def test_one_reply_is_two_stages_and_one_trace(mesh: Mesh, collector: Collector) -> None:
+    """The reply's call graph, from its trace: respond reads the published view (Redis)
+    beside recommend (one Triton call), then searches knowledge's index (Milvus). Neither
+    the profile service nor the knowledge service is on the path."""
+    user = f"traced-{uuid.uuid4().hex[:6]}"
+    await mesh.events(user, {"type": "item_view", "item_id": "50", "category": "Sci-Fi"})
+
+    async def published() -> bool:
+        return bool((await mesh.profile(user))["source"] == "cache")
+
+    await eventually(published)
+    body = await mesh.respond(user)
     assert body["personalization"]["degraded"] == []
     trace_id = body["trace_id"]
 
     def found() -> dict[str, bool]:
+        respond = collector.names_in(trace_id, "rapport-respond")
         recommend = collector.names_in(trace_id, "rapport-recommend")
         return {
-            "respond server span": any(
-                "/v1/respond" in n for n in collector.names_in(trace_id, "rapport-respond")
-            ),
-            "profile server span": any(
-                "/v1/profiles/" in n for n in collector.names_in(trace_id, "rapport-profile")
-            ),
+            "respond server span": any("/v1/respond" in n for n in respond),
+            "respond reads Redis": any("HMGET" in n or "HGETALL" in n for n in respond),
+            "respond searches Milvus": any("Search" in n for n in respond),
+            "recommend server span": any("/v1/recommendations" in n for n in recommend),
+            "recommend reads Redis": any("HGET" in n for n in recommend),
             # ranking, the message's vector, intent and sentiment in one call, which
             # Triton runs as one model (its four inside)
             "one Triton call": sum("ModelInfer" in n for n in recommend) == 1,
@@ -233,7 +242,13 @@ async def test_one_trace_covers_respond_profile_recommend_and_triton(
         return all(found().values())
 
     await wait_until(complete, timeout_s=30)
-    assert all(found().values()), (found(), collector.services_in(trace_id))
+    names = {s: collector.names_in(trace_id, s) for s in collector.services_in(trace_id)}
+    assert all(found().values()), (found(), names)
+    # No hop through profile's or knowledge's API on the reply's path (profile applies the
+    # chat message the reply recorded, in the same trace, after the reply).
+    profile = names.get("rapport-profile", [])
+    assert not [n for n in profile if "/v1/profiles/" in n], profile
+    assert "rapport-knowledge" not in names, names
 
 
 async def test_one_trace_covers_ingest_kafka_and_the_profile_apply(
@@ -291,7 +306,7 @@ async def test_erasure_removes_the_user_everywhere(mesh: Mesh) -> None:
         return bool((await mesh.profile(user))["known"])
 
     await eventually(known)
-    await mesh.respond(user)  # the profile is now cached in Redis too
+    await mesh.respond(user)  # the profile is now published in Redis too
     status, _ = await mesh.call("DELETE", "profile", f"/v1/profiles/{user}")
     assert status == 204
     assert (await mesh.profile(user))["known"] is False

@@ -89,6 +89,18 @@ class KnowledgeIndex:
         self.consistency = consistency
         self.observe = observe
 
+    async def warm_up(self, dimension: int = 384) -> None:
+        """One search, so a reply is not the first (the client connects lazily, and a
+        store's first search pays for its caches: tens of ms). Raises while the store or
+        the collection is not there yet."""
+        await self.client.search(
+            self.chunks,
+            data=[[0.0] * dimension],
+            limit=1,
+            filter=f"tenant == {literal('')}",
+            consistency_level=self.consistency,
+        )
+
     async def search(
         self,
         tenant: str,

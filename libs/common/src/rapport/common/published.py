@@ -1,16 +1,17 @@
 """The profile read model in Redis: what profile publishes for the reply path to read.
 
-profile is the only writer. On every change it publishes, per user:
+profile is the only writer. On every change it publishes, per user (keys named by a
+digest of the profile id, so no user id is in a key's name):
 
-- ``rapport:view:v1:<profile id>``: a hash. ``view`` is a :class:`PublishedView` (the
+- ``rapport:view:v1:<digest>``: a hash. ``view`` is a :class:`PublishedView` (the
   user's :class:`~rapport.common.contracts.ProfileView` as of its write, JSON);
   ``version`` the profile's version, so a late writer never replaces a newer view;
   ``recall`` is ``1`` when the recall set below is complete, ``0`` when a write to it
   was lost (readers then use profile's recall API). An erasure leaves a tombstone (an
   empty ``view`` at :data:`ERASED_VERSION`) that no write replaces until it expires;
-- ``rapport:recall:v1:<profile id>``: a hash of the messages memory keeps for recall,
-  one field per message id, each a packed :class:`RecallEntry` (the redacted text and
-  its vector quantized to int8).
+- ``rapport:recall:v1:<digest>``: a hash of the messages memory keeps for recall, one
+  field per message id, each a packed :class:`RecallEntry` (the redacted text and its
+  vector quantized to int8).
 
 respond and recommend read them the way Feast's feature server reads its online
 store: one round trip, no hop through the profile service. Both keys carry the same
@@ -21,11 +22,12 @@ and publishes again. Redis is a cache: nothing here is the source of truth.
 The profile id (:func:`~rapport.common.profiles.profile_id`) is built from the tenant
 of the caller's API key, so no read crosses tenants. An opted-out user's view is
 withheld (consent and version only) and their recall set is empty; an erased user has
-neither key.
+only the tombstone, which holds nothing of theirs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping
@@ -53,12 +55,18 @@ RECALL_INCOMPLETE = b"0"
 ERASED_VERSION = 2**62  # above any profile's version
 
 
+def _key(prefix: str, pid: str) -> bytes:
+    """By a digest of the profile id: no user id is in a key's name (an erasure's tombstone
+    included), and every profile id has keys of one length."""
+    return (prefix + hashlib.sha256(pid.encode()).hexdigest()[:32]).encode()
+
+
 def view_key(pid: str) -> bytes:
-    return (VIEW_PREFIX + pid).encode()
+    return _key(VIEW_PREFIX, pid)
 
 
 def recall_key(pid: str) -> bytes:
-    return (RECALL_PREFIX + pid).encode()
+    return _key(RECALL_PREFIX, pid)
 
 
 class PublishedView(Contract):

@@ -8,7 +8,9 @@ each of them and reads ``degraded`` (still 200) while one does not answer.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +40,8 @@ from rapport.respond.routes import OPENAI_COMPATIBLE_PATHS, router
 from rapport.respond.service import RespondService
 from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import check_file, load_templates
+
+log = logging.getLogger(__name__)
 
 READY_PROBE_S = 0.5
 NO_KEY = "no-key"
@@ -76,6 +80,17 @@ def build_upstreams(settings: RespondSettings, tenants: list[UpstreamEntry]) -> 
     )
 
 
+async def warm_up(index: KnowledgeIndex, retry_s: float = 1.0) -> None:
+    """Until the first search answers (knowledge may not have created the index yet)."""
+    while True:
+        try:
+            await index.warm_up()
+            return
+        except Exception as exc:  # not there yet: replies degrade `knowledge` meanwhile
+            log.info("knowledge index not searchable yet", extra={"error": str(exc)[:200]})
+            await asyncio.sleep(retry_s)
+
+
 def knowledge_search(
     settings: RespondSettings, http: aiohttp.ClientSession, stack: contextlib.AsyncExitStack
 ) -> KnowledgeSearch | None:
@@ -89,6 +104,8 @@ def knowledge_search(
         index = KnowledgeIndex(
             client, prefix=settings.knowledge_collection, consistency=settings.search_consistency
         )
+        warming = asyncio.create_task(warm_up(index))
+        stack.callback(warming.cancel)
         return IndexSearch(index, settings.knowledge_snippet_chars)
     timeout_s = settings.knowledge_timeout_ms / 1000
     return ServiceSearch(KnowledgeClient(http, settings.knowledge_url, timeout_s))
