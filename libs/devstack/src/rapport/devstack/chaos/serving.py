@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from rapport.devstack import processes, servers
 from rapport.devstack.chaos.harness import (
@@ -33,6 +34,7 @@ from rapport.devstack.chaos.harness import (
 from rapport.devstack.chaos.scale import Scale
 from rapport.devstack.events import produce, read_topic, record
 from rapport.devstack.faults import DelayProxy
+from rapport.devstack.stack import infra_spec
 
 Step = Callable[[], Awaitable[float | None]]
 FAN = "fan"
@@ -379,11 +381,22 @@ FAULTS: dict[str, Callable[[DelayProxy], None]] = {
     "reset": DelayProxy.reset,
 }
 # The part respond must name when a dependency fails; Kafka is off the reply's path.
+# "profile" is both ways respond reaches a profile: the view published in Redis and, when
+# Redis fails, profile's API; "knowledge" is knowledge's index in Milvus, read by respond.
 PARTS: dict[str, set[str]] = {
     "profile": {"profile"},
     "recommend": {"recommendations"},
     "triton": {"ranking", "recommendations"},
+    "knowledge": {"knowledge"},
     "kafka": set(),
+}
+# The proxies each dependency's fault is injected into.
+PROXIES: dict[str, tuple[str, ...]] = {
+    "profile": ("profile", "redis"),
+    "recommend": ("recommend",),
+    "triton": ("triton",),
+    "knowledge": ("milvus",),
+    "kafka": ("kafka",),
 }
 
 
@@ -419,14 +432,28 @@ async def deadline_under_faults(h: Harness, rows: list[Row], scale: Scale) -> No
     )
     profile_proxy = await proxy("profile", profile.url())
     recommend_proxy = await proxy("recommend", recommend.url())
+    redis_at = urlsplit(h.infra["redis"])
+    redis_proxy = await proxy("redis", redis_at.netloc)
+    # knowledge builds its index in a Milvus of this row; respond searches it through a proxy.
+    milvus = await h.start(infra_spec("milvus", h.log_dir))
+    knowledge = await h.start(
+        h.service("knowledge", lane, infra={**h.infra, "milvus": milvus.url("milvus")})
+    )
+    milvus_proxy = await proxy("milvus", milvus.url("milvus"))
     respond = await h.start(
         h.service(
             "respond",
             lane,
-            infra={**h.infra, "kafka": broker.url("kafka")},
+            infra={
+                **h.infra,
+                "kafka": broker.url("kafka"),
+                "redis": f"redis://{redis_proxy.address}{redis_at.path}",
+                "milvus": milvus_proxy.url,
+            },
             env={
                 "RAPPORT_PROFILE_URL": profile_proxy.url,
                 "RAPPORT_RECOMMEND_URL": recommend_proxy.url,
+                "RAPPORT_KNOWLEDGE_URL": knowledge.url(),
                 "RAPPORT_RESPOND_DEADLINE_MS": str(DEADLINE_MS),
             },
         )
@@ -443,8 +470,7 @@ async def deadline_under_faults(h: Harness, rows: list[Row], scale: Scale) -> No
         return answer.status == 200 and not answer.body["personalization"]["degraded"]
 
     letters = iter("abcdefghijklmnopqrstuvwxyz")
-    for dependency in ("profile", "recommend", "triton", "kafka"):
-        part = PARTS[dependency]
+    for dependency, part in PARTS.items():
         for fault, inject in FAULTS.items():
             naming = f", degraded names {'/'.join(sorted(part))}" if part else " (off the path)"
             row = Row(
@@ -457,12 +483,14 @@ async def deadline_under_faults(h: Harness, rows: list[Row], scale: Scale) -> No
             for each in proxies.values():
                 each.up()
             ready = await eventually(healthy, 30)
-            inject(proxies[dependency])
+            for name in PROXIES[dependency]:
+                inject(proxies[name])
             replies = []
             for _ in range(scale.deadline_requests):
                 replies.append(await reply())
                 await asyncio.sleep(0.02)
-            proxies[dependency].up()
+            for name in PROXIES[dependency]:
+                proxies[name].up()
             row.seconds = time.monotonic() - started
             deadline_check(row, replies, part, healthy_before=ready is not None)
     for each in proxies.values():
