@@ -31,7 +31,7 @@ from rapport.common.published import (
 )
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
-from rapport.devstack.events import event, publish
+from rapport.devstack.events import event, publish, wait_committed
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
@@ -236,18 +236,7 @@ async def test_erasure_removes_the_user_everywhere(api: Api) -> None:
 
 async def caught_up(api: Api) -> None:
     """Wait until the app's consumer group has committed everything on the events topic."""
-    group = AIOKafkaConsumer(**connection_kwargs(api.kafka), group_id=api.settings.group_id)
-    await group.start()
-    try:
-        partitions = [TopicPartition(api.settings.events_topic, p) for p in range(2)]
-        end = await group.end_offsets(partitions)
-
-        async def committed() -> bool:
-            return all([(await group.committed(tp) or 0) >= end[tp] for tp in partitions])
-
-        await eventually(committed)
-    finally:
-        await group.stop()
+    await wait_committed(api.kafka, api.settings.group_id, api.settings.events_topic, 2)
 
 
 async def test_reads_survive_redis_being_killed(api: Api, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
 
 from rapport.common.cache import create_redis
 from rapport.common.events import parse_event
@@ -29,6 +30,7 @@ from rapport.common.mongo import create_mongo_client
 from rapport.common.profiles import profile_id
 from rapport.common.published import VERSION_FIELD, VIEW_FIELD, PublishedView, view_key
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
+from rapport.devstack.events import wait_committed
 from rapport.devstack.servers import TANSU_FAST_GROUP
 from rapport.devstack.waiting import eventually
 from rapport.profile.adapters.processor import Processor
@@ -135,6 +137,30 @@ async def produce(
     return poisoned
 
 
+def processor_of(
+    kafka: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+    group: str,
+) -> tuple[Processor, Redis]:
+    """A processor subscribed to ``topics.events`` in ``group``, not started yet."""
+    consumer = create_consumer(kafka, group_id=group, **TANSU_FAST_GROUP)
+    redis = create_redis(redis_settings, client_name="rapport-tests")
+    processor = Processor(
+        consumer=consumer,
+        producer=create_producer(kafka),
+        store=store,
+        publisher=Publisher(redis, RULES, ttl_s=3600),
+        rules=RULES,
+        group_id=group,
+        changes_topic=topics.changes,
+        dlq_topic=topics.dlq,
+    )
+    consumer.subscribe([topics.events], listener=processor.rebalance_listener())
+    return processor, redis
+
+
 async def run_until_caught_up(
     kafka: KafkaSettings,
     topics: Topics,
@@ -144,20 +170,8 @@ async def run_until_caught_up(
     *,
     from_beginning: bool = False,
 ) -> None:
-    consumer = create_consumer(kafka, group_id=group, **TANSU_FAST_GROUP)
-    producer = create_producer(kafka)
-    redis = create_redis(redis_settings, client_name="rapport-tests")
-    processor = Processor(
-        consumer=consumer,
-        producer=producer,
-        store=store,
-        publisher=Publisher(redis, RULES, ttl_s=3600),
-        rules=RULES,
-        group_id=group,
-        changes_topic=topics.changes,
-        dlq_topic=topics.dlq,
-    )
-    consumer.subscribe([topics.events], listener=processor.rebalance_listener())
+    processor, redis = processor_of(kafka, topics, store, redis_settings, group)
+    consumer, producer = processor.consumer, processor.producer
     await consumer.start()
     await producer.start()
     stop = asyncio.Event()
@@ -318,20 +332,8 @@ async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
     writer's compare-and-set (as a forget does) and an erasure both make its next write
     fail, and it reads the profile again."""
     group_id = f"g.{uuid.uuid4().hex[:8]}"
-    consumer = create_consumer(kafka_settings, group_id=group_id, **TANSU_FAST_GROUP)
-    producer = create_producer(kafka_settings)
-    redis = create_redis(redis_settings, client_name="rapport-tests")
-    processor = Processor(
-        consumer=consumer,
-        producer=producer,
-        store=store,
-        publisher=Publisher(redis, RULES, ttl_s=3600),
-        rules=RULES,
-        group_id=group_id,
-        changes_topic=topics.changes,
-        dlq_topic=topics.dlq,
-    )
-    consumer.subscribe([topics.events], listener=processor.rebalance_listener())
+    processor, redis = processor_of(kafka_settings, topics, store, redis_settings, group_id)
+    consumer, producer = processor.consumer, processor.producer
     await consumer.start()
     await producer.start()
     stop = asyncio.Event()
@@ -375,18 +377,7 @@ async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
         await store.erase(pid, datetime.now(UTC))
         past = event("search", now - timedelta(hours=1), query="boots")
         await produce(kafka_settings, topics.events, [past])
-        group = AIOKafkaConsumer(**connection_kwargs(kafka_settings), group_id=group_id)
-        await group.start()
-        try:
-            partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
-            end = await group.end_offsets(partitions)
-
-            async def committed() -> bool:
-                return all([(await group.committed(tp) or 0) >= end[tp] for tp in partitions])
-
-            await eventually(committed)
-        finally:
-            await group.stop()
+        await wait_committed(kafka_settings, group_id, topics.events, PARTITIONS)
         assert await store.profiles.count_documents({"_id": pid}) == 0
         assert pid not in processor.written
     finally:

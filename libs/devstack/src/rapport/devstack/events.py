@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rapport.common.events import SCHEMA_HEADER
 from rapport.common.kafka import connection_kwargs, create_producer
 from rapport.common.settings import KafkaSettings
+from rapport.devstack.waiting import eventually
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -98,3 +99,21 @@ async def read_topic(kafka: KafkaSettings, topic: str, partitions: int) -> list[
         return await drain(consumer, tps)
     finally:
         await consumer.stop()
+
+
+async def wait_committed(
+    kafka: KafkaSettings, group_id: str, topic: str, partitions: int, timeout_s: float = 30
+) -> None:
+    """Until ``group_id`` has committed everything on ``topic`` now (a consumer caught up)."""
+    group = AIOKafkaConsumer(**connection_kwargs(kafka), group_id=group_id)
+    await group.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        end = await group.end_offsets(tps)
+
+        async def committed() -> bool:
+            return all([(await group.committed(tp) or 0) >= end[tp] for tp in tps])
+
+        await eventually(committed, timeout_s)
+    finally:
+        await group.stop()

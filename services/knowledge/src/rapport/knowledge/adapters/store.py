@@ -82,14 +82,7 @@ class KnowledgeStore:
             await create_flat_collection(self.client, self.documents, self._document_schema())
         for name in (self.chunks, self.documents):
             await self.client.load_collection(name)
-        # The first search pays for the store's caches (tens of ms): not a user's reply.
-        await self.client.search(
-            self.chunks,
-            data=[[0.0] * dimension],
-            limit=1,
-            filter=f"tenant == {literal('')}",
-            consistency_level=self.consistency,
-        )
+        await self.index.warm_up(dimension)
 
     def _chunk_schema(self, dimension: int) -> Any:
         schema = AsyncMilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
