@@ -32,6 +32,7 @@ import psutil
 from pymilvus import AsyncMilvusClient, DataType
 
 from bench.results_file import write_results
+from rapport.common.milvus import create_flat_collection
 from rapport.devstack import processes, servers
 from rapport.devstack.stack import Stack
 
@@ -74,12 +75,7 @@ async def collection(client: AsyncMilvusClient, name: str) -> None:
     schema.add_field("encoder", DataType.VARCHAR, max_length=256)
     schema.add_field("text", DataType.VARCHAR, max_length=4096)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIMENSION)
-    index = AsyncMilvusClient.prepare_index_params()
-    index.add_index("vector", index_type="FLAT", metric_type="IP")
-    await client.create_collection(name, schema=schema)
-    # Milvus Lite builds the index but fails the wait call that follows it.
-    with contextlib.suppress(Exception):
-        await client.create_index(name, index)
+    await create_flat_collection(client, name, schema)  # as knowledge and profile do
     await client.load_collection(name)
 
 
@@ -229,13 +225,13 @@ def main() -> None:
             rows += standalone(args.standalone_python, work, args.rows)
     print(
         f"{'engine':<18} {'phase':<24} {'consistency':<11} {'p50':>7} {'p99':>7} "
-        f"{'client ms':>9} {'server ms':>9}"
+        f"{'client ms':>9} {'server ms':>9} {'idle cores':>10}"
     )
     for row in rows:
         print(
             f"{row['engine']:<18} {row['phase']:<24} {row['consistency']:<11} "
             f"{row['p50_ms']:>7} {row['p99_ms']:>7} {row['client_cpu_ms']:>9} "
-            f"{row['server_cpu_ms']:>9}"
+            f"{row['server_cpu_ms']:>9} {row['server_idle_cores']:>10}"
         )
     write_results("milvus_engines", rows, searches=SEARCHES, upserts=UPSERTS)
 
