@@ -151,8 +151,8 @@ async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, 
             rows.append(await measure("item_scorer", score, ops // 2, concurrency))
             print_row(rows[-1])
 
-        # A reply's models as recommend calls them: the `reply` ensemble, one call that
-        # ranks and reads the message (encoder, then intent; sentiment and ranking beside).
+        # A reply's models as recommend calls them: the `reply` model, one call and one
+        # Python-backend step that ranks and reads the message (all four models).
         ranked = scorer_request(HISTORY[:20])
 
         async def reply(i: int) -> object:
@@ -160,7 +160,7 @@ async def run(grpc_url: str, ops: int, triton: ProcessHandle) -> list[dict[str, 
             return await client.infer("reply", [*ranked, *text], client_timeout=10)
 
         for concurrency in CONCURRENCY:
-            rows.append(await measure_cpu("reply (ensemble)", reply, ops // 2, concurrency, triton))
+            rows.append(await measure_cpu("reply", reply, ops // 2, concurrency, triton))
             print_row(rows[-1])
     finally:
         await client.close()
