@@ -20,6 +20,7 @@ from rapport.common.events import (
     parse_event,
     render_event_json_schema,
 )
+from rapport.common.vectors import MessageVector
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +157,20 @@ def test_consent_carries_a_boolean() -> None:
     assert parsed.attributes.personalization is False
     with pytest.raises(ValidationError):
         parse_event(event(type="consent", attributes={"personalization": "maybe"}))
+
+
+def test_a_vectors_dimension_may_be_a_whole_json_number_even_in_a_strict_parse() -> None:
+    """JSON (and the published JSON Schema) takes 384.0 as the integer 384; ingest parses
+    strictly, and refused it until schemathesis sent one."""
+    adapter: TypeAdapter[MessageVector] = TypeAdapter(MessageVector)
+
+    def vector(dimension: str) -> str:
+        return (
+            json.dumps({"model": "encoder:1", "data": "AAAA"})[:-1]
+            + f', "dimension": {dimension}}}'
+        )
+
+    assert adapter.validate_json(vector("1.0"), strict=True).dimension == 1
+    for refused in ("1.5", '"1"', "true", "4097.0"):
+        with pytest.raises(ValidationError):
+            adapter.validate_json(vector(refused), strict=True)

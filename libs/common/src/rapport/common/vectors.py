@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 if TYPE_CHECKING:  # numpy loads with the code that hands arrays over, not with every contract
     import numpy as np
@@ -23,6 +23,15 @@ class MessageVector(BaseModel):
     model: str = Field(description="The encoder and its version, e.g. `encoder:1`.")
     dimension: int = Field(ge=1, le=4096)
     data: str = Field(max_length=22_000, description="Base64 of `dimension` float32 (LE).")
+
+    @field_validator("dimension", mode="before")
+    @classmethod
+    def _whole(cls, value: object) -> object:
+        """384.0 is the integer 384 in JSON (JSON Schema says so too), which a strict parse
+        (ingest's) would refuse; 384.5 stays a float and is refused."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @classmethod
     def of(cls, values: Sequence[float], model: str) -> MessageVector:
