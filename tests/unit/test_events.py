@@ -165,10 +165,8 @@ def test_a_vectors_dimension_may_be_a_whole_json_number_even_in_a_strict_parse()
     adapter: TypeAdapter[MessageVector] = TypeAdapter(MessageVector)
 
     def vector(dimension: str) -> str:
-        return (
-            json.dumps({"model": "encoder:1", "data": "AAAA"})[:-1]
-            + f', "dimension": {dimension}}}'
-        )
+        """The JSON text as a client sends it (a dict would serialize 1.0 as 1.0 anyway)."""
+        return f'{{"model": "encoder:1", "data": "AAAA", "dimension": {dimension}}}'
 
     assert adapter.validate_json(vector("1.0"), strict=True).dimension == 1
     for refused in ("1.5", '"1"', "true", "4097.0"):
