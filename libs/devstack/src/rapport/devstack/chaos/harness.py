@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -90,13 +92,19 @@ class Row:
 
 # ---- lanes ----------------------------------------------------------------------------
 
+# Redis has 16 databases; 0 is the shared server's own, each lane takes the next.
+_REDIS_DBS = itertools.cycle(range(1, 16))
+
 
 @dataclass(frozen=True)
 class Lane:
-    """A scenario's private topics, group and database (names carry a run id)."""
+    """A scenario's private topics, group, database and Redis database (names carry a run
+    id): what one deployment of Rapport owns, so two scenarios never see each other's
+    state (profile's published views in a shared Redis included)."""
 
     name: str
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    redis_db: int = field(default_factory=lambda: next(_REDIS_DBS))
 
     @property
     def topic(self) -> str:
@@ -208,9 +216,13 @@ class Harness:
         env: dict[str, str] | None = None,
     ) -> ServerSpec:
         """A real ``rapport-<name>`` process on a free port, wired to ``lane``."""
+        infra = dict(infra or self.infra)
+        if "redis" in infra:  # the lane's own database on whichever server it is given
+            at = urlsplit(infra["redis"])
+            infra["redis"] = urlunsplit(at._replace(path=f"/{lane.redis_db}"))
         settings = service_env(
             name,
-            infra=infra or self.infra,
+            infra=infra,
             services={},  # a scenario wires the services it starts itself (env)
             api_keys=self.keys_env(),
             log_level="WARNING",
