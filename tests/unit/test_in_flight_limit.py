@@ -1,4 +1,4 @@
-"""The admission limit respond and recommend shed load with."""
+"""The admission limit respond and recommend shed load with (and queue for, briefly)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,31 @@ from rapport.common.limits import InFlightLimit
 pytestmark = pytest.mark.unit
 
 
-def test_past_the_limit_callers_are_turned_away_and_a_leaver_frees_a_place() -> None:
+async def test_past_the_limit_callers_are_turned_away_and_a_leaver_frees_a_place() -> None:
     limit = InFlightLimit(2)
-    with limit.admit() as first, limit.admit() as second:
-        assert (first, second) == (True, True)
-        with limit.admit() as third:
-            assert third is False
+    async with limit.wait_for_place(0) as first, limit.wait_for_place(0) as second:
+        assert (first.admitted, second.admitted) == (True, True)
+        async with limit.wait_for_place(0) as third:
+            assert third.admitted is False
             assert limit.inside == 2, "a caller turned away does not count"
-    with limit.admit() as again:
-        assert again is True
+    async with limit.wait_for_place(0) as again:
+        assert again.admitted is True
     assert limit.inside == 0
 
 
-def test_a_failure_inside_still_frees_the_place() -> None:
+async def test_a_failure_inside_still_frees_the_place() -> None:
     limit = InFlightLimit(1)
-    with pytest.raises(RuntimeError), limit.admit():
-        raise RuntimeError("dependency failed")
+    with pytest.raises(RuntimeError):
+        async with limit.wait_for_place(0):
+            raise RuntimeError("dependency failed")
     assert limit.inside == 0
 
 
-def test_the_gauge_reports_how_many_are_inside() -> None:
+async def test_the_gauge_reports_how_many_are_inside() -> None:
     registry = CollectorRegistry()
     gauge = Gauge("t_in_flight", "inside", registry=registry)
     limit = InFlightLimit(3, gauge)
-    with limit.admit(), limit.admit():
+    async with limit.wait_for_place(0), limit.wait_for_place(0):
         assert registry.get_sample_value("t_in_flight") == 2
     assert registry.get_sample_value("t_in_flight") == 0
 
@@ -87,23 +88,23 @@ def test_fast_calls_raise_the_limit_only_while_it_is_in_use_and_never_past_the_s
     assert limit.limit == 16
 
 
-def test_admitting_feeds_the_latency_back_and_the_gauge_shows_the_limit() -> None:
+async def test_admitting_feeds_the_latency_back_and_the_gauge_shows_the_limit() -> None:
     clock = Clock()
     registry = CollectorRegistry()
     gauge = Gauge("t_limit", "limit", registry=registry)
     limit = InFlightLimit(10, target_s=0.04, clock=clock, limit_gauge=gauge)
-    with limit.admit() as admitted:
-        assert admitted
+    async with limit.wait_for_place(0) as ticket:
+        assert ticket.admitted
         clock.now += 0.5  # a slow dependency
     assert registry.get_sample_value("t_limit") == 9
 
-    def late_failure() -> None:
-        with limit.admit():
+    async def late_failure() -> None:
+        async with limit.wait_for_place(0):
             clock.now += 0.5
             raise RuntimeError("a failure that was late too")
 
     with pytest.raises(RuntimeError):
-        late_failure()
+        await late_failure()
     assert registry.get_sample_value("t_limit") == 8
 
 

@@ -6,8 +6,8 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
@@ -114,8 +114,8 @@ class _Waiter:
 
 
 class InFlightLimit:
-    """At most ``limit`` callers of one process inside at once; the rest are turned away
-    (:meth:`admit`) or wait a bounded time for a place (:meth:`wait_for_place`), never
+    """At most ``limit`` callers of one process inside at once; the rest wait a bounded
+    time for a place (:meth:`wait_for_place`; no time: turned away at once), never
     queued without bound (load shedding in front of a deadline-bound dependency).
 
     Waiting callers get places first in, first out while the queue is short-lived; once the
@@ -169,21 +169,6 @@ class InFlightLimit:
             limit_gauge.set_function(lambda: int(self.limit))
         if waiting_gauge is not None:
             waiting_gauge.set_function(lambda: len(self.waiters))
-
-    @contextmanager
-    def admit(self) -> Iterator[bool]:
-        """``with limit.admit() as admitted:``; inside counts only when admitted."""
-        if self.inside >= int(self.limit):
-            yield False
-            return
-        self.inside += 1
-        started = self.clock()
-        try:
-            yield True
-        finally:
-            in_use = self.inside
-            self.inside -= 1
-            self.observe(self.clock() - started, in_use=in_use)
 
     @asynccontextmanager
     async def wait_for_place(self, wait_s: float) -> AsyncIterator[Ticket]:
