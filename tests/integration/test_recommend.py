@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -459,7 +460,6 @@ async def test_past_max_model_in_flight_a_request_waits_briefly_then_gets_the_fa
 ) -> None:
     host, port = mesh.triton.grpc_url.rsplit(":", 1)
     slow_triton = await DelayProxy(host, int(port)).start()
-    slow_triton.delay_s = 0.1  # holds the one admitted request at Triton
     settings = mesh.settings.model_copy(
         update={
             "triton_grpc_url": slow_triton.address,
@@ -471,13 +471,30 @@ async def test_past_max_model_in_flight_a_request_waits_briefly_then_gets_the_fa
         }
     )
     body = {"user_id": "fan", "k": 3, "message": "my card was declined"}
+
+    async def until_warm(url: str) -> None:
+        async def warm() -> bool:
+            _, ready = await mesh.get(f"{url}/readyz")
+            return bool(ready.get("status") == "ready")
+
+        await eventually(warm, timeout_s=30)
+
     try:
         async with serve_app(create_recommend_app(settings)) as url:
-            answers = await asyncio.gather(*(mesh.recommend(body, url=url) for _ in range(5)))
+            await until_warm(url)
+            # The one admitted request is held at Triton until the other four are shed,
+            # however far apart the box's load spreads their arrivals.
+            slow_triton.blackhole()
+            calls = [asyncio.create_task(mesh.recommend(body, url=url)) for _ in range(5)]
+            for shed_one in itertools.islice(asyncio.as_completed(calls, timeout=30), 4):
+                await shed_one
+            slow_triton.up()
+            answers = await asyncio.gather(*calls)
             # A place that frees within the wait is taken: one at a time, all five served.
             slow_triton.delay_s = 0.005
             patient = settings.model_copy(update={"model_wait_ms": 2000})
             async with serve_app(create_recommend_app(patient)) as patient_url:
+                await until_warm(patient_url)
                 waited = await asyncio.gather(
                     *(mesh.recommend(body, url=patient_url) for _ in range(5))
                 )
