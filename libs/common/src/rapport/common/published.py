@@ -242,7 +242,7 @@ class ProfileReader:
 
     def __init__(
         self,
-        published: PublishedProfiles | None,
+        published: PublishedProfiles,
         api: ProfileClient,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -266,21 +266,20 @@ class ProfileReader:
         recall: bool = False,
         timeout_s: float | None = None,
     ) -> ProfileRead:
-        if self.published is not None:
-            try:
-                found = await self.published.read(tenant, user_id, recall=recall)
-            except REDIS_ERRORS:
-                self._fell_back("redis_error")
-            except ValidationError:
-                self._fell_back("unreadable")
-            else:
-                if found.view is not None:
-                    return ProfileRead(
-                        found.view.at(self.clock()),
-                        "published",
-                        found.recall,
-                        found.view.memory_retention_s,
-                    )
-                self._fell_back("not_published")
+        try:
+            found = await self.published.read(tenant, user_id, recall=recall)
+        except REDIS_ERRORS:
+            self._fell_back("redis_error")
+        except ValidationError:
+            self._fell_back("unreadable")
+        else:
+            if found.view is not None:
+                return ProfileRead(
+                    found.view.at(self.clock()),
+                    "published",
+                    found.recall,
+                    found.view.memory_retention_s,
+                )
+            self._fell_back("not_published")
         view = await self.api.profile(user_id, authorization, timeout_s=timeout_s)
         return ProfileRead(view, "api")

@@ -50,20 +50,22 @@ class MessageVector(BaseModel):
             model=model, dimension=packed.size, data=base64.b64encode(packed.tobytes()).decode()
         )
 
+    def _raw(self) -> bytes:
+        """The little-endian float32 bytes; ValueError when there are not ``dimension``."""
+        raw = base64.b64decode(self.data, validate=True)
+        if len(raw) != 4 * self.dimension:
+            raise ValueError(f"data holds {len(raw) // 4} floats, dimension says {self.dimension}")
+        return raw
+
     def array(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The floats as a native float32 array; ValueError as :meth:`values`."""
         import numpy as np  # noqa: PLC0415 - see the import above
 
-        raw = base64.b64decode(self.data, validate=True)
-        if len(raw) != 4 * self.dimension:
-            raise ValueError(f"data holds {len(raw) // 4} floats, dimension says {self.dimension}")
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return np.frombuffer(self._raw(), dtype="<f4").astype(np.float32)
 
     def values(self) -> list[float]:
         """The floats; ValueError when ``data`` does not hold ``dimension`` of them."""
-        raw = base64.b64decode(self.data, validate=True)
-        if len(raw) != 4 * self.dimension:
-            raise ValueError(f"data holds {len(raw) // 4} floats, dimension says {self.dimension}")
+        raw = self._raw()
         packed = array("f")
         packed.frombytes(raw)
         if sys.byteorder == "big":

@@ -142,11 +142,7 @@ class ProfileService:
         except Exception as exc:  # the store is away: readers keep using the recall API
             log.warning("recall set not read", extra={"error": f"{type(exc).__name__}"})
             return None
-        return [
-            RecallEntry.of(r.memory_id, r.at, r.encoder, r.text, r.vector)
-            for r in rows
-            if r.memory_id in kept
-        ]
+        return [row.recall_entry() for row in rows if row.memory_id in kept]
 
     async def recall(self, tenant: str, user_id: str, request: RecallRequest) -> Recalled:
         """The user's own past messages nearest the current one's vector.

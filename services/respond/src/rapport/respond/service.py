@@ -512,9 +512,7 @@ class RespondService:
             gathered.personalized = False
         gathered.items = domain.shown_items(recs.items, self.templates.max_recommendations)
         for part in recs.degraded:
-            self.degrade(
-                gathered, {"items": "recommendations", "message": "intent"}.get(part, part)
-            )
+            self.degrade(gathered, RECOMMEND_PARTS.get(part, part))
         if recs.fallback:
             self.degrade(gathered, "ranking")
             gathered.downstream_overloaded = recs.fallback_reason == OVERLOADED

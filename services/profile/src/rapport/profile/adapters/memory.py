@@ -23,6 +23,7 @@ from typing import Any
 from pymilvus import AsyncMilvusClient, DataType
 
 from rapport.common.milvus import create_flat_collection, literal
+from rapport.common.published import RecallEntry
 from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class MemoryRow:
     at: datetime
     encoder: str
     vector: list[float]
+
+    def recall_entry(self) -> RecallEntry:
+        """As the published recall set keeps it (readers score it without the store)."""
+        return RecallEntry.of(self.memory_id, self.at, self.encoder, self.text, self.vector)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,6 @@ from rapport.common.kafka import (
     send_dead_letters,
 )
 from rapport.common.profiles import profile_id
-from rapport.common.published import RecallEntry
 from rapport.common.vectors import MessageVector
 from rapport.profile.adapters.memory import MemoryRow, MemoryStore
 from rapport.profile.adapters.published import Publisher, RecallChanges
@@ -317,9 +316,7 @@ class Processor(BatchLoop):
                         encoder=message.vector.model,
                         vector=values,
                     )
-                    recall.added.append(
-                        RecallEntry.of(memory_id, row.at, row.encoder, row.text, row.vector)
-                    )
+                    recall.added.append(row.recall_entry())
         report.messages_remembered += len(memory.rows)
         return {pid: working[pid] for pid in touched}, memory
 
