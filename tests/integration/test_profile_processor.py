@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -15,7 +16,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from redis.asyncio import Redis
 
 from rapport.common.cache import create_redis
 from rapport.common.events import parse_event
@@ -137,14 +137,15 @@ async def produce(
     return poisoned
 
 
-def processor_of(
+@contextlib.asynccontextmanager
+async def running_processor(
     kafka: KafkaSettings,
     topics: Topics,
     store: ProfileStore,
     redis_settings: RedisSettings,
     group: str,
-) -> tuple[Processor, Redis]:
-    """A processor subscribed to ``topics.events`` in ``group``, not started yet."""
+) -> AsyncIterator[Processor]:
+    """A processor subscribed to ``topics.events`` in ``group``, running until the exit."""
     consumer = create_consumer(kafka, group_id=group, **TANSU_FAST_GROUP)
     redis = create_redis(redis_settings, client_name="rapport-tests")
     processor = Processor(
@@ -158,7 +159,18 @@ def processor_of(
         dlq_topic=topics.dlq,
     )
     consumer.subscribe([topics.events], listener=processor.rebalance_listener())
-    return processor, redis
+    await consumer.start()
+    await processor.producer.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(processor.run(stop=stop))
+    try:
+        yield processor
+    finally:
+        stop.set()
+        await runner
+        await consumer.stop()
+        await processor.producer.stop()
+        await redis.aclose()
 
 
 async def run_until_caught_up(
@@ -170,13 +182,8 @@ async def run_until_caught_up(
     *,
     from_beginning: bool = False,
 ) -> None:
-    processor, redis = processor_of(kafka, topics, store, redis_settings, group)
-    consumer, producer = processor.consumer, processor.producer
-    await consumer.start()
-    await producer.start()
-    stop = asyncio.Event()
-    runner = asyncio.create_task(processor.run(stop=stop))
-    try:
+    async with running_processor(kafka, topics, store, redis_settings, group) as processor:
+        consumer = processor.consumer
         partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
         end = await consumer.end_offsets(partitions)
         if from_beginning:
@@ -198,12 +205,6 @@ async def run_until_caught_up(
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("processor did not catch up")
-    finally:
-        stop.set()
-        await runner
-        await consumer.stop()
-        await producer.stop()
-        await redis.aclose()
 
 
 def oracle(events: list[dict[str, Any]]) -> dict[str, Profile]:
@@ -332,12 +333,6 @@ async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
     writer's compare-and-set (as a forget does) and an erasure both make its next write
     fail, and it reads the profile again."""
     group_id = f"g.{uuid.uuid4().hex[:8]}"
-    processor, redis = processor_of(kafka_settings, topics, store, redis_settings, group_id)
-    consumer, producer = processor.consumer, processor.producer
-    await consumer.start()
-    await producer.start()
-    stop = asyncio.Event()
-    runner = asyncio.create_task(processor.run(stop=stop))
     user, pid = "cached-0", profile_id("acme", "cached-0")
 
     def event(type_: str, received: datetime, **fields: Any) -> dict[str, Any]:
@@ -356,7 +351,9 @@ async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
         found = (await store.load([pid])).get(pid)
         return found is not None and found.version == version
 
-    try:
+    async with running_processor(
+        kafka_settings, topics, store, redis_settings, group_id
+    ) as processor:
         now = datetime.now(UTC)
         await produce(kafka_settings, topics.events, [event("item_view", now, item_id="m-1")])
         await eventually(lambda: stored_version(1))
@@ -380,12 +377,6 @@ async def test_cached_profiles_yield_to_another_writer_and_to_an_erasure(
         await wait_committed(kafka_settings, group_id, topics.events, PARTITIONS)
         assert await store.profiles.count_documents({"_id": pid}) == 0
         assert pid not in processor.written
-    finally:
-        stop.set()
-        await runner
-        await consumer.stop()
-        await producer.stop()
-        await redis.aclose()
 
 
 async def _cached(processor: Processor, pid: str) -> bool:
