@@ -22,11 +22,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from rapport.common.auth import key_entry
+from rapport.common.cache import create_redis
 from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
-from rapport.common.settings import KafkaSettings
+from rapport.common.settings import KafkaSettings, RedisSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
+from rapport.ingest.adapters.dedup import AdmissionStore, ClaimState
 from rapport.ingest.app import create_app
 from rapport.ingest.settings import IngestSettings
 
@@ -79,9 +81,13 @@ class Ingest:
     http: aiohttp.ClientSession
 
     async def post(
-        self, body: Any, key: str | None = WRITER, **kwargs: Any
+        self,
+        body: Any,
+        key: str | None = WRITER,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> tuple[int, Any, Any]:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
         async with self.http.post(
             f"{self.url}/v1/events", json=body, headers=headers, **kwargs
         ) as response:
@@ -124,12 +130,18 @@ async def marker_seen(ingest: Ingest) -> list[ConsumerRecord[bytes, bytes]]:
     return await read_topic(ingest.kafka, ingest.topic, lambda rs: marker in ids_in(rs))
 
 
-@pytest_asyncio.fixture(scope="module")
-async def ingest(kafka_server: RunningServer, redis_server: RunningServer) -> AsyncIterator[Ingest]:
+# Every test runs against POST /v1/events as the hot path serves it and as FastAPI does:
+# the two must keep one contract.
+@pytest_asyncio.fixture(scope="module", params=[True, False], ids=["hot-path", "fastapi"])
+async def ingest(
+    kafka_server: RunningServer, redis_server: RunningServer, request: pytest.FixtureRequest
+) -> AsyncIterator[Ingest]:
     topic = f"t.ingest.{uuid.uuid4().hex[:8]}"
     kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url())
     await ensure_topics(kafka, [TopicSpec(topic, PARTITIONS)])
-    settings = settings_for(kafka_server.url(), redis_server.url(), topic)
+    settings = settings_for(
+        kafka_server.url(), redis_server.url(), topic, events_hot_path=request.param
+    )
     async with serve_app(create_app(settings)) as url, aiohttp.ClientSession() as http:
         yield Ingest(url, topic, kafka, http)
 
@@ -179,6 +191,35 @@ async def test_events_land_on_the_key_partition_in_order_with_headers(
     trace_ids = {format(s.context.trace_id, "032x") for s in publish}
     header_traces = {dict(r.headers)["traceparent"].decode().split("-")[1] for r in records}
     assert header_traces <= trace_ids
+
+
+async def test_the_request_span_continues_the_callers_trace_and_is_counted(
+    ingest: Ingest, spans: InMemorySpanExporter
+) -> None:
+    status, _, _ = await ingest.post(event(user="traced"))
+    assert status == 202
+    status, _, _ = await ingest.post(event(type="teleport"))
+    assert status == 422
+    finished = spans.get_finished_spans()
+    # The instrumented client's span carries the caller's context in `traceparent`.
+    client, invalid_client = [s for s in finished if s.kind == SpanKind.CLIENT and s.name == "POST"]
+    server = [s for s in finished if s.kind == SpanKind.SERVER]
+    assert [s.name for s in server] == ["POST /v1/events", "POST /v1/events"]
+    for caller, served in zip((client, invalid_client), server, strict=True):
+        assert served.parent is not None
+        assert served.parent.span_id == caller.context.span_id
+        assert served.context.trace_id == caller.context.trace_id
+    assert server[1].attributes is not None
+    assert server[1].attributes["http.status_code"] == 422
+    assert server[1].attributes["http.route"] == "/v1/events"
+    publish = next(s for s in finished if s.name == f"publish {ingest.topic}")
+    assert publish.parent is not None
+    assert publish.parent.span_id == server[0].context.span_id
+    async with ingest.http.get(f"{ingest.url}/metrics") as response:
+        text = await response.text()
+    for status_code in ("202", "422"):
+        labels = f'method="POST",route="/v1/events",status="{status_code}"'
+        assert f"rapport_http_requests_total{{{labels}}}" in text
 
 
 async def test_a_batch_larger_than_a_kafka_batch_keeps_its_order(ingest: Ingest) -> None:
@@ -423,3 +464,32 @@ async def test_stopped_broker_gets_503_within_the_deadline(
             assert "Retry-After" in headers
         async with ingest.http.get(f"{url}/readyz") as response:
             assert response.status == 503
+
+
+async def test_admissions_of_one_turn_share_a_script_call_and_keep_their_own_answers(
+    redis_server: RunningServer,
+) -> None:
+    redis = create_redis(RedisSettings(redis_url=redis_server.url()), client_name="test")
+    store = AdmissionStore(redis, window_s=60, pending_ttl_s=5)
+    run = uuid.uuid4().hex[:8]
+    keys = [AdmissionStore.event_key("acme", f"{run}-{i}") for i in range(4)]
+    try:
+        await store.confirm([keys[0]])  # acknowledged before: a duplicate now
+        first, second, refused, free = await asyncio.gather(
+            store.admit(f"a-{run}", rate=1, burst=3, cost=2, event_keys=keys[:2]),
+            store.admit(f"a-{run}", rate=1, burst=3, cost=2, event_keys=[keys[2]]),
+            store.admit(f"b-{run}", rate=1, burst=1, cost=2, event_keys=[keys[3]]),
+            store.admit(f"c-{run}", rate=1, burst=1, cost=0, event_keys=[]),
+        )
+        assert first.rate.allowed
+        assert first.states == [ClaimState.DONE, ClaimState.NEW]
+        assert not second.rate.allowed
+        assert second.rate.retry_after_s > 0
+        assert not refused.rate.allowed
+        assert free.rate.allowed
+        assert free.states == []
+        # A refused admission claims nothing: the ids are still free to produce.
+        assert await redis.exists(keys[2], keys[3]) == 0
+    finally:
+        await redis.delete(*keys)
+        await redis.aclose()

@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -18,25 +18,27 @@ from rapport.common.problems import problem_response
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over ``max_bytes``, by Content-Length up front or while streaming.
+    """413 for bodies over a path's cap (``limits``: path to bytes), by Content-Length up
+    front or while streaming. One instance for every capped path: each layer of
+    middleware costs every request.
 
     A chunked body that grows past the cap raises from ``receive``; FastAPI
     passes HTTPExceptions raised while reading the body through to the
     problem handlers, so the client gets the same 413 either way.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, paths: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, *, limits: Mapping[str, int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.paths = paths
+        self.limits = dict(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        max_bytes = self.limits.get(scope["path"]) if scope["type"] == "http" else None
+        if max_bytes is None:
             await self.app(scope, receive, send)
             return
-        detail = f"The body is larger than {self.max_bytes} bytes."
+        detail = f"The body is larger than {max_bytes} bytes."
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
                 response = problem_response(None, 413, detail=detail)
                 await response(scope, receive, send)
                 return
@@ -47,7 +49,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise HTTPException(413, detail=detail)
             return message
 

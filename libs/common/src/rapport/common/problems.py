@@ -101,13 +101,15 @@ def problem_response(
     errors: Sequence[FieldError] | None = None,
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    instance: str | None = None,
 ) -> ProblemResponse:
+    """A problem document; ``instance`` is the request's path (given, or the request's)."""
     body = Problem(
         type=type_,
         title=title or HTTPStatus(status).phrase,
         status=status,
         detail=detail,
-        instance=request.url.path if request is not None else None,
+        instance=request.url.path if request is not None else instance,
         errors=list(errors) if errors else None,
     ).model_dump(mode="json", exclude_none=True)
     body.update(extra or {})

@@ -22,14 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from cachetools import LRUCache
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
@@ -42,8 +44,10 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Scope
 from typing_extensions import override
 
+from rapport.common.asgi import wrap_middleware_stack
 from rapport.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -161,8 +165,45 @@ def setup_telemetry(app: FastAPI, settings: ServiceSettings) -> trace.TracerProv
         excluded_urls=EXCLUDED_URLS,
         exclude_spans=["receive", "send"],
     )
+    _remember_span_names(app)
     instrument_clients(provider)
     return provider
+
+
+# Scope in, (span name, attributes) out; the instrumentation types the scope as a dict.
+SpanDetails = Callable[[Any], tuple[str, dict[str, Any]]]
+
+
+def _remember_span_names(app: FastAPI, paths: int = 1024) -> None:
+    """Name each path's server span once, not on every request.
+
+    The instrumentation names a span by matching the path against every route, each
+    time: 8% of a single-event POST's CPU in ingest. A path always matches the same
+    route, so the name is kept, by method and path, in a bounded LRU (paths that carry
+    ids are many; they only ever cost the lookup they cost before).
+    """
+
+    def remember(stack: ASGIApp) -> ASGIApp:
+        if isinstance(stack, OpenTelemetryMiddleware):
+            details: SpanDetails = stack.default_span_details
+            stack.default_span_details = _remembered(details, paths)
+        return stack
+
+    wrap_middleware_stack(app, remember)
+
+
+def _remembered(details: SpanDetails, paths: int) -> SpanDetails:
+    known: LRUCache[tuple[str, str, str], tuple[str, dict[str, Any]]] = LRUCache(paths)
+
+    def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        key = (scope["type"], scope.get("method", ""), scope["path"])
+        found = known.get(key)
+        if found is None:
+            found = known[key] = details(scope)
+        name, attributes = found
+        return name, dict(attributes)  # the caller adds to it
+
+    return span_details
 
 
 class TraceContextFilter(logging.Filter):

@@ -13,13 +13,14 @@ from rapport.common.app import (
     document_schemas,
     run_service,
 )
+from rapport.common.asgi import wrap_middleware_stack
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.limits import BodySizeLimitMiddleware
 from rapport.ingest.adapters.dedup import AdmissionStore
 from rapport.ingest.domain import BODY, KNOWLEDGE_BODY, KNOWLEDGE_REQUEST_SCHEMA, REQUEST_SCHEMA
 from rapport.ingest.metrics import IngestMetrics
-from rapport.ingest.routes import router
+from rapport.ingest.routes import EventsHotPath, router
 from rapport.ingest.service import IngestService
 from rapport.ingest.settings import IngestSettings
 
@@ -60,14 +61,17 @@ def create_app(settings: IngestSettings) -> FastAPI:
         metrics=metrics,
     )
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, paths=("/v1/events",)
-    )
-    app.add_middleware(
         BodySizeLimitMiddleware,
-        max_bytes=settings.knowledge_max_body_bytes,
-        paths=("/v1/knowledge",),
+        limits={
+            "/v1/events": settings.max_body_bytes,
+            "/v1/knowledge": settings.knowledge_max_body_bytes,
+        },
     )
     app.include_router(router)
+    if settings.events_hot_path:
+        wrap_middleware_stack(
+            app, partial(EventsHotPath, fastapi=app, max_bytes=settings.max_body_bytes)
+        )
     document_schemas(app, {REQUEST_SCHEMA: BODY, KNOWLEDGE_REQUEST_SCHEMA: KNOWLEDGE_BODY})
     return app
 

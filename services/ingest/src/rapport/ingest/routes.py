@@ -1,16 +1,37 @@
-"""``POST /v1/events``: one event, or a batch ``{"events": [...]}``."""
+"""``POST /v1/events`` (one event, or a batch ``{"events": [...]}``) and the knowledge
+routes.
+
+``POST /v1/events`` is served by :class:`EventsHotPath`, ahead of FastAPI's middleware
+and router: per single-event request, those layers cost more CPU than validating,
+deduplicating and producing the event (2.4x the handler alone, measured in process).
+The FastAPI route below stays its contract (OpenAPI) and serves it when the hot path
+is off (``RAPPORT_INGEST_EVENTS_HOT_PATH=false``); both run :func:`accept_events`.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from opentelemetry import propagate, trace
 from pydantic import ValidationError
+from starlette.responses import Response as StarletteResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rapport.common.app import state_dependency
-from rapport.common.auth import SCOPE_EVENTS_WRITE, SCOPE_KNOWLEDGE_WRITE, ApiKey, require_scope
+from rapport.common.auth import (
+    SCOPE_EVENTS_WRITE,
+    SCOPE_KNOWLEDGE_WRITE,
+    ApiKey,
+    authenticate,
+    require_scope,
+)
 from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.problems import ProblemError, problem_responses
+from rapport.common.metrics import Metrics, trace_exemplar
+from rapport.common.problems import ProblemError, problem_response, problem_responses
 from rapport.ingest.domain import (
     BODY,
     KNOWLEDGE_BODY,
@@ -30,6 +51,8 @@ Caller = Annotated[ApiKey, Depends(require_scope(SCOPE_EVENTS_WRITE))]
 Publisher = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_WRITE))]
 DocId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 Service = Annotated[IngestService, Depends(state_dependency("service", IngestService))]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["events"])
 
@@ -73,17 +96,121 @@ def refused(title: str, exc: ValidationError) -> ProblemError:
         }
     },
 )
-async def post_events(request: Request, caller: Caller, service: Service) -> IngestResult:
+async def post_events(request: Request, caller: Caller, service: Service) -> Response:
+    result = await accept_events(await request.body(), caller, service)
+    # Serialized here, once: through response_model, FastAPI would validate it again first.
+    return Response(result, status_code=202, media_type="application/json")
+
+
+async def accept_events(raw: bytes, caller: ApiKey, service: IngestService) -> bytes:
+    """Validate, deduplicate and produce a request's events; the 202 body."""
     # Parsed by hand in strict JSON mode: JSON types must match the schema exactly
     # (no "1.5" for a number, no 0 for a boolean, no epoch seconds for a timestamp).
-    raw = await request.body()
     try:
         body = BODY.validate_json(raw, strict=True)
     except ValidationError as exc:
         service.count_rejected(submitted_items(raw))
         raise refused("Invalid events", exc) from None
     events = body.events if isinstance(body, EventBatch) else [body]
-    return await service.ingest(events, caller)
+    result = await service.ingest(events, caller)
+    return result.model_dump_json().encode()
+
+
+class EventsHotPath:
+    """ASGI middleware serving ``POST /v1/events`` itself; everything else passes through.
+
+    It does what the layers it skips did for this route, no more: the body-size cap,
+    the API key, a SERVER span continuing the caller's W3C context, the RED metrics
+    under the route's template, and problem+json for every error (the same documents
+    the exception handlers write).
+    """
+
+    PATH = "/v1/events"
+
+    def __init__(self, app: ASGIApp, *, fastapi: FastAPI, max_bytes: int) -> None:
+        self.app = app
+        self.fastapi = fastapi  # its state holds the key store and the service
+        self.max_bytes = max_bytes
+        self.metrics: Metrics = fastapi.state.metrics
+        self.tracer = trace.get_tracer("rapport.ingest")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+        with self.tracer.start_as_current_span(
+            f"POST {self.PATH}",
+            context=propagate.extract(headers),
+            kind=trace.SpanKind.SERVER,
+            # The names the ASGI instrumentation writes for the other routes.
+            attributes={"http.method": "POST", "http.route": self.PATH, "http.target": self.PATH},
+        ) as span:
+            response = await self._respond(headers, receive)
+            span.set_attribute("http.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+            await response(scope, receive, send)
+            status = str(response.status_code)
+            self.metrics.http_requests.labels("POST", self.PATH, status).inc()
+            self.metrics.http_request_duration.labels("POST", self.PATH).observe(
+                time.perf_counter() - started, exemplar=trace_exemplar()
+            )
+
+    async def _respond(self, headers: dict[str, str], receive: Receive) -> StarletteResponse:
+        state = self.fastapi.state
+        try:
+            caller = authenticate(state.api_keys, bearer(headers), SCOPE_EVENTS_WRITE)
+            raw = await self._body(headers, receive)
+            result = await accept_events(raw, caller, state.service)
+        except ProblemError as problem:
+            return problem_response(
+                None,
+                problem.status,
+                title=problem.title,
+                detail=problem.detail,
+                type_=problem.type,
+                errors=problem.errors,
+                headers=problem.headers,
+                extra=problem.extra,
+                instance=self.PATH,
+            )
+        except Exception as exc:  # as the app's own handler: logged, a 500 problem
+            log.exception("unhandled error", exc_info=exc)
+            return problem_response(
+                None, 500, detail="An unexpected error occurred.", instance=self.PATH
+            )
+        return StarletteResponse(result, status_code=202, media_type="application/json")
+
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        too_large = ProblemError(413, detail=f"The body is larger than {self.max_bytes} bytes.")
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ProblemError(400, detail="The client disconnected before the body ended.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def bearer(headers: dict[str, str]) -> HTTPAuthorizationCredentials | None:
+    """The ``Authorization: Bearer`` credentials, as FastAPI's HTTPBearer reads them."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
 
 
 @router.post(
