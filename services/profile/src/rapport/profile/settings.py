@@ -23,10 +23,12 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     dlq_topic: str = Field(EVENTS_DLQ_TOPIC, description="Dead-letter topic for poison records.")
     max_batch: int = Field(500, ge=1, description="Records per getmany batch.")
     cached_profiles: int = Field(
-        2048,
+        10_000,
         ge=1,
         description="Profiles the stream processor keeps as it last wrote them, so a batch "
-        "reads only the others from MongoDB (every write is still compare-and-set).",
+        "reads only the others from MongoDB (every write is still compare-and-set). "
+        "About 6 KB each (more with remembered messages); size it to the users active "
+        "on a replica's partitions.",
     )
     session_timeout_ms: int = Field(
         10_000,

@@ -122,7 +122,7 @@ class Processor(BatchLoop):
         metrics: ProfileMetrics | None = None,
         memory: MemoryStore | None = None,
         clock: Clock = utc_now,
-        cached_profiles: int = 2048,
+        cached_profiles: int = 10_000,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
