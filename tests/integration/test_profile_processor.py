@@ -144,11 +144,14 @@ async def running_processor(
     store: ProfileStore,
     redis_settings: RedisSettings,
     group: str,
+    *,
+    processor_class: type[Processor] = Processor,
+    commit_interval_s: float = 0.0,
 ) -> AsyncIterator[Processor]:
     """A processor subscribed to ``topics.events`` in ``group``, running until the exit."""
     consumer = create_consumer(kafka, group_id=group, **TANSU_FAST_GROUP)
     redis = create_redis(redis_settings, client_name="rapport-tests")
-    processor = Processor(
+    processor = processor_class(
         consumer=consumer,
         producer=create_producer(kafka),
         store=store,
@@ -157,6 +160,7 @@ async def running_processor(
         group_id=group,
         changes_topic=topics.changes,
         dlq_topic=topics.dlq,
+        commit_interval_s=commit_interval_s,
     )
     consumer.subscribe([topics.events], listener=processor.rebalance_listener())
     await consumer.start()
@@ -181,8 +185,11 @@ async def run_until_caught_up(
     group: str,
     *,
     from_beginning: bool = False,
+    commit_interval_s: float = 0.0,
 ) -> None:
-    async with running_processor(kafka, topics, store, redis_settings, group) as processor:
+    async with running_processor(
+        kafka, topics, store, redis_settings, group, commit_interval_s=commit_interval_s
+    ) as processor:
         consumer = processor.consumer
         partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
         end = await consumer.end_offsets(partitions)
@@ -281,6 +288,63 @@ async def test_profiles_equal_the_oracle_and_poison_goes_to_the_dlq(
         kafka_settings, topics, store, redis_settings, group, from_beginning=True
     )
     assert await state_hash(store) == before
+
+
+class DiesBeforeCommitting(Processor):
+    """As a process killed between commits: what it applied since its last commit stays
+    uncommitted (no flush when idle or on the way out)."""
+
+    async def flush_commits(self) -> None:
+        return None
+
+
+async def positions_at(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    return all([await consumer.position(tp) >= offset for tp, offset in end.items()])
+
+
+async def test_commits_wait_for_the_interval_and_what_they_held_back_replays_as_a_no_op(
+    kafka_settings: KafkaSettings,
+    topics: Topics,
+    store: ProfileStore,
+    redis_settings: RedisSettings,
+) -> None:
+    events = make_events(random.Random(11), users=10, count=300)
+    group = f"g.{uuid.uuid4().hex[:8]}"
+    partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
+    async with running_processor(
+        kafka_settings,
+        topics,
+        store,
+        redis_settings,
+        group,
+        processor_class=DiesBeforeCommitting,
+        commit_interval_s=3600,
+    ) as processor:
+        consumer = processor.consumer
+        await produce(kafka_settings, topics.events, events[:1])
+        end = await consumer.end_offsets(partitions)
+        await eventually(lambda: positions_at(consumer, end), timeout_s=30)
+        async with processor.batch_lock:  # the batch that reached the end is done
+            pass
+        first = {tp: await consumer.committed(tp) for tp in partitions}
+        assert sum(o or 0 for o in first.values()) == 1  # the first batch commits at once
+        await produce(kafka_settings, topics.events, events[1:])
+        end = await consumer.end_offsets(partitions)
+        await eventually(lambda: positions_at(consumer, end), timeout_s=30)
+        async with processor.batch_lock:
+            pass
+        # Applied, not committed: the interval has not passed, and this one never flushes.
+        assert {tp: await consumer.committed(tp) for tp in partitions} == first
+    applied = await state_hash(store)
+    stored = {doc["_id"] async for doc in store.profiles.find({}, {"_id": 1})}
+    assert stored == set(oracle(events))
+
+    # The next owner gets every event again from the last commit; none changes a thing.
+    # Its commits wait for the interval too, and go out once it is idle.
+    await run_until_caught_up(
+        kafka_settings, topics, store, redis_settings, group, commit_interval_s=3600
+    )
+    assert await state_hash(store) == applied
 
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,15 +247,42 @@ class BatchLoop:
 
     Subclasses set ``consumer``, ``batch_lock`` (an ``asyncio.Lock``) and ``lag``
     (a gauge labelled by ``partition``) and implement :meth:`process`, which
-    commits. A batch that raises is redelivered, never skipped: the position
-    rewinds to the committed offsets, and the subclass's writes must make the
+    commits (:meth:`commit`). A batch that raises is redelivered, never skipped: the
+    position rewinds to the committed offsets, and the subclass's writes must make the
     second pass a no-op. A rebalance waits for the batch in hand, so a revoked
     partition's batch is never half-committed.
+
+    With ``commit_interval_s`` above 0, :meth:`commit` sends the offsets of the batches
+    done at most that often (and whenever the consumer is idle, before a rebalance
+    gives partitions up, and on stop), instead of one commit request per batch. Only a
+    subclass whose second pass is a no-op may set it: after a crash, what was done
+    since the last commit is delivered again.
     """
 
     consumer: AIOKafkaConsumer
     batch_lock: asyncio.Lock
     lag: Gauge
+    commit_interval_s: float = 0.0
+    _uncommitted: dict[TopicPartition, int] | None = None
+    _committed_at: float = 0.0
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``offsets`` (next offset to read, per partition), now or with a later
+        batch's (see ``commit_interval_s``)."""
+        pending = self._uncommitted = {**(self._uncommitted or {}), **offsets}
+        if time.monotonic() - self._committed_at >= self.commit_interval_s:
+            await self._commit_pending(pending)
+
+    async def flush_commits(self) -> None:
+        """Commit what :meth:`commit` is holding, if anything."""
+        if self._uncommitted:
+            await self._commit_pending(self._uncommitted)
+
+    async def _commit_pending(self, pending: dict[TopicPartition, int]) -> None:
+        assigned = self.consumer.assignment()
+        await self.consumer.commit({tp: o for tp, o in pending.items() if tp in assigned})
+        self._uncommitted = None
+        self._committed_at = time.monotonic()
 
     async def process(self, batch: Batch) -> object:
         raise NotImplementedError
@@ -268,6 +296,10 @@ class BatchLoop:
         class WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
                 async with loop.batch_lock:  # the batch in hand finishes and commits
+                    try:
+                        await loop.flush_commits()
+                    except Exception:  # the next owner delivers it again: a no-op pass
+                        log.warning("could not commit before the rebalance", exc_info=True)
                     loop.revoked(revoked)
                 for tp in revoked:  # the new owner reports its lag; a stale gauge would linger
                     with contextlib.suppress(KeyError):
@@ -281,19 +313,29 @@ class BatchLoop:
         return WaitForBatch()
 
     async def run(self, *, max_records: int = 500, stop: asyncio.Event | None = None) -> None:
-        while stop is None or not stop.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
-            if not batch:
-                continue
-            async with self.batch_lock:
-                try:
-                    await self.process(batch)
-                except Exception:
-                    # The position is already past this batch: rewind to the committed
-                    # offsets so it is redelivered, never skipped.
-                    log.exception("batch failed; rewinding to the committed offsets")
-                    await self.rewind(list(batch))
-                    await asyncio.sleep(1.0)
+        try:
+            while stop is None or not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=max_records)
+                if not batch:
+                    async with self.batch_lock:
+                        await self.flush_commits()
+                    continue
+                async with self.batch_lock:
+                    try:
+                        await self.process(batch)
+                    except Exception:
+                        # The position is already past this batch: rewind to the committed
+                        # offsets so it is redelivered, never skipped. What was done since
+                        # the last commit is delivered again too (a no-op second pass).
+                        log.exception("batch failed; rewinding to the committed offsets")
+                        with contextlib.suppress(Exception):  # the batches done before it
+                            await self.flush_commits()
+                        self._uncommitted = None
+                        await self.rewind(list(batch))
+                        await asyncio.sleep(1.0)
+        finally:
+            with contextlib.suppress(Exception):  # stopping: a broker that is gone loses none
+                await self.flush_commits()
 
     async def rewind(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -66,6 +66,7 @@ async def stream_processor(
         memory=memory,
         clock=clock,
         cached_profiles=settings.cached_profiles,
+        commit_interval_s=settings.commit_interval_ms / 1000,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()

@@ -30,6 +30,13 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
         "About 6 KB each (more with remembered messages); size it to the users active "
         "on a replica's partitions.",
     )
+    commit_interval_ms: int = Field(
+        250,
+        ge=0,
+        le=60_000,
+        description="How often the processor commits its offsets (0: after every batch). "
+        "After a crash, what was applied since is delivered again and skipped.",
+    )
     session_timeout_ms: int = Field(
         10_000,
         gt=0,

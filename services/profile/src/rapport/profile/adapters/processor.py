@@ -17,7 +17,9 @@ Each batch from ``getmany``:
 5. publish the changed profiles' views and recall sets in Redis in one pipeline
    (:mod:`rapport.common.published`; best effort: Redis may vanish) and, at the same time,
 6. publish the changed profiles to ``rapport.profile-changes.v1``;
-7. commit the offsets, only now that the state is durable.
+7. commit the offsets, only now that the state is durable (with the batches done
+   since the last commit: at most every ``commit_interval_s``, one commit request
+   for several batches).
 
 A crash anywhere before 7 redelivers the batch, and the watermarks stored
 with the profiles make the second pass a no-op for what was already written; a batch
@@ -123,6 +125,7 @@ class Processor(BatchLoop):
         memory: MemoryStore | None = None,
         clock: Clock = utc_now,
         cached_profiles: int = 10_000,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -138,6 +141,8 @@ class Processor(BatchLoop):
         # MongoDB. The compare-and-set of every write catches any other writer.
         self.written: LRUCache[str, Profile] = LRUCache(maxsize=max(1, cached_profiles))
         self.batch_lock = asyncio.Lock()
+        # A second pass over what was applied is a no-op (the watermarks): commits can wait.
+        self.commit_interval_s = commit_interval_s
         self.metrics = metrics or ProfileMetrics("rapport-profile")
         self.lag = self.metrics.consumer_lag
         for outcome in OUTCOMES:  # exported at 0 from the start, so rate() sees the first one
@@ -210,7 +215,7 @@ class Processor(BatchLoop):
         await asyncio.gather(self._publish_views(saved, recall), self._publish(encoded, poison))
         report.dead_lettered = len(poison)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        await self.consumer.commit(offsets)
+        await self.commit(offsets)
         self._observe(batch, decoded, offsets, report)
         return report
 
