@@ -7,13 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 TRITON_VENV := .venv-triton
 DEPLOY_VENV := .venv-deploy
+FEAST_VENV := .venv-feast
 BIN := $(VENV)/bin
 PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond services/knowledge models
 PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench chaos constraints openapi chart-examples chart-docs clean
+.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench bench-feast chaos constraints openapi chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +53,13 @@ $(TRITON_VENV)/.installed: constraints-triton.txt requirements-triton.txt
 $(DEPLOY_VENV)/.installed: constraints-deploy.txt requirements-deploy.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	PIP_CONSTRAINT=$(CURDIR)/constraints-deploy.txt $(DEPLOY_VENV)/bin/pip install $(PIP) -r requirements-deploy.txt
+	@touch $@
+
+# Feast for bench/feast.py only (feast apply, feast serve, run as processes); not part of
+# install, test or demo: it pins its own tree (pandas, pyarrow, fastapi, gunicorn).
+$(FEAST_VENV)/.installed: constraints-feast.txt requirements-feast.txt
+	$(PYTHON) -m venv $(FEAST_VENV)
+	PIP_CONSTRAINT=$(CURDIR)/constraints-feast.txt $(FEAST_VENV)/bin/pip install $(PIP) -r requirements-feast.txt
 	@touch $@
 
 lint: $(VENV)/.installed  ## ruff (lint and format check) and the import-linter contracts
@@ -104,6 +112,9 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.summary
 
+bench-feast: $(VENV)/.installed $(FEAST_VENV)/.installed  ## Feast 0.67 (push, Redis) against Rapport: freshness under load (`make up` first for Rapport)
+	$(BIN)/python -m bench.feast $(if $(SECS),--seconds $(SECS)) $(if $(ONLY),--only $(ONLY))
+
 chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json
 	$(BIN)/python -m bench.chaos $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
@@ -120,4 +131,4 @@ chart-docs: $(DEPLOY_VENV)/.installed  ## regenerate the values table in docs/in
 	$(DEPLOY_VENV)/bin/python scripts/chart.py values-doc
 
 clean: down  ## remove virtualenvs, caches and local state
-	rm -rf $(VENV) $(TRITON_VENV) $(DEPLOY_VENV) .rapport .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TRITON_VENV) $(DEPLOY_VENV) $(FEAST_VENV) .rapport .mypy_cache .ruff_cache .pytest_cache
