@@ -18,7 +18,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport.common.cache import create_redis
-from rapport.common.events import parse_event
+from rapport.common.events import ChatMessageEvent, Event, parse_event
 from rapport.common.kafka import (
     TopicSpec,
     connection_kwargs,
@@ -37,6 +37,7 @@ from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore, to_document
 from rapport.profile.domain import Profile, Rules, Stamped, apply, view
+from rapport.profile.domain.memory import Heard
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +187,16 @@ async def run_until_caught_up(
     *,
     from_beginning: bool = False,
     commit_interval_s: float = 0.0,
+    processor_class: type[Processor] = Processor,
 ) -> None:
     async with running_processor(
-        kafka, topics, store, redis_settings, group, commit_interval_s=commit_interval_s
+        kafka,
+        topics,
+        store,
+        redis_settings,
+        group,
+        commit_interval_s=commit_interval_s,
+        processor_class=processor_class,
     ) as processor:
         consumer = processor.consumer
         partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
@@ -290,7 +298,18 @@ async def test_profiles_equal_the_oracle_and_poison_goes_to_the_dlq(
     assert await state_hash(store) == before
 
 
-class DiesBeforeCommitting(Processor):
+class CountsHearing(Processor):
+    """Counts the chat messages memory reads (all instances together)."""
+
+    hearings = 0
+
+    def _hear(self, event: Event) -> tuple[Heard | None, list[float] | None]:
+        if isinstance(event, ChatMessageEvent):
+            CountsHearing.hearings += 1
+        return super()._hear(event)
+
+
+class DiesBeforeCommitting(CountsHearing):
     """As a process killed between commits: what it applied since its last commit stays
     uncommitted (no flush when idle or on the way out)."""
 
@@ -309,6 +328,8 @@ async def test_commits_wait_for_the_interval_and_what_they_held_back_replays_as_
     redis_settings: RedisSettings,
 ) -> None:
     events = make_events(random.Random(11), users=10, count=300)
+    chats = sum(e["type"] == "chat_message" for e in events)
+    CountsHearing.hearings = 0
     group = f"g.{uuid.uuid4().hex[:8]}"
     partitions = [TopicPartition(topics.events, p) for p in range(PARTITIONS)]
     async with running_processor(
@@ -338,13 +359,22 @@ async def test_commits_wait_for_the_interval_and_what_they_held_back_replays_as_
     applied = await state_hash(store)
     stored = {doc["_id"] async for doc in store.profiles.find({}, {"_id": 1})}
     assert stored == set(oracle(events))
+    assert CountsHearing.hearings == chats
 
-    # The next owner gets every event again from the last commit; none changes a thing.
-    # Its commits wait for the interval too, and go out once it is idle.
+    # The next owner gets every event again from the last commit; none changes a thing,
+    # and memory does not read its chat messages again. Its commits wait for the
+    # interval too, and go out once it is idle.
     await run_until_caught_up(
-        kafka_settings, topics, store, redis_settings, group, commit_interval_s=3600
+        kafka_settings,
+        topics,
+        store,
+        redis_settings,
+        group,
+        commit_interval_s=3600,
+        processor_class=CountsHearing,
     )
     assert await state_hash(store) == applied
+    assert CountsHearing.hearings == chats
 
 
 async def read_all(kafka: KafkaSettings, topic: str) -> list[Any]:

@@ -21,6 +21,7 @@ from rapport.profile.domain import (
     Rules,
     TrendingPool,
     affinities_at,
+    already_applied,
     apply,
     arm_totals,
     cold_start,
@@ -135,6 +136,20 @@ def test_redelivery_and_client_retries_apply_once() -> None:
     after["watermarks"] = before["watermarks"]
     assert after == before
     assert profile.counters == {"item_view": 1}
+
+
+def test_already_applied_says_what_apply_would_skip_and_changes_nothing() -> None:
+    view = make("item_view", T0, item_id="m-1", category="drama")
+    profile = fresh()
+    assert not already_applied(profile, view, partition=0, offset=5)
+    apply(profile, view, partition=0, offset=5, rules=RULES)
+    before = profile.model_dump()
+    assert already_applied(profile, view, partition=0, offset=5)  # the record again
+    assert already_applied(profile, view, partition=0, offset=9)  # the id again, later
+    older = make("click", T0, item_id="m-9")
+    assert already_applied(profile, older, partition=0, offset=3)  # behind the watermark
+    assert not already_applied(profile, older, partition=1, offset=3)  # another partition
+    assert profile.model_dump() == before
 
 
 def test_affinity_halves_every_half_life() -> None:

@@ -63,7 +63,7 @@ from rapport.common.vectors import MessageVector
 from rapport.profile.adapters.memory import MemoryRow, MemoryStore
 from rapport.profile.adapters.published import Publisher, RecallChanges
 from rapport.profile.adapters.store import ProfileStore
-from rapport.profile.domain import Outcome, Profile, Rules, apply
+from rapport.profile.domain import Outcome, Profile, Rules, already_applied, apply
 from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
 
@@ -280,19 +280,7 @@ class Processor(BatchLoop):
                 current = loaded.get(pid) or Profile(tenant=event.tenant, user_id=event.user_id)
                 working[pid] = (current.version, current)
                 kept_before[pid] = {r.memory_id for r in current.remembered}
-            _, profile = working[pid]
-            message, values = self._hear(event)
-            if message is not None:
-                heard[message.memory_id] = (message, values)
-            with process_span(record, group_id=self.group_id, name="apply event"):
-                outcome = apply(
-                    profile,
-                    event,
-                    partition=record.partition,
-                    offset=record.offset,
-                    rules=self.rules,
-                    heard=message,
-                )
+            outcome, message = self._apply_one(record, event, working[pid][1], heard)
             if outcome is Outcome.DUPLICATE:
                 report.duplicates += 1
                 continue
@@ -324,6 +312,32 @@ class Processor(BatchLoop):
                     recall.added.append(row.recall_entry())
         report.messages_remembered += len(memory.rows)
         return {pid: working[pid] for pid in touched}, memory
+
+    def _apply_one(
+        self,
+        record: Record,
+        event: Event,
+        profile: Profile,
+        heard: dict[str, tuple[Heard, list[float] | None]],
+    ) -> tuple[Outcome, Heard | None]:
+        """One event on its profile. A duplicate (a replay since the last commit, a
+        client's retry) is not read by memory at all: that is a chat message's costliest
+        part."""
+        if already_applied(profile, event, partition=record.partition, offset=record.offset):
+            return Outcome.DUPLICATE, None
+        message, values = self._hear(event)
+        if message is not None:
+            heard[message.memory_id] = (message, values)
+        with process_span(record, group_id=self.group_id, name="apply event"):
+            outcome = apply(
+                profile,
+                event,
+                partition=record.partition,
+                offset=record.offset,
+                rules=self.rules,
+                heard=message,
+            )
+        return outcome, message
 
     def _hear(self, event: Event) -> tuple[Heard | None, list[float] | None]:
         """A chat message as memory reads it, and its vector's floats when the store can

@@ -226,6 +226,15 @@ def _update_session(profile: Profile, event: Event, rules: Rules) -> None:
     profile.session = session
 
 
+def already_applied(profile: Profile, event: Event, *, partition: int, offset: int) -> bool:
+    """The partition's watermark is past this record, or the event's id is a recent one
+    (a client's retry under another offset): applying it again would change nothing."""
+    return (
+        offset <= profile.watermarks.get(str(partition), -1)
+        or str(event.event_id) in profile.recent_event_ids
+    )
+
+
 def apply(
     profile: Profile,
     event: Event,
@@ -240,10 +249,10 @@ def apply(
     ``heard`` is a chat message as memory read it (:func:`~.memory.hear`); None when
     memory is off or the event is not a chat message.
     """
+    if already_applied(profile, event, partition=partition, offset=offset):
+        return Outcome.DUPLICATE
     mark = str(partition)
     event_id = str(event.event_id)
-    if offset <= profile.watermarks.get(mark, -1) or event_id in profile.recent_event_ids:
-        return Outcome.DUPLICATE
     profile.watermarks[mark] = offset
     profile.recent_event_ids = [*profile.recent_event_ids, event_id][-RECENT_EVENT_IDS:]
     if isinstance(event, ConsentEvent):
