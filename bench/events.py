@@ -52,8 +52,10 @@ import aiohttp
 import numpy as np
 import psutil
 
+from bench.mesh import cpu_ms_per
 from bench.profile import mongo_floor
 from bench.results_file import RESULTS, write_results
+from rapport.devstack.processes import free_port
 from rapport.devstack.scrape import sample_sum
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,9 +146,7 @@ def second_profile(mesh: Mesh) -> subprocess.Popen[bytes]:
     """Another profile process in the same consumer group, on a free port."""
     first = psutil.Process(mesh.stack["pids"]["profile"])
     env = first.environ()
-    with contextlib.closing(__import__("socket").socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        env["RAPPORT_PROFILE_PORT"] = str(sock.getsockname()[1])
+    env["RAPPORT_PROFILE_PORT"] = str(free_port())
     log = (mesh.tree.root / ".rapport" / "profile-2.log").open("ab")
     return subprocess.Popen(first.cmdline(), env=env, stdout=log, stderr=log)  # noqa: S603
 
@@ -331,13 +331,9 @@ async def measure(mesh: Mesh, rate: int, seconds: float, spy: bool) -> dict[str,
     cpu1 = cpu_seconds(procs)
     for proc in spies:
         proc.wait(timeout=60)
-    per_event = {
-        name: round(
-            ((cpu1[name] - cpu0[name]) - idle.get(name, 0.0) * elapsed) * 1000 / accepted, 3
-        )
-        for name in cpu0
-        if accepted
-    }
+    per_event = (
+        cpu_ms_per(cpu0, cpu1, accepted, idle_per_s=idle, seconds=elapsed) if accepted else {}
+    )
     floor = await mongo_floor(mesh.stack["infra"]["mongo"])
     lat = np.array(sorted(latencies)) if latencies else np.array([np.nan])
     return {
@@ -355,7 +351,7 @@ async def measure(mesh: Mesh, rate: int, seconds: float, spy: bool) -> dict[str,
         "applied_per_s": round((settled - settled0) / load_s, 1),
         "backlog_at_end": int(backlog),
         "drain_s": round(drain_s, 2),
-        "cpu_ms_per_event": {k: v for k, v in per_event.items() if abs(v) >= 0.005},
+        "cpu_ms_per_event": {k: v for k, v in per_event.items() if v >= 0.005},
         "cpu_ms_per_event_total": round(sum(per_event.values()), 3),
         "store_floor_profiles_per_s": floor["profiles_per_s"],
     }

@@ -28,6 +28,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import HTTPConnection
 
 from rapport.common.events import Identifier
 from rapport.common.problems import ProblemError
@@ -150,6 +151,12 @@ def authenticate(
             headers={"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="insufficient_scope"'},
         )
     return key
+
+
+async def bearer_credentials(connection: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+    """A request's ``Authorization: Bearer`` credentials, read as the routes' dependency
+    reads them (for an ASGI layer that serves a route ahead of FastAPI)."""
+    return await _bearer(connection)
 
 
 def require_scope(

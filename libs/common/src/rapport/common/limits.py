@@ -17,6 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rapport.common.problems import problem_response
 
 
+def body_too_large(max_bytes: int) -> str:
+    """The 413's detail, wherever the cap is checked."""
+    return f"The body is larger than {max_bytes} bytes."
+
+
 class BodySizeLimitMiddleware:
     """413 for bodies over a path's cap (``limits``: path to bytes), by Content-Length up
     front or while streaming. One instance for every capped path: each layer of
@@ -36,7 +41,7 @@ class BodySizeLimitMiddleware:
         if max_bytes is None:
             await self.app(scope, receive, send)
             return
-        detail = f"The body is larger than {max_bytes} bytes."
+        detail = body_too_large(max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
                 response = problem_response(None, 413, detail=detail)

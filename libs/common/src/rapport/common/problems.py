@@ -138,8 +138,10 @@ def validation_field_errors(errors: Sequence[Mapping[str, Any]]) -> list[FieldEr
     return out
 
 
-async def _problem_error_handler(request: Request, exc: Exception) -> ProblemResponse:
-    problem = cast(ProblemError, exc)  # registered for ProblemError only
+def problem_error_response(
+    request: Request | None, problem: ProblemError, *, instance: str | None = None
+) -> ProblemResponse:
+    """The document a raised :class:`ProblemError` answers with (handler or not)."""
     return problem_response(
         request,
         problem.status,
@@ -149,7 +151,20 @@ async def _problem_error_handler(request: Request, exc: Exception) -> ProblemRes
         errors=problem.errors,
         headers=problem.headers,
         extra=problem.extra,
+        instance=instance,
     )
+
+
+def unexpected_error_response(
+    request: Request | None, exc: Exception, *, instance: str | None = None
+) -> ProblemResponse:
+    """Logged, and answered with a 500 that says nothing of the cause."""
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(request, 500, detail="An unexpected error occurred.", instance=instance)
+
+
+async def _problem_error_handler(request: Request, exc: Exception) -> ProblemResponse:
+    return problem_error_response(request, cast(ProblemError, exc))  # for ProblemError only
 
 
 async def _validation_handler(request: Request, exc: Exception) -> ProblemResponse:
@@ -174,8 +189,7 @@ async def _http_handler(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> ProblemResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return problem_response(request, 500, detail="An unexpected error occurred.")
+    return unexpected_error_response(request, exc)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -10,14 +10,13 @@ is off (``RAPPORT_INGEST_EVENTS_HOT_PATH=false``); both run :func:`accept_events
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
+from starlette.requests import HTTPConnection
 from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,11 +26,18 @@ from rapport.common.auth import (
     SCOPE_KNOWLEDGE_WRITE,
     ApiKey,
     authenticate,
+    bearer_credentials,
     require_scope,
 )
 from rapport.common.events import NO_SPACE_OR_CONTROL
+from rapport.common.limits import body_too_large
 from rapport.common.metrics import Metrics, trace_exemplar
-from rapport.common.problems import ProblemError, problem_response, problem_responses
+from rapport.common.problems import (
+    ProblemError,
+    problem_error_response,
+    problem_responses,
+    unexpected_error_response,
+)
 from rapport.ingest.domain import (
     BODY,
     KNOWLEDGE_BODY,
@@ -51,8 +57,6 @@ Caller = Annotated[ApiKey, Depends(require_scope(SCOPE_EVENTS_WRITE))]
 Publisher = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_WRITE))]
 DocId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 Service = Annotated[IngestService, Depends(state_dependency("service", IngestService))]
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["events"])
 
@@ -139,17 +143,15 @@ class EventsHotPath:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers[name.decode("latin-1")] = value.decode("latin-1")
+        connection = HTTPConnection(scope)
         with self.tracer.start_as_current_span(
             f"POST {self.PATH}",
-            context=propagate.extract(headers),
+            context=propagate.extract(connection.headers),
             kind=trace.SpanKind.SERVER,
             # The names the ASGI instrumentation writes for the other routes.
             attributes={"http.method": "POST", "http.route": self.PATH, "http.target": self.PATH},
         ) as span:
-            response = await self._respond(headers, receive)
+            response = await self._respond(connection, receive)
             span.set_attribute("http.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(trace.StatusCode.ERROR)
@@ -160,34 +162,21 @@ class EventsHotPath:
                 time.perf_counter() - started, exemplar=trace_exemplar()
             )
 
-    async def _respond(self, headers: dict[str, str], receive: Receive) -> StarletteResponse:
+    async def _respond(self, connection: HTTPConnection, receive: Receive) -> StarletteResponse:
         state = self.fastapi.state
         try:
-            caller = authenticate(state.api_keys, bearer(headers), SCOPE_EVENTS_WRITE)
-            raw = await self._body(headers, receive)
+            credentials = await bearer_credentials(connection)
+            caller = authenticate(state.api_keys, credentials, SCOPE_EVENTS_WRITE)
+            raw = await self._body(connection.headers.get("content-length", ""), receive)
             result = await accept_events(raw, caller, state.service)
         except ProblemError as problem:
-            return problem_response(
-                None,
-                problem.status,
-                title=problem.title,
-                detail=problem.detail,
-                type_=problem.type,
-                errors=problem.errors,
-                headers=problem.headers,
-                extra=problem.extra,
-                instance=self.PATH,
-            )
+            return problem_error_response(None, problem, instance=self.PATH)
         except Exception as exc:  # as the app's own handler: logged, a 500 problem
-            log.exception("unhandled error", exc_info=exc)
-            return problem_response(
-                None, 500, detail="An unexpected error occurred.", instance=self.PATH
-            )
+            return unexpected_error_response(None, exc, instance=self.PATH)
         return StarletteResponse(result, status_code=202, media_type="application/json")
 
-    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        too_large = ProblemError(413, detail=f"The body is larger than {self.max_bytes} bytes.")
-        length = headers.get("content-length", "")
+    async def _body(self, length: str, receive: Receive) -> bytes:
+        too_large = ProblemError(413, detail=body_too_large(self.max_bytes))
         if length.isdigit() and int(length) > self.max_bytes:
             raise too_large
         chunks: list[bytes] = []
@@ -203,14 +192,6 @@ class EventsHotPath:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-
-def bearer(headers: dict[str, str]) -> HTTPAuthorizationCredentials | None:
-    """The ``Authorization: Bearer`` credentials, as FastAPI's HTTPBearer reads them."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
 
 
 @router.post(

@@ -36,7 +36,7 @@ class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings):
     events_hot_path: bool = Field(
         True,
         description="Serve `POST /v1/events` ahead of the framework's middleware and router "
-        "(a third of the CPU per request); `false` serves it through FastAPI.",
+        "(under half the CPU per request); `false` serves it through FastAPI.",
     )
     rate_per_s: float = Field(5000, gt=0, description="Default events/s per key.")
     rate_burst: int = Field(10_000, gt=0, description="Default bucket size per key.")
