@@ -9,12 +9,12 @@ TRITON_VENV := .venv-triton
 DEPLOY_VENV := .venv-deploy
 FEAST_VENV := .venv-feast
 BIN := $(VENV)/bin
-PACKAGES := libs/common libs/devstack services/ingest services/profile services/recommend services/respond services/knowledge models
+PACKAGES := libs/common libs/devstack libs/chaos services/ingest services/profile services/recommend services/respond services/knowledge models
 PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install promtool lint format typecheck test test-unit test-integration up down status logs demo bench bench-feast chaos constraints openapi chart-examples chart-docs clean
+.PHONY: help install system-tools lint format typecheck test test-unit test-integration up down status logs demo bench bench-feast chaos constraints openapi chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,16 +22,21 @@ help:  ## list the targets
 # Running the mesh needs .venv and .venv-triton; only the tests need .venv-deploy.
 RUNTIME := $(VENV)/.installed $(TRITON_VENV)/.installed
 
-install: $(RUNTIME) $(DEPLOY_VENV)/.installed promtool  ## create .venv, .venv-triton and .venv-deploy; promtool
+install: $(RUNTIME) $(DEPLOY_VENV)/.installed system-tools  ## create .venv, .venv-triton and .venv-deploy; promtool and chromium
 
-# The alert rules' unit tests need promtool, which ships in Debian's `prometheus` package.
-promtool:  ## install promtool when it is missing (as root with apt-get), or say how
-	@command -v promtool >/dev/null && exit 0; \
+# Tools the tests run as processes, from Debian: promtool (package prometheus) for the
+# alert rules' unit tests, chromium for the API docs rendered offline.
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium
+system-tools:  ## install the Debian tools the tests need when missing (as root with apt-get), or say how
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing promtool (Debian package prometheus)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "promtool is missing: run 'sudo apt-get install prometheus' (it ships promtool)" >&2; exit 1; \
+		echo "missing tools: run 'sudo apt-get install$$missing'" >&2; exit 1; \
 	fi
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
@@ -78,7 +83,7 @@ test: install lint typecheck  ## install, lint, type-check, then every test tier
 	$(BIN)/pytest -m unit -q
 	$(BIN)/pytest -m "not unit" -q --durations=10
 
-test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed promtool  ## the fast tier only (no servers)
+test-unit: $(VENV)/.installed $(DEPLOY_VENV)/.installed system-tools  ## the fast tier only (no servers)
 	$(BIN)/pytest -m unit -q
 
 test-integration: install  ## tests against real servers

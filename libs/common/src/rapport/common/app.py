@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from opentelemetry import trace
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -39,6 +40,7 @@ T = TypeVar("T")
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 READINESS_TIMEOUT_S = 1.0
+DOCS_ASSETS_PATH = "/docs-assets"
 
 
 class ReadinessReport(BaseModel):
@@ -146,7 +148,10 @@ def create_service_app(
             flush()
         log.info("stopped")
 
-    app = FastAPI(
+    # /docs and /redoc from the assets fastapi-offline ships: FastAPI's default pages load
+    # them from a public CDN, and are blank in a cluster with no way out.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_PATH,
         title=title,
         version=API_VERSION,
         description=description,
