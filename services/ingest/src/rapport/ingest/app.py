@@ -18,6 +18,7 @@ from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.limits import BodySizeLimitMiddleware
 from rapport.ingest.adapters.dedup import AdmissionStore
+from rapport.ingest.adapters.log import EventLog
 from rapport.ingest.domain import BODY, KNOWLEDGE_BODY, KNOWLEDGE_REQUEST_SCHEMA, REQUEST_SCHEMA
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.routes import EventsHotPath, router
@@ -38,7 +39,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
             await producer.start()
             service = IngestService(
                 settings,
-                producer=producer,
+                log=EventLog(producer),
                 admission=AdmissionStore(
                     redis,
                     window_s=settings.dedup_window_s,

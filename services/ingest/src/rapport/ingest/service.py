@@ -29,10 +29,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
-from opentelemetry import propagate, trace
 from uuid_utils.compat import uuid7
 
 from rapport.common.auth import ApiKey
@@ -48,6 +44,7 @@ from rapport.common.knowledge import (
 from rapport.common.metrics import trace_exemplar
 from rapport.common.problems import ProblemError
 from rapport.ingest.adapters.dedup import Admission, AdmissionStore, ClaimState
+from rapport.ingest.adapters.log import EventLog
 from rapport.ingest.domain import (
     DeletionResult,
     DocumentResult,
@@ -61,11 +58,6 @@ from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("rapport.ingest")
-
-# Below this many records for one partition, `send` (which merges concurrent requests'
-# records) beats building a batch (which waits for the partition's previous batch).
-WHOLE_BATCH_MIN_RECORDS = 8
 
 
 @dataclass(eq=False)
@@ -83,15 +75,14 @@ class IngestService:
         self,
         settings: IngestSettings,
         *,
-        producer: AIOKafkaProducer,
+        log: EventLog,
         admission: AdmissionStore,
         metrics: IngestMetrics,
     ) -> None:
         self.settings = settings
-        self.producer = producer
+        self.log = log
         self.admission = admission
         self.metrics = metrics
-        self.partitioner = DefaultPartitioner()
         self._background: set[asyncio.Task[None]] = set()
 
     async def ingest(self, events: Sequence[EventIn], caller: ApiKey) -> IngestResult:
@@ -181,103 +172,28 @@ class IngestService:
                 elsewhere.append(item)
         return to_produce, elsewhere, True
 
-    async def _send(
-        self, to_produce: list[_Item], trace_headers: list[tuple[str, bytes]]
-    ) -> tuple[dict[asyncio.Future[Any], list[_Item]], list[_Item]]:
-        """Hand the records to the producer; returns delivery futures and what was never sent.
-
-        A partition's records go through ``send`` when there are a few (aiokafka
-        then merges them with other requests' records into one batch) and as
-        whole batches when there are many (``send`` costs per record, and a large
-        request paid mostly for that). The partition is the default partitioner's
-        (murmur2 of the key), exactly what a keyed ``send`` would choose.
-        """
-        topic = self.settings.topic
-        sent: dict[asyncio.Future[Any], list[_Item]] = {}
-        try:
-            async with asyncio.timeout(self.settings.produce_timeout_ms / 1000):
-                # Waits for metadata when the topic is not known yet (inside the deadline).
-                partitions = sorted(await self.producer.partitions_for(topic))
-                by_partition: dict[int, list[_Item]] = {}
-                for item in to_produce:
-                    key = item.event.user_id.encode()
-                    partition = self.partitioner(key, partitions, partitions)
-                    by_partition.setdefault(partition, []).append(item)
-                for partition, group in by_partition.items():
-                    if len(group) < WHOLE_BATCH_MIN_RECORDS:
-                        for item in group:
-                            # The aiokafka instrumentation adds traceparent on this path.
-                            future = await self.producer.send(
-                                topic,
-                                value=item.value,
-                                key=item.event.user_id.encode(),
-                                partition=partition,
-                                headers=[SCHEMA_HEADER],
-                            )
-                            sent[future] = [item]
-                        continue
-                    members: list[_Item] = []
-                    batch = self.producer.create_batch()
-                    for item in group:
-                        record = {
-                            "timestamp": None,
-                            "key": item.event.user_id.encode(),
-                            "value": item.value,
-                            "headers": [SCHEMA_HEADER, *trace_headers],
-                        }
-                        if batch.append(**record) is None:  # full: ship it, start another
-                            sent[await self._ship(batch, partition)] = members
-                            members, batch = [], self.producer.create_batch()
-                            batch.append(**record)
-                        members.append(item)
-                    sent[await self._ship(batch, partition)] = members
-        except (TimeoutError, KafkaError):
-            pass  # what was not handed over by the deadline is reported as unsent
-        shipped = {id(item) for members in sent.values() for item in members}
-        return sent, [item for item in to_produce if id(item) not in shipped]
-
-    async def _ship(self, batch: Any, partition: int) -> asyncio.Future[Any]:
-        batch.close()
-        future: asyncio.Future[Any] = await self.producer.send_batch(
-            batch, self.settings.topic, partition=partition
-        )
-        return future
-
     async def _produce(self, to_produce: list[_Item], items: list[_Item]) -> None:
         """Produce and wait for every acknowledgement, or raise 503 after the deadline."""
         if not to_produce:
             return
-        deadline_s = self.settings.produce_timeout_ms / 1000
         started = time.perf_counter()
-        with tracer.start_as_current_span(
-            f"publish {self.settings.topic}",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": self.settings.topic,
-                "messaging.batch.message_count": len(to_produce),
-            },
-        ) as span:
-            # This span's context goes into every record, so consumers continue this trace.
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
-            sent, unsent = await self._send(
-                to_produce, [(k, v.encode()) for k, v in carrier.items()]
-            )
-            remaining = max(0.0, deadline_s - (time.perf_counter() - started))
-            done, pending = await asyncio.wait(sent, timeout=remaining) if sent else (set(), set())
-            acked = [i for f in done if not f.cancelled() and not f.exception() for i in sent[f]]
-            failed = [i for f in done if f.cancelled() or f.exception() for i in sent[f]]
-            self.metrics.produce_duration.observe(
-                time.perf_counter() - started, exemplar=trace_exemplar()
-            )
-            if len(acked) == len(to_produce):
-                await self._settle(confirm=acked, release=[])
-                return
-            span.set_status(trace.StatusCode.ERROR, "broker did not acknowledge in time")
-        await self._settle(confirm=acked, release=failed + unsent)
-        for future in pending:
-            self._watch(future, sent[future])
+        delivery = await self.log.publish(
+            self.settings.topic,
+            [(item.event.user_id.encode(), item.value) for item in to_produce],
+            header=SCHEMA_HEADER,
+            deadline_s=self.settings.produce_timeout_ms / 1000,
+        )
+        self.metrics.produce_duration.observe(
+            time.perf_counter() - started, exemplar=trace_exemplar()
+        )
+        acked = [to_produce[i] for i in delivery.acked]
+        if delivery.complete:
+            await self._settle(confirm=acked, release=[])
+            return
+        failed = [to_produce[i] for i in delivery.failed + delivery.unsent]
+        await self._settle(confirm=acked, release=failed)
+        for future, indexes in delivery.pending.items():
+            self._watch(future, [to_produce[i] for i in indexes])
         self.metrics.requests_refused.labels("broker_unavailable").inc()
         raise self._unavailable(
             items, "The event log did not acknowledge in time; retry with the same event ids."
@@ -409,32 +325,27 @@ class IngestService:
         return admission
 
     async def _produce_records(
-        self, topic: str, records: list[tuple[bytes, bytes]], schema: tuple[str, bytes]
+        self, topic: str, records: list[tuple[bytes, bytes]], header: tuple[str, bytes]
     ) -> None:
-        """Send and wait for every acknowledgement, or answer 503 after the deadline."""
+        """Produce and wait for every acknowledgement, or answer 503 after the deadline."""
         started = time.perf_counter()
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            async with asyncio.timeout(self.settings.produce_timeout_ms / 1000):
-                for key, value in records:
-                    futures.append(
-                        await self.producer.send(topic, value=value, key=key, headers=[schema])
-                    )
-                await asyncio.gather(*futures)
-        except (TimeoutError, KafkaError):
-            for future in futures:  # a late acknowledgement must not log as unretrieved
-                future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self.metrics.requests_refused.labels("broker_unavailable").inc()
-            raise ProblemError(
-                503,
-                detail="The log did not acknowledge in time; retry the same request.",
-                slug="unavailable",
-                headers={"Retry-After": str(self.settings.retry_after_s)},
-            ) from None
-        finally:
-            self.metrics.produce_duration.observe(
-                time.perf_counter() - started, exemplar=trace_exemplar()
-            )
+        delivery = await self.log.publish(
+            topic, records, header=header, deadline_s=self.settings.produce_timeout_ms / 1000
+        )
+        self.metrics.produce_duration.observe(
+            time.perf_counter() - started, exemplar=trace_exemplar()
+        )
+        if delivery.complete:
+            return
+        for future in delivery.pending:  # a late acknowledgement must not log as unretrieved
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.metrics.requests_refused.labels("broker_unavailable").inc()
+        raise ProblemError(
+            503,
+            detail="The log did not acknowledge in time; retry the same request.",
+            slug="unavailable",
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+        )
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for produces that outlived their requests (on shutdown)."""
