@@ -34,8 +34,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -311,6 +311,28 @@ class BatchLoop:
                 )
 
         return WaitForBatch()
+
+    @asynccontextmanager
+    async def running(
+        self, topic: str, *, max_records: int, stop_timeout_s: float = 10.0
+    ) -> AsyncIterator[None]:
+        """Subscribe to ``topic`` and process it in the background while the block runs;
+        on leaving, the batch in hand finishes and commits (within ``stop_timeout_s``),
+        then the consumer leaves the group."""
+        self.consumer.subscribe([topic], listener=self.rebalance_listener())
+        await self.consumer.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(max_records=max_records, stop=stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, timeout=stop_timeout_s)
+            except (asyncio.CancelledError, TimeoutError):
+                log.warning("the consumer loop did not stop within %s s", stop_timeout_s)
+            finally:
+                await self.consumer.stop()
 
     async def run(self, *, max_records: int = 500, stop: asyncio.Event | None = None) -> None:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -11,61 +10,20 @@ from functools import partial
 
 from fastapi import FastAPI
 from tritonclient.grpc.aio import InferenceServerClient
-from tritonclient.utils import InferenceServerException
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.triton import channel_args
 from rapport.knowledge.adapters.encoder import TritonEncoder
-from rapport.knowledge.adapters.indexer import Chunking, Indexer
 from rapport.knowledge.adapters.store import KnowledgeStore
 from rapport.knowledge.metrics import KnowledgeMetrics
 from rapport.knowledge.routes import router
 from rapport.knowledge.service import KnowledgeService
 from rapport.knowledge.settings import KnowledgeSettings
+from rapport.knowledge.stream import Chunking, Indexer, IndexLifecycle
 
 log = logging.getLogger(__name__)
-
-
-async def wait_for_encoder(encoder: TritonEncoder, *, retry_s: float = 1.0) -> None:
-    """Triton may still be loading: the index's dimension and encoder come from it."""
-    while True:
-        try:
-            await encoder.describe()
-            return
-        except (InferenceServerException, OSError) as exc:
-            log.info("encoder not answering yet", extra={"error": str(exc)[:200]})
-            await asyncio.sleep(retry_s)
-
-
-async def open_then_index(
-    settings: KnowledgeSettings,
-    service: KnowledgeService,
-    indexer: Indexer | None,
-    stop: asyncio.Event,
-) -> None:
-    """In the background, so the process serves /livez while Triton is still loading: wait
-    for the encoder, open the collections, then run the indexer until ``stop``."""
-    while True:
-        await wait_for_encoder(service.encoder)
-        try:
-            await service.store.open(dimension=service.encoder.dimension)
-            break
-        except Exception as exc:  # the store may still be starting: try again
-            log.warning("vector store not open yet", extra={"error": str(exc)[:200]})
-            await asyncio.sleep(1.0)
-    service.started = True
-    log.info("knowledge index open", extra={"encoder": service.encoder.id})
-    if indexer is None:
-        return
-    consumer = indexer.consumer
-    consumer.subscribe([settings.topic], listener=indexer.rebalance_listener())
-    await consumer.start()
-    try:
-        await indexer.run(max_records=settings.max_batch, stop=stop)
-    finally:
-        await consumer.stop()
 
 
 def create_app(settings: KnowledgeSettings) -> FastAPI:
@@ -127,23 +85,11 @@ def create_app(settings: KnowledgeSettings) -> FastAPI:
             add_readiness_check(app, "index", ready)
             if indexer is not None:
                 add_readiness_check(app, "kafka", partial(ping_kafka, indexer.consumer))
-            stop = asyncio.Event()
-            task = asyncio.create_task(open_then_index(settings, service, indexer, stop))
-
-            async def finish() -> None:
-                stop.set()  # the batch in hand finishes and commits
-                if not service.started:
-                    task.cancel()  # still waiting for Triton or the store: nothing in hand
-                try:
-                    await asyncio.wait_for(task, timeout=10)
-                except TimeoutError:
-                    log.warning("the indexer did not stop within 10 s")
-                except asyncio.CancelledError:
-                    pass
-                except Exception:
-                    log.exception("the knowledge index failed")
-
-            stack.push_async_callback(finish)
+            lifecycle = IndexLifecycle(
+                settings, store=store, encoder=encoder, indexer=indexer, opened=service.open
+            )
+            lifecycle.start()
+            stack.push_async_callback(lifecycle.stop)
             yield
 
     app = create_service_app(

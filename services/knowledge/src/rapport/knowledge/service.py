@@ -43,6 +43,10 @@ class KnowledgeService:
     retry_after_s: int = 1
     started: bool = False
 
+    def open(self) -> None:
+        """The index is open (:class:`~rapport.knowledge.stream.IndexLifecycle`): serve."""
+        self.started = True
+
     def _unavailable(self, detail: str) -> ProblemError:
         return ProblemError(
             503, detail=detail, slug="unavailable", headers={"Retry-After": str(self.retry_after_s)}

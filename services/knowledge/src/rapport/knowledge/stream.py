@@ -1,6 +1,8 @@
-"""The indexer: ``rapport.knowledge.v1`` into the vector store, exactly-once in effect.
+"""The stream processor: ``rapport.knowledge.v1`` into the vector store, exactly-once
+in effect, and its lifecycle.
 
-Each batch from ``getmany``:
+:class:`Indexer` handles each batch from ``getmany``:
+
 
 1. decode; a poison record (unparseable, schema-invalid, unknown schema
    version) goes to the DLQ with its provenance in headers; a null value (a
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from tritonclient.utils import InferenceServerException
 
 from rapport.common.kafka import (
     BatchLoop,
@@ -56,6 +60,7 @@ from rapport.knowledge.domain import (
     split_for_embedding,
 )
 from rapport.knowledge.metrics import KnowledgeMetrics
+from rapport.knowledge.settings import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -219,3 +224,74 @@ class Indexer(BatchLoop):
         for change in report.applied:
             metrics.freshness.observe((searchable_at - change.published_at).total_seconds())
         self.record_lag(offsets)
+
+
+class IndexLifecycle:
+    """The index, opened and fed in the background, so the process serves /livez while
+    Triton is still loading: wait for the encoder (the index's dimension and model come
+    from it), open the collections, call ``opened``, then run the indexer (if any) until
+    :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: KnowledgeSettings,
+        *,
+        store: KnowledgeStore,
+        encoder: TritonEncoder,
+        indexer: Indexer | None,
+        opened: Callable[[], None],
+        retry_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.encoder = encoder
+        self.indexer = indexer
+        self.opened = opened
+        self.retry_s = retry_s
+        self.is_open = False
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()  # the batch in hand finishes and commits
+        if self._task is None:
+            return
+        if not self.is_open:
+            self._task.cancel()  # still waiting for Triton or the store: nothing in hand
+        try:
+            await asyncio.wait_for(self._task, timeout=timeout_s)
+        except TimeoutError:
+            log.warning("the indexer did not stop within %s s", timeout_s)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("the knowledge index failed")
+
+    async def _run(self) -> None:
+        while True:
+            await self._wait_for_encoder()
+            try:
+                await self.store.open(dimension=self.encoder.dimension)
+                break
+            except Exception as exc:  # the store may still be starting: try again
+                log.warning("vector store not open yet", extra={"error": str(exc)[:200]})
+                await asyncio.sleep(self.retry_s)
+        self.is_open = True
+        self.opened()
+        log.info("knowledge index open", extra={"encoder": self.encoder.id})
+        if self.indexer is None:
+            return
+        async with self.indexer.running(self.settings.topic, max_records=self.settings.max_batch):
+            await self._stop.wait()
+
+    async def _wait_for_encoder(self) -> None:
+        while True:
+            try:
+                await self.encoder.describe()
+                return
+            except (InferenceServerException, OSError) as exc:
+                log.info("encoder not answering yet", extra={"error": str(exc)[:200]})
+                await asyncio.sleep(self.retry_s)
