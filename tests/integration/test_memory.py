@@ -37,8 +37,8 @@ from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.settings import RecommendSettings
-from rapport.respond.adapters.llm import CONTEXT_CLOSE, CONTEXT_OPEN
 from rapport.respond.app import create_app as create_respond_app
+from rapport.respond.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
 from rapport.respond.settings import RespondSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -30,7 +30,7 @@ from rapport.knowledge.domain import (
     latest_per_document,
     plan,
 )
-from rapport.respond.adapters.llm import (
+from rapport.respond.prompt import (
     CONTEXT_CLOSE,
     CONTEXT_OPEN,
     ContextMessage,

@@ -23,17 +23,17 @@ from rapport.common.contracts import (
 )
 from rapport.profile.domain import Profile, Session, segments
 from rapport.respond import domain
-from rapport.respond.adapters.llm import (
+from rapport.respond.adapters.llm import upstream_entries
+from rapport.respond.app import templates_cli
+from rapport.respond.domain import parse_deadline_header
+from rapport.respond.prompt import (
     CONTEXT_CLOSE,
     ContextItem,
     ContextMessage,
     ContextUser,
     PromptContext,
     build_messages,
-    upstream_entries,
 )
-from rapport.respond.app import templates_cli
-from rapport.respond.domain import parse_deadline_header
 from rapport.respond.templates import (
     Selection,
     builtin_templates_text,

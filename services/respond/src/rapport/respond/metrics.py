@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -76,3 +79,12 @@ class RespondMetrics(Metrics):
             "Fan-outs one process admits at once now (follows their latency, AIMD).",
             registry=self.registry,
         )
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Times one stage of a reply, whether it succeeds or raises."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_duration.labels(name).observe(time.perf_counter() - started)

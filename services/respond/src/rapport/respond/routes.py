@@ -15,7 +15,8 @@ from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_RESPOND_INVOKE, ApiKey, require_scope
 from rapport.common.problems import FieldError, ProblemError, problem_responses
 from rapport.respond.domain import DEADLINE_HEADER
-from rapport.respond.service import Ask, RespondService, Turn, trace_id
+from rapport.respond.fanout import Turn
+from rapport.respond.service import Ask, RespondService, trace_id
 from rapport.respond.wire import (
     SESSION_HEADER,
     ChatCompletionRequest,
