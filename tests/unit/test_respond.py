@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,12 @@ from rapport.common.contracts import (
     Reason,
     SessionView,
 )
+from rapport.common.settings import ConfigurationError
 from rapport.profile.domain import Profile, Session, segments
 from rapport.respond import domain
 from rapport.respond.adapters.llm import upstream_entries
-from rapport.respond.app import templates_cli
+from rapport.respond.app import create_app
+from rapport.respond.cli import templates_cli
 from rapport.respond.domain import parse_deadline_header
 from rapport.respond.prompt import (
     CONTEXT_CLOSE,
@@ -34,6 +39,7 @@ from rapport.respond.prompt import (
     PromptContext,
     build_messages,
 )
+from rapport.respond.settings import RespondSettings
 from rapport.respond.templates import (
     Selection,
     builtin_templates_text,
@@ -141,6 +147,28 @@ def test_the_cli_checks_a_teams_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     broken.write_text("version: [1\n")
     assert check_file(broken)[0].startswith(f"{broken}: not valid YAML")
     assert check_file(tmp_path / "missing.yaml")
+
+
+def test_a_templates_file_that_does_not_load_stops_the_process_with_one_line(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("intents: [")
+    settings = RespondSettings(templates_path=broken)
+    with pytest.raises(ConfigurationError, match="invalid templates"):
+        create_app(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rapport.respond"],
+        env=env | {"RAPPORT_RESPOND_TEMPLATES_PATH": str(broken)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("invalid templates (")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_tone_follows_the_message_the_session_and_a_stated_preference() -> None:

@@ -29,7 +29,7 @@ from rapport.common.auth import ApiKeyStore
 from rapport.common.contracts import API_VERSION
 from rapport.common.metrics import HttpMetricsMiddleware, Metrics
 from rapport.common.problems import install_problem_handlers, problem_response, problem_responses
-from rapport.common.settings import ServiceSettings, load_settings
+from rapport.common.settings import ConfigurationError, ServiceSettings, load_settings
 from rapport.common.telemetry import configure_logging, setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,12 @@ def run_service(settings_cls: type[SettingsT], create_app: Callable[[SettingsT],
     """Entry point of a service process: settings, logging, then uvicorn."""
     settings = load_settings(settings_cls)
     configure_logging(settings.service_name, settings.log_level)
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -193,6 +193,11 @@ def describe_settings_error(settings_cls: type[BaseSettings], error: ValidationE
     return "invalid settings: " + "; ".join(parts)
 
 
+class ConfigurationError(ValueError):
+    """A setting that parsed but cannot be used (a file that does not load, say): the app
+    factory raises it, and the process entry point exits with its one line."""
+
+
 def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Build settings from the environment, or exit with one line naming the variable."""
     try:

@@ -1,4 +1,4 @@
-"""App factory and process entry point.
+"""App factory (the process entry point is :mod:`rapport.respond.cli`).
 
 Readiness has no hard dependency: the gateway degrades rather than fails when
 profile, recommend, Redis or Kafka is slow or down (DESIGN.md). ``/readyz`` reports
@@ -7,22 +7,20 @@ each of them and reads ``degraded`` (still 200) while one does not answer.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 
 import aiohttp
+import yaml
 from fastapi import FastAPI
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr, ValidationError
 
-from rapport.common.app import add_readiness_check, create_service_app, run_service
+from rapport.common.app import add_readiness_check, create_service_app
 from rapport.common.cache import create_redis, ping_redis
 from rapport.common.http import create_http_session
 from rapport.common.knowledge_client import KnowledgeClient
@@ -32,6 +30,7 @@ from rapport.common.milvus import connect
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.recommendations import RecommendClient
+from rapport.common.settings import ConfigurationError
 from rapport.respond.adapters.knowledge import IndexSearch, KnowledgeSearch, ServiceSearch
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.adapters.recorder import EventRecorder
@@ -39,7 +38,7 @@ from rapport.respond.metrics import RespondMetrics
 from rapport.respond.routes import OPENAI_COMPATIBLE_PATHS, router
 from rapport.respond.service import RespondService
 from rapport.respond.settings import RespondSettings
-from rapport.respond.templates import check_file, load_templates
+from rapport.respond.templates import load_templates
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +114,15 @@ def create_app(settings: RespondSettings) -> FastAPI:
     metrics = RespondMetrics(settings.service_name)
     try:
         templates = load_templates(settings.templates_path)
-    except (OSError, ValueError, ValidationError) as exc:
-        raise SystemExit(
+    except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+        raise ConfigurationError(
             f"invalid templates ({settings.templates_path or 'built-in'}): "
             "run `rapport-respond templates check FILE`; " + str(exc).splitlines()[0]
         ) from None
     try:
         tenants = upstream_entries(settings.llm_upstreams, settings.llm_upstreams_file)
     except (OSError, ValueError) as exc:
-        raise SystemExit(
+        raise ConfigurationError(
             "invalid RAPPORT_LLM_UPSTREAMS(_FILE): " + str(exc).splitlines()[0]
         ) from None
 
@@ -187,32 +186,3 @@ def create_app(settings: RespondSettings) -> FastAPI:
     )
     app.include_router(router)
     return app
-
-
-def templates_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rapport-respond templates", description="Reply templates."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate a templates YAML file")
-    check.add_argument("file", type=Path)
-    sub.add_parser("show", help="print the built-in templates (a starting point)")
-    args = parser.parse_args(argv)
-    if args.command == "show":
-        from rapport.respond.templates import builtin_templates_text  # noqa: PLC0415
-
-        print(builtin_templates_text(), end="")
-        return 0
-    problems = check_file(args.file)
-    for line in problems:
-        print(line, file=sys.stderr)
-    if not problems:
-        print(f"{args.file}: ok")
-    return 1 if problems else 0
-
-
-def main() -> None:
-    """``rapport-respond`` serves; ``rapport-respond templates check FILE`` validates."""
-    if sys.argv[1:2] == ["templates"]:
-        raise SystemExit(templates_cli(sys.argv[2:]))
-    run_service(RespondSettings, create_app)
