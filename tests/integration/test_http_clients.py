@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from rapport.common.profiles import ProfileClient, ProfileServiceError
-from rapport.common.recommendations import RecommendClient, RecommendServiceError
+from rapport.respond.adapters.recommend import RecommendClient, RecommendServiceError
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from rapport.chaos.stream import item_views
 from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
 from rapport.devstack import processes, servers
-from rapport.devstack.chaos.stream import item_views
 from rapport.devstack.events import produce
 from rapport.devstack.scrape import sample_sum
 from rapport.devstack.servers import RunningServer, ServerSpec

@@ -36,8 +36,10 @@ from rapport.devstack.waiting import eventually
 from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore, to_document
-from rapport.profile.domain import Profile, Rules, Stamped, apply, view
 from rapport.profile.domain.memory import Heard
+from rapport.profile.domain.reducer import apply
+from rapport.profile.domain.state import Profile, Rules, Stamped
+from rapport.profile.domain.views import view
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from rapport.common.profiles import profile_id
 from rapport.common.published import PublishedProfiles, RecallEntry, nearest, recall_key
 from rapport.common.settings import RedisSettings
 from rapport.profile.adapters.published import Publisher, RecallChanges
-from rapport.profile.domain import Profile, Rules
+from rapport.profile.domain.state import Profile, Rules
 
 pytestmark = pytest.mark.integration
 

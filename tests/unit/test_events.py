@@ -18,8 +18,8 @@ from rapport.common.events import (
     dump_event,
     encode_for_topic,
     parse_event,
-    render_event_json_schema,
 )
+from rapport.common.schemas import render_event_json_schema
 from rapport.common.vectors import MessageVector
 
 pytestmark = pytest.mark.unit

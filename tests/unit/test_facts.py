@@ -8,24 +8,32 @@ import sys
 
 import pytest
 
-from rapport.common.memory import FACT_TYPES
-from rapport.profile.domain.facts import DETECTED_LANGUAGES, Assertion, extract, prepare
+from rapport.common.contracts import FACT_TYPES
+from rapport.profile.adapters.language import DETECTED_LANGUAGES, LanguageDetector
+from rapport.profile.domain.facts import Assertion, extract
 from rapport.profile.domain.pii import PLACEHOLDERS, redact
 
 pytestmark = pytest.mark.unit
 
 Fact = tuple[str, str, bool]
+DETECT = LanguageDetector().detect  # the model loads on the first detection
 
 
 def facts(text: str, intent: str | None = None) -> set[Fact]:
     """Every assertion but the language, as (type, value, negated)."""
     return {
-        (a.type, a.value, a.negated) for a in extract(text, intent=intent) if a.type != "language"
+        (a.type, a.value, a.negated)
+        for a in extract(text, intent=intent, detect_language=DETECT)
+        if a.type != "language"
     }
 
 
 def language(text: str, intent: str | None = None) -> str | None:
-    found = [a.value for a in extract(text, intent=intent) if a.type == "language"]
+    found = [
+        a.value
+        for a in extract(text, intent=intent, detect_language=DETECT)
+        if a.type == "language"
+    ]
     assert len(found) <= 1, "one language per message"
     return found[0] if found else None
 
@@ -253,7 +261,7 @@ def test_every_value_type_is_a_fact_type() -> None:
     text = (
         "I'm vegan, allergic to nuts, I live in Rome, I have a dog, I own a kindle and I love jazz"
     )
-    assert {a.type for a in extract(text)} <= set(FACT_TYPES)
+    assert {a.type for a in extract(text, detect_language=DETECT)} <= set(FACT_TYPES)
 
 
 # -------------------------------------------------------------------- retractions
@@ -296,7 +304,8 @@ def test_a_plain_dislike_is_a_positive_dislikes_not_a_negated_like() -> None:
 
 
 def test_a_correction_in_the_same_message_keeps_one_assertion_per_value() -> None:
-    found = [a for a in extract("I'm vegan. Well, I'm not vegan any more.") if a.type == "diet"]
+    text = "I'm vegan. Well, I'm not vegan any more."
+    found = [a for a in extract(text, detect_language=DETECT) if a.type == "diet"]
     assert found == [Assertion("diet", "vegan", negated=True)]
 
 
@@ -416,7 +425,7 @@ def test_quoted_words_are_mentions_not_statements() -> None:
     ],
 )
 def test_placeholders_never_become_values(text: str) -> None:
-    for a in extract(text):
+    for a in extract(text, detect_language=DETECT):
         assert not any(p in a.value for p in PLACEHOLDERS)
         assert "[" not in a.value
 
@@ -486,7 +495,8 @@ def test_no_language_when_short_unsure_or_not_served(text: str) -> None:
     ],
 )
 def test_a_stated_preference_wins_over_detection(text: str, code: str) -> None:
-    assert [a for a in extract(text) if a.type == "language"] == [Assertion("language", code)]
+    found = extract(text, detect_language=DETECT)
+    assert [a for a in found if a.type == "language"] == [Assertion("language", code)]
 
 
 def test_language_names_that_are_not_a_preference() -> None:
@@ -502,15 +512,37 @@ def test_detection_covers_the_languages_we_serve() -> None:
 
 def test_the_identifier_is_built_on_first_use_not_at_import() -> None:
     code = (
-        "import sys; import rapport.profile.domain.facts as f; "
+        "import sys; import rapport.profile.domain.facts; "
+        "from rapport.profile.adapters.language import LanguageDetector; LanguageDetector(); "
         "print('py3langid' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
-    prepare()  # builds it explicitly (cached: a second call is free)
-    prepare()
+    detector = LanguageDetector()
+    detector.prepare()  # builds it explicitly (once a process: a second call is free)
+    detector.prepare()
+
+
+def test_without_a_detector_only_a_stated_language_is_found() -> None:
+    assert [a for a in extract("I'm vegan and I live in Berlin") if a.type == "language"] == []
+    assert Assertion("language", "fr") in extract("please answer in French")
+
+
+def test_the_detector_reads_the_words_alone_and_a_stated_language_wins() -> None:
+    asked: list[str] = []
+
+    def detect(text: str) -> str | None:
+        asked.append(text)
+        return "nl"
+
+    found = extract("mail me at [email] about 3 tents please", detect_language=detect)
+    assert Assertion("language", "nl") in found
+    assert asked == ["mail me at about tents please"]  # no placeholder, no digits
+    assert Assertion("language", "fr") in extract("answer in French", detect_language=detect)
+    assert extract("ok 42", detect_language=detect) == []  # too few words to ask
+    assert asked == ["mail me at about tents please"]
 
 
 # -------------------------------------------------------------------------- intent
@@ -522,8 +554,11 @@ def test_intent_is_optional_and_changes_nothing_for_ordinary_labels() -> None:
 
 
 def test_translation_and_spelling_requests_state_nothing() -> None:
-    assert extract("how do you say I am vegan in German", intent="translate") == []
-    assert extract("how do you spell vegetarian", intent="spelling") == []
+    for text, intent in (
+        ("how do you say I am vegan in German", "translate"),
+        ("how do you spell vegetarian", "spelling"),
+    ):
+        assert extract(text, intent=intent, detect_language=DETECT) == []
 
 
 def test_banking_amounts_are_not_a_budget() -> None:

@@ -17,10 +17,10 @@ from rapport.common.knowledge import (
     KnowledgeDocument,
     KnowledgeUpsert,
     delete_record,
-    render_knowledge_json_schema,
     upsert_record,
 )
 from rapport.common.knowledge_index import snippet
+from rapport.common.schemas import render_knowledge_json_schema
 from rapport.common.vectors import MessageVector
 from rapport.knowledge.domain import (
     Indexed,

@@ -23,11 +23,10 @@ from bench.memory_quality import (
     micro,
     mistakes,
     normalise_value,
-    percentile,
     score,
     triple,
 )
-from rapport.common.memory import FACT_TYPES
+from rapport.common.contracts import FACT_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -240,11 +239,3 @@ def test_a_false_alarm_is_something_unexpected_on_a_row_without_facts() -> None:
     assert list(found) == ["diet"]
     assert found["diet"][0].missed == (("diet", "vegan", False),)
     assert found["diet"][0].extra == (("diet", "vegan", True),)
-
-
-def test_percentile_is_the_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 99) == 99.0
-    assert percentile(values, 50) == 50.0
-    assert percentile([7.0], 99) == 7.0
-    assert percentile([3.0, 1.0, 2.0], 100) == 3.0

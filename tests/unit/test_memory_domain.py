@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rapport.common.contracts import FactType
 from rapport.common.events import ChatMessageEvent, ConsentEvent
-from rapport.common.memory import FactType
 from rapport.common.vectors import MessageVector
-from rapport.profile.domain import Outcome, Profile, Rules, apply, view
 from rapport.profile.domain.facts import Assertion
 from rapport.profile.domain.memory import (
     Heard,
@@ -24,6 +23,9 @@ from rapport.profile.domain.memory import (
     hear,
     learn,
 )
+from rapport.profile.domain.reducer import Outcome, apply
+from rapport.profile.domain.state import Profile, Rules
+from rapport.profile.domain.views import view
 
 pytestmark = pytest.mark.unit
 

@@ -12,21 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapport.common.events import Event, parse_event
-from rapport.profile.domain import (
+from rapport.profile.domain.reducer import (
     MAX_FEEDBACK_ARMS,
     RECENT_ITEMS,
-    ArmFeedback,
     Outcome,
-    Profile,
-    Rules,
-    TrendingPool,
-    affinities_at,
     already_applied,
     apply,
+)
+from rapport.profile.domain.state import ArmFeedback, Profile, Rules
+from rapport.profile.domain.trending import TrendingPool, trending
+from rapport.profile.domain.views import (
+    affinities_at,
     arm_totals,
     cold_start,
     segments,
-    trending,
     trending_view,
 )
 

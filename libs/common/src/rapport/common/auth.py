@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import HTTPConnection
 
-from rapport.common.events import Identifier
+from rapport.common.identifiers import Identifier
 from rapport.common.problems import ProblemError
 
 SCOPE_EVENTS_WRITE = "events:write"

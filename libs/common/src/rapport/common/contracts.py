@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-from rapport.common.events import Identifier
-from rapport.common.memory import FactType
+from rapport.common.identifiers import Identifier
 from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
@@ -34,6 +33,22 @@ API_VERSION = "1.4.0"
 # reads as frustrated: profile labels the segment, respond answers with empathy.
 FRUSTRATED_SENTIMENT_EWMA = -0.3
 FRUSTRATED_SEGMENT = "frustrated"
+
+
+# What Rapport remembers of a user's own words: profile derives and serves these facts,
+# respond shows them in a reply and hands them to the LLM.
+FactType = Literal[
+    "diet",
+    "allergy",
+    "budget",
+    "location",
+    "household",
+    "owns",
+    "likes",
+    "dislikes",
+    "language",
+]
+FACT_TYPES: tuple[str, ...] = get_args(FactType)
 
 
 class Contract(BaseModel):
@@ -297,3 +312,30 @@ class Recommendations(Contract):
     personalized: bool = True
     profile_version: int | None = None
     exploration: Exploration | None = None
+
+
+# ---- knowledge search (respond -> knowledge) ------------------------------------------
+
+
+class KnowledgeQuery(Contract):
+    model_config = ConfigDict(extra="forbid")
+
+    vector: MessageVector
+    k: int = Field(3, ge=1, le=20, description="How many passages to return at most.")
+    min_score: float | None = Field(
+        None, ge=-1, le=1, description="Leave out passages below this cosine similarity."
+    )
+
+
+class KnowledgeHit(Contract):
+    doc_id: str
+    title: str
+    snippet: str = Field(description="The matching passage (a chunk of the document).")
+    score: float = Field(description="Cosine similarity to the message, -1..1.")
+    url: str | None = None
+    chunk: int = Field(0, description="Which chunk of the document the passage is.")
+
+
+class KnowledgeResults(Contract):
+    hits: list[KnowledgeHit] = Field(default_factory=list)
+    encoder: str = Field(description="The encoder the index was built with.")

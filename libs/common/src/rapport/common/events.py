@@ -2,7 +2,8 @@
 
 One discriminated union over ``type``; each variant requires the fields its
 type needs, so a validation error names the missing field. The JSON Schema in
-``schemas/event.v1.json`` is generated from these models (``rapport-schema``)
+``schemas/event.v1.json`` is generated from these models (``rapport-schema``,
+:mod:`rapport.common.schemas`)
 and a test keeps the committed file equal to the code.
 
 Two shapes share the fields: ``EventIn`` is what a client submits (no
@@ -13,7 +14,6 @@ from the API key, a UUIDv7 is generated when the client gave no id).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
@@ -28,6 +28,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL, Identifier
 from rapport.common.vectors import MessageVector  # pydantic needs this one before Python 3.12
 
 SCHEMA_VERSION = "v1"
@@ -50,15 +51,6 @@ SERVER_FIELDS = ("received_at", "tenant")
 # The record header naming the schema of a record's value (a consumer refuses unknown ones).
 SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"event.v1")
 
-# Identifiers: no whitespace or control characters, bounded. The classes are spelled
-# out because `\s` means different things to Python, Rust (pydantic) and ECMA-262
-# (JSON Schema) regexes: U+0085, for one, is whitespace to the first two only.
-NO_SPACE_OR_CONTROL = (
-    r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
-)
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)
-]
 Category = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Source = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_SPACE_OR_CONTROL)]
 Query = Annotated[str, StringConstraints(min_length=1, max_length=512)]
@@ -247,33 +239,3 @@ def parse_event(data: bytes | str | dict[str, Any]) -> Event:
 def dump_event(event: Event) -> bytes:
     """Compact JSON as written to Kafka; unset optional fields are left out."""
     return event.model_dump_json(exclude_none=True).encode()
-
-
-def render_json_schema(adapter: TypeAdapter[Any], *, schema_id: str, title: str) -> str:
-    """A record's JSON Schema document, as committed under ``schemas/``."""
-    schema = adapter.json_schema(ref_template="#/$defs/{model}")
-    document = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": schema_id,
-        "title": title,
-        **schema,
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
-
-
-def render_event_json_schema() -> str:
-    """``schemas/event.v1.json``."""
-    return render_json_schema(EVENT_ADAPTER, schema_id=SCHEMA_ID, title="Rapport event v1")
-
-
-def main() -> None:
-    """``rapport-schema [event|knowledge]``: print a record's JSON Schema (into schemas/)."""
-    import sys  # noqa: PLC0415  (a console script's own argument, read when it runs)
-
-    from rapport.common.knowledge import render_knowledge_json_schema  # noqa: PLC0415
-
-    which = sys.argv[1] if len(sys.argv) > 1 else "event"
-    renderers = {"event": render_event_json_schema, "knowledge": render_knowledge_json_schema}
-    if which not in renderers:
-        raise SystemExit(f"usage: rapport-schema [{'|'.join(renderers)}]")
-    print(renderers[which](), end="")

@@ -10,8 +10,30 @@ from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from rapport.common.retry import stale_connection_retry
+# A pooled keep-alive connection that the server (or a restarted pod) closed as
+# the request went out: disconnected before an answer, or reset while writing
+# (aiohttp reports a failed body write as ClientOSError).
+STALE_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientConnectionResetError,
+    aiohttp.ClientOSError,
+)
+
+
+def stale_connection_retry() -> AsyncRetrying:
+    """An immediate second attempt, on a fresh connection, after a stale pooled one.
+
+    For side-effect-free POSTs on a hot path (aiohttp already does this for
+    idempotent methods): no backoff (the caller's deadline bounds both
+    attempts), and no retry of timeouts or HTTP errors.
+    """
+    return AsyncRetrying(
+        stop=stop_after_attempt(2),
+        retry=retry_if_exception_type(STALE_CONNECTION_ERRORS),
+        reraise=True,
+    )
 
 
 def create_http_session(

@@ -1,4 +1,4 @@
-"""Company knowledge: the record on ``rapport.knowledge.v1``, the search API, its client.
+"""Company knowledge: the record on ``rapport.knowledge.v1``.
 
 A document (a policy, a product page, an FAQ answer) is published once onto the
 topic, keyed by ``tenant/doc_id`` so that every version of a document lands on
@@ -11,12 +11,10 @@ Anything may produce onto the topic (ingest's ``POST /v1/knowledge``, a Kafka
 Connect source, a CDC feed); the knowledge service validates every record
 against these models and dead-letters what does not parse. The JSON Schema in
 ``schemas/knowledge.v1.json`` is generated from them (``rapport-schema
-knowledge``) and a test keeps the committed file equal to the code.
+knowledge``, :mod:`rapport.common.schemas`) and a test keeps the committed file equal to the code.
 
-The search API crosses one HTTP hop (respond to knowledge; the client is in
-:mod:`rapport.common.knowledge_client`) and takes the message's vector
-(:class:`~rapport.common.contracts.MessageVector`), the one the encoder
-computed once when recommend read the message.
+The search API's models (respond to knowledge) are in :mod:`rapport.common.contracts`
+with every other hop's.
 """
 
 from __future__ import annotations
@@ -33,9 +31,7 @@ from pydantic import (
     TypeAdapter,
 )
 
-from rapport.common.contracts import Contract
-from rapport.common.events import NO_SPACE_OR_CONTROL, Identifier, render_json_schema
-from rapport.common.vectors import MessageVector
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL, Identifier
 
 KNOWLEDGE_SCHEMA_ID = "https://rapport.dev/schemas/knowledge.v1.json"
 KNOWLEDGE_SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"knowledge.v1")
@@ -105,37 +101,3 @@ def upsert_record(document: KnowledgeDocument, *, tenant: str, published_at: dat
 def delete_record(doc_id: str, *, tenant: str, published_at: datetime) -> bytes:
     record = KnowledgeDelete(op="delete", tenant=tenant, doc_id=doc_id, published_at=published_at)
     return record.model_dump_json().encode()
-
-
-def render_knowledge_json_schema() -> str:
-    """``schemas/knowledge.v1.json``."""
-    return render_json_schema(
-        KNOWLEDGE_RECORD, schema_id=KNOWLEDGE_SCHEMA_ID, title="Rapport knowledge record v1"
-    )
-
-
-# ---- the message vector, and search (respond -> knowledge) ---------------------------
-
-
-class KnowledgeQuery(Contract):
-    model_config = ConfigDict(extra="forbid")
-
-    vector: MessageVector
-    k: int = Field(3, ge=1, le=20, description="How many passages to return at most.")
-    min_score: float | None = Field(
-        None, ge=-1, le=1, description="Leave out passages below this cosine similarity."
-    )
-
-
-class KnowledgeHit(Contract):
-    doc_id: str
-    title: str
-    snippet: str = Field(description="The matching passage (a chunk of the document).")
-    score: float = Field(description="Cosine similarity to the message, -1..1.")
-    url: str | None = None
-    chunk: int = Field(0, description="Which chunk of the document the passage is.")
-
-
-class KnowledgeResults(Contract):
-    hits: list[KnowledgeHit] = Field(default_factory=list)
-    encoder: str = Field(description="The encoder the index was built with.")

@@ -22,7 +22,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient
 
-from rapport.common.knowledge import KnowledgeHit
+from rapport.common.contracts import KnowledgeHit
 from rapport.common.milvus import literal
 
 CHUNK_FIELDS = ["doc_id", "chunk", "title", "text", "url"]

@@ -1,4 +1,4 @@
-"""Request limits: a body-size cap, and a token bucket for Redis scripts to include."""
+"""Admission: how many requests a process works on at once (:class:`InFlightLimit`)."""
 
 from __future__ import annotations
 
@@ -6,96 +6,11 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from rapport.common.problems import problem_response
-
-
-def body_too_large(max_bytes: int) -> str:
-    """The 413's detail, wherever the cap is checked."""
-    return f"The body is larger than {max_bytes} bytes."
-
-
-class BodySizeLimitMiddleware:
-    """413 for bodies over a path's cap (``limits``: path to bytes), by Content-Length up
-    front or while streaming. One instance for every capped path: each layer of
-    middleware costs every request.
-
-    A chunked body that grows past the cap raises from ``receive``; FastAPI
-    passes HTTPExceptions raised while reading the body through to the
-    problem handlers, so the client gets the same 413 either way.
-    """
-
-    def __init__(self, app: ASGIApp, *, limits: Mapping[str, int]) -> None:
-        self.app = app
-        self.limits = dict(limits)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        max_bytes = self.limits.get(scope["path"]) if scope["type"] == "http" else None
-        if max_bytes is None:
-            await self.app(scope, receive, send)
-            return
-        detail = body_too_large(max_bytes)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
-                response = problem_response(None, 413, detail=detail)
-                await response(scope, receive, send)
-                return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > max_bytes:
-                    raise HTTPException(413, detail=detail)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-# A Lua function that other scripts can include, so a service can rate-limit and do
-# its own work in one round trip. Refill by elapsed time, take `cost` tokens if there
-# are enough. Redis's own clock (TIME) keeps every replica of a service consistent.
-RATE_LIMIT_LUA = """
-local function take_tokens(key, rate, burst, cost)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(state[1]) or burst
-  local ts = tonumber(state[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-  local allowed = 0
-  local wait = 0
-  if tokens >= cost then
-    tokens = tokens - cost
-    allowed = 1
-  else
-    wait = (cost - tokens) / rate
-  end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
-  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
-  return allowed, wait
-end
-"""
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    retry_after_s: float
-
-    @property
-    def retry_after_header(self) -> str:
-        """Whole seconds, at least 1 (the header takes no fractions)."""
-        return str(max(1, math.ceil(self.retry_after_s)))
 
 
 @dataclass

@@ -16,9 +16,9 @@ from rapport.common.app import (
 from rapport.common.asgi import wrap_middleware_stack
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
-from rapport.common.limits import BodySizeLimitMiddleware
 from rapport.ingest.adapters.dedup import AdmissionStore
 from rapport.ingest.adapters.log import EventLog
+from rapport.ingest.body_limit import BodySizeLimitMiddleware
 from rapport.ingest.domain import BODY, KNOWLEDGE_BODY, KNOWLEDGE_REQUEST_SCHEMA, REQUEST_SCHEMA
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.routes import EventsHotPath, router

@@ -30,8 +30,7 @@ from rapport.common.auth import (
     bearer_credentials,
     require_scope,
 )
-from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.limits import body_too_large
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL
 from rapport.common.metrics import Metrics, trace_exemplar
 from rapport.common.problems import (
     ProblemError,
@@ -39,6 +38,7 @@ from rapport.common.problems import (
     problem_responses,
     unexpected_error_response,
 )
+from rapport.ingest.body_limit import body_too_large
 from rapport.ingest.domain import (
     BODY,
     KNOWLEDGE_BODY,

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, Field
+
 from rapport.common.knowledge import KnowledgeDelete, KnowledgeUpsert
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
@@ -150,3 +152,23 @@ def plan(
 
 def split_for_embedding(texts: Sequence[str], batch: int) -> list[Sequence[str]]:
     return [texts[i : i + batch] for i in range(0, len(texts), batch)]
+
+
+# ---- the API's own models ------------------------------------------------------------
+
+
+class IndexedChunk(BaseModel):
+    chunk: int
+    text: str
+
+
+class IndexedDocument(BaseModel):
+    """What the index holds for one document (``GET /v1/knowledge/{doc_id}``)."""
+
+    doc_id: str
+    title: str | None = None
+    url: str | None = None
+    chunks: list[IndexedChunk] = Field(default_factory=list)
+    partition: int = Field(description="The record indexed last: its partition...")
+    offset: int = Field(description="...and its offset on the knowledge topic.")
+    encoder: str

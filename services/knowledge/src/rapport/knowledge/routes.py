@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Path
 
 from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_KNOWLEDGE_READ, ApiKey, require_scope
-from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.knowledge import KnowledgeQuery, KnowledgeResults
+from rapport.common.contracts import KnowledgeQuery, KnowledgeResults
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL
 from rapport.common.problems import problem_responses
-from rapport.knowledge.service import IndexedDocument, KnowledgeService
+from rapport.knowledge.domain import IndexedDocument
+from rapport.knowledge.service import KnowledgeService
 
 DocId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_READ))]

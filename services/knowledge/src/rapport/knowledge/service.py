@@ -6,32 +6,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
 from pymilvus.exceptions import MilvusException
 
-from rapport.common.knowledge import KnowledgeQuery, KnowledgeResults
+from rapport.common.contracts import KnowledgeQuery, KnowledgeResults
 from rapport.common.problems import FieldError, ProblemError
 from rapport.knowledge.adapters.encoder import TritonEncoder
 from rapport.knowledge.adapters.store import KnowledgeStore
+from rapport.knowledge.domain import IndexedChunk, IndexedDocument
 
 log = logging.getLogger(__name__)
-
-
-class IndexedChunk(BaseModel):
-    chunk: int
-    text: str
-
-
-class IndexedDocument(BaseModel):
-    """What the index holds for one document (``GET /v1/knowledge/{doc_id}``)."""
-
-    doc_id: str
-    title: str | None = None
-    url: str | None = None
-    chunks: list[IndexedChunk] = Field(default_factory=list)
-    partition: int = Field(description="The record indexed last: its partition...")
-    offset: int = Field(description="...and its offset on the knowledge topic.")
-    encoder: str
 
 
 @dataclass

@@ -17,15 +17,16 @@ from fastapi import FastAPI
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
-from rapport.common.clock import Clock, utc_now
 from rapport.common.kafka import create_consumer, create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.profile.adapters.language import LanguageDetector
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
-from rapport.profile.domain.facts import prepare as prepare_extractor
+from rapport.profile.domain.clock import Clock, utc_now
+from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
 from rapport.profile.service import ProfileService
@@ -45,6 +46,7 @@ async def stream_processor(
     metrics: ProfileMetrics,
     memory: MemoryStore | None,
     clock: Clock,
+    detect_language: DetectLanguage,
 ) -> AsyncIterator[None]:
     consumer = create_consumer(
         settings,
@@ -67,6 +69,7 @@ async def stream_processor(
         clock=clock,
         cached_profiles=settings.cached_profiles,
         commit_interval_s=settings.commit_interval_ms / 1000,
+        detect_language=detect_language,
     )
     consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
     await consumer.start()
@@ -140,8 +143,9 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
             await producer.start()
             store = ProfileStore(mongo[settings.mongo_database])
+            language = LanguageDetector()
             if settings.memory:  # the language model loads here, not on the first message
-                await asyncio.to_thread(prepare_extractor)
+                await asyncio.to_thread(language.prepare)
             memory = await stack.enter_async_context(memory_store(app, settings, metrics))
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
@@ -176,6 +180,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                         metrics=metrics,
                         memory=memory,
                         clock=clock,
+                        detect_language=language.detect,
                     )
                 )
             yield

@@ -15,10 +15,10 @@ from rapport.common.contracts import (
     RecallRequest,
     TrendingView,
 )
-from rapport.common.events import NO_SPACE_OR_CONTROL
-from rapport.common.memory import MEMORY_ID_PATTERN
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL
 from rapport.common.problems import ProblemError, problem_responses
-from rapport.profile.domain import ConsentAccepted, ConsentChange
+from rapport.profile.domain.memory import MEMORY_ID_PATTERN
+from rapport.profile.domain.views import ConsentAccepted, ConsentChange
 from rapport.profile.service import ProfileService
 
 UserId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]

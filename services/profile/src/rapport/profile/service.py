@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from uuid_utils.compat import uuid7
 
 from rapport.common.cache import REDIS_ERRORS
-from rapport.common.clock import Clock, utc_now
 from rapport.common.contracts import (
     ArmCounts,
     FeedbackCounts,
@@ -29,7 +28,6 @@ from rapport.common.contracts import (
     TrendingView,
 )
 from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEventIn, encode_for_topic
-from rapport.common.memory import MESSAGE_ID_PREFIX
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
 from rapport.common.published import PublishedProfiles, PublishedView, RecallEntry
@@ -47,7 +45,8 @@ from rapport.profile.domain import (
     trending_view,
     view,
 )
-from rapport.profile.domain.memory import MemoryRules, forget, remembered_within
+from rapport.profile.domain.clock import Clock, utc_now
+from rapport.profile.domain.memory import MESSAGE_ID_PREFIX, MemoryRules, forget, remembered_within
 from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from pydantic_settings import SettingsConfigDict
 from rapport.common.kafka import EVENTS_DLQ_TOPIC, EVENTS_TOPIC, PROFILE_CHANGES_TOPIC
 from rapport.common.milvus import MilvusSettings
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings, ServiceSettings
-from rapport.profile.domain import Rules
 from rapport.profile.domain.memory import MemoryRules
+from rapport.profile.domain.state import Rules
 
 
 class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettings, MilvusSettings):

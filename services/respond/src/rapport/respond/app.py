@@ -23,16 +23,20 @@ from pydantic import SecretStr, ValidationError
 from rapport.common.app import add_readiness_check, create_service_app
 from rapport.common.cache import create_redis, ping_redis
 from rapport.common.http import create_http_session
-from rapport.common.knowledge_client import KnowledgeClient
 from rapport.common.knowledge_index import KnowledgeIndex
 from rapport.common.limits import InFlightLimit
 from rapport.common.milvus import connect
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader, PublishedProfiles
-from rapport.common.recommendations import RecommendClient
 from rapport.common.settings import ConfigurationError
-from rapport.respond.adapters.knowledge import IndexSearch, KnowledgeSearch, ServiceSearch
+from rapport.respond.adapters.knowledge import (
+    IndexSearch,
+    KnowledgeClient,
+    KnowledgeSearch,
+    ServiceSearch,
+)
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
+from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.adapters.recorder import EventRecorder
 from rapport.respond.metrics import RespondMetrics
 from rapport.respond.routes import OPENAI_COMPATIBLE_PATHS, router

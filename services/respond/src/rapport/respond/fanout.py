@@ -34,6 +34,7 @@ from typing import Literal, TypeVar
 from rapport.common.auth import ApiKey
 from rapport.common.contracts import (
     ConsentView,
+    KnowledgeHit,
     MemoryFact,
     MessageUnderstanding,
     ProfileView,
@@ -41,13 +42,12 @@ from rapport.common.contracts import (
     Recommendations,
 )
 from rapport.common.http import ServiceCallError
-from rapport.common.knowledge import KnowledgeHit
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileRead, ProfileReader, nearest
-from rapport.common.recommendations import RecommendClient
 from rapport.respond import domain
 from rapport.respond.adapters.knowledge import KnowledgeSearch, KnowledgeUnavailable
+from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.domain import Deadline
 from rapport.respond.metrics import RespondMetrics
 from rapport.respond.settings import RespondSettings

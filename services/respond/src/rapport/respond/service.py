@@ -36,10 +36,10 @@ from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader
-from rapport.common.recommendations import RecommendClient
 from rapport.respond import domain
 from rapport.respond.adapters.knowledge import KnowledgeSearch
 from rapport.respond.adapters.llm import Upstream, UpstreamFailed, UpstreamRejected, Upstreams
+from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.adapters.recorder import EventRecorder
 from rapport.respond.domain import Deadline, parse_deadline_header
 from rapport.respond.fanout import FanOut, Gathered, Turn

@@ -21,7 +21,7 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rapport.common.contracts import MemoryFact, RecalledMessage
-from rapport.common.events import Identifier
+from rapport.common.identifiers import Identifier
 from rapport.respond.adapters.llm import UpstreamFailed
 from rapport.respond.templates import Tone
 

@@ -16,6 +16,7 @@ acknowledged early (which could lose the event) or produced twice.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -23,7 +24,42 @@ from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 
-from rapport.common.limits import RATE_LIMIT_LUA, RateDecision
+# A Lua function that other scripts can include, so a service can rate-limit and do
+# its own work in one round trip. Refill by elapsed time, take `cost` tokens if there
+# are enough. Redis's own clock (TIME) keeps every replica of a service consistent.
+RATE_LIMIT_LUA = """
+local function take_tokens(key, rate, burst, cost)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    wait = (cost - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+  return allowed, wait
+end
+"""
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: float
+
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds, at least 1 (the header takes no fractions)."""
+        return str(max(1, math.ceil(self.retry_after_s)))
+
 
 # Every admission of one event-loop turn, in one call. ARGV[1] the pending TTL, then four
 # per admission: rate, burst, cost, and how many event keys follow its bucket in KEYS.

@@ -47,7 +47,6 @@ from typing import TypeAlias
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from cachetools import LRUCache
 
-from rapport.common.clock import Clock, utc_now
 from rapport.common.events import SCHEMA_HEADER, ChatMessageEvent, Event, parse_event
 from rapport.common.kafka import (
     EVENTS_DLQ_TOPIC,
@@ -64,6 +63,8 @@ from rapport.profile.adapters.memory import MemoryRow, MemoryStore
 from rapport.profile.adapters.published import Publisher, RecallChanges
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.domain import Outcome, Profile, Rules, already_applied, apply
+from rapport.profile.domain.clock import Clock, utc_now
+from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
 
@@ -126,6 +127,7 @@ class Processor(BatchLoop):
         clock: Clock = utc_now,
         cached_profiles: int = 10_000,
         commit_interval_s: float = 0.0,
+        detect_language: DetectLanguage | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -137,6 +139,7 @@ class Processor(BatchLoop):
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
         self.memory = memory  # None: facts only, no remembered messages
+        self.detect_language = detect_language  # None: only a stated language is a fact
         # The profiles as this processor last wrote them: most batches read none from
         # MongoDB. The compare-and-set of every write catches any other writer.
         self.written: LRUCache[str, Profile] = LRUCache(maxsize=max(1, cached_profiles))
@@ -344,7 +347,7 @@ class Processor(BatchLoop):
         keep them (decoded once, here)."""
         if not (self.rules.memory.enabled and isinstance(event, ChatMessageEvent)):
             return None, None
-        message = hear(event)
+        message = hear(event, detect_language=self.detect_language)
         values = self._storable(message.vector) if message.vector is not None else None
         if message.vector is not None and values is None:
             return replace(message, vector=None), None  # facts only: no vector to keep it by

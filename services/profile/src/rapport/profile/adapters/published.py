@@ -39,7 +39,8 @@ from rapport.common.published import (
     recall_key,
     view_key,
 )
-from rapport.profile.domain import Profile, Rules, view
+from rapport.profile.domain.state import Profile, Rules
+from rapport.profile.domain.views import view
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError
 
 from rapport.common.mongo import Document
 from rapport.common.profiles import profile_id
-from rapport.profile.domain import ArmFeedback, Profile, Seen
+from rapport.profile.domain.state import ArmFeedback, Profile, Seen
 
 PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback", "facts")
 DUPLICATE_KEY = 11000

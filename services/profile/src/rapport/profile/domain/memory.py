@@ -27,12 +27,16 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from rapport.common.contracts import MemoryFact
+from rapport.common.contracts import FactType, MemoryFact
 from rapport.common.events import ChatMessageEvent
-from rapport.common.memory import FACT_ID_PREFIX, MESSAGE_ID_PREFIX, FactType
 from rapport.common.vectors import MessageVector
-from rapport.profile.domain.facts import Assertion, extract
+from rapport.profile.domain.facts import Assertion, DetectLanguage, extract
 from rapport.profile.domain.pii import redact
+
+# Ids say which kind of memory they name: f- a fact, m- a remembered message.
+FACT_ID_PREFIX = "f-"
+MESSAGE_ID_PREFIX = "m-"
+MEMORY_ID_PATTERN = r"^[fm]-[0-9a-f-]{8,64}$"
 
 # One value at a time: a new one replaces the old.
 SINGLE_VALUED: frozenset[str] = frozenset({"budget", "location", "language"})
@@ -81,11 +85,16 @@ class Heard:
         return message_id(self.event_id)
 
 
-def hear(event: ChatMessageEvent) -> Heard:
+def hear(event: ChatMessageEvent, *, detect_language: DetectLanguage | None = None) -> Heard:
+    """``detect_language``: see :func:`~.facts.extract` (None: only a stated language)."""
     text = redact(event.text)
     attributes = event.attributes or {}
     intent = attributes.get("intent")
-    assertions = extract(text, intent=intent if isinstance(intent, str) else None)
+    assertions = extract(
+        text,
+        intent=intent if isinstance(intent, str) else None,
+        detect_language=detect_language,
+    )
     return Heard(str(event.event_id), event.occurred_at, text, tuple(assertions), event.vector)
 
 

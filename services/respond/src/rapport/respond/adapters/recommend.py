@@ -1,4 +1,4 @@
-"""The recommend service's API, for the services that call it.
+"""The recommend service's API, for respond.
 
 Like :mod:`rapport.common.profiles`: the models are :mod:`rapport.common.contracts`',
 and the caller's own bearer key is forwarded, so recommend enforces the key's
