@@ -35,7 +35,8 @@ from rapport.devstack.events import event, publish, wait_committed
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.adapters.store import ProfileStore, trending_cache_key
+from rapport.profile.adapters.cache import trending_key
+from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.app import create_app
 from rapport.profile.settings import ProfileSettings
 
@@ -286,7 +287,7 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     await eventually(applied)
     redis = create_redis(api.settings, client_name="t")
     try:
-        await redis.delete(trending_cache_key("acme"))  # a read before this test may have cached it
+        await redis.delete(trending_key("acme"))  # a read before this test may have cached it
     finally:
         await redis.aclose()
     status, body = await api.call("GET", f"/v1/trending?category={category}")
@@ -310,7 +311,7 @@ async def test_trending_overall_and_by_category_and_the_cold_start_default(api: 
     await eventually(opted_out)
     redis = create_redis(api.settings, client_name="t")
     try:
-        await redis.delete(trending_cache_key("acme"))
+        await redis.delete(trending_key("acme"))
     finally:
         await redis.aclose()
     _, body = await api.call("GET", f"/v1/trending?category={category}")
@@ -366,7 +367,7 @@ async def test_reads_after_a_long_pause_keep_order_and_never_fail(
 ) -> None:
     """Trending (24 h half-life) is 2^-60 and 2^-365 of what it was; affinities (7 days)
     2^-8.6 and 2^-52. Read from a pool cached before the pause, and from one computed after."""
-    reader, key = paused.reader, trending_cache_key("paused")
+    reader, key = paused.reader, trending_key("paused")
     redis = create_redis(reader.settings, client_name="t")
     try:
         paused.clock.offset = timedelta(0)

@@ -33,13 +33,13 @@ from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.events import wait_committed
 from rapport.devstack.servers import TANSU_FAST_GROUP
 from rapport.devstack.waiting import eventually
-from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore, to_document
 from rapport.profile.domain.memory import Heard
 from rapport.profile.domain.reducer import apply
 from rapport.profile.domain.state import Profile, Rules, Stamped
 from rapport.profile.domain.views import view
+from rapport.profile.stream import Processor
 
 pytestmark = pytest.mark.integration
 

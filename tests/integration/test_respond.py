@@ -36,7 +36,7 @@ from rapport.devstack.faults import DelayProxy
 from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
-from rapport.profile.adapters.store import trending_cache_key
+from rapport.profile.adapters.cache import trending_key
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.app import create_app as create_recommend_app
@@ -204,7 +204,7 @@ async def mesh(
                     # 30 s, perhaps without the neighbour's views.
                     redis = create_redis(profile_settings, client_name="t")
                     try:
-                        await redis.delete(trending_cache_key("acme"))
+                        await redis.delete(trending_key("acme"))
                     finally:
                         await redis.aclose()
                     # Open recommend's circuit to the missing Triton before timing anything.

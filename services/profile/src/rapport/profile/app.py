@@ -12,77 +12,27 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
-from rapport.common.kafka import create_consumer, create_producer, ping_kafka
+from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.common.published import PublishedProfiles
+from rapport.profile.adapters.cache import AggregateCache
 from rapport.profile.adapters.language import LanguageDetector
 from rapport.profile.adapters.memory import MemoryStore
-from rapport.profile.adapters.processor import Processor
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.domain.clock import Clock, utc_now
-from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
 from rapport.profile.service import ProfileService
 from rapport.profile.settings import ProfileSettings
+from rapport.profile.stream import stream_processor
 
 log = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def stream_processor(
-    app: FastAPI,
-    settings: ProfileSettings,
-    *,
-    store: ProfileStore,
-    producer: AIOKafkaProducer,
-    publisher: Publisher,
-    metrics: ProfileMetrics,
-    memory: MemoryStore | None,
-    clock: Clock,
-    detect_language: DetectLanguage,
-) -> AsyncIterator[None]:
-    consumer = create_consumer(
-        settings,
-        group_id=settings.group_id,
-        client_id=settings.service_name,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-    )
-    processor = Processor(
-        consumer=consumer,
-        producer=producer,
-        store=store,
-        publisher=publisher,
-        rules=settings.rules,
-        group_id=settings.group_id,
-        changes_topic=settings.changes_topic,
-        dlq_topic=settings.dlq_topic,
-        metrics=metrics,
-        memory=memory,
-        clock=clock,
-        cached_profiles=settings.cached_profiles,
-        commit_interval_s=settings.commit_interval_ms / 1000,
-        detect_language=detect_language,
-    )
-    consumer.subscribe([settings.events_topic], listener=processor.rebalance_listener())
-    await consumer.start()
-    add_readiness_check(app, "kafka", partial(ping_kafka, consumer))
-    stop = asyncio.Event()
-    task = asyncio.create_task(processor.run(max_records=settings.max_batch, stop=stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=10)  # finishes the batch in hand
-        await consumer.stop()
 
 
 @asynccontextmanager
@@ -152,7 +102,8 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             publisher = Publisher(redis, settings.rules, settings.cache_ttl_s)
             app.state.service = ProfileService(
                 store=store,
-                redis=redis,
+                cache=AggregateCache(redis),
+                published=PublishedProfiles(redis),
                 publisher=publisher,
                 producer=producer,
                 rules=settings.rules,
@@ -170,9 +121,8 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 )
                 stack.callback(expiry.cancel)
             if settings.consume:
-                await stack.enter_async_context(
+                processor = await stack.enter_async_context(
                     stream_processor(
-                        app,
                         settings,
                         store=store,
                         producer=producer,
@@ -183,6 +133,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                         detect_language=language.detect,
                     )
                 )
+                add_readiness_check(app, "kafka", partial(ping_kafka, processor.consumer))
             yield
 
     app = create_service_app(

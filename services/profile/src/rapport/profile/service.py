@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from uuid_utils.compat import uuid7
 
 from rapport.common.cache import REDIS_ERRORS
@@ -31,9 +30,10 @@ from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEvent
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
 from rapport.common.published import PublishedProfiles, PublishedView, RecallEntry
+from rapport.profile.adapters.cache import AggregateCache, feedback_key, trending_key
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
-from rapport.profile.adapters.store import ProfileStore, trending_cache_key
+from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.domain import (
     ConsentAccepted,
     Profile,
@@ -51,7 +51,6 @@ from rapport.profile.metrics import ProfileMetrics
 
 log = logging.getLogger(__name__)
 
-TRENDING_CACHE_S = 30
 TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
 FORGET_ATTEMPTS = 5  # compare-and-set rounds against the processor writing the same profile
 
@@ -61,7 +60,8 @@ class ProfileService:
         self,
         *,
         store: ProfileStore,
-        redis: Redis,
+        cache: AggregateCache,
+        published: PublishedProfiles,
         publisher: Publisher,
         producer: AIOKafkaProducer,
         rules: Rules,
@@ -74,9 +74,9 @@ class ProfileService:
         metrics: ProfileMetrics | None = None,
     ) -> None:
         self.store = store
-        self.redis = redis
+        self.cache = cache
         self.publisher = publisher
-        self.published = PublishedProfiles(redis)
+        self.published = published
         self.producer = producer
         self.rules = rules
         self.events_topic = events_topic
@@ -239,38 +239,27 @@ class ProfileService:
         return trending_view(pool, self.clock(), self.trending_half_life, category, limit)
 
     async def trending_pool(self, tenant: str) -> TrendingPool:
-        """Computed from the tenant's profiles at most every TRENDING_CACHE_S, then cached."""
-        key = trending_cache_key(tenant)
-        cached = None
-        with contextlib.suppress(*REDIS_ERRORS):
-            cached = await self.redis.get(key)
-        if cached is not None:
-            try:
-                return TrendingPool.model_validate_json(cached)
-            except ValidationError:  # written by another version: recompute it
-                log.warning("cached trending pool unreadable: recomputed")
-        recent = await self.store.recent_items(tenant)
-        pool = trending(recent, self.clock(), self.trending_half_life, TRENDING_POOL)
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.redis.set(key, pool.model_dump_json(), ex=TRENDING_CACHE_S)
-        return pool
+        """Computed from the tenant's profiles at most every AGGREGATE_TTL_S, then cached."""
+
+        async def compute() -> TrendingPool:
+            recent = await self.store.recent_items(tenant)
+            return trending(recent, self.clock(), self.trending_half_life, TRENDING_POOL)
+
+        return await self.cache.get_or_compute(trending_key(tenant), TrendingPool, compute)
 
     async def feedback_counts(self, tenant: str, policy: str) -> FeedbackCounts:
-        """Summed from the tenant's profiles at most every TRENDING_CACHE_S, like trending."""
-        key = f"feedback:{len(tenant)}:{tenant}:{policy}"
-        cached = None
-        with contextlib.suppress(*REDIS_ERRORS):
-            cached = await self.redis.get(key)
-        if cached is not None:
-            return FeedbackCounts.model_validate_json(cached)
-        totals = arm_totals(await self.store.feedback(tenant), policy)
-        counts = FeedbackCounts(
-            policy=policy,
-            arms={arm: ArmCounts(**c.model_dump()) for arm, c in sorted(totals.items())},
+        """Summed from the tenant's profiles at most every AGGREGATE_TTL_S, like trending."""
+
+        async def compute() -> FeedbackCounts:
+            totals = arm_totals(await self.store.feedback(tenant), policy)
+            return FeedbackCounts(
+                policy=policy,
+                arms={arm: ArmCounts(**c.model_dump()) for arm, c in sorted(totals.items())},
+            )
+
+        return await self.cache.get_or_compute(
+            feedback_key(tenant, policy), FeedbackCounts, compute
         )
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.redis.set(key, counts.model_dump_json(), ex=TRENDING_CACHE_S)
-        return counts
 
     async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
         """A consent event on the user's partition, so it is ordered with their activity."""

@@ -1,1 +1,2 @@
-"""The outside systems profile talks to: MongoDB and Redis (store), Kafka (processor)."""
+"""One module per outside system: MongoDB (store), Redis (published: the read model;
+cache: per-tenant aggregates), Milvus (memory) and the language identifier (language)."""

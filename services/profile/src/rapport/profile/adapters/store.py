@@ -26,16 +26,6 @@ PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback"
 DUPLICATE_KEY = 11000
 
 
-def cache_key(pid: str) -> str:
-    """Where Redis keeps a profile (the processor writes it, the API reads it)."""
-    return f"profile:{pid}"
-
-
-def trending_cache_key(tenant: str) -> str:
-    """Where a tenant's trending pool is cached (length-prefixed: tenants may contain ':')."""
-    return f"trending:{len(tenant)}:{tenant}"
-
-
 def to_document(profile: Profile) -> Document:
     doc = profile.model_dump(mode="python")
     for field in PAIR_FIELDS:

@@ -1,4 +1,5 @@
-"""The stream processor: ``rapport.events.v1`` into profiles, exactly-once in effect.
+"""The stream processor: ``rapport.events.v1`` into profiles, exactly-once in effect,
+and its lifecycle (:func:`stream_processor`).
 
 Each batch from ``getmany``:
 
@@ -38,8 +39,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeAlias
@@ -53,6 +54,7 @@ from rapport.common.kafka import (
     PROFILE_CHANGES_TOPIC,
     BatchLoop,
     PoisonRecord,
+    create_consumer,
     parse_value,
     process_span,
     send_dead_letters,
@@ -67,6 +69,7 @@ from rapport.profile.domain.clock import Clock, utc_now
 from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
+from rapport.profile.settings import ProfileSettings
 
 log = logging.getLogger(__name__)
 
@@ -397,3 +400,43 @@ class Processor(BatchLoop):
         futures.extend(await send_dead_letters(self.producer, self.dlq_topic, poison))
         if futures:
             await asyncio.gather(*futures)
+
+
+@asynccontextmanager
+async def stream_processor(
+    settings: ProfileSettings,
+    *,
+    store: ProfileStore,
+    producer: AIOKafkaProducer,
+    publisher: Publisher,
+    metrics: ProfileMetrics,
+    memory: MemoryStore | None,
+    clock: Clock,
+    detect_language: DetectLanguage,
+) -> AsyncIterator[Processor]:
+    """The processor, consuming ``events_topic`` in the background until the block ends."""
+    consumer = create_consumer(
+        settings,
+        group_id=settings.group_id,
+        client_id=settings.service_name,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
+    processor = Processor(
+        consumer=consumer,
+        producer=producer,
+        store=store,
+        publisher=publisher,
+        rules=settings.rules,
+        group_id=settings.group_id,
+        changes_topic=settings.changes_topic,
+        dlq_topic=settings.dlq_topic,
+        metrics=metrics,
+        memory=memory,
+        clock=clock,
+        cached_profiles=settings.cached_profiles,
+        commit_interval_s=settings.commit_interval_ms / 1000,
+        detect_language=detect_language,
+    )
+    async with processor.running(settings.events_topic, max_records=settings.max_batch):
+        yield processor
