@@ -1,7 +1,7 @@
 """The fault matrix (``make chaos``): one row per fault, its figures, the goal, PASS or FAIL.
 
 Starts Tansu, nx-27017, Redis and Triton (the exported models) on free
-loopback ports, then runs each scenario of ``rapport.devstack.chaos`` against
+loopback ports, then runs each scenario of ``rapport.chaos`` against
 real ``rapport-*`` processes, each under its own timeout. Prints the table,
 writes ``bench/results/chaos.json`` and exits 1 if any row failed. Stops
 everything it started, also when interrupted.
@@ -11,18 +11,18 @@ everything it started, also when interrupted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch
+from rapport.chaos import SCENARIOS, Scale, run_matrix, table
 from rapport.devstack import processes
-from rapport.devstack.chaos import SCENARIOS, Scale, run_matrix, table
 from rapport.devstack.processes import ProcessHandle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,13 +33,13 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated row numbers, e.g. 1,6")
-    parser.add_argument("--quick", action="store_true", help="smaller counts, to try the harness")
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--only", help="comma-separated row numbers, e.g. 1,6")
+    options.add_argument("--quick", action="store_true", help="smaller counts, to try the harness")
+    args = options.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only and not only <= {s.number for s in SCENARIOS}:
-        parser.error(f"--only takes row numbers among {', '.join(s.number for s in SCENARIOS)}")
+        options.error(f"--only takes row numbers among {', '.join(s.number for s in SCENARIOS)}")
     scale = Scale.quick() if args.quick else Scale()
     # Logs stay after the run (the table names what failed; the logs say why).
     work = REPO / ".rapport" / "chaos"
@@ -47,7 +47,7 @@ def main() -> int:
     work.mkdir(parents=True)
     signal.signal(signal.SIGTERM, _interrupted)
     spawned: list[ProcessHandle] = []
-    started = time.monotonic()
+    run = Stopwatch()
     try:
         rows = asyncio.run(
             run_matrix(scale, work=work, repo_root=REPO, spawned=spawned, only=only, say=_say)
@@ -57,7 +57,7 @@ def main() -> int:
             if processes.is_running(handle):
                 processes.resume(handle)
                 processes.stop(handle)
-    total = time.monotonic() - started
+    total = run.seconds
     print()
     print(table(rows))
     passed = sum(row.passed for row in rows)

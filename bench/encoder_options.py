@@ -10,16 +10,16 @@ the float32 vectors. Writes ``bench/results/encoder_options.json``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentile
 from rapport.models import encoder
 from rapport.models.runtime.encoder_runtime import GRAPH, GRAPH_FP32
 
@@ -28,20 +28,21 @@ VAL_CSV = REPO_ROOT / "data" / "clinc150" / "val.csv"
 
 
 def timed(model: Any, texts: list[str], batch: int, runs: int) -> tuple[float, float]:
+    """p50 and p99 ms of ``runs`` calls on ``batch`` texts, after 20 that warm the session."""
     took = []
     for i in range(runs + 20):
         chunk = [texts[(i * batch + j) % len(texts)] for j in range(batch)]
-        started = time.perf_counter()
-        model.encode(chunk)
-        took.append((time.perf_counter() - started) * 1000)
-    kept = np.array(took[20:])  # the first runs warm the session up
-    return float(np.percentile(kept, 50)), float(np.percentile(kept, 99))
+        with Stopwatch() as call:
+            model.encode(chunk)
+        took.append(call.ms)
+    kept = took[20:]  # the first runs warm the session up
+    return percentile(kept, 50), percentile(kept, 99)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=300)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--runs", type=int, default=300)
+    args = options.parse_args()
     with VAL_CSV.open(newline="") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)][::7]
     rows: list[dict[str, Any]] = []

@@ -31,7 +31,6 @@ Results: ``bench/results/events.json``, every latency beside its load.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -49,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 import psutil
 
-from bench.mesh import cpu_ms_per
-from bench.profile import mongo_floor
+from bench.mesh import cpu_ms_per, mongo_floor
+from bench.options import bounded, parser
 from bench.results_file import RESULTS, write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.devstack.processes import free_port
 from rapport.devstack.scrape import sample_sum
 
@@ -238,18 +237,17 @@ async def probe(mesh: Mesh, until: float) -> list[float]:
             before = await version(http, mesh, user)
             body = {"type": "item_view", "user_id": user, "item_id": "50", "category": "Drama"}
             body["occurred_at"] = datetime.now(UTC).isoformat()
-            started = time.perf_counter()
+            took = Stopwatch()
             async with http.post(
                 f"{mesh.url('ingest')}/v1/events", json=body, headers=mesh.headers
             ) as r:
                 if r.status != 202:
                     continue
             while (  # noqa: ASYNC110 - polling the read is what is measured
-                await version(http, mesh, user) <= before
-                and time.perf_counter() - started < PROBE_TIMEOUT_S
+                await version(http, mesh, user) <= before and took.seconds < PROBE_TIMEOUT_S
             ):
                 await asyncio.sleep(0.001)
-            latencies.append((time.perf_counter() - started) * 1000)
+            latencies.append(took.ms)
             await asyncio.sleep(PROBE_GAP_S)
     return latencies
 
@@ -312,22 +310,22 @@ async def measure(mesh: Mesh, rate: int, seconds: float, spy: bool) -> dict[str,
     job = (f"{mesh.url('ingest')}/v1/events", mesh.headers, float(rate), seconds)
     loader = ctx.Process(target=_background_process, args=(job, queue))
     cpu0 = cpu_seconds(procs)
-    started = time.monotonic()
+    run, until = Stopwatch(), time.monotonic() + seconds
     loader.start()
-    latencies = await probe(mesh, started + seconds)
+    latencies = await probe(mesh, until)
     accepted = await asyncio.to_thread(queue.get, True, seconds + 120)
     loader.join(timeout=30)
-    load_s = time.monotonic() - started
+    load_s = run.seconds
     ingested, settled, reads = await counted(mesh)
     backlog = (ingested - accepted0) - (settled - settled0)
-    drained = time.monotonic()
+    drain = Stopwatch()
     while (ingested - accepted0) - (settled - settled0) > 0:
-        if time.monotonic() - drained > DRAIN_TIMEOUT_S:
+        if drain.seconds > DRAIN_TIMEOUT_S:
             break
         await asyncio.sleep(0.1)
         ingested, settled, _ = await counted(mesh)
-    drain_s = time.monotonic() - drained
-    elapsed = time.monotonic() - started
+    drain_s = drain.seconds
+    elapsed = run.seconds
     cpu1 = cpu_seconds(procs)
     for proc in spies:
         proc.wait(timeout=60)
@@ -335,16 +333,14 @@ async def measure(mesh: Mesh, rate: int, seconds: float, spy: bool) -> dict[str,
         cpu_ms_per(cpu0, cpu1, accepted, idle_per_s=idle, seconds=elapsed) if accepted else {}
     )
     floor = await mongo_floor(mesh.stack["infra"]["mongo"])
-    lat = np.array(sorted(latencies)) if latencies else np.array([np.nan])
+    fresh = percentiles(latencies, digits=1, prefix="fresh_", maximum=True)
     return {
         "tree": mesh.tree.label,
         "rate": rate,
         "seconds": seconds,
         "offered": int(rate * seconds),
         "accepted": accepted,
-        "fresh_p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "fresh_p99_ms": round(float(np.percentile(lat, 99)), 1),
-        "fresh_max_ms": round(float(lat.max()), 1),
+        **fresh,
         "probes": len(latencies),
         # The probe's polling: profile's CPU per event includes serving these reads.
         "probe_reads_per_s": round((reads - reads0) / load_s, 1),
@@ -362,8 +358,8 @@ def show(row: dict[str, Any]) -> None:
     print(
         f"{row['tree']:<6} memory={row['memory']:<3} profiles={row['profiles']} "
         f"rate={row['rate']:>5}/s accepted={row['accepted']:>6} "
-        f"fresh p50={row['fresh_p50_ms']:>7} p99={row['fresh_p99_ms']:>7} "
-        f"max={row['fresh_max_ms']:>7} ms  applied/s={row['applied_per_s']:>7} "
+        f"fresh p50={row['fresh_p50_ms']!s:>7} p99={row['fresh_p99_ms']!s:>7} "
+        f"max={row['fresh_max_ms']!s:>7} ms  applied/s={row['applied_per_s']:>7} "
         f"backlog={row['backlog_at_end']:>6} reads/s={row['probe_reads_per_s']:>6}  "
         f"cpu ms/event total={row['cpu_ms_per_event_total']} "
         f"[{cpu}]  store floor={row['store_floor_profiles_per_s']}/s",
@@ -372,16 +368,15 @@ def show(row: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="250,500,1000,2000")
-    parser.add_argument("--seconds", type=float, default=15.0, help="per round (bounded)")
-    parser.add_argument("--memory", default="on,off")
-    parser.add_argument("--base", type=Path, help="a checkout to compare against")
-    parser.add_argument("--profiles", default="1", help="profile processes: 1, 2 or 1,2")
-    parser.add_argument("--pyspy", action="store_true", help="py-spy ingest and profile at 1k/s")
-    parser.add_argument("--out", default="events", help="results file name")
-    args = parser.parse_args()
-    seconds = max(5.0, min(args.seconds, 120.0))
+    options = parser(__doc__, seconds=15.0, seconds_help="per round (bounded)")
+    options.add_argument("--rates", default="250,500,1000,2000")
+    options.add_argument("--memory", default="on,off")
+    options.add_argument("--base", type=Path, help="a checkout to compare against")
+    options.add_argument("--profiles", default="1", help="profile processes: 1, 2 or 1,2")
+    options.add_argument("--pyspy", action="store_true", help="py-spy ingest and profile at 1k/s")
+    options.add_argument("--out", default="events", help="results file name")
+    args = options.parse_args()
+    seconds = bounded(args.seconds, 5.0, 120.0)
     trees = [Tree("this", ROOT)]
     if args.base is not None:
         trees.insert(0, Tree("base", args.base.resolve()))

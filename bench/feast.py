@@ -44,9 +44,10 @@ from types import FrameType
 from typing import Any
 
 import aiohttp
-import numpy as np
 
+from bench.options import bounded, parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.devstack import processes
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.servers import (
@@ -304,15 +305,15 @@ async def probe_once(
     the write's answer), or None if the write was refused. Past ``timeout_s`` the time
     so far is returned."""
     mark = await target.read_mark(http, user)
-    started = time.perf_counter()
+    took = Stopwatch()
     if await post(http, target, target.probe_body(user, mark)) != target.accepted_status:
         return None
-    acked = time.perf_counter()
+    acked_ms = took.ms
     while await target.read_mark(http, user) <= mark:
-        if time.perf_counter() - started > timeout_s:
+        if took.seconds > timeout_s:
             break
         await asyncio.sleep(POLL_S)
-    return (time.perf_counter() - started) * 1000, (acked - started) * 1000
+    return took.ms, acked_ms
 
 
 @dataclass
@@ -344,25 +345,22 @@ async def probe_loop(http: aiohttp.ClientSession, target: Target, stop_at: float
     return out
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
 async def run_load(
     http: aiohttp.ClientSession, target: Target, load: Load, seconds: float
 ) -> dict[str, Any]:
     restarts_before = target.restarts()
-    started = time.monotonic()
-    stop_at = started + seconds
+    run, stop_at = Stopwatch(), time.monotonic() + seconds
     counts, probes = await asyncio.gather(
         offer(http, target, load, stop_at), probe_loop(http, target, stop_at)
     )
-    elapsed = time.monotonic() - started
+    elapsed = run.stop()
     # How long the load's backlog takes to clear: a fresh user's write, up to 30 s.
-    drain_started = time.monotonic()
-    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+    with (
+        Stopwatch() as drain,
+        contextlib.suppress(aiohttp.ClientError, TimeoutError),
+    ):
         await probe_once(http, target, f"drain-{uuid.uuid4().hex[:8]}", DRAIN_TIMEOUT_S)
-    drain_s = time.monotonic() - drain_started
+    drain_s = drain.seconds
     fresh = probes.fresh_ms
     row: dict[str, Any] = {
         "system": target.system,
@@ -382,11 +380,8 @@ async def run_load(
         "probe_timeouts": sum(1 for ms in fresh if ms >= PROBE_TIMEOUT_S * 1000),
         "probe_refused": probes.refused,
         "probe_errors": dict(probes.errors),
-        "p50_ms": pct(fresh, 50),
-        "p99_ms": pct(fresh, 99),
-        "max_ms": round(max(fresh), 1) if fresh else None,
-        "write_answer_p50_ms": pct(probes.ack_ms, 50),
-        "write_answer_p99_ms": pct(probes.ack_ms, 99),
+        **percentiles(fresh, digits=1, maximum=True),
+        **percentiles(probes.ack_ms, digits=1, prefix="write_answer_"),
         "drain_after_s": round(drain_s, 3),
         "seconds": round(elapsed, 1),
     }
@@ -614,20 +609,19 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="per load (5 to 300)")
-    parser.add_argument("--only", choices=("feast", "rapport"))
-    parser.add_argument("--feast-bin", type=Path, default=FEAST_BIN, help=argparse.SUPPRESS)
-    parser.add_argument("--stack", type=Path, default=STACK_FILE, help=argparse.SUPPRESS)
-    parser.add_argument(
+    options = parser(__doc__, seconds=30.0, seconds_help="per load (5 to 300)")
+    options.add_argument("--only", choices=("feast", "rapport"))
+    options.add_argument("--feast-bin", type=Path, default=FEAST_BIN, help=argparse.SUPPRESS)
+    options.add_argument("--stack", type=Path, default=STACK_FILE, help=argparse.SUPPRESS)
+    options.add_argument(
         "--feast-max-requests",
         type=int,
         default=None,
         metavar="N",
         help="feast serve's --max-requests (its default recycles the worker every 1000 requests)",
     )
-    args = parser.parse_args()
-    args.seconds = max(5.0, min(args.seconds, 300.0))
+    args = options.parse_args()
+    args.seconds = bounded(args.seconds, 5.0, 300.0)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(amain(args))

@@ -38,7 +38,9 @@ import aiohttp
 import psutil
 from fastapi import Depends, FastAPI, Request, Response
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch
 from rapport.common.app import create_service_app
 from rapport.common.auth import ALL_SCOPES, SCOPE_RECOMMEND_INVOKE, ApiKey, key_entry, require_scope
 from rapport.common.contracts import RecommendationRequest, Recommendations
@@ -215,9 +217,9 @@ def measure(variant: str, seconds: float, levels: tuple[int, ...]) -> list[dict[
         rows = []
         for connections in levels:
             before = proc.cpu_times()
-            started = time.monotonic()
-            done = asyncio.run(load(url, seconds, connections))
-            elapsed = time.monotonic() - started
+            with Stopwatch() as level:
+                done = asyncio.run(load(url, seconds, connections))
+            elapsed = level.seconds
             after = proc.cpu_times()
             cpu_s = (after.user + after.system) - (before.user + before.system)
             rows.append(
@@ -247,19 +249,18 @@ def in_process() -> dict[str, float]:
         ("parse RecommendationRequest", lambda: RecommendationRequest.model_validate_json(request)),
         ("json.loads Recommendations", lambda: json.loads(raw)),
     ):
-        started = time.perf_counter()
-        for _ in range(rounds):
-            step()
-        timings[name] = round((time.perf_counter() - started) / rounds * 1e6, 1)
+        with Stopwatch() as took:
+            for _ in range(rounds):
+                step()
+        timings[name] = round(took.seconds / rounds * 1e6, 1)
     return timings
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    options = parser(__doc__, seconds=5.0, seconds_help="per level")
+    options.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    options.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = options.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return

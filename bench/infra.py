@@ -10,59 +10,25 @@ and stops everything it started.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
+from bench.load import Op, measure_calls
+from bench.mesh import scratch
+from bench.options import bounded, parser
 from bench.results_file import write_results
 from rapport.common.cache import create_redis
 from rapport.common.kafka import PRODUCER_DEFAULTS, TopicSpec, create_producer, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack.servers import RunningServer
-from rapport.devstack.stack import INFRA, Stack, infra_spec
+from rapport.devstack.stack import INFRA, infra_spec
 
 CONCURRENCY = (1, 16, 64)
-
-Op = Callable[[int], Awaitable[object]]
-
-
-async def measure(
-    name: str, op: Op, ops: int, concurrency: int, *, warm: int = 50
-) -> dict[str, Any]:
-    """Run ``ops`` calls with ``concurrency`` in flight (after ``warm`` untimed ones, which
-    warm connections and caches); per-call latencies in ms."""
-    latencies = np.empty(ops, dtype=np.float64)
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            start = time.perf_counter()
-            await op(i)
-            latencies[i] = (time.perf_counter() - start) * 1000
-
-    for i in range(min(warm, ops)):
-        await op(ops + i)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {
-        "operation": name,
-        "concurrency": concurrency,
-        "ops": ops,
-        "throughput_per_s": round(ops / elapsed, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
-        "max_ms": round(float(latencies.max()), 3),
-    }
 
 
 async def run(infra: dict[str, RunningServer], ops: int) -> list[dict[str, Any]]:
@@ -118,7 +84,7 @@ async def run(infra: dict[str, RunningServer], ops: int) -> list[dict[str, Any]]
     try:
         for name, op, count in operations:
             for concurrency in CONCURRENCY:
-                row = await measure(name, op, count, concurrency)
+                row = await measure_calls(name, op, count, concurrency)
                 rows.append(row)
                 print(
                     f"{name:<28} concurrency={concurrency:<3} ops={count:<6} "
@@ -136,13 +102,13 @@ async def run(infra: dict[str, RunningServer], ops: int) -> list[dict[str, Any]]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=2000, help="operations per level (bounded)")
-    args = parser.parse_args()
-    ops = max(100, min(args.ops, 20_000))
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+    options = parser(__doc__)
+    options.add_argument("--ops", type=int, default=2000, help="operations per level (bounded)")
+    args = options.parse_args()
+    ops = bounded(args.ops, 100, 20_000)
+    with scratch() as (work, stack):
         # Triton serves the smoke models: the floor of one gRPC round trip.
-        infra: dict[str, RunningServer] = {n: stack.start(infra_spec(n, Path(tmp))) for n in INFRA}
+        infra: dict[str, RunningServer] = {n: stack.start(infra_spec(n, work)) for n in INFRA}
         rows = asyncio.run(run(infra, ops))
     write_results("infra", rows)
 

@@ -17,23 +17,15 @@ for that whole box, printed beside their load levels, and written to
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import multiprocessing as mp
-import tempfile
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import numpy as np
-
-from bench.mesh import KEY, bench_plan
+from bench.load import run_load, summarize
+from bench.mesh import bench_mesh
+from bench.options import bounded, parser
 from bench.results_file import write_results
 from rapport.common.kafka import EVENTS_TOPIC, TopicSpec
-from rapport.devstack.stack import Stack, start_mesh
 
 CONNECTIONS = 64
 
@@ -47,112 +39,13 @@ def body(events: int) -> bytes:
     return json.dumps({"events": items}).encode()
 
 
-async def _closed_loop(
-    url: str, payload: bytes, seconds: float, connections: int
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                async with session.post(url, data=payload, headers=headers) as response:
-                    await response.read()
-                latencies.append(time.perf_counter() - start)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
-
-
-async def _open_loop(url: str, payload: bytes, seconds: float, rate: float) -> dict[str, Any]:
-    """Requests at a fixed rate regardless of answers; latency counts from the planned send time."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    total = int(seconds * rate)
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(planned: float) -> None:
-            delay = planned - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with session.post(url, data=payload, headers=headers) as response:
-                await response.read()
-            latencies.append(time.perf_counter() - planned)
-            statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        origin = time.perf_counter() + 0.2
-        started = time.perf_counter()
-        await asyncio.gather(*(one(origin + i / rate) for i in range(total)))
-        elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
-
-
-def _run_load(job: tuple[str, str, bytes, float, float], out: Any) -> None:
-    """In the load-generator process: (kind, url, payload, seconds, level)."""
-    kind, url, payload, seconds, level = job
-    import uvloop  # noqa: PLC0415
-
-    coro = (
-        _closed_loop(url, payload, seconds, int(level))
-        if kind == "closed"
-        else _open_loop(url, payload, seconds, level)
-    )
-    out.put(uvloop.run(coro))
-
-
-def run_load(kind: str, url: str, payload: bytes, seconds: float, level: float) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run_load, args=((kind, url, payload, seconds, level), queue))
-    proc.start()
-    result: dict[str, Any] = queue.get(timeout=seconds + 120)
-    proc.join(timeout=30)
-    return result
-
-
-def summarize(
-    name: str, load: str, events_per_request: int, raw: dict[str, Any], ok_status: int = 202
-) -> dict[str, Any]:
-    lat = np.array(raw["latencies"]) * 1000
-    ok = raw["statuses"].get(ok_status, 0)
-    row = {
-        "scenario": name,
-        "load": load,
-        "events_per_request": events_per_request,
-        "requests": len(lat),
-        "statuses": {str(k): v for k, v in sorted(raw["statuses"].items())},
-        "requests_per_s": round(ok / raw["elapsed"], 1),
-        "events_per_s": round(ok * events_per_request / raw["elapsed"], 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
-        "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
-    }
-    print(
-        f"{name:<26} load={load:<22} req/s={row['requests_per_s']:>8}  "
-        f"events/s={row['events_per_s']:>9}  p50={row['p50_ms']:>7} ms  p99={row['p99_ms']:>7} ms  "
-        f"statuses={row['statuses']}",
-        flush=True,
-    )
-    return row
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
-    args = parser.parse_args()
-    seconds = max(2.0, min(args.seconds, 60.0))
+    args = parser(__doc__, seconds=8.0).parse_args()
+    seconds = bounded(args.seconds, 2.0, 60.0)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
-        plan = bench_plan(["ingest"], infra=["kafka", "redis"], topics=[TopicSpec(EVENTS_TOPIC, 6)])
-        url = f"{start_mesh(plan, stack, Path(tmp)).url('ingest')}/v1/events"
+    topics = [TopicSpec(EVENTS_TOPIC, 6)]
+    with bench_mesh(["ingest"], infra=["kafka", "redis"], topics=topics) as started:
+        url = f"{started.url('ingest')}/v1/events"
 
         run_load("closed", url, body(1), 2.0, 16)  # warm-up
         single = summarize(

@@ -24,33 +24,22 @@ Every latency is printed beside its load level and written to
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import multiprocessing as mp
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 
-from bench.mesh import (
-    KEY,
-    bench_plan,
-    cpu_ms_per,
-    cpu_snapshot,
-    metric_total,
-    scrape,
-)
-from bench.recommend import REPO
-from bench.respond import on_off_rounds, post_json
+from bench.load import on_off_rounds
+from bench.mesh import KEY, bench_mesh, cpu_ms_per, cpu_snapshot, metric_total, post_json, scrape
+from bench.options import bounded, parser
 from bench.results_file import write_results
-from rapport.devstack import models
+from bench.stats import Stopwatch, histogram_quantile_ms, percentiles
 from rapport.devstack.scrape import sample_sum, samples
-from rapport.devstack.stack import Stack, start_mesh
+from rapport.devstack.stack import Stack
 
 QUESTION = "how long until my refund reaches my account?"
 BACKGROUND_WORDS = 30  # a background update: a short page (two chunks)
@@ -81,15 +70,6 @@ def refund_policy(days: int) -> dict[str, str]:
     }
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ms = np.asarray(values) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p99_ms": round(float(np.percentile(ms, 99)), 1),
-        "max_ms": round(float(ms.max()), 1),
-    }
-
-
 def indexing(stack: Stack, ingest: str, knowledge: str, documents: int) -> dict[str, Any]:
     cpu_before = cpu_snapshot(stack)
     indexed_before = metric_total(knowledge, "rapport_knowledge_records_total")
@@ -110,15 +90,17 @@ def indexing(stack: Stack, ingest: str, knowledge: str, documents: int) -> dict[
 
             await asyncio.gather(*(batch(s) for s in range(0, documents, 20)))
 
-    started = time.perf_counter()
-    asyncio.run(publish())
-    published = time.perf_counter() - started
-    deadline = time.monotonic() + 300
-    while metric_total(knowledge, "rapport_knowledge_records_total") - indexed_before < documents:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the indexer did not catch up within 300 s")
-        time.sleep(0.05)
-    took = time.perf_counter() - started
+    with Stopwatch() as indexed:
+        asyncio.run(publish())
+        published = indexed.seconds
+        deadline = time.monotonic() + 300
+        while (
+            metric_total(knowledge, "rapport_knowledge_records_total") - indexed_before < documents
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the indexer did not catch up within 300 s")
+            time.sleep(0.05)
+    took = indexed.seconds
     chunks = metric_total(knowledge, "rapport_knowledge_chunks_total") - chunks_before
     cpu = cpu_ms_per(cpu_before, cpu_snapshot(stack), int(chunks))
     page = scrape(knowledge)
@@ -173,27 +155,28 @@ def freshness(ingest: str, respond: str, rounds: int, first_days: int) -> list[f
             for days in range(first_days, first_days + rounds):
                 needle = f"{days} days"
                 cited = asyncio.Event()
-                seen_at: list[float] = []
+                seen_at: list[float] = []  # seconds from the POST
+                since = Stopwatch()  # the POST is next
 
                 async def ask(
                     needle: str = needle,
                     cited: asyncio.Event = cited,
                     seen_at: list[float] = seen_at,
+                    since: Stopwatch = since,
                 ) -> None:
                     async with session.post(f"{respond}/v1/respond", json=body) as answer:
                         reply = await answer.json()
                     if any(needle in hit["snippet"] for hit in reply.get("knowledge", [])):
-                        seen_at.append(time.perf_counter())
+                        seen_at.append(since.seconds)
                         cited.set()
 
-                started = time.perf_counter()
                 async with session.post(
                     f"{ingest}/v1/knowledge", json=refund_policy(days)
                 ) as answer:
                     if answer.status != 202:
                         raise RuntimeError(f"ingest answered {answer.status}")
                 pending: set[asyncio.Task[None]] = set()
-                while not cited.is_set() and time.perf_counter() - started < 30:
+                while not cited.is_set() and since.seconds < 30:
                     if len(pending) < POLL_IN_FLIGHT:
                         task = asyncio.create_task(ask())
                         pending.add(task)
@@ -204,7 +187,7 @@ def freshness(ingest: str, respond: str, rounds: int, first_days: int) -> list[f
                     await asyncio.wait(pending)
                 if not seen_at:
                     print(f"respond did not cite {needle!r} within 30 s", flush=True)
-                took.append(min(seen_at, default=started + 30) - started)
+                took.append(min(seen_at, default=30.0))
                 await asyncio.sleep(0.05)
         return took
 
@@ -227,10 +210,9 @@ async def _background(url: str, seconds: float, rate: float) -> dict[str, Any]:
             statuses[answer.status] = statuses.get(answer.status, 0) + 1
 
         origin = time.perf_counter() + 0.1
-        started = time.perf_counter()
-        await asyncio.gather(*(one(i, origin + i / rate) for i in range(total)))
-        elapsed = time.perf_counter() - started
-    return {"statuses": statuses, "elapsed": elapsed, "sent": total}
+        with Stopwatch() as elapsed:
+            await asyncio.gather(*(one(i, origin + i / rate) for i in range(total)))
+    return {"statuses": statuses, "elapsed": elapsed.seconds, "sent": total}
 
 
 def _run_background(job: tuple[str, float, float], out: Any) -> None:
@@ -246,24 +228,12 @@ def freshness_buckets(knowledge: str) -> dict[float, float]:
     }
 
 
-def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
-    """Prometheus' histogram_quantile over the observations between two scrapes (ms)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1]
-    if total <= 0:
-        return float("nan")
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound, cumulative in zip(bounds, counts, strict=True):
-        if cumulative >= rank:
-            if bound == float("inf"):
-                return lower * 1000
-            inside = cumulative - below
-            share = (rank - below) / inside if inside else 1.0
-            return round((lower + (bound - lower) * share) * 1000, 1)
-        lower, below = bound, cumulative
-    return lower * 1000
+def indexer_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """The indexer's freshness p50 and p99 (ms) over the records between two scrapes."""
+    return {
+        f"indexer_p{q}_ms": histogram_quantile_ms(after, q / 100, since=before, digits=1)
+        for q in (50, 99)
+    }
 
 
 def drained(knowledge: str, timeout_s: float = 300) -> None:
@@ -288,9 +258,8 @@ def freshness_rows(ingest: str, respond: str, knowledge: str, args: Any) -> list
         {
             "scenario": "freshness",
             "load": "unloaded",
-            **percentiles(unloaded),
-            "indexer_p50_ms": bucket_quantile(buckets, after, 0.5),
-            "indexer_p99_ms": bucket_quantile(buckets, after, 0.99),
+            **percentiles(unloaded, digits=1, scale=1000, maximum=True),
+            **indexer_quantiles(buckets, after),
         }
     )
     ctx = mp.get_context("spawn")
@@ -304,9 +273,8 @@ def freshness_rows(ingest: str, respond: str, knowledge: str, args: Any) -> list
     buckets = freshness_buckets(knowledge)
     background.start()
     time.sleep(2.0)  # the load is running before the first round
-    started = time.perf_counter()
-    loaded = freshness(ingest, respond, args.rounds, 5000)
-    measured_s = time.perf_counter() - started
+    with Stopwatch() as measured:
+        loaded = freshness(ingest, respond, args.rounds, 5000)
     sent = queue.get(timeout=seconds + 120)
     background.join(timeout=30)
     indexed = metric_total(knowledge, "rapport_knowledge_records_total") - indexed_before
@@ -318,11 +286,10 @@ def freshness_rows(ingest: str, respond: str, knowledge: str, args: Any) -> list
             "background_sent": sent["sent"],
             "background_statuses": {str(k): v for k, v in sent["statuses"].items()},
             "background_records_indexed_per_s": round(indexed / sent["elapsed"], 1),
-            "rounds_s": round(measured_s, 1),
-            **percentiles(loaded),
+            "rounds_s": round(measured.seconds, 1),
+            **percentiles(loaded, digits=1, scale=1000, maximum=True),
             # Every record indexed meanwhile, background ones included (bucket bounds: coarse).
-            "indexer_p50_ms": bucket_quantile(buckets, after, 0.5),
-            "indexer_p99_ms": bucket_quantile(buckets, after, 0.99),
+            **indexer_quantiles(buckets, after),
         }
     )
     for row in rows:
@@ -337,29 +304,24 @@ def freshness_rows(ingest: str, respond: str, knowledge: str, args: Any) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per respond level")
-    parser.add_argument("--rounds", type=int, default=40, help="freshness rounds per load")
-    parser.add_argument("--documents", type=int, default=600, help="for indexing throughput")
-    parser.add_argument("--background", type=float, default=100.0, help="documents/s")
-    parser.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
-    args = parser.parse_args()
-    seconds = max(2.0, min(args.seconds, 60.0))
-    rounds = max(5, min(args.rounds, 500))
+    options = parser(__doc__, seconds=8.0, seconds_help="per respond level")
+    options.add_argument("--rounds", type=int, default=40, help="freshness rounds per load")
+    options.add_argument("--documents", type=int, default=600, help="for indexing throughput")
+    options.add_argument("--background", type=float, default=100.0, help="documents/s")
+    options.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
+    args = options.parse_args()
+    seconds = bounded(args.seconds, 2.0, 60.0)
+    rounds = bounded(args.rounds, 5, 500)
     args.rounds = rounds
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
-        work = Path(tmp)
-        plan = bench_plan(
-            ["profile", "recommend", "knowledge", "ingest", "respond"],
-            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
-        )
-        mesh = start_mesh(plan, stack, work)
-        without = stack.start(plan.spec("respond", mesh, {"RAPPORT_KNOWLEDGE_URL": ""}))
-        ingest, knowledge = mesh.url("ingest"), mesh.url("knowledge")
-        respond_on, respond_off = mesh.url("respond"), without.url("respond")
+    services = ["profile", "recommend", "knowledge", "ingest", "respond"]
+    with bench_mesh(services, with_models=True) as started:
+        without = started.start("respond", {"RAPPORT_KNOWLEDGE_URL": ""})
+        ingest, knowledge = started.url("ingest"), started.url("knowledge")
+        respond_on, respond_off = started.url("respond"), without.url("respond")
 
-        rows.append(indexing(stack, ingest, knowledge, max(20, min(args.documents, 20_000))))
+        documents = bounded(args.documents, 20, 20_000)
+        rows.append(indexing(started.stack, ingest, knowledge, documents))
         post_json(f"{ingest}/v1/knowledge", json.dumps(refund_policy(999)).encode())
         rows.extend(freshness_rows(ingest, respond_on, knowledge, args))
 
@@ -372,7 +334,7 @@ def main() -> None:
             "knowledge",
             {"on": respond_on, "off": respond_off},
             payload,
-            recommend=mesh.url("recommend"),
+            recommend=started.url("recommend"),
             rate=args.rate,
             seconds=seconds,
         )

@@ -40,10 +40,8 @@ Writes ``bench/results/knowledge_quality.json``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +51,9 @@ import numpy as np
 from numpy.typing import NDArray
 from rank_bm25 import BM25Okapi
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch
 from rapport.knowledge.domain import chunk_text, embedding_text
 from rapport.models import encoder, pipeline
 
@@ -271,16 +271,17 @@ def search_one_at_a_time(
     bm25_scores = np.zeros((len(queries), len(chunks.starts)))
     took = {"encoder": 0.0, "bm25": 0.0, "fusion": 0.0}
     for row, example in enumerate(queries):
-        started = time.perf_counter()
-        vector = model.encode([example.text])[0]
-        encoder_scores[row] = document_scores(chunk_vectors @ vector, chunks.starts)
-        middle = time.perf_counter()
-        bm25_scores[row] = document_scores(bm25.get_scores(tokenize(example.text)), chunks.starts)
-        ended = time.perf_counter()
-        fuse(encoder_scores[row : row + 1], bm25_scores[row : row + 1])
-        took["encoder"] += middle - started
-        took["bm25"] += ended - middle
-        took["fusion"] += time.perf_counter() - ended
+        with Stopwatch() as encoding:
+            vector = model.encode([example.text])[0]
+            encoder_scores[row] = document_scores(chunk_vectors @ vector, chunks.starts)
+        with Stopwatch() as keywords:
+            tokens = tokenize(example.text)
+            bm25_scores[row] = document_scores(bm25.get_scores(tokens), chunks.starts)
+        with Stopwatch() as fusing:
+            fuse(encoder_scores[row : row + 1], bm25_scores[row : row + 1])
+        took["encoder"] += encoding.seconds
+        took["bm25"] += keywords.seconds
+        took["fusion"] += fusing.seconds
     ms = {name: 1000 * total / len(queries) for name, total in took.items()}
     return encoder_scores, bm25_scores, ms
 
@@ -298,17 +299,17 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-doc", type=int, default=10, help="train utterances per document")
-    parser.add_argument(
+    options = parser(__doc__)
+    options.add_argument("--per-doc", type=int, default=10, help="train utterances per document")
+    options.add_argument(
         "--held-out", type=int, default=20, help="further train utterances per intent, for t"
     )
-    parser.add_argument(
+    options.add_argument(
         "--precision", type=float, default=0.9, help="template mode's precision target, for t"
     )
-    args = parser.parse_args()
+    args = options.parse_args()
     if args.per_doc < 1 or args.held_out < 1:
-        parser.error("--per-doc and --held-out must be at least 1")
+        options.error("--per-doc and --held-out must be at least 1")
 
     train = read_examples(TRAIN_CSV)
     val = read_examples(VAL_CSV)
@@ -343,9 +344,9 @@ def main() -> None:
         f"({sum(e.intent == OUT_OF_SCOPE for e in tuning)} out of scope)"
     )
 
-    started = time.perf_counter()
-    chunk_vectors = vectors(chunks.texts)
-    print(f"encoded the chunks in {time.perf_counter() - started:.1f} s")
+    with Stopwatch() as encoding:
+        chunk_vectors = vectors(chunks.texts)
+    print(f"encoded the chunks in {encoding.seconds:.1f} s")
     bm25 = BM25Okapi([tokenize(t) for t in chunks.texts])
 
     encoder_scores, bm25_scores, ms = search_one_at_a_time(

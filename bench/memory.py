@@ -27,14 +27,12 @@ Every latency is printed beside its load level and written to
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -44,18 +42,25 @@ import aiohttp
 import numpy as np
 
 from bench import pyspy
-from bench.knowledge import percentiles
-from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot
-from bench.profile import applied_total
-from bench.recommend import REPO
-from bench.respond import get_json, on_off_rounds, post_json
+from bench.load import on_off_rounds
+from bench.mesh import (
+    KEY,
+    Started,
+    applied_total,
+    bench_mesh,
+    cpu_ms_per,
+    cpu_snapshot,
+    fill_topic,
+    get_json,
+    post_json,
+)
+from bench.options import bounded, parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.common.events import SCHEMA_HEADER
-from rapport.common.kafka import TopicSpec, create_producer, default_topics
+from rapport.common.kafka import TopicSpec, default_topics
 from rapport.common.settings import KafkaSettings
 from rapport.common.vectors import MessageVector
-from rapport.devstack import models
-from rapport.devstack.stack import Stack, start_mesh
 
 BACKLOG_TOPIC = "bench.memory.backlog"
 PARTITIONS = 6
@@ -100,20 +105,18 @@ def unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     return unit
 
 
-async def fill_backlog(kafka: KafkaSettings, count: int) -> None:
-    """``count`` chat messages as respond records them: a third state a fact."""
+def chat_messages(count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``count`` chat messages as respond records them, keyed by user: a third state a fact."""
     rng = np.random.default_rng(16)
     pick = random.Random(16)
     vectors = unit_vectors(rng, 256)  # reused: the store's cost does not depend on values
-    producer = create_producer(kafka, max_batch_size=512 * 1024)
-    await producer.start()
-    try:
-        now = datetime.now(UTC).isoformat()
-        futures = []
-        for i in range(count):
-            user = f"user-{i % USERS}"
-            text = pick.choice(STATING) if i % 3 == 0 else pick.choice(CHATTING)
-            event = {
+    now = datetime.now(UTC).isoformat()
+    for i in range(count):
+        user = f"user-{i % USERS}"
+        text = pick.choice(STATING) if i % 3 == 0 else pick.choice(CHATTING)
+        yield (
+            user,
+            {
                 "event_id": str(uuid.uuid4()),
                 "type": "chat_message",
                 "user_id": user,
@@ -123,24 +126,23 @@ async def fill_backlog(kafka: KafkaSettings, count: int) -> None:
                 "text": text,
                 "attributes": {"intent": "oos", "sentiment": 0.1},
                 "vector": MessageVector.of(vectors[i % len(vectors)], "encoder:1").model_dump(),
-            }
-            futures.append(
-                await producer.send(
-                    BACKLOG_TOPIC,
-                    key=user.encode(),
-                    value=json.dumps(event).encode(),
-                    headers=[SCHEMA_HEADER],
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+            },
+        )
+
+
+async def fill_backlog(kafka: KafkaSettings, count: int) -> None:
+    """``count`` chat messages (:func:`chat_messages`) on the backlog topic."""
+    await fill_topic(
+        kafka,
+        BACKLOG_TOPIC,
+        chat_messages(count),
+        max_batch_size=512 * 1024,
+        headers=[SCHEMA_HEADER],
+    )
 
 
 def drain(
-    stack: Stack,
-    plan: Any,
-    mesh: Any,
+    started: Started,
     run: tuple[str, int],
     count: int,
     *,
@@ -158,22 +160,22 @@ def drain(
         "RAPPORT_PROFILE_MAX_BATCH": "500",
         **CONFIGS[label],
     }
-    server = stack.start(plan.spec("profile", mesh, env))
+    stack = started.stack
+    server = started.start("profile", env)
     try:
-        while (first := asyncio.run(applied_total(server.url()))) == 0:
+        while (first := applied_total(server.url())) == 0:
             time.sleep(0.02)
         recorders = pyspy.record({"profile": server.handle.pid}, 4, py_spy / name) if py_spy else {}
         before = cpu_snapshot(stack)
-        started = time.perf_counter()
-        while asyncio.run(applied_total(server.url())) < count:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        with Stopwatch() as took:
+            while applied_total(server.url()) < count:
+                time.sleep(0.05)
         timed = count - int(first)
         row: dict[str, Any] = {
             "scenario": f"apply throughput, {label}",
             "load": f"{count} chat messages backlog, round {round_number}",
-            "events_per_s": round(timed / elapsed, 1),
-            "seconds": round(elapsed, 2),
+            "events_per_s": round(timed / took.seconds, 1),
+            "seconds": round(took.seconds, 2),
             "cpu_ms_per_event": cpu_ms_per(before, cpu_snapshot(stack), timed),
         }
         if py_spy:
@@ -204,7 +206,7 @@ async def freshness(respond: str, profile: str, recommend: str, rounds: int) -> 
             body = {"user_id": user, "session_id": "s", "message": message}
             async with http.post(f"{respond}/v1/respond", json=body) as response:
                 response.raise_for_status()
-            answered = time.perf_counter()
+            answered = Stopwatch()
             fact = await _poll(partial(_has_fact, http, profile, user, city), answered)
             recalled = await _poll(partial(_recalls, http, profile, user, vector), answered)
             if fact is None or recalled is None:
@@ -238,12 +240,12 @@ async def _recalls(
 
 
 async def _poll(
-    check: Callable[[], Awaitable[bool]], since: float, timeout_s: float = 10.0
+    check: Callable[[], Awaitable[bool]], since: Stopwatch, timeout_s: float = 10.0
 ) -> float | None:
-    """Seconds from ``since`` until ``check`` holds; None if not within ``timeout_s``."""
-    while time.perf_counter() - since < timeout_s:
+    """Seconds on ``since`` when ``check`` holds; None if not within ``timeout_s``."""
+    while since.seconds < timeout_s:
         if await check():
-            return time.perf_counter() - since
+            return since.seconds
         await asyncio.sleep(0.002)
     return None
 
@@ -263,42 +265,29 @@ def seed_memory_user(respond: str, profile: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=6000, help="backlog per apply run")
-    parser.add_argument("--rounds", type=int, default=40, help="freshness probes")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per respond level")
-    parser.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="record each draining profile process with py-spy for 4 s",
-    )
-    parser.add_argument("--apply-only", action="store_true", help="only the apply throughput runs")
-    args = parser.parse_args()
-    count = max(500, min(args.events, 100_000))
-    rounds = max(5, min(args.rounds, 500))
-    seconds = max(2.0, min(args.seconds, 60.0))
+    options = parser(__doc__, seconds=8.0, seconds_help="per respond level")
+    options.add_argument("--events", type=int, default=6000, help="backlog per apply run")
+    options.add_argument("--rounds", type=int, default=40, help="freshness probes")
+    options.add_argument("--rate", type=float, default=300.0, help="respond's open loop, req/s")
+    pyspy.option(options, "record each draining profile process with py-spy for 4 s")
+    options.add_argument("--apply-only", action="store_true", help="only the apply throughput runs")
+    args = options.parse_args()
+    count = bounded(args.events, 500, 100_000)
+    rounds = bounded(args.rounds, 5, 500)
+    seconds = bounded(args.seconds, 2.0, 60.0)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
-        work = Path(tmp)
-        topics = [*default_topics(), TopicSpec(BACKLOG_TOPIC, PARTITIONS)]
-        plan = bench_plan(
-            ["profile", "recommend", "respond"],
-            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
-            topics=topics,
-        )
-        mesh = start_mesh(plan, stack, work)
-        without = stack.start(plan.spec("respond", mesh, {"RAPPORT_RESPOND_MEMORY": "false"}))
-        profile, recommend = mesh.url("profile"), mesh.url("recommend")
-        respond_on, respond_off = mesh.url("respond"), without.url("respond")
+    services = ["profile", "recommend", "respond"]
+    topics = [*default_topics(), TopicSpec(BACKLOG_TOPIC, PARTITIONS)]
+    with bench_mesh(services, with_models=True, topics=topics) as started:
+        without = started.start("respond", {"RAPPORT_RESPOND_MEMORY": "false"})
+        profile, recommend = started.url("profile"), started.url("recommend")
+        respond_on, respond_off = started.url("respond"), without.url("respond")
 
-        kafka = KafkaSettings(kafka_bootstrap_servers=mesh.infra["kafka"])
+        kafka = KafkaSettings(kafka_bootstrap_servers=started.mesh.infra["kafka"])
         asyncio.run(fill_backlog(kafka, count))
         for run in (1, 2):
             for label in CONFIGS:
-                rows.append(drain(stack, plan, mesh, (label, run), count, py_spy=args.py_spy))
+                rows.append(drain(started, (label, run), count, py_spy=args.py_spy))
 
         if args.apply_only:
             write_results("memory_apply", rows, backlog=count)
@@ -310,9 +299,10 @@ def main() -> None:
                 "load": "unloaded, one probe at a time",
                 "probes": len(fresh[key]),
                 "missed_within_10s": fresh["missed"],
-                **percentiles(fresh[key]),
+                **percentiles(fresh[key], digits=1, scale=1000, maximum=True),
             }
-            print(f"{row['scenario']:<48} load={row['load']:<32} {percentiles(fresh[key])}")
+            figures = {k: v for k, v in row.items() if k.endswith("_ms")}
+            print(f"{row['scenario']:<48} load={row['load']:<32} {figures}")
             rows.append(row)
 
         seed_memory_user(respond_on, profile)

@@ -2,7 +2,8 @@
 
 No servers. Every row of ``tests/data/memory_facts.jsonl`` (method and counts in
 ``tests/data/memory_facts.md``) is run through the profile service's
-``rapport.profile.domain.facts.extract(text)``, one message at a time, and the
+``rapport.profile.domain.facts.extract`` (with the service's language detector,
+``rapport.profile.adapters.language``), one message at a time, and the
 multiset of ``(type, value, negated)`` it returns is compared with the row's labels:
 
 - values are normalised on both sides before comparing (``normalise_value``:
@@ -27,19 +28,19 @@ Writes ``bench/results/memory_quality.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.options import parser
 from bench.results_file import write_results
-from rapport.common.memory import FACT_TYPES
+from bench.stats import Stopwatch, percentile
+from rapport.common.contracts import FACT_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET = REPO_ROOT / "tests" / "data" / "memory_facts.jsonl"
@@ -262,13 +263,6 @@ def mistakes(
     return out
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def _kind_order(kind: str) -> tuple[int, str]:
     return (KINDS.index(kind) if kind in KINDS else len(KINDS), kind)
 
@@ -282,9 +276,9 @@ def run_extractor(
     predictions: list[list[Triple]] = []
     took: list[float] = []
     for row in rows:
-        started = time.perf_counter_ns()
-        assertions = extract(row.text)
-        took.append((time.perf_counter_ns() - started) / 1000)
+        with Stopwatch() as call:
+            assertions = extract(row.text)
+        took.append(call.seconds * 1e6)
         predictions.append(predicted_triples(assertions))
     return predictions, took
 
@@ -347,22 +341,25 @@ def print_mistakes(found: dict[str, list[Mistake]], limit: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
+    options = parser(__doc__)
+    options.add_argument(
         "--split", choices=[*SPLITS, "all"], default="all", help="which rows to score"
     )
-    parser.add_argument(
+    options.add_argument(
         "--show-errors", type=int, default=0, metavar="N", help="print up to N mistakes per type"
     )
-    args = parser.parse_args()
+    args = options.parse_args()
     if args.show_errors < 0:
-        parser.error("--show-errors must be at least 0")
+        options.error("--show-errors must be at least 0")
 
-    from rapport.profile.domain.facts import extract  # noqa: PLC0415 (only the run needs it)
+    # only the run needs them
+    from rapport.profile.adapters.language import LanguageDetector  # noqa: PLC0415
+    from rapport.profile.domain.facts import extract  # noqa: PLC0415
 
     rows = load_rows(DATASET, args.split)
     print(f"{len(rows)} rows ({args.split}) from {DATASET.relative_to(REPO_ROOT)}")
-    predictions, took = run_extractor(extract, rows)
+    detect = LanguageDetector().detect
+    predictions, took = run_extractor(partial(extract, detect_language=detect), rows)
     pairs = [(expected_triples(r), p) for r, p in zip(rows, predictions, strict=True)]
     counts = score(pairs)
     by_kind: dict[str, Counts] = {}
@@ -393,12 +390,14 @@ def main() -> None:
             "mean_us": round(timing["mean_us"], 2),
             "p99_us": round(timing["p99_us"], 2),
             "messages": len(took),
-            "how": f"one message at a time, time.perf_counter_ns, after {WARMUP} warm-up calls",
+            "how": f"one message at a time, time.perf_counter, after {WARMUP} warm-up calls; "
+            "p99 linear between the closest ranks",
         },
         setup={
             "data": str(DATASET.relative_to(REPO_ROOT)),
             "rows": len(rows),
-            "extractor": "rapport.profile.domain.facts.extract(text)",
+            "extractor": "rapport.profile.domain.facts.extract(text, "
+            "detect_language=LanguageDetector().detect)",
             "language_rule": "explicit preference facts, else the row's written language",
             "normalisation": "casefold, collapse whitespace, strip one leading a/an/the/my/our, "
             "strip one trailing s from a last word longer than 3 characters",

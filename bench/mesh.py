@@ -1,22 +1,40 @@
-"""Service processes for the benchmarks: quiet logs, 1% trace sampling, the bench key."""
+"""The mesh as the benchmarks run it and read it: service processes with quiet logs, 1%
+trace sampling and the bench key, started in a scratch directory (:func:`bench_mesh`);
+its /metrics, readiness and JSON over HTTP; CPU per process; a backlog on a topic; the
+store's own floor.
+
+    with bench_mesh(["ingest"], infra=["kafka", "redis"]) as started:
+        url = started.url("ingest")
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bson
 import psutil
+from pymongo import ReplaceOne
 
-from rapport.common.kafka import TopicSpec
-from rapport.devstack import processes
+from bench.stats import Stopwatch
+from rapport.common.kafka import TopicSpec, create_producer
+from rapport.common.mongo import create_mongo_client
+from rapport.common.settings import KafkaSettings, MongoSettings
+from rapport.devstack import models, processes
 from rapport.devstack.scrape import sample_sum
-from rapport.devstack.stack import INFRA, InfraName, MeshPlan, Stack, keys_env
+from rapport.devstack.servers import RunningServer
+from rapport.devstack.stack import INFRA, InfraName, Mesh, MeshPlan, Stack, keys_env, start_mesh
 
 KEY = "rpk_bench_0123456789abcdefghijklmnop"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_plan(
@@ -47,6 +65,53 @@ def bench_plan(
     )
 
 
+@contextmanager
+def scratch(prefix: str = "rapport-bench-") -> Iterator[tuple[Path, Stack]]:
+    """A temporary directory and a Stack logging into it: what is started there is
+    stopped, and the directory removed, on the way out, whatever happens."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, Stack(Path(tmp)) as stack:
+        yield Path(tmp), stack
+
+
+@dataclass(frozen=True)
+class Started:
+    """A bench's running mesh: its scratch directory, stack, plan and servers."""
+
+    work: Path
+    stack: Stack
+    plan: MeshPlan
+    mesh: Mesh
+
+    def url(self, name: str) -> str:
+        return self.mesh.url(name)
+
+    def start(self, service: str, env: Mapping[str, str] | None = None) -> RunningServer:
+        """One more process of ``service`` in this mesh, ``env`` added to its environment."""
+        return self.stack.start(self.plan.spec(service, self.mesh, env))
+
+
+@contextmanager
+def bench_mesh(
+    services: Sequence[str],
+    *,
+    with_models: bool = False,
+    infra: Sequence[InfraName] = INFRA,
+    topics: Sequence[TopicSpec] | None = None,
+    env: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Started]:
+    """The mesh of :func:`bench_plan` in a :func:`scratch` directory, started;
+    ``with_models``: Triton serves a private copy of the exported model repository
+    (built first when missing)."""
+    with scratch() as (work, stack):
+        repository = (
+            models.private_copy(work, REPO / models.DEFAULT_REPOSITORY) if with_models else None
+        )
+        plan = bench_plan(
+            services, infra=infra, model_repository=repository, topics=topics, env=env
+        )
+        yield Started(work, stack, plan, start_mesh(plan, stack, work))
+
+
 def scrape(base_url: str) -> str:
     """A service's /metrics page."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as response:  # noqa: S310
@@ -57,6 +122,29 @@ def scrape(base_url: str) -> str:
 def metric_total(base_url: str, name: str) -> float:
     """The sum of a sample's series on a service's /metrics (0 when absent)."""
     return sample_sum(scrape(base_url), name)
+
+
+def applied_total(profile_url: str) -> float:
+    """Events a profile process has applied (or settled) so far, from its /metrics."""
+    return metric_total(profile_url, "rapport_profile_events_total")
+
+
+def post_json(url: str, body: bytes, key: str = KEY) -> Any:
+    """POST a JSON body with ``key`` as the Bearer token; the answer's JSON."""
+    request = urllib.request.Request(  # noqa: S310
+        url,
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def get_json(url: str, key: str = KEY) -> Any:
+    """GET with ``key`` as the Bearer token; the answer's JSON."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
 
 
 def rate_excluding(row: dict[str, Any], excluded: int) -> float:
@@ -125,3 +213,52 @@ def idle_cpu(stack: Stack, seconds: float = 5.0) -> dict[str, float]:
     time.sleep(seconds)
     after = cpu_snapshot(stack)
     return {name: round((after[name] - before.get(name, 0.0)) / seconds, 4) for name in after}
+
+
+async def fill_topic(
+    kafka: KafkaSettings,
+    topic: str,
+    events: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    max_batch_size: int,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Each ``(key, event)`` of ``events`` onto ``topic`` as JSON (a backlog for a consumer
+    to drain): sent without waiting for each acknowledgement, then every one awaited."""
+    producer = create_producer(kafka, max_batch_size=max_batch_size)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic, key=key.encode(), value=json.dumps(event).encode(), headers=headers
+            )
+            for key, event in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def mongo_floor(url: str, rounds: int = 20) -> dict[str, Any]:
+    """The store's share of the apply path, alone: a batch's load (one ``$in`` find) and
+    write (one unordered bulk of ReplaceOne), with 500 of the profiles the apply just
+    stored, as they are. The apply cannot be faster than this."""
+    client = create_mongo_client(MongoSettings(mongo_url=url), app_name="rapport-bench")
+    try:
+        profiles = client[MongoSettings().mongo_database]["profiles"]
+        docs = await profiles.find({}).limit(500).to_list()
+        ids = [doc["_id"] for doc in docs]
+        with Stopwatch() as took:
+            for _ in range(rounds):
+                await profiles.find({"_id": {"$in": ids}}).to_list()
+                await profiles.bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, d) for d in docs], ordered=False
+                )
+    finally:
+        await client.close()
+    return {
+        "scenario": "MongoDB alone: load + bulk write",
+        "load": f"{len(docs)} stored profiles a batch, {rounds} batches",
+        "profiles_per_s": round(len(docs) * rounds / took.seconds, 1),
+        "bytes_per_profile": round(sum(len(bson.encode(d)) for d in docs) / max(1, len(docs))),
+    }

@@ -17,7 +17,6 @@ wheel. Without it only Milvus Lite is measured.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import subprocess
@@ -31,7 +30,9 @@ import numpy as np
 import psutil
 from pymilvus import AsyncMilvusClient, DataType
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.common.milvus import create_flat_collection
 from rapport.devstack import processes, servers
 from rapport.devstack.stack import Stack
@@ -137,16 +138,14 @@ async def measure(
                     await search(client, vector, consistency)
                 latencies = []
                 mine, theirs = me.cpu_times(), server_cpu()
-                started = time.perf_counter()
-                for vector in queries[50 : 50 + SEARCHES]:
-                    begun = time.perf_counter()
-                    await search(client, vector, consistency)
-                    latencies.append((time.perf_counter() - begun) * 1000)
-                elapsed = time.perf_counter() - started
+                with Stopwatch() as searches:
+                    for vector in queries[50 : 50 + SEARCHES]:
+                        with Stopwatch() as took:
+                            await search(client, vector, consistency)
+                        latencies.append(took.ms)
                 after = me.cpu_times()
                 client_cpu = (after.user + after.system) - (mine.user + mine.system)
-                server = server_cpu() - theirs - idle * elapsed
-                latencies.sort()
+                server = server_cpu() - theirs - idle * searches.seconds
                 results.append(
                     {
                         "engine": engine,
@@ -154,8 +153,7 @@ async def measure(
                         "phase": phase,
                         "consistency": consistency,
                         "searches": SEARCHES,
-                        "p50_ms": round(latencies[SEARCHES // 2], 2),
-                        "p99_ms": round(latencies[int(SEARCHES * 0.99) - 1], 2),
+                        **percentiles(latencies),
                         "client_cpu_ms": round(client_cpu * 1000 / SEARCHES, 3),
                         "server_cpu_ms": round(server * 1000 / SEARCHES, 3),
                         "server_idle_cores": round(idle, 3),
@@ -214,10 +212,10 @@ def standalone(python: str, work: Path, rows: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--standalone-python", help="an interpreter with `milvus` installed")
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--rows", type=int, default=2000)
+    options.add_argument("--standalone-python", help="an interpreter with `milvus` installed")
+    args = options.parse_args()
     with tempfile.TemporaryDirectory(prefix="rapport-milvus-") as tmp:
         work = Path(tmp)
         rows = lite(work, args.rows)

@@ -20,50 +20,45 @@ Results: ``bench/results/profile.json``; every figure beside its load level.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 import aiohttp
-import bson
-import numpy as np
-from pymongo import ReplaceOne
 
 from bench import pyspy
-from bench.ingest import run_load
-from bench.mesh import KEY, bench_plan, cpu_ms_per, cpu_snapshot
-from bench.results_file import write_results
-from rapport.common.kafka import (
-    EVENTS_TOPIC,
-    TopicSpec,
-    create_producer,
-    default_topics,
+from bench.load import measure_calls, run_load
+from bench.mesh import (
+    KEY,
+    applied_total,
+    bench_mesh,
+    cpu_ms_per,
+    cpu_snapshot,
+    fill_topic,
+    mongo_floor,
 )
-from rapport.common.mongo import create_mongo_client
-from rapport.common.settings import KafkaSettings, MongoSettings
-from rapport.devstack.scrape import sample_sum
-from rapport.devstack.servers import RunningServer
-from rapport.devstack.stack import Stack, start_mesh
+from bench.options import bounded, parser
+from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
+from rapport.common.kafka import EVENTS_TOPIC, TopicSpec, default_topics
+from rapport.common.settings import KafkaSettings
 
 PARTITIONS = 6
 
 
-async def fill_topic(kafka: KafkaSettings, topic: str, count: int) -> None:
-    producer = create_producer(kafka, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        now = datetime.now(UTC).isoformat()
-        futures = []
-        for i in range(count):
-            user = f"user-{i % 5000}"
-            event = {
+def item_views(count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``count`` item views over 5,000 users, keyed by user, as ingest stores them."""
+    now = datetime.now(UTC).isoformat()
+    for i in range(count):
+        user = f"user-{i % 5000}"
+        yield (
+            user,
+            {
                 "event_id": str(uuid.uuid4()),
                 "type": "item_view",
                 "user_id": user,
@@ -72,18 +67,8 @@ async def fill_topic(kafka: KafkaSettings, topic: str, count: int) -> None:
                 "category": f"c-{i % 19}",
                 "occurred_at": now,
                 "received_at": now,
-            }
-            futures.append(
-                await producer.send(topic, key=user.encode(), value=json.dumps(event).encode())
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def applied_total(url: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
-        return sample_sum(await response.text(), "rapport_profile_events_total")
+            },
+        )
 
 
 async def freshness_probes(ingest: str, profile: str, probes: int) -> list[float]:
@@ -99,73 +84,37 @@ async def freshness_probes(ingest: str, profile: str, probes: int) -> list[float
                 "item_id": "m-1",
                 "occurred_at": datetime.now(UTC).isoformat(),
             }
-            start = time.perf_counter()
-            async with session.post(f"{ingest}/v1/events", json=event, headers=headers) as r:
-                if r.status != 202:
-                    raise RuntimeError(f"ingest answered {r.status}: {await r.text()}")
-            deadline = start + 5
-            while time.perf_counter() < deadline:
-                async with session.get(f"{profile}/v1/profiles/{user}", headers=headers) as r:
-                    if (await r.json())["known"]:
-                        break
-                await asyncio.sleep(0.001)
-            results.append((time.perf_counter() - start) * 1000)
+            with Stopwatch() as took:
+                async with session.post(f"{ingest}/v1/events", json=event, headers=headers) as r:
+                    if r.status != 202:
+                        raise RuntimeError(f"ingest answered {r.status}: {await r.text()}")
+                while took.seconds < 5:
+                    async with session.get(f"{profile}/v1/profiles/{user}", headers=headers) as r:
+                        if (await r.json())["known"]:
+                            break
+                    await asyncio.sleep(0.001)
+            results.append(took.ms)
             await asyncio.sleep(0.05 + 0.01 * (i % 5))
     return results
 
 
 async def read_latency(profile: str, concurrency: int, requests: int) -> dict[str, Any]:
+    """A cached profile read at ``concurrency``, after one read that warms the cache."""
     headers = {"Authorization": f"Bearer {KEY}"}
-    latencies: list[float] = []
-    counter = iter(range(requests))
+    url = f"{profile}/v1/profiles/user-1"
     async with aiohttp.ClientSession() as session:
-        url = f"{profile}/v1/profiles/user-1"
-        async with session.get(url, headers=headers) as r:  # warm the cache
-            await r.read()
 
-        async def worker() -> None:
-            for _ in counter:
-                start = time.perf_counter()
-                async with session.get(url, headers=headers) as r:
-                    await r.read()
-                latencies.append((time.perf_counter() - start) * 1000)
+        async def read(_: int) -> None:
+            async with session.get(url, headers=headers) as r:
+                await r.read()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    lat = np.array(latencies)
+        row = await measure_calls("GET", read, requests, concurrency, warm=1)
     return {
         "scenario": "GET /v1/profiles (cache hit)",
         "load": f"closed, {concurrency} conns",
-        "requests_per_s": round(len(lat) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 3),
-        "p99_ms": round(float(np.percentile(lat, 99)), 3),
-    }
-
-
-async def mongo_floor(url: str, rounds: int = 20) -> dict[str, Any]:
-    """The store's share of the apply path, alone: a batch's load (one ``$in`` find) and
-    write (one unordered bulk of ReplaceOne), with 500 of the profiles the apply just
-    stored, as they are. The apply cannot be faster than this."""
-    client = create_mongo_client(MongoSettings(mongo_url=url), app_name="rapport-bench")
-    try:
-        profiles = client[MongoSettings().mongo_database]["profiles"]
-        docs = await profiles.find({}).limit(500).to_list()
-        ids = [doc["_id"] for doc in docs]
-        started = time.perf_counter()
-        for _ in range(rounds):
-            await profiles.find({"_id": {"$in": ids}}).to_list()
-            await profiles.bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d) for d in docs], ordered=False
-            )
-        elapsed = time.perf_counter() - started
-    finally:
-        await client.close()
-    return {
-        "scenario": "MongoDB alone: load + bulk write",
-        "load": f"{len(docs)} stored profiles a batch, {rounds} batches",
-        "profiles_per_s": round(len(docs) * rounds / elapsed, 1),
-        "bytes_per_profile": round(sum(len(bson.encode(d)) for d in docs) / max(1, len(docs))),
+        "requests_per_s": row["throughput_per_s"],
+        "p50_ms": row["p50_ms"],
+        "p99_ms": row["p99_ms"],
     }
 
 
@@ -176,50 +125,38 @@ def show(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="background events/s")
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="record the profile process with py-spy for the first 8 s of the apply",
-    )
-    args = parser.parse_args()
-    count = max(1000, min(args.events, 200_000))
+    options = parser(__doc__)
+    options.add_argument("--events", type=int, default=50_000)
+    options.add_argument("--rate", type=float, default=1000.0, help="background events/s")
+    pyspy.option(options, "record the profile process with py-spy for the first 8 s of the apply")
+    args = options.parse_args()
+    count = bounded(args.events, 1000, 200_000)
     rows: list[dict[str, Any]] = []
-    with TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
-        topics = [TopicSpec(EVENTS_TOPIC, PARTITIONS), *default_topics()[1:]]
-        plan = bench_plan([], infra=["kafka", "mongo", "redis"], topics=topics)
-        mesh = start_mesh(plan, stack, Path(tmp))
-        infra = mesh.infra
+    topics = [TopicSpec(EVENTS_TOPIC, PARTITIONS), *default_topics()[1:]]
+    with bench_mesh([], infra=["kafka", "mongo", "redis"], topics=topics) as started:
+        stack, infra = started.stack, started.mesh.infra
         kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"])
-        asyncio.run(fill_topic(kafka, EVENTS_TOPIC, count))
+        asyncio.run(fill_topic(kafka, EVENTS_TOPIC, item_views(count), max_batch_size=256 * 1024))
 
-        def start(service: str) -> RunningServer:
-            return stack.start(plan.spec(service, mesh))
-
-        profile = start("profile")
+        profile = started.start("profile")
         # Timed from the first applied event, so the group join is not counted.
-        while (first := asyncio.run(applied_total(profile.url()))) == 0:
+        while (first := applied_total(profile.url())) == 0:
             time.sleep(0.05)
         spied = pyspy.python_servers(stack)
         recorders = pyspy.record(spied, 8, args.py_spy) if args.py_spy else {}
         cpu_before = cpu_snapshot(stack)
-        started = time.perf_counter()
-        while asyncio.run(applied_total(profile.url())) < count:
-            time.sleep(0.1)
-        elapsed = time.perf_counter() - started
+        with Stopwatch() as apply:
+            while applied_total(profile.url()) < count:
+                time.sleep(0.1)
         count_timed = count - first
-        cpu = cpu_ms_per(cpu_before, cpu_snapshot(stack), count_timed)
+        cpu = cpu_ms_per(cpu_before, cpu_snapshot(stack), int(count_timed))
         rows.append(
             show(
                 {
                     "scenario": "apply throughput, 1 process",
                     "load": f"{count} events backlog",
-                    "events_per_s": round(count_timed / elapsed, 1),
-                    "seconds": round(elapsed, 2),
+                    "events_per_s": round(count_timed / apply.seconds, 1),
+                    "seconds": round(apply.seconds, 2),
                     "cpu_ms_per_event": cpu,
                 }
             )
@@ -230,7 +167,7 @@ def main() -> None:
                 print(f"{'':<34} py-spy {process}: {top}", flush=True)
         rows.append(show(asyncio.run(mongo_floor(infra["mongo"]))))
 
-        ingest = start("ingest")
+        ingest = started.start("ingest")
         ctx_url = f"{ingest.url()}/v1/events"
         body = json.dumps(
             {
@@ -245,7 +182,7 @@ def main() -> None:
         )
         background.start()
         time.sleep(1.0)
-        fresh = np.array(asyncio.run(freshness_probes(ingest.url(), profile.url(), 60)))
+        fresh = asyncio.run(freshness_probes(ingest.url(), profile.url(), 60))
         background.join(timeout=60)
         rows.append(
             show(
@@ -253,8 +190,7 @@ def main() -> None:
                     "scenario": "freshness POST -> GET shows it",
                     "load": f"open, {args.rate:.0f} events/s",
                     "probes": len(fresh),
-                    "p50_ms": round(float(np.percentile(fresh, 50)), 2),
-                    "p99_ms": round(float(np.percentile(fresh, 99)), 2),
+                    **percentiles(fresh),
                 }
             )
         )

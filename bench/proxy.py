@@ -24,22 +24,18 @@ Overhead is (through respond) - (direct) at each percentile of the same run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing as mp
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.mesh import KEY, bench_plan
+from bench.mesh import KEY, bench_plan, scratch
+from bench.options import bounded, parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.devstack import processes, servers
 from rapport.devstack.servers import ServerSpec
-from rapport.devstack.stack import Stack, start_mesh
+from rapport.devstack.stack import start_mesh
 
 ROUNDS = 3
 TARGETS = {"p99_ttft_overhead_ms": 5}
@@ -68,7 +64,7 @@ async def _stream_all(base_url: str, key: str, count: int, concurrency: int) -> 
     async def worker() -> None:
         nonlocal errors
         for _ in queue:
-            started = time.perf_counter()
+            took = Stopwatch()
             first = None
             try:
                 stream = await client.chat.completions.create(
@@ -79,13 +75,13 @@ async def _stream_all(base_url: str, key: str, count: int, concurrency: int) -> 
                 )
                 async for chunk in stream:
                     if first is None and any(c.delta.content for c in chunk.choices):
-                        first = time.perf_counter()
+                        first = took.seconds
             except Exception:  # counted; the run goes on
                 errors += 1
                 continue
-            ended = time.perf_counter()
-            ttft.append((first or ended) - started)
-            total.append(ended - started)
+            ended = took.stop()
+            ttft.append(ended if first is None else first)
+            total.append(ended)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await client.close()
@@ -108,18 +104,29 @@ def run_streams(base_url: str, key: str, count: int, concurrency: int) -> dict[s
     return result
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ms = np.array(values) * 1000
-    return {f"p{q}": round(float(np.percentile(ms, q)), 2) for q in (50, 90, 99)}
+def ms_percentiles(seconds: list[float]) -> dict[str, float | None]:
+    """p50, p90 and p99 in ms, keyed ``p50``, ``p90``, ``p99``."""
+    return percentiles(seconds, (50, 90, 99), scale=1000, suffix="")
+
+
+def overhead(
+    through: dict[str, float | None], direct: dict[str, float | None]
+) -> dict[str, float | None]:
+    """Each percentile through respond less the direct call's (ms)."""
+    out: dict[str, float | None] = {}
+    for q, value in through.items():
+        base = direct.get(q)
+        out[q] = None if value is None or base is None else round(value - base, 2)
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600, help="per target and level")
-    args = parser.parse_args()
-    count = max(60, min(args.requests, 6000))
+    options = parser(__doc__)
+    options.add_argument("--requests", type=int, default=600, help="per target and level")
+    args = options.parse_args()
+    count = bounded(args.requests, 60, 6000)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
+    with scratch() as (work, stack):
         free = processes.free_port
         llm_url = stack.start(fake_llm_spec(free())).url()
         # recommend without Triton (nothing listens there): it answers from its fallback.
@@ -128,7 +135,7 @@ def main() -> None:
             infra=["kafka", "mongo", "redis"],
             env={"recommend": {"RAPPORT_TRITON_GRPC_URL": f"127.0.0.1:{free()}"}},
         )
-        mesh = start_mesh(plan, stack, Path(tmp))
+        mesh = start_mesh(plan, stack, work)
         llm_env = {"RAPPORT_LLM_BASE_URL": f"{llm_url}/v1", "RAPPORT_LLM_API_KEY": "sk-bench"}
         closed = f"http://127.0.0.1:{free()}"  # nothing listens: the fan-out fails at once
         no_fan_out = {**llm_env, "RAPPORT_PROFILE_URL": closed, "RAPPORT_RECOMMEND_URL": closed}
@@ -150,19 +157,19 @@ def main() -> None:
             samples: dict[str, dict[str, list[float]]] = {
                 t: {"ttft": [], "total": [], "errors": []} for t in targets
             }
-            started = time.perf_counter()
+            level = Stopwatch()
             for _ in range(ROUNDS):
                 for target, url in targets.items():
                     raw = run_streams(url, KEY, count // ROUNDS, concurrency)
                     samples[target]["ttft"] += raw["ttft"]
                     samples[target]["total"] += raw["total"]
                     samples[target]["errors"].append(raw["errors"])
-            seconds = time.perf_counter() - started
+            seconds = level.seconds
             direct = {
-                k: percentiles(samples["direct to the upstream"][k]) for k in ("ttft", "total")
+                k: ms_percentiles(samples["direct to the upstream"][k]) for k in ("ttft", "total")
             }
             for target, got in samples.items():
-                ttft = percentiles(got["ttft"])
+                ttft = ms_percentiles(got["ttft"])
                 row: dict[str, Any] = {
                     "scenario": f"{target} (TTFT)",
                     "target": target,
@@ -171,14 +178,10 @@ def main() -> None:
                     "p50_ms": ttft["p50"],
                     "p99_ms": ttft["p99"],
                     "ttft_ms": ttft,
-                    "total_ms": percentiles(got["total"]),
+                    "total_ms": ms_percentiles(got["total"]),
                 }
-                row["ttft_overhead_ms"] = {
-                    q: round(v - direct["ttft"][q], 2) for q, v in row["ttft_ms"].items()
-                }
-                row["total_overhead_ms"] = {
-                    q: round(v - direct["total"][q], 2) for q, v in row["total_ms"].items()
-                }
+                row["ttft_overhead_ms"] = overhead(row["ttft_ms"], direct["ttft"])
+                row["total_overhead_ms"] = overhead(row["total_ms"], direct["total"])
                 rows.append(row)
                 print(
                     f"{target:<30} {row['load']:<32} TTFT {row['ttft_ms']} "

@@ -15,6 +15,7 @@ processes (root, or ``kernel.yama.ptrace_scope`` 0).
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -89,6 +90,11 @@ def summarise(collapsed: str) -> Summary:
         self_share={k: round(v / total, 3) for k, v in own.items()},
         inclusive_share={k: round(v / total, 3) for k, v in through.items()},
     )
+
+
+def option(parser: argparse.ArgumentParser, what: str) -> None:
+    """A bench's ``--py-spy DIR`` option (None when not given): where to record ``what``."""
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help=what)
 
 
 def python_servers(stack: Stack) -> dict[str, int]:

@@ -22,19 +22,14 @@ that whole box, printed beside their load levels, and written to
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from bench.ingest import run_load, summarize
-from bench.mesh import bench_plan, metric_total, rate_excluding, wait_until_ready
+from bench.load import run_load, summarize
+from bench.mesh import bench_mesh, metric_total, rate_excluding, wait_until_ready
+from bench.options import bounded, parser
 from bench.results_file import write_results
-from rapport.devstack import models
-from rapport.devstack.stack import Stack, start_mesh
 
-REPO = Path(__file__).resolve().parents[1]
 HISTORY = ["50", "172", "181", "174", "210"]
 
 
@@ -57,30 +52,24 @@ def bodies() -> dict[str, bytes]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per load level (bounded)")
-    parser.add_argument(
+    options = parser(__doc__, seconds=8.0)
+    options.add_argument(
         "--max-model-in-flight",
         type=int,
         default=None,
         help="recommend's RAPPORT_RECOMMEND_MAX_MODEL_IN_FLIGHT; default: the service's",
     )
-    args = parser.parse_args()
+    args = options.parse_args()
     admission = (
         {"RAPPORT_RECOMMEND_MAX_MODEL_IN_FLIGHT": str(args.max_model_in_flight)}
         if args.max_model_in_flight
         else {}
     )
-    seconds = max(2.0, min(args.seconds, 60.0))
+    seconds = bounded(args.seconds, 2.0, 60.0)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rapport-bench-") as tmp, Stack(Path(tmp)) as stack:
-        work = Path(tmp)
-        plan = bench_plan(
-            ["profile", "recommend"],
-            model_repository=models.private_copy(work, REPO / models.DEFAULT_REPOSITORY),
-            env={"recommend": admission},
-        )
-        base = start_mesh(plan, stack, work).url("recommend")
+    services = ["profile", "recommend"]
+    with bench_mesh(services, with_models=True, env={"recommend": admission}) as started:
+        base = started.url("recommend")
         url = f"{base}/v1/recommendations"
 
         def level(

@@ -54,7 +54,6 @@ import os
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -63,14 +62,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 from bench import pyspy
 from bench.floor import start_floor, start_floor_v2
-from bench.ingest import run_load, summarize
 from bench.mesh import KEY, scrape, wait_until_ready
+from bench.options import bounded, parser
 from bench.results_file import RESULTS, write_results
+from bench.stats import Stopwatch, histogram_quantile_ms, percentiles
 from rapport.devstack import processes
 from rapport.devstack.scrape import samples
 from rapport.devstack.stack import Stack
@@ -210,13 +209,6 @@ def parse_reply(raw: bytes) -> tuple[list[str], int, int]:
     )
 
 
-def _percentiles(values: Sequence[float], prefix: str = "") -> dict[str, float | None]:
-    if not values:
-        return {f"{prefix}p50_ms": None, f"{prefix}p90_ms": None, f"{prefix}p99_ms": None}
-    array = np.asarray(values, dtype=float)
-    return {f"{prefix}p{q}_ms": round(float(np.percentile(array, q)), 2) for q in (50, 90, 99)}
-
-
 def level_summary(raw: Mapping[str, Any], connections: int) -> dict[str, Any]:
     """One closed-loop level from the load generator's raw lists (one entry per reply)."""
     status: list[int] = list(raw["status"])
@@ -241,8 +233,12 @@ def level_summary(raw: Mapping[str, Any], connections: int) -> dict[str, Any]:
         "complete_per_s": round(done / per_s, 1),
         "complete_share": round(done / replies, 3) if replies else 0.0,
         "statuses": {str(k): v for k, v in sorted(Counter(status).items())},
-        **_percentiles(latency),
-        **_percentiles([ms for ms, ok in zip(latency, complete, strict=True) if ok], "complete_"),
+        **percentiles(latency, (50, 90, 99)),
+        **percentiles(
+            [ms for ms, ok in zip(latency, complete, strict=True) if ok],
+            (50, 90, 99),
+            prefix="complete_",
+        ),
         "degraded": dict(parts.most_common()),
         "with_knowledge": sum(1 for k in raw.get("knowledge", []) if k > 0),
         "with_recall": sum(1 for r in raw.get("recalled", []) if r > 0),
@@ -318,26 +314,6 @@ def histograms(text: str, name: str, label: str) -> dict[str, Histogram]:
     return found
 
 
-def quantile_ms(buckets: Mapping[float, float], q: float) -> float | None:
-    """Prometheus' ``histogram_quantile`` (linear inside the bucket), in ms: ``buckets``
-    are cumulative counts by upper bound; the +Inf bucket gives its lower bound."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        cumulative = buckets[bound]
-        if cumulative >= rank:
-            if math.isinf(bound):
-                return round(lower * 1000, 2)
-            inside = cumulative - below
-            share = (rank - below) / inside if inside > 0 else 1.0
-            return round((lower + (bound - lower) * share) * 1000, 2)
-        lower, below = bound, cumulative
-    return round(lower * 1000, 2)
-
-
 def latency_between(
     before: Mapping[str, Histogram], after: Mapping[str, Histogram]
 ) -> dict[str, dict[str, float | None]]:
@@ -348,12 +324,11 @@ def latency_between(
         count = hist.count - old.count
         if count <= 0:
             continue
-        delta = {b: c - old.buckets.get(b, 0.0) for b, c in hist.buckets.items()}
         out[key] = {
             "count": int(count),
             "mean_ms": round((hist.sum - old.sum) * 1000 / count, 2),
-            "p50_ms": quantile_ms(delta, 0.5),
-            "p99_ms": quantile_ms(delta, 0.99),
+            "p50_ms": histogram_quantile_ms(hist.buckets, 0.5, since=old.buckets),
+            "p99_ms": histogram_quantile_ms(hist.buckets, 0.99, since=old.buckets),
         }
     return out
 
@@ -405,23 +380,23 @@ async def _closed_loop(
         while time.perf_counter() < deadline:
             body = bodies[(k * 7 + i) % len(bodies)][(i + k) % len(bodies[0])]
             i += 1
-            started = time.perf_counter()
-            try:
-                async with session.post(job.url, data=body, headers=headers) as response:
-                    raw = await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                raw, status = b"", 0
-            out["latency_ms"].append((time.perf_counter() - started) * 1000)
+            with Stopwatch() as took:
+                try:
+                    async with session.post(job.url, data=body, headers=headers) as response:
+                        raw = await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    raw, status = b"", 0
+            out["latency_ms"].append(took.ms)
             parts, cited, recalled = parse_reply(raw) if status == 200 else ([], 0, 0)
             out["status"].append(status)
             out["degraded"].append(parts)
             out["knowledge"].append(cited)
             out["recalled"].append(recalled)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(job.connections)))
-    return {**out, "elapsed": time.perf_counter() - started}
+    with Stopwatch() as elapsed:
+        await asyncio.gather(*(worker(k) for k in range(job.connections)))
+    return {**out, "elapsed": elapsed.seconds}
 
 
 async def _level(job: LoadJob, commands: Any, results: Any) -> dict[str, Any]:
@@ -852,13 +827,10 @@ def measure_level(
         spy_dir = args.py_spy / f"{target.label}-round{target.round}"
         servers = {n: p for n, p in target.pids.items() if n not in ("kafka", "redis")}
         recorders = pyspy.record(servers, args.seconds, spy_dir)
-    gen_before, cpu_before, started = (
-        gen.cpu_seconds(),
-        cpu_snapshot(target.pids),
-        time.perf_counter(),
-    )
-    raw = gen.measure()
-    wall = time.perf_counter() - started
+    gen_before, cpu_before = gen.cpu_seconds(), cpu_snapshot(target.pids)
+    with Stopwatch() as level:
+        raw = gen.measure()
+    wall = level.seconds
     cpu_after, gen_after = cpu_snapshot(target.pids), gen.cpu_seconds()
     pages_after = _scrapes(target)
 
@@ -1204,43 +1176,39 @@ def parse_levels(text: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="per level (2-120)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up before each level")
-    parser.add_argument("--pause", type=float, default=2.0, help="pause between levels")
-    parser.add_argument(
+    options = parser(__doc__, seconds=15.0, seconds_help="per level (2-120)")
+    options.add_argument("--warmup", type=float, default=2.0, help="warm-up before each level")
+    options.add_argument("--pause", type=float, default=2.0, help="pause between levels")
+    options.add_argument(
         "--levels",
         type=parse_levels,
         default=list(LEVELS),
         help="closed-loop connections, comma-separated (default 1,2,4,8,16,32)",
     )
-    parser.add_argument("--quick", action="store_true", help="levels 1 and 8 only")
-    parser.add_argument(
+    options.add_argument("--quick", action="store_true", help="levels 1 and 8 only")
+    options.add_argument(
         "--compare",
         type=Path,
         default=None,
         metavar="DIR",
         help="another checkout (with its .venv) measured as `base` in alternating rounds",
     )
-    parser.add_argument(
+    options.add_argument(
         "--rounds", type=int, default=None, help="rounds (default 2 with --compare, else 1)"
     )
-    parser.add_argument(
+    options.add_argument(
         "--floor-all", action="store_true", help="the floors at every level, not only 1 and 16"
     )
-    parser.add_argument("--no-floor", action="store_true", help="skip the floors")
-    parser.add_argument(
+    options.add_argument("--no-floor", action="store_true", help="skip the floors")
+    options.add_argument(
         "--seed-timeout", type=float, default=120.0, help="seconds for seeding to land"
     )
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"record every Python server with py-spy during the {PROFILED_LEVEL}-connection level",
+    pyspy.option(
+        options,
+        f"record every Python server with py-spy during the {PROFILED_LEVEL}-connection level",
     )
-    args = parser.parse_args(argv)
-    args.seconds = max(2.0, min(args.seconds, 120.0))
+    args = options.parse_args(argv)
+    args.seconds = bounded(args.seconds, 2.0, 120.0)
     if args.quick:
         args.levels = list(QUICK_LEVELS)
     if args.rounds is None:
@@ -1248,7 +1216,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.compare is not None:
         args.compare = args.compare.resolve()
         if args.compare == REPO:
-            parser.error("--compare needs another checkout, not this one")
+            options.error("--compare needs another checkout, not this one")
     return args
 
 
@@ -1330,91 +1298,6 @@ def measure(args: argparse.Namespace) -> None:
         "levels) over the level's wall time; the load generator is its own process, "
         "reported apart. Everything shares the box's cores.",
     )
-
-
-# ---- used by bench.knowledge and bench.memory (their on/off rounds) --------------------
-
-
-def post_json(url: str, body: bytes, key: str = KEY) -> Any:
-    request = urllib.request.Request(  # noqa: S310
-        url,
-        data=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
-        return json.loads(response.read())
-
-
-def get_json(url: str, key: str = KEY) -> Any:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
-        return json.loads(response.read())
-
-
-def respond_metrics(respond_url: str) -> dict[str, float]:
-    """Degraded parts, and the sum and count of each stage's latency."""
-    out = {"shed": 0.0}
-    stage = "rapport_respond_stage_duration_seconds_"
-    for sample in samples(scrape(respond_url)):
-        if sample.name == "rapport_respond_degraded_total":
-            out[f"degraded:{sample.labels['part']}"] = sample.value
-        elif sample.name in (f"{stage}sum", f"{stage}count"):
-            out[f"{sample.name.removeprefix(stage)}:{sample.labels['stage']}"] = sample.value
-        elif sample.name == SHED_COUNTER:
-            out["shed"] = sample.value
-    return out
-
-
-def stage_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Mean ms per respond stage between two scrapes (``respond_metrics``)."""
-    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
-    return {
-        k.removeprefix("sum:"): round(v * 1000 / delta[f"count:{k[4:]}"], 2)
-        for k, v in delta.items()
-        if k.startswith("sum:") and delta.get(f"count:{k[4:]}", 0) > 0
-    }
-
-
-def on_off_rounds(
-    feature: str,
-    urls: dict[str, str],
-    payload: bytes,
-    *,
-    recommend: str,
-    rate: float,
-    seconds: float,
-) -> list[dict[str, Any]]:
-    """respond with a feature on against off (``urls``: label -> respond), alternating, two
-    rounds each at 1 connection (every reply fans out) and an open loop at ``rate``: each
-    row with the parts respond degraded, the replies it shed and its stage means."""
-    for url in urls.values():
-        run_load("closed", f"{url}/v1/respond", payload, 2.0, 1)  # warm-up
-    rows = []
-    levels = [("closed", 1.0, "closed, 1 conn"), ("open", rate, f"open {rate:g} req/s")]
-    for kind, level, load in levels:
-        for round_number in (1, 2):
-            for label, url in urls.items():
-                wait_until_ready(recommend)
-                before = respond_metrics(url)
-                raw = run_load(kind, f"{url}/v1/respond", payload, seconds, level)
-                after = respond_metrics(url)
-                row = summarize(
-                    f"respond, {feature} {label}", f"{load}, round {round_number}", 1, raw, 200
-                )
-                row["degraded"] = {
-                    k.removeprefix("degraded:"): int(v - before.get(k, 0.0))
-                    for k, v in after.items()
-                    if k.startswith("degraded:") and v > before.get(k, 0.0)
-                }
-                row["shed"] = int(after.get("shed", 0) - before.get("shed", 0))
-                row["stage_mean_ms"] = stage_means(before, after)
-                print(
-                    f"{'':<26} degraded: {row['degraded']}  shed: {row['shed']}  "
-                    f"stage means (ms): {row['stage_mean_ms']}",
-                    flush=True,
-                )
-                rows.append(row)
-    return rows
 
 
 if __name__ == "__main__":

@@ -13,24 +13,23 @@ The client runs on the same two cores as Triton.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import csv
 import random
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from bench import infra
+from bench.load import Op, measure_calls
+from bench.mesh import scratch
+from bench.options import parser
 from bench.results_file import write_results
 from rapport.devstack import models, processes
 from rapport.devstack.processes import ProcessHandle
-from rapport.devstack.stack import Stack, infra_spec
+from rapport.devstack.stack import infra_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VAL_CSV = REPO_ROOT / "data" / "clinc150" / "val.csv"
@@ -38,12 +37,10 @@ CONCURRENCY = (1, 4, 8, 32)
 # A MovieLens user's 30 most recent items (user 1), as recommend would send them.
 HISTORY = ["50", "181", "100", "258", "127", "1", "174", "172", "7", "56"] * 3
 
-Op = Callable[[int], Awaitable[object]]
-
 
 async def measure(model: str, op: Op, ops: int, concurrency: int) -> dict[str, Any]:
-    """bench.infra's measure, one message per request, warming the model first."""
-    row = await infra.measure(model, op, ops, concurrency, warm=100)
+    """:func:`bench.load.measure_calls`, one message per request, warming the model first."""
+    row = await measure_calls(model, op, ops, concurrency, warm=100)
     return {
         "model": row.pop("operation"),
         "concurrency": row.pop("concurrency"),
@@ -183,17 +180,14 @@ def print_row(row: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repository", type=Path, default=REPO_ROOT / "models" / "repository")
-    parser.add_argument("--ops", type=int, default=2000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        repository = models.ensure_repository(args.repository)
-        with Stack(Path(tmp)) as stack:
-            server = stack.start(
-                infra_spec("triton", Path(tmp), model_repository=repository.resolve())
-            )
-            rows = asyncio.run(run(server.url("triton_grpc"), args.ops, server.handle))
+    options = parser(__doc__)
+    options.add_argument("--repository", type=Path, default=REPO_ROOT / "models" / "repository")
+    options.add_argument("--ops", type=int, default=2000)
+    args = options.parse_args()
+    repository = models.ensure_repository(args.repository)
+    with scratch() as (work, stack):
+        server = stack.start(infra_spec("triton", work, model_repository=repository.resolve()))
+        rows = asyncio.run(run(server.url("triton_grpc"), args.ops, server.handle))
     write_results(
         "triton_models",
         rows,

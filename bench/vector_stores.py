@@ -18,10 +18,8 @@ queries are near-duplicates of stored vectors. Writes
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.options import parser
 from bench.results_file import write_results
+from bench.stats import Stopwatch, percentiles
 from rapport.devstack import processes, servers
 from rapport.devstack.stack import Stack
 
@@ -46,32 +46,23 @@ def unit_vectors(rng: np.random.Generator, count: int) -> Vectors:
     return normalised
 
 
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-    }
-
-
 def measure(
     upsert: Callable[[int, int], None],
     search: Callable[[Vectors], None],
     size: int,
     queries: Vectors,
 ) -> dict[str, Any]:
-    started = time.perf_counter()
-    for start in range(0, size, BATCH):
-        upsert(start, min(size, start + BATCH))
-    upsert_s = time.perf_counter() - started
+    with Stopwatch() as upserts:
+        for start in range(0, size, BATCH):
+            upsert(start, min(size, start + BATCH))
     for query in queries[:10]:  # warm-up
         search(query)
     took = []
     for query in queries:
-        began = time.perf_counter()
-        search(query)
-        took.append(time.perf_counter() - began)
-    return {"upserts_per_s": round(size / upsert_s), **percentiles(took)}
+        with Stopwatch() as one:
+            search(query)
+        took.append(one.seconds)
+    return {"upserts_per_s": round(size / upserts.seconds), **percentiles(took, scale=1000)}
 
 
 def milvus_lite(size: int, vectors: Vectors, queries: Vectors, index: str, work: Path) -> Any:
@@ -156,10 +147,10 @@ def qdrant_local(size: int, vectors: Vectors, queries: Vectors, work: Path) -> A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    options.add_argument("--queries", type=int, default=200)
+    args = options.parse_args()
     rng = np.random.default_rng(7)
     rows = []
     for size in args.sizes:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rapport.chaos import Scale, run_matrix, table
 from rapport.devstack import processes
-from rapport.devstack.chaos import Scale, run_matrix, table
 from rapport.devstack.processes import ProcessHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

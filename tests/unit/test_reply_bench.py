@@ -23,7 +23,6 @@ from bench.respond import (
     level_summary,
     parse_levels,
     parse_reply,
-    quantile_ms,
     speaker_ids,
     view_events,
 )
@@ -32,27 +31,6 @@ from rapport.profile.domain.facts import extract
 pytestmark = pytest.mark.unit
 
 INF = float("inf")
-
-
-# ---- histogram quantiles ---------------------------------------------------------------
-
-
-def test_a_quantile_interpolates_linearly_inside_its_bucket() -> None:
-    buckets = {0.01: 10.0, 0.025: 50.0, 0.05: 90.0, 0.1: 100.0, INF: 100.0}
-    # rank 50 is the top of the 0.025 bucket
-    assert quantile_ms(buckets, 0.5) == 25.0
-    # rank 30: halfway through (10, 50] -> halfway between 10 ms and 25 ms
-    assert quantile_ms(buckets, 0.3) == 17.5
-    # rank 99: 9/10 of the way through (90, 100] -> 50 + 0.9 * 50 ms
-    assert quantile_ms(buckets, 0.99) == 95.0
-    # the first bucket starts at zero
-    assert quantile_ms(buckets, 0.05) == 5.0
-
-
-def test_a_quantile_in_the_inf_bucket_gives_its_lower_bound_and_none_without_data() -> None:
-    assert quantile_ms({0.1: 1.0, INF: 4.0}, 0.99) == 100.0
-    assert quantile_ms({0.1: 0.0, INF: 0.0}, 0.5) is None
-    assert quantile_ms({}, 0.5) is None
 
 
 def _page(stage_counts: dict[str, tuple[list[float], float]]) -> str:

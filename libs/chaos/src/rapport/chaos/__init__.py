@@ -7,8 +7,8 @@ the stored state show. Every figure is computed from observations; a row
 passes only when each of its checks holds. Entry point: ``bench/chaos.py``.
 """
 
-from rapport.devstack.chaos.harness import Row
-from rapport.devstack.chaos.matrix import SCENARIOS, run_matrix, table
-from rapport.devstack.chaos.scale import Scale
+from rapport.chaos.harness import Row
+from rapport.chaos.matrix import SCENARIOS, run_matrix, table
+from rapport.chaos.scale import Scale
 
 __all__ = ["SCENARIOS", "Row", "Scale", "run_matrix", "table"]

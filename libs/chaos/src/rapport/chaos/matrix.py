@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 
+from rapport.chaos import serving, stream
+from rapport.chaos.harness import Harness, Row
+from rapport.chaos.scale import Scale
 from rapport.devstack import models
-from rapport.devstack.chaos import serving, stream
-from rapport.devstack.chaos.harness import Harness, Row
-from rapport.devstack.chaos.scale import Scale
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.stack import INFRA, infra_spec
 

@@ -421,10 +421,3 @@ async def metric(url: str, http: aiohttp.ClientSession, name: str, **labels: str
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float) -> float | None:
     """Seconds until ``check`` holds, or None; a check that raises counts as not yet."""
     return await wait_until(check, timeout_s, retry_on=(Exception,))
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

@@ -20,11 +20,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient
 
-from rapport.common.milvus import literal
-from rapport.common.profiles import profile_id
-from rapport.common.vectors import MessageVector
-from rapport.devstack import processes, servers
-from rapport.devstack.chaos.harness import (
+from rapport.chaos.harness import (
     TENANT,
     GroupWatch,
     Harness,
@@ -36,7 +32,11 @@ from rapport.devstack.chaos.harness import (
     state_hash,
     tally,
 )
-from rapport.devstack.chaos.scale import Scale
+from rapport.chaos.scale import Scale
+from rapport.common.milvus import literal
+from rapport.common.profiles import profile_id
+from rapport.common.vectors import MessageVector
+from rapport.devstack import processes, servers
 from rapport.devstack.events import Record, produce, read_topic, record
 from rapport.devstack.stack import infra_spec
 
