@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grimp
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from rapport.devstack import images
 from rapport.ingest.settings import IngestSettings
 from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.settings import ProfileSettings
@@ -187,3 +189,21 @@ def _assert_in_schema(schema: dict[str, Any], key: str) -> None:
                 pytest.fail(f"{key}: the schema has no properties at {part!r}")
         assert part in node["properties"], f"{key}: {part!r} is not in the schema"
         node = node["properties"][part]
+
+
+@pytest.fixture(scope="module")
+def service_graph() -> grimp.ImportGraph:
+    return images.service_graph()
+
+
+@pytest.mark.parametrize("service", images.SERVICES)
+def test_each_image_installs_what_its_code_imports_and_no_other_client(
+    service: str, service_graph: grimp.ImportGraph
+) -> None:
+    installed = set(images.install_closure(f"rapport-{service}"))
+    imported = images.imported_distributions(service_graph, service)
+    assert imported <= installed, f"imported but not declared: {sorted(imported - installed)}"
+    clients = set(images.CLIENTS)
+    assert installed & clients == imported & clients, (
+        f"clients installed but never imported: {sorted((installed - imported) & clients)}"
+    )

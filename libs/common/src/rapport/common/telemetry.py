@@ -19,6 +19,8 @@ libraries is global too and applied once.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -29,13 +31,8 @@ from cachetools import LRUCache
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
-from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -137,22 +134,33 @@ def tracer_provider_for(service_name: str) -> trace.TracerProvider:
     return provider
 
 
-def instrument_clients(provider: trace.TracerProvider) -> None:
-    """Instrument aiohttp, redis, pymongo, aiokafka and gRPC aio (process-wide, once).
+# Each client library's instrumentation, applied only where the library is installed: a
+# service installs the clients it uses (rapport-common's extras), not all of them.
+CLIENT_INSTRUMENTORS: dict[str, tuple[str, str]] = {
+    "aiohttp": ("opentelemetry.instrumentation.aiohttp_client", "AioHttpClientInstrumentor"),
+    "grpc": ("opentelemetry.instrumentation.grpc", "GrpcAioInstrumentorClient"),
+    "redis": ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+    "pymongo": ("opentelemetry.instrumentation.pymongo", "PymongoInstrumentor"),
+    "aiokafka": ("opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
+}
+
+
+def instrument_clients(provider: trace.TracerProvider) -> list[str]:
+    """Instrument the installed ones of aiohttp, gRPC aio, redis, pymongo and aiokafka
+    (process-wide, once); returns the libraries instrumented.
 
     The gRPC one covers Triton: its client span carries the W3C context in the
     call's metadata. It patches channel creation, so clients made later see it.
     """
-    instrumentors: list[Any] = [
-        AioHttpClientInstrumentor(),
-        GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
-        RedisInstrumentor(),
-        PymongoInstrumentor(),
-        AIOKafkaInstrumentor(),
-    ]
-    for instrumentor in instrumentors:
+    instrumented = []
+    for library, (module, name) in CLIENT_INSTRUMENTORS.items():
+        if importlib.util.find_spec(library) is None or importlib.util.find_spec(module) is None:
+            continue
+        instrumentor = getattr(importlib.import_module(module), name)()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)
+        instrumented.append(library)
+    return instrumented
 
 
 def setup_telemetry(app: FastAPI, settings: ServiceSettings) -> trace.TracerProvider:
