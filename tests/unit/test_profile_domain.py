@@ -10,8 +10,10 @@ from uuid import uuid4
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from rapport.common.events import Event, parse_event
+from rapport.profile.adapters.store import from_document, to_document
 from rapport.profile.domain.reducer import (
     MAX_FEEDBACK_ARMS,
     RECENT_ITEMS,
@@ -366,3 +368,11 @@ def test_feedback_arms_per_profile_are_bounded() -> None:
         for i in range(MAX_FEEDBACK_ARMS + 5)
     ]
     assert len(run(events).feedback) == MAX_FEEDBACK_ARMS
+
+
+def test_a_profile_stored_with_a_retired_field_still_loads() -> None:
+    profile = Profile(tenant="acme", user_id="u1", lifetime_value=3.0)
+    stored = to_document(profile) | {"cluster_id": None}  # as written before API 2.0.0
+    assert from_document(stored) == profile
+    with pytest.raises(ValidationError, match="not_a_field"):
+        from_document(to_document(profile) | {"not_a_field": 1})

@@ -27,7 +27,7 @@ from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "1.4.0"
+API_VERSION = "2.0.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.
@@ -136,7 +136,6 @@ class ProfileView(Contract):
     preferences: dict[str, Any] = Field(default_factory=dict)
     lifetime_value: float = 0.0
     segments: list[str] = Field(default_factory=list)
-    cluster_id: int | None = None
     popular_items: list[str] = Field(
         default_factory=list, description="For a cold-start default: what is trending now."
     )

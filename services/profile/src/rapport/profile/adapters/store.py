@@ -23,6 +23,8 @@ from rapport.common.profiles import profile_id
 from rapport.profile.domain.state import ArmFeedback, Profile, Seen
 
 PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback", "facts")
+# Fields stored before they left the model: ignored on read, gone at the next write.
+RETIRED_FIELDS = frozenset({"cluster_id"})  # API 2.0.0: nothing ever set it
 DUPLICATE_KEY = 11000
 
 
@@ -35,7 +37,7 @@ def to_document(profile: Profile) -> Document:
 
 
 def from_document(doc: Document) -> Profile:
-    data = {k: v for k, v in doc.items() if k != "_id"}
+    data = {k: v for k, v in doc.items() if k != "_id" and k not in RETIRED_FIELDS}
     for field in PAIR_FIELDS:
         data[field] = {pair["k"]: pair["v"] for pair in data.get(field, [])}
     return Profile.model_validate(data)

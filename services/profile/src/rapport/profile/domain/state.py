@@ -72,9 +72,6 @@ class Profile(StateModel):
     feedback: dict[str, ArmFeedback] = Field(
         default_factory=dict, description='Per "policy/arm": feedback on what it showed.'
     )
-    cluster_id: int | None = Field(
-        None, description="Nearest segment centroid, once a segmentation model assigns one."
-    )
     watermarks: dict[str, int] = Field(default_factory=dict)
     recent_event_ids: list[str] = Field(default_factory=list)
     facts: dict[str, KnownFact] = Field(

@@ -168,7 +168,6 @@ def view(
             "preferences": {key: stamped.value for key, stamped in profile.preferences.items()},
             "lifetime_value": profile.lifetime_value,
             "segments": segments(profile),
-            "cluster_id": profile.cluster_id,
             **_memory_view(profile, now, rules.memory),
         }
     )
