@@ -42,10 +42,10 @@ from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.app import create_app as create_recommend_app
-from rapport.recommend.settings import RecommendSettings
 from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
 from rapport.respond.settings import RespondSettings
+from tests.integration import reply_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -179,30 +179,20 @@ async def mesh(
         serve_app(create_ingest_app(ingest_settings)) as ingest_url,
         serve_app(llm.app()) as llm_url,
     ):
-        recommend_settings = RecommendSettings(
-            api_keys=keys_json(),
-            profile_url=profile_url,
-            redis_url=profile_settings.redis_url,
-            triton_grpc_url=models_triton.url("triton_grpc"),
-            triton_timeout_ms=2000,
-            catalog_path=served_models.parent / "catalog.json",
+        recommending = reply_path.recommend_settings(
+            profile_settings, profile_url, models_triton, served_models
         )
-        async with serve_app(create_recommend_app(recommend_settings)) as recommend_url:
-            respond_settings = RespondSettings(
-                api_keys=keys_json(),
-                profile_url=profile_url,
-                redis_url=profile_settings.redis_url,
-                recommend_url=recommend_url,
+        async with serve_app(create_recommend_app(recommending)) as recommend_url:
+            respond_settings = reply_path.respond_settings(
+                profile_settings,
+                profile_url,
+                recommend_url,
                 knowledge_url=knowledge_url,
                 # respond reads the index itself, as make up runs it; one test below takes
                 # the knowledge service's search instead.
                 milvus_uri=milvus_server.url(),
                 knowledge_collection=knowledge_settings.collection,
                 knowledge_timeout_ms=3000,
-                recommend_timeout_ms=5000,
-                profile_timeout_ms=5000,
-                kafka_bootstrap_servers=kafka.kafka_bootstrap_servers,
-                events_topic=profile_settings.events_topic,
                 deadline_ms=8000,
                 max_deadline_ms=8000,
             )

@@ -30,9 +30,8 @@ from rapport.devstack.waiting import eventually
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.app import create_app as create_recommend_app
-from rapport.recommend.settings import RecommendSettings
 from rapport.respond.app import create_app as create_respond_app
-from rapport.respond.settings import RespondSettings
+from tests.integration import reply_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,27 +87,16 @@ async def mesh(
         serve_app(create_profile_app(profile_settings)) as profile_url,
         aiohttp.ClientSession() as http,
     ):
-        recommend_settings = RecommendSettings(
-            api_keys=keys_json(),
-            profile_url=profile_url,
-            redis_url=profile_settings.redis_url,
-            triton_grpc_url=models_triton.url("triton_grpc"),
-            triton_timeout_ms=2000,
-            catalog_path=served_models.parent / "catalog.json",
+        recommending = reply_path.recommend_settings(
+            profile_settings,
+            profile_url,
+            models_triton,
+            served_models,
             explore=False,  # the replies compared below come from the ranking alone
         )
-        async with serve_app(create_recommend_app(recommend_settings)) as recommend_url:
-            settings = RespondSettings(
-                api_keys=keys_json(),
-                profile_url=profile_url,
-                redis_url=profile_settings.redis_url,
-                recommend_url=recommend_url,
-                recommend_timeout_ms=5000,
-                profile_timeout_ms=5000,
-                kafka_bootstrap_servers=profile_settings.kafka_bootstrap_servers,
-                events_topic=profile_settings.events_topic,
-                deadline_ms=5000,
-                max_deadline_ms=5000,
+        async with serve_app(create_recommend_app(recommending)) as recommend_url:
+            settings = reply_path.respond_settings(
+                profile_settings, profile_url, recommend_url, deadline_ms=5000, max_deadline_ms=5000
             )
             async with serve_app(create_respond_app(settings)) as respond_url:
                 mesh = Mesh(respond_url, profile_url, http, kafka, profile_settings.events_topic)

@@ -106,3 +106,45 @@ def parse_answer(model: type[ModelT], body: bytes, error: type[ServiceCallError]
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise error(502, f"answer is not a {model.__name__}: {exc.errors()[:1]}") from exc
+
+
+class ServiceClient:
+    """A client of another Rapport service's API on this process's pooled session: the
+    caller's own bearer key is forwarded (that service enforces the key's tenant and
+    scopes) and each answer is parsed as its contract's model. Subclasses name their
+    service's ``error``."""
+
+    error: type[ServiceCallError] = ServiceCallError
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        answer: type[ModelT],
+        *,
+        authorization: str,
+        timeout_s: float | None = None,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        resend_on_stale: bool = False,
+    ) -> ModelT:
+        """``timeout_s`` overrides the client's timeout for this call (a caller's deadline);
+        ``resend_on_stale`` as :func:`call_service`'s, for a call that changes nothing."""
+        timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
+        body = await call_service(
+            self.session,
+            method,
+            f"{self.base_url}{path}",
+            self.error,
+            authorization=authorization,
+            client_timeout=timeout,
+            params=params,
+            json=json,
+            resend_on_stale=resend_on_stale,
+        )
+        return parse_answer(answer, body, self.error)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import aiohttp
-
 from rapport.common.contracts import (
     FeedbackCounts,
     ProfileView,
@@ -19,7 +17,7 @@ from rapport.common.contracts import (
     RecallRequest,
     TrendingView,
 )
-from rapport.common.http import ServiceCallError, call_service, parse_answer
+from rapport.common.http import ServiceCallError, ServiceClient
 from rapport.common.vectors import MessageVector
 
 
@@ -35,40 +33,17 @@ class ProfileServiceError(ServiceCallError):
     service = "profile service"
 
 
-class ProfileClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    def _timeout(self, timeout_s: float | None) -> aiohttp.ClientTimeout:
-        """The client's timeout, or a caller's deadline for one call."""
-        return self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
-
-    async def _get(
-        self,
-        path: str,
-        authorization: str,
-        params: dict[str, str],
-        timeout_s: float | None = None,
-    ) -> bytes:
-        return await call_service(
-            self.session,
-            "GET",
-            f"{self.base_url}{path}",
-            ProfileServiceError,
-            authorization=authorization,
-            client_timeout=self._timeout(timeout_s),
-            params=params,
-        )
+class ProfileClient(ServiceClient):
+    error = ProfileServiceError
 
     async def profile(
         self, user_id: str, authorization: str, *, timeout_s: float | None = None
     ) -> ProfileView:
         """``timeout_s`` overrides the client's timeout for this call (a caller's deadline)."""
         path = f"/v1/profiles/{quote(user_id, safe='')}"
-        body = await self._get(path, authorization, {}, timeout_s)
-        return parse_answer(ProfileView, body, ProfileServiceError)
+        return await self.call(
+            "GET", path, ProfileView, authorization=authorization, timeout_s=timeout_s
+        )
 
     async def trending(
         self, authorization: str, *, category: str | None = None, limit: int = 20
@@ -76,12 +51,18 @@ class ProfileClient:
         params = {"limit": str(limit)}
         if category:
             params["category"] = category
-        body = await self._get("/v1/trending", authorization, params)
-        return parse_answer(TrendingView, body, ProfileServiceError)
+        return await self.call(
+            "GET", "/v1/trending", TrendingView, authorization=authorization, params=params
+        )
 
     async def feedback(self, authorization: str, policy: str) -> FeedbackCounts:
-        body = await self._get("/v1/feedback/arms", authorization, {"policy": policy})
-        return parse_answer(FeedbackCounts, body, ProfileServiceError)
+        return await self.call(
+            "GET",
+            "/v1/feedback/arms",
+            FeedbackCounts,
+            authorization=authorization,
+            params={"policy": policy},
+        )
 
     async def recall(
         self,
@@ -95,14 +76,12 @@ class ProfileClient:
     ) -> Recalled:
         """The user's own past messages nearest ``vector`` (memory)."""
         request = RecallRequest(vector=vector, k=k, min_score=min_score)
-        raw = await call_service(
-            self.session,
+        return await self.call(
             "POST",
-            f"{self.base_url}/v1/profiles/{quote(user_id, safe='')}/memory/recall",
-            ProfileServiceError,
+            f"/v1/profiles/{quote(user_id, safe='')}/memory/recall",
+            Recalled,
             authorization=authorization,
-            client_timeout=self._timeout(timeout_s),
+            timeout_s=timeout_s,
             json=request.model_dump(mode="json"),
             resend_on_stale=True,  # a recall changes nothing
         )
-        return parse_answer(Recalled, raw, ProfileServiceError)

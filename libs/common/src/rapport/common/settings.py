@@ -109,36 +109,6 @@ class ProfileClientSettings(BaseSettings):
     )
 
 
-class RecommendClientSettings(BaseSettings):
-    """Where the recommend service answers, for the services that call it."""
-
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    recommend_url: str = Field(
-        "http://127.0.0.1:8083",
-        validation_alias="RAPPORT_RECOMMEND_URL",
-        description="Base URL of the recommend service.",
-    )
-    recommend_timeout_ms: int = Field(
-        150, gt=0, validation_alias="RAPPORT_RECOMMEND_TIMEOUT_MS", description="Per call."
-    )
-
-
-class KnowledgeClientSettings(BaseSettings):
-    """Where the knowledge service answers; unset, replies carry no company knowledge."""
-
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    knowledge_url: str | None = Field(
-        None,
-        validation_alias="RAPPORT_KNOWLEDGE_URL",
-        description="Base URL of the knowledge service; unset: no knowledge retrieval.",
-    )
-    knowledge_timeout_ms: int = Field(
-        30, gt=0, validation_alias="RAPPORT_KNOWLEDGE_TIMEOUT_MS", description="Per call."
-    )
-
-
 class TritonSettings(BaseSettings):
     """Triton's gRPC endpoint, shared by the services that run models."""
 

@@ -33,7 +33,6 @@ from rapport.respond.adapters.knowledge import (
     IndexSearch,
     KnowledgeClient,
     KnowledgeSearch,
-    ServiceSearch,
 )
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.adapters.recommend import RecommendClient
@@ -111,7 +110,7 @@ def knowledge_search(
         stack.callback(warming.cancel)
         return IndexSearch(index, settings.knowledge_snippet_chars)
     timeout_s = settings.knowledge_timeout_ms / 1000
-    return ServiceSearch(KnowledgeClient(http, settings.knowledge_url, timeout_s))
+    return KnowledgeClient(http, settings.knowledge_url, timeout_s)
 
 
 def create_app(settings: RespondSettings) -> FastAPI:

@@ -8,12 +8,40 @@ from rapport.common.kafka import EVENTS_TOPIC
 from rapport.common.milvus import MilvusSettings
 from rapport.common.settings import (
     KafkaSettings,
-    KnowledgeClientSettings,
     ProfileClientSettings,
-    RecommendClientSettings,
     RedisSettings,
     ServiceSettings,
 )
+
+
+class RecommendClientSettings(BaseSettings):
+    """Where the recommend service answers."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    recommend_url: str = Field(
+        "http://127.0.0.1:8083",
+        validation_alias="RAPPORT_RECOMMEND_URL",
+        description="Base URL of the recommend service.",
+    )
+    recommend_timeout_ms: int = Field(
+        150, gt=0, validation_alias="RAPPORT_RECOMMEND_TIMEOUT_MS", description="Per call."
+    )
+
+
+class KnowledgeClientSettings(BaseSettings):
+    """Where the knowledge service answers; unset, replies carry no company knowledge."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    knowledge_url: str | None = Field(
+        None,
+        validation_alias="RAPPORT_KNOWLEDGE_URL",
+        description="Base URL of the knowledge service; unset: no knowledge retrieval.",
+    )
+    knowledge_timeout_ms: int = Field(
+        30, gt=0, validation_alias="RAPPORT_KNOWLEDGE_TIMEOUT_MS", description="Per call."
+    )
 
 
 class LlmSettings(BaseSettings):

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import aiohttp
 from pymilvus.exceptions import MilvusException
 
 from rapport.common.contracts import KnowledgeHit, KnowledgeQuery, KnowledgeResults
-from rapport.common.http import ServiceCallError, call_service, parse_answer
+from rapport.common.http import ServiceCallError, ServiceClient
 from rapport.common.knowledge_index import KnowledgeIndex
 from rapport.common.vectors import MessageVector
 
@@ -25,38 +24,6 @@ class KnowledgeServiceError(ServiceCallError):
     """The knowledge service refused or failed; ``status`` is its HTTP status (0: no answer)."""
 
     service = "knowledge service"
-
-
-class KnowledgeClient:
-    """respond's client; the caller's key is forwarded, so knowledge scopes it to its tenant."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    async def search(
-        self,
-        vector: MessageVector,
-        *,
-        authorization: str,
-        k: int = 3,
-        min_score: float | None = None,
-        timeout_s: float | None = None,
-    ) -> KnowledgeResults:
-        query = KnowledgeQuery(vector=vector, k=k, min_score=min_score)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
-        raw = await call_service(
-            self.session,
-            "POST",
-            f"{self.base_url}/v1/knowledge/search",
-            KnowledgeServiceError,
-            authorization=authorization,
-            client_timeout=timeout,
-            json=query.model_dump(mode="json", exclude_none=True),
-            resend_on_stale=True,  # a search changes nothing
-        )
-        return parse_answer(KnowledgeResults, raw, KnowledgeServiceError)
 
 
 class KnowledgeUnavailable(Exception):
@@ -107,11 +74,11 @@ class IndexSearch:
         return [f.hit(self.snippet_chars) for f in found]
 
 
-class ServiceSearch:
-    """knowledge's HTTP search (it enforces the key's tenant and scope itself)."""
+class KnowledgeClient(ServiceClient):
+    """knowledge's HTTP search: the caller's key is forwarded, so knowledge scopes the
+    search to the key's tenant and checks its scope itself."""
 
-    def __init__(self, client: KnowledgeClient) -> None:
-        self.client = client
+    error = KnowledgeServiceError
 
     async def search(
         self,
@@ -123,7 +90,14 @@ class ServiceSearch:
         min_score: float,
         timeout_s: float,
     ) -> list[KnowledgeHit]:
-        results = await self.client.search(
-            vector, authorization=authorization, k=k, min_score=min_score, timeout_s=timeout_s
+        query = KnowledgeQuery(vector=vector, k=k, min_score=min_score)
+        results = await self.call(
+            "POST",
+            "/v1/knowledge/search",
+            KnowledgeResults,
+            authorization=authorization,
+            timeout_s=timeout_s,
+            json=query.model_dump(mode="json", exclude_none=True),
+            resend_on_stale=True,  # a search changes nothing
         )
         return results.hits

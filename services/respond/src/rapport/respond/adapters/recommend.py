@@ -7,10 +7,8 @@ tenant and scopes.
 
 from __future__ import annotations
 
-import aiohttp
-
 from rapport.common.contracts import ProfileView, RecommendationRequest, Recommendations
-from rapport.common.http import ServiceCallError, call_service, parse_answer
+from rapport.common.http import ServiceCallError, ServiceClient
 
 
 class RecommendServiceError(ServiceCallError):
@@ -19,11 +17,8 @@ class RecommendServiceError(ServiceCallError):
     service = "recommend service"
 
 
-class RecommendClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+class RecommendClient(ServiceClient):
+    error = RecommendServiceError
 
     async def recommend(
         self,
@@ -41,15 +36,12 @@ class RecommendClient:
         request = RecommendationRequest(
             user_id=user_id, profile=profile, message=message or None, k=k, vector=vector
         )
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s if timeout_s is None else timeout_s)
-        raw = await call_service(
-            self.session,
+        return await self.call(
             "POST",
-            f"{self.base_url}/v1/recommendations",
-            RecommendServiceError,
+            "/v1/recommendations",
+            Recommendations,
             authorization=authorization,
-            client_timeout=timeout,
+            timeout_s=timeout_s,
             json=request.model_dump(mode="json", exclude_none=True),
             resend_on_stale=True,  # recommending changes nothing
         )
-        return parse_answer(Recommendations, raw, RecommendServiceError)
