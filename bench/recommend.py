@@ -1,13 +1,13 @@
 """Recommend latency and throughput, with real Triton models behind it.
 
-Starts Tansu, nx-27017, Redis and Triton (serving the exported model
+Starts Tansu, nx-27017, Redis, Milvus Lite and Triton (serving the exported model
 repository; built with ``rapport-models export`` when missing), then real
 ``rapport-profile`` and ``rapport-recommend`` processes on loopback, and drives
 ``POST /v1/recommendations`` from a separate load-generator process:
 
 - ``rank``: the profile inline, ranking only (one Triton call);
 - ``rank+message``: the profile inline and a chat message (ranking, intent and
-  sentiment: three concurrent Triton calls);
+  sentiment: one call to Triton's ``reply`` model);
 - ``fetch+rank+message``: the profile read from the profile service first.
 
 For each: concurrency 1 (unloaded latency), saturation (closed loop, 32

@@ -1,4 +1,5 @@
-"""One table and one latency plot from every benchmark's ``bench/results/*.json``.
+"""One table and one latency plot from the latency benchmarks' ``bench/results/*.json``
+(those in ``ORDER``).
 
 ``make bench`` runs the benchmarks, then this. Every latency is printed beside
 its load level; the plot (``bench/results/latency.png``) shows p50 and p99 per

@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start infrastructure and services in the background")
-    up.add_argument("--no-triton", action="store_true", help="skip Triton (starts in ~10 s)")
+    up.add_argument(
+        "--no-triton",
+        action="store_true",
+        help="skip Milvus and Triton: no knowledge, no memory (starts in ~10 s)",
+    )
     up.add_argument("--no-services", action="store_true", help="infrastructure only")
     up.add_argument("--model-repository", type=Path, help="Triton model repository")
     up.set_defaults(func=_cmd_up)

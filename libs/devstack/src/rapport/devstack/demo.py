@@ -2,7 +2,8 @@
 
 1. the model repository: built by ``rapport-models export`` when missing
    (trained models are cached, so a second run takes seconds);
-2. the infrastructure (Tansu, nx-27017, Redis, Triton) and the four services;
+2. the infrastructure (Tansu, nx-27017, Redis, Milvus Lite, Triton) and the five
+   services, as ``make up`` starts them;
 3. real MovieLens-100K ratings replayed through ingest as a live stream;
 4. the company's knowledge base (refund, shipping and gift-card policies)
    published through ingest and indexed by the knowledge service;

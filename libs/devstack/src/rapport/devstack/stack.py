@@ -10,7 +10,8 @@ under its own driver, which pauses and kills servers) and the pytest fixtures
 ``stack.json`` is how tools, tests and people find the running mesh::
 
     {"infra": {"kafka": "127.0.0.1:P", "mongo": "mongodb://...", "redis": "redis://...",
-               "milvus": "http://...", "triton_http": "http://...", "triton_grpc": "127.0.0.1:P"},
+               "milvus": "http://...", "triton_http": "http://...", "triton_grpc": "127.0.0.1:P",
+               "triton_metrics": "http://..."},
      "services": {"ingest": "http://127.0.0.1:P", ...},
      "api_key": "<dev key with every scope>",
      "pids": {"kafka": 123, ...},

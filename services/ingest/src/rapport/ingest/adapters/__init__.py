@@ -1,1 +1,2 @@
-"""The outside systems ingest talks to (Kafka is rapport.common.kafka's)."""
+"""One module per outside system: Kafka (log, the event log) and Redis (dedup: rate limits
+and idempotency keys)."""

@@ -1,1 +1,2 @@
-"""The outside world: the vector store, the encoder on Triton, the topic."""
+"""One module per outside system: the encoder on Triton (encoder) and the vector store
+(store). The topic is consumed by the stream processor (``stream.py``)."""

@@ -1,3 +1,3 @@
-"""The outside systems respond talks to: the upstream LLM (llm) and Kafka (recorder).
-
-profile and recommend are called through rapport.common's clients."""
+"""One module per outside system: the upstream LLM (llm), Kafka (recorder), recommend
+(recommend) and knowledge's index or search (knowledge). profile's view is read through
+``rapport.common.published``, shared with recommend."""
