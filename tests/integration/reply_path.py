@@ -5,14 +5,21 @@ reading the same Redis and Kafka. A test overrides what it is about."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from rapport.common.auth import key_entry
+from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
 from rapport.profile.settings import ProfileSettings
+from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.settings import RecommendSettings
+from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.settings import RespondSettings
 
 # (token, key id, tenant, scopes)
@@ -61,3 +68,36 @@ def respond_settings(
         "events_topic": profile.events_topic,
     }
     return RespondSettings(**(fields | overrides))
+
+
+@dataclass(frozen=True)
+class ServedReplyPath:
+    recommend_url: str
+    respond_url: str  # template mode
+    llm_respond_url: str  # LLM mode, on the test's fake upstream
+    respond_settings: RespondSettings  # template mode's, for variants a test starts itself
+
+
+@asynccontextmanager
+async def serve_reply_path(
+    profile: ProfileSettings,
+    profile_url: str,
+    triton: RunningServer,
+    served_models: Path,
+    *,
+    llm_url: str,
+    **respond_overrides: Any,
+) -> AsyncIterator[ServedReplyPath]:
+    """recommend, then respond twice over it: from templates, and in LLM mode on
+    ``llm_url`` (a fake upstream's base URL)."""
+    recommending = recommend_settings(profile, profile_url, triton, served_models)
+    async with serve_app(create_recommend_app(recommending)) as recommend_url:
+        templated = respond_settings(profile, profile_url, recommend_url, **respond_overrides)
+        with_llm = templated.model_copy(
+            update={"llm_base_url": f"{llm_url}/v1", "llm_api_key": SecretStr("sk-test")}
+        )
+        async with (
+            serve_app(create_respond_app(templated)) as respond_url,
+            serve_app(create_respond_app(with_llm)) as llm_respond_url,
+        ):
+            yield ServedReplyPath(recommend_url, respond_url, llm_respond_url, templated)

@@ -20,7 +20,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 from pymilvus import AsyncMilvusClient
 
 from rapport.common.auth import key_entry
@@ -41,7 +40,6 @@ from rapport.knowledge.metrics import KnowledgeMetrics
 from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.app import create_app as create_recommend_app
 from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
 from rapport.respond.settings import RespondSettings
@@ -178,50 +176,41 @@ async def mesh(
         serve_app(create_knowledge_app(knowledge_settings)) as knowledge_url,
         serve_app(create_ingest_app(ingest_settings)) as ingest_url,
         serve_app(llm.app()) as llm_url,
+        reply_path.serve_reply_path(
+            profile_settings,
+            profile_url,
+            models_triton,
+            served_models,
+            llm_url=llm_url,
+            knowledge_url=knowledge_url,
+            # respond reads the index itself, as make up runs it; one test below takes
+            # the knowledge service's search instead.
+            milvus_uri=milvus_server.url(),
+            knowledge_collection=knowledge_settings.collection,
+            knowledge_timeout_ms=3000,
+            deadline_ms=8000,
+            max_deadline_ms=8000,
+        ) as served,
     ):
-        recommending = reply_path.recommend_settings(
-            profile_settings, profile_url, models_triton, served_models
+        mesh = Mesh(
+            http,
+            ingest_url,
+            knowledge_url,
+            served.respond_url,
+            served.llm_respond_url,
+            llm,
+            knowledge_settings,
+            store,
+            kafka,
+            served.respond_settings,
         )
-        async with serve_app(create_recommend_app(recommending)) as recommend_url:
-            respond_settings = reply_path.respond_settings(
-                profile_settings,
-                profile_url,
-                recommend_url,
-                knowledge_url=knowledge_url,
-                # respond reads the index itself, as make up runs it; one test below takes
-                # the knowledge service's search instead.
-                milvus_uri=milvus_server.url(),
-                knowledge_collection=knowledge_settings.collection,
-                knowledge_timeout_ms=3000,
-                deadline_ms=8000,
-                max_deadline_ms=8000,
-            )
-            llm_settings = respond_settings.model_copy(
-                update={"llm_base_url": f"{llm_url}/v1", "llm_api_key": SecretStr("sk-test")}
-            )
-            async with (
-                serve_app(create_respond_app(respond_settings)) as respond_url,
-                serve_app(create_respond_app(llm_settings)) as llm_respond_url,
-            ):
-                mesh = Mesh(
-                    http,
-                    ingest_url,
-                    knowledge_url,
-                    respond_url,
-                    llm_respond_url,
-                    llm,
-                    knowledge_settings,
-                    store,
-                    kafka,
-                    respond_settings,
-                )
 
-                async def knowledge_ready() -> bool:
-                    async with http.get(f"{knowledge_url}/readyz") as response:
-                        return response.status == 200
+        async def knowledge_ready() -> bool:
+            async with http.get(f"{knowledge_url}/readyz") as response:
+                return response.status == 200
 
-                await eventually(knowledge_ready, timeout_s=60)
-                yield mesh
+        await eventually(knowledge_ready, timeout_s=60)
+        yield mesh
     await milvus.close()
 
 

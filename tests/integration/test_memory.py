@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from pymilvus import AsyncMilvusClient
 
 from rapport.common.auth import key_entry
@@ -35,8 +34,6 @@ from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.app import create_app as create_recommend_app
-from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.prompt import CONTEXT_CLOSE, CONTEXT_OPEN
 from tests.integration import reply_path
 
@@ -136,36 +133,27 @@ async def mesh(
         aiohttp.ClientSession() as http,
         serve_app(create_profile_app(profile_settings)) as profile_url,
         serve_app(llm.app()) as llm_url,
+        reply_path.serve_reply_path(
+            profile_settings,
+            profile_url,
+            models_triton,
+            served_models,
+            llm_url=llm_url,
+            memory_timeout_ms=3000,
+            deadline_ms=8000,
+            max_deadline_ms=8000,
+        ) as served,
     ):
-        recommending = reply_path.recommend_settings(
-            profile_settings, profile_url, models_triton, served_models
+        yield Mesh(
+            http,
+            profile_url,
+            served.respond_url,
+            served.llm_respond_url,
+            llm,
+            store,
+            kafka,
+            profile_settings,
         )
-        async with serve_app(create_recommend_app(recommending)) as recommend_url:
-            respond_settings = reply_path.respond_settings(
-                profile_settings,
-                profile_url,
-                recommend_url,
-                memory_timeout_ms=3000,
-                deadline_ms=8000,
-                max_deadline_ms=8000,
-            )
-            llm_settings = respond_settings.model_copy(
-                update={"llm_base_url": f"{llm_url}/v1", "llm_api_key": SecretStr("sk-test")}
-            )
-            async with (
-                serve_app(create_respond_app(respond_settings)) as respond_url,
-                serve_app(create_respond_app(llm_settings)) as llm_respond_url,
-            ):
-                yield Mesh(
-                    http,
-                    profile_url,
-                    respond_url,
-                    llm_respond_url,
-                    llm,
-                    store,
-                    kafka,
-                    profile_settings,
-                )
     await milvus.close()
 
 

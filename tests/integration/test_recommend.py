@@ -29,6 +29,7 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
 from rapport.devstack.events import event, publish
 from rapport.devstack.faults import DelayProxy
+from rapport.devstack.models import private_copy
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.waiting import eventually
@@ -93,10 +94,7 @@ class TritonProcess:
 @pytest.fixture(scope="module")
 def served_repository(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy: this module adds versions to it."""
-    target = tmp_path_factory.mktemp("recommend-models") / "repository"
-    shutil.copytree(model_repository, target)
-    shutil.copy2(model_repository.parent / "catalog.json", target.parent / "catalog.json")
-    return target
+    return private_copy(tmp_path_factory.mktemp("recommend-models"), model_repository)
 
 
 @pytest.fixture(scope="module")

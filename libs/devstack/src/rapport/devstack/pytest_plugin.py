@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 
 from rapport.common.settings import KafkaSettings, MongoSettings, RedisSettings
 from rapport.devstack import processes, servers
+from rapport.devstack.models import private_copy
 from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import infra_spec
 
@@ -172,10 +173,7 @@ def model_repository(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def served_models(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the repository (catalog beside it) that tests may add versions to."""
-    target = tmp_path_factory.mktemp("models") / "repository"
-    shutil.copytree(model_repository, target)
-    shutil.copy2(model_repository.parent / "catalog.json", target.parent / "catalog.json")
-    return target
+    return private_copy(tmp_path_factory.mktemp("models"), model_repository)
 
 
 @pytest.fixture(scope="session")
