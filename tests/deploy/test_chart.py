@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING, Any, get_args
 import pytest
 import yaml
 from prometheus_client.utils import floatToGoString
-from pydantic_settings import BaseSettings
 
 from rapport.common.kafka import EVENTS_TOPIC, KNOWLEDGE_TOPIC
 from rapport.common.metrics import LATENCY_BUCKETS_S
 from rapport.common.settings import env_vars
-from rapport.ingest.settings import IngestSettings
 from rapport.knowledge.settings import KnowledgeSettings
 from rapport.profile.settings import ProfileSettings
-from rapport.recommend.settings import RecommendSettings
-from rapport.respond.settings import RespondSettings
+from tests.service_settings import SERVICE_SETTINGS
 
 if TYPE_CHECKING:
     from tests.deploy.conftest import DeployTools
@@ -31,13 +28,6 @@ Manifest = dict[str, Any]
 
 VALUE_SETS = ("default", "dev", "prod", "all-enabled")
 COMPONENTS = ("ingest", "profile", "recommend", "respond", "knowledge", "triton")
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "ingest": IngestSettings,
-    "profile": ProfileSettings,
-    "recommend": RecommendSettings,
-    "respond": RespondSettings,
-    "knowledge": KnowledgeSettings,
-}
 # Who calls whom (DESIGN.md "Shape"): the only pod-to-pod edges the NetworkPolicies allow.
 EDGES = {
     ("respond", "profile"),
@@ -223,7 +213,7 @@ def test_every_rapport_variable_the_chart_sets_is_one_the_service_reads(
     rendered: dict[str, list[Manifest]], value_set: str
 ) -> None:
     deployments = objects(rendered[value_set], "Deployment")
-    for service, settings_cls in SETTINGS.items():
+    for service, settings_cls in SERVICE_SETTINGS.items():
         read = set(env_vars(settings_cls))
         container = main_container(deployments[service])
         port = env_of(container)[f"RAPPORT_{service.upper()}_PORT"]

@@ -12,14 +12,9 @@ from typing import TYPE_CHECKING, Any
 import grimp
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
 from rapport.devstack import images
-from rapport.ingest.settings import IngestSettings
-from rapport.knowledge.settings import KnowledgeSettings
-from rapport.profile.settings import ProfileSettings
-from rapport.recommend.settings import RecommendSettings
-from rapport.respond.settings import RespondSettings
+from tests.service_settings import SERVICE_SETTINGS
 
 if TYPE_CHECKING:
     from tests.deploy.conftest import DeployTools
@@ -27,13 +22,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES: dict[str, type[BaseSettings]] = {
-    "ingest": IngestSettings,
-    "profile": ProfileSettings,
-    "recommend": RecommendSettings,
-    "respond": RespondSettings,
-    "knowledge": KnowledgeSettings,
-}
 SERVICE_DOCKERFILE = REPO / "services" / "Dockerfile"
 DOCKERFILES = [
     SERVICE_DOCKERFILE,
@@ -72,18 +60,18 @@ def test_service_image_is_multi_stage_pinned_and_unprivileged() -> None:
     assert 'ENTRYPOINT ["rapport-service"]' in text
     assert 'ln -s "rapport-${SERVICE}" /opt/rapport/bin/rapport-service' in text
     assert re.search(r"^EXPOSE \$\{PORT\}$", text, re.M)
-    for service in SERVICES:
+    for service in SERVICE_SETTINGS:
         host = f"RAPPORT_{service.upper()}_HOST=0.0.0.0"
         assert host in text, f"services/Dockerfile does not set {host}"
     assert not re.search(r"^(ARG|ENV) .*(KEY|SECRET|PASSWORD|TOKEN)", text, re.M | re.I)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", SERVICE_SETTINGS)
 def test_skaffold_builds_each_service_from_the_one_dockerfile(service: str) -> None:
     artifacts = {a["image"]: a for a in skaffold()["build"]["artifacts"]}
     docker = artifacts[f"rapport-{service}"]["docker"]
     assert REPO / docker["dockerfile"] == SERVICE_DOCKERFILE
-    port = SERVICES[service].model_fields["port"].default
+    port = SERVICE_SETTINGS[service].model_fields["port"].default
     assert docker["buildArgs"] == {"SERVICE": service, "PORT": str(port)}
     scripts = (REPO / "services" / service / "pyproject.toml").read_text()
     assert f"rapport-{service} = " in scripts, "the console script the image links to"
@@ -118,7 +106,7 @@ def test_skaffold_builds_every_service_and_the_models_from_the_repository_root()
     config = skaffold()
     assert config["apiVersion"].startswith("skaffold/v4beta")
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {f"rapport-{s}" for s in SERVICES} | {
+    assert set(artifacts) == {f"rapport-{s}" for s in SERVICE_SETTINGS} | {
         "rapport-models",
         "rapport-triton",
     }

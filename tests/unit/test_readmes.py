@@ -26,23 +26,12 @@ from rapport.common.settings import env_vars
 from rapport.devstack import servers, stack, triton
 from rapport.devstack.processes import ProcessHandle
 from rapport.devstack.servers import RunningServer, ServerSpec
-from rapport.ingest.settings import IngestSettings
-from rapport.knowledge.settings import KnowledgeSettings
-from rapport.profile.settings import ProfileSettings
-from rapport.recommend.settings import RecommendSettings
-from rapport.respond.settings import RespondSettings
+from tests.service_settings import SERVICE_SETTINGS
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_README = REPO / "README.md"
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "ingest": IngestSettings,
-    "profile": ProfileSettings,
-    "recommend": RecommendSettings,
-    "respond": RespondSettings,
-    "knowledge": KnowledgeSettings,
-}
 # Paths the READMEs name that are made by running something, or live outside the
 # repository (the team's shared folder): not checked.
 NOT_IN_THE_REPOSITORY = (".rapport/", "bench/results/", "../shared/")
@@ -100,7 +89,7 @@ def same_default(documented: str, default: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("service", "settings_cls"), SETTINGS.items())
+@pytest.mark.parametrize(("service", "settings_cls"), SERVICE_SETTINGS.items())
 def test_service_readme_environment_table_is_its_settings(
     service: str, settings_cls: type[BaseSettings]
 ) -> None:
@@ -122,7 +111,7 @@ def shared_variables() -> set[str]:
     """Variables read under one unprefixed name by every service that has them: the
     aliased fields of the settings classes in rapport.common."""
     found = set()
-    for settings_cls in SETTINGS.values():
+    for settings_cls in SERVICE_SETTINGS.values():
         for name, field in settings_cls.model_fields.items():
             declared_in = next(
                 base for base in settings_cls.__mro__ if name in inspect.get_annotations(base)
@@ -263,7 +252,7 @@ def candidates(document: Path, path: str) -> list[Path]:
     if document.parent.parent == REPO / "services":
         found.append(document.parent / "src" / "rapport" / document.parent.name / path)
     head, _, rest = path.partition("/")
-    if head in SETTINGS:
+    if head in SERVICE_SETTINGS:
         found.append(REPO / "services" / head / "src" / "rapport" / head / rest)
     return found
 
