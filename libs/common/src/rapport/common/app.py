@@ -173,11 +173,17 @@ def create_service_app(
     return app
 
 
+def json_body(schema: str) -> dict[str, Any]:
+    """A route's ``openapi_extra`` for a required JSON body it parses by hand, described by
+    ``schema`` (one :func:`document_schemas` adds)."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def document_schemas(app: FastAPI, adapters: dict[str, TypeAdapter[Any]]) -> None:
     """Add JSON Schemas FastAPI cannot see (bodies parsed by hand) to the OpenAPI components.
 
-    A route refers to them with ``openapi_extra``, e.g. a request body of
-    ``{"$ref": "#/components/schemas/<name>"}``.
+    A route refers to one with ``openapi_extra=json_body(name)``.
     """
     build = app.openapi
 

@@ -29,17 +29,21 @@ class EventBatch(BaseModel):
     )
 
 
-def _body_kind(value: Any) -> str:
-    return "batch" if isinstance(value, dict) and "events" in value else "single"
+def single_or_batch(single: Any, batch: type[BaseModel], key: str) -> Any:
+    """A body that is one item or ``{key: [items]}``, told apart before validation, so an
+    error names the fields of the shape that was sent."""
+
+    def kind(value: Any) -> str:
+        return "batch" if isinstance(value, dict) and key in value else "single"
+
+    return Annotated[
+        Annotated[single, Tag("single")] | Annotated[batch, Tag("batch")], Discriminator(kind)
+    ]
 
 
-IngestBody = Annotated[
-    Annotated[EventIn, Tag("single")] | Annotated[EventBatch, Tag("batch")],
-    Discriminator(_body_kind),
-]
-
-
-BODY: TypeAdapter[EventIn | EventBatch] = TypeAdapter(IngestBody)
+BODY: TypeAdapter[EventIn | EventBatch] = TypeAdapter(
+    single_or_batch(EventIn, EventBatch, "events")
+)
 
 
 class EventResult(BaseModel):
@@ -65,15 +69,9 @@ class KnowledgeBatch(BaseModel):
     )
 
 
-def _knowledge_body_kind(value: Any) -> str:
-    return "batch" if isinstance(value, dict) and "documents" in value else "single"
-
-
-KnowledgeBody = Annotated[
-    Annotated[KnowledgeDocument, Tag("single")] | Annotated[KnowledgeBatch, Tag("batch")],
-    Discriminator(_knowledge_body_kind),
-]
-KNOWLEDGE_BODY: TypeAdapter[KnowledgeDocument | KnowledgeBatch] = TypeAdapter(KnowledgeBody)
+KNOWLEDGE_BODY: TypeAdapter[KnowledgeDocument | KnowledgeBatch] = TypeAdapter(
+    single_or_batch(KnowledgeDocument, KnowledgeBatch, "documents")
+)
 
 
 class DocumentResult(BaseModel):

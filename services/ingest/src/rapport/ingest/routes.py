@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rapport.common.app import state_dependency
+from rapport.common.app import json_body, state_dependency
 from rapport.common.auth import (
     SCOPE_EVENTS_WRITE,
     SCOPE_KNOWLEDGE_WRITE,
@@ -92,14 +92,7 @@ def refused(title: str, exc: ValidationError) -> ProblemError:
     ),
     response_model=IngestResult,
     responses=problem_responses(401, 403, 413, 422, 429, 503),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{REQUEST_SCHEMA}"}}
-            },
-        }
-    },
+    openapi_extra=json_body(REQUEST_SCHEMA),
 )
 async def post_events(request: Request, caller: Caller, service: Service) -> Response:
     result = await accept_events(await request.body(), caller, service)
@@ -211,16 +204,7 @@ class EventsHotPath:
     ),
     response_model=KnowledgeResult,
     responses=problem_responses(401, 403, 413, 422, 429, 503),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{KNOWLEDGE_REQUEST_SCHEMA}"}
-                }
-            },
-        }
-    },
+    openapi_extra=json_body(KNOWLEDGE_REQUEST_SCHEMA),
 )
 async def post_knowledge(request: Request, caller: Publisher, service: Service) -> KnowledgeResult:
     raw = await request.body()
