@@ -26,9 +26,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"rapport-dev up: {exc}", file=sys.stderr)
         return 1
     print(f"stack is up; described in {stack.stack_path(args.home)}")
-    for section in ("infra", "services"):
-        for name, url in data[section].items():
-            print(f"  {name:<14} {url}")
+    stack.print_endpoints(data)
     return 0
 
 

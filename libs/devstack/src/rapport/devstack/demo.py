@@ -324,9 +324,7 @@ def main() -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     print(f"up in {time.perf_counter() - started:.1f}s; described in {stack.stack_path(home)}")
-    for section in ("infra", "services"):
-        for name, url in data[section].items():
-            print(f"  {name:<14} {url}")
+    stack.print_endpoints(data)
     ok = False
     try:
         ok = asyncio.run(run(data, count))

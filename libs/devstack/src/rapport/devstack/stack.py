@@ -78,6 +78,13 @@ class StackConfig:
         )
 
 
+def print_endpoints(data: dict[str, Any]) -> None:
+    """Where each server and service of a running mesh answers, one per line."""
+    for section in ("infra", "services"):
+        for name, url in data[section].items():
+            print(f"  {name:<14} {url}")
+
+
 def stack_path(home: Path) -> Path:
     return home / STACK_FILE
 
