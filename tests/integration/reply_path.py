@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from rapport.common.auth import key_entry
+from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.servers import RunningServer
 from rapport.profile.settings import ProfileSettings
@@ -51,6 +52,18 @@ def recommend_settings(
         "catalog_path": served_models.parent / "catalog.json",
     }
     return RecommendSettings(**(fields | overrides))
+
+
+def trending_recommend_settings(profile: ProfileSettings, profile_url: str) -> RecommendSettings:
+    """recommend with no Triton behind it: trending answers (the breaker stays open)."""
+    return RecommendSettings(
+        api_keys=profile.api_keys,
+        profile_url=profile_url,
+        redis_url=profile.redis_url,
+        triton_grpc_url=f"127.0.0.1:{free_port()}",
+        triton_timeout_ms=20,
+        breaker_reset_s=3600,
+    )
 
 
 def respond_settings(

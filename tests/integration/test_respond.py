@@ -33,16 +33,15 @@ from rapport.common.settings import KafkaSettings
 from rapport.devstack.events import event, publish, read_topic
 from rapport.devstack.fake_llm import FakeLlm
 from rapport.devstack.faults import DelayProxy
-from rapport.devstack.processes import free_port
 from rapport.devstack.pytest_plugin import serve_app
 from rapport.devstack.waiting import eventually
 from rapport.profile.adapters.cache import trending_key
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.recommend.app import create_app as create_recommend_app
-from rapport.recommend.settings import RecommendSettings
 from rapport.respond.app import create_app as create_respond_app
 from rapport.respond.settings import RespondSettings
+from tests.integration import reply_path
 
 pytestmark = pytest.mark.integration
 
@@ -139,15 +138,8 @@ async def mesh(
         serve_app(llm.app()) as llm_url,
         aiohttp.ClientSession() as http,
     ):
-        recommend_settings = RecommendSettings(
-            api_keys=keys_json(),
-            profile_url=profile_url,
-            redis_url=profile_settings.redis_url,
-            triton_grpc_url=f"127.0.0.1:{free_port()}",  # no Triton: trending serves
-            triton_timeout_ms=20,
-            breaker_reset_s=3600,
-        )
-        async with serve_app(create_recommend_app(recommend_settings)) as recommend_url:
+        trending_only = reply_path.trending_recommend_settings(profile_settings, profile_url)
+        async with serve_app(create_recommend_app(trending_only)) as recommend_url:
             profile_proxy = await DelayProxy(
                 "127.0.0.1", int(profile_url.rsplit(":", 1)[1])
             ).start()
