@@ -22,7 +22,6 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymilvus import AsyncMilvusClient
 
-from rapport.common.auth import key_entry
 from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.knowledge import KNOWLEDGE_SCHEMA_HEADER, record_key
 from rapport.common.settings import KafkaSettings
@@ -70,12 +69,11 @@ ASK_REFUNDS = "what is your refund policy for returns?"
 
 
 def keys_json() -> str:
-    entries = [
-        key_entry(ACME, key_id="acme", tenant="acme", scopes=SCOPES),
-        key_entry(GLOBEX, key_id="globex", tenant="globex", scopes=SCOPES),
-        key_entry(READ_ONLY, key_id="ro", tenant="acme", scopes=["knowledge:read"]),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (ACME, "acme", "acme", SCOPES),
+        (GLOBEX, "globex", "globex", SCOPES),
+        (READ_ONLY, "ro", "acme", ["knowledge:read"]),
+    )
 
 
 def long_policy(sentences: int) -> str:

@@ -20,7 +20,6 @@ import pytest
 import pytest_asyncio
 from pymilvus import AsyncMilvusClient
 
-from rapport.common.auth import key_entry
 from rapport.common.profiles import profile_id
 from rapport.common.settings import KafkaSettings
 from rapport.common.vectors import MessageVector
@@ -45,11 +44,10 @@ SCOPES = ["events:write", "respond:invoke", "profiles:read", "profiles:write", "
 
 
 def keys_json() -> str:
-    entries = [
-        key_entry(ACME, key_id="acme", tenant="acme", scopes=SCOPES),
-        key_entry(GLOBEX, key_id="globex", tenant="globex", scopes=SCOPES),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (ACME, "acme", "acme", SCOPES),
+        (GLOBEX, "globex", "globex", SCOPES),
+    )
 
 
 def new_user() -> str:

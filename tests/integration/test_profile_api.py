@@ -17,7 +17,6 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.kafka import connection_kwargs
 from rapport.common.mongo import create_mongo_client
@@ -39,6 +38,7 @@ from rapport.profile.adapters.cache import trending_key
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.app import create_app
 from rapport.profile.settings import ProfileSettings
+from tests.integration import reply_path
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +49,12 @@ PAUSED = "rpk_test_reader-paused-0123456789abc"  # a tenant whose traffic stoppe
 
 
 def keys_json() -> str:
-    entries = [
-        key_entry(
-            READ_WRITE, key_id="rw", tenant="acme", scopes=["profiles:read", "profiles:write"]
-        ),
-        key_entry(READ_ONLY, key_id="ro", tenant="acme", scopes=["profiles:read"]),
-        key_entry(GLOBEX, key_id="gx", tenant="globex", scopes=["profiles:read"]),
-        key_entry(PAUSED, key_id="pa", tenant="paused", scopes=["profiles:read"]),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (READ_WRITE, "rw", "acme", ["profiles:read", "profiles:write"]),
+        (READ_ONLY, "ro", "acme", ["profiles:read"]),
+        (GLOBEX, "gx", "globex", ["profiles:read"]),
+        (PAUSED, "pa", "paused", ["profiles:read"]),
+    )
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
-import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import pytest_asyncio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
-from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.contracts import Reason, reason_text
 from rapport.common.settings import KafkaSettings
@@ -40,6 +38,7 @@ from rapport.recommend.app import create_app as create_recommend_app
 from rapport.recommend.domain import history_weights
 from rapport.recommend.service import EXTRA_CANDIDATES
 from rapport.recommend.settings import RecommendSettings
+from tests.integration import reply_path
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +53,11 @@ NEIGHBOUR = ["1", "100", "127", "258"]  # Toy Story, Fargo, The Godfather, Conta
 
 def keys_json() -> str:
     invoke = ["recommend:invoke", "profiles:read", "profiles:write"]
-    entries = [
-        key_entry(ACME, key_id="acme", tenant="acme", scopes=invoke),
-        key_entry(GLOBEX, key_id="globex", tenant="globex", scopes=invoke),
-        key_entry(NO_SCOPE, key_id="ro", tenant="acme", scopes=["profiles:read"]),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (ACME, "acme", "acme", invoke),
+        (GLOBEX, "globex", "globex", invoke),
+        (NO_SCOPE, "ro", "acme", ["profiles:read"]),
+    )
 
 
 class TritonProcess:

@@ -27,7 +27,6 @@ import pytest
 import pytest_asyncio
 from openai import AsyncOpenAI, InternalServerError, PermissionDeniedError
 
-from rapport.common.auth import key_entry
 from rapport.common.cache import create_redis
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.events import event, publish, read_topic
@@ -56,13 +55,12 @@ SLACK_MS = 10  # the gateway answers within its deadline plus this
 
 
 def keys_json() -> str:
-    entries = [
-        key_entry(ACME, key_id="acme", tenant="acme", scopes=[*CHATBOT, "profiles:write"]),
-        key_entry(GLOBEX, key_id="globex", tenant="globex", scopes=CHATBOT),
-        key_entry(NO_PROFILES, key_id="np", tenant="acme", scopes=["respond:invoke"]),
-        key_entry(NO_RESPOND, key_id="nr", tenant="acme", scopes=["profiles:read"]),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (ACME, "acme", "acme", [*CHATBOT, "profiles:write"]),
+        (GLOBEX, "globex", "globex", CHATBOT),
+        (NO_PROFILES, "np", "acme", ["respond:invoke"]),
+        (NO_RESPOND, "nr", "acme", ["profiles:read"]),
+    )
 
 
 @dataclass

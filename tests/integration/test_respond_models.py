@@ -9,7 +9,6 @@ CI machine); ``bench/respond.py`` measures latency.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from rapport.common.auth import key_entry
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.events import event, publish
 from rapport.devstack.pytest_plugin import serve_app
@@ -42,8 +40,9 @@ ASK = "what should i watch tonight"
 
 def keys_json() -> str:
     scopes = ["respond:invoke", "profiles:read", "recommend:invoke"]
-    entry = key_entry(KEY, key_id="acme", tenant="acme", scopes=scopes)
-    return json.dumps([entry.model_dump(mode="json")])
+    return reply_path.keys_json(
+        (KEY, "acme", "acme", scopes),
+    )
 
 
 @dataclass

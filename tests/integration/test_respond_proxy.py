@@ -22,7 +22,6 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionFunctionToolParam
 from pydantic import SecretStr
 
-from rapport.common.auth import key_entry
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.events import read_topic
 from rapport.devstack.fake_llm import FINGERPRINT, REJECTION, TOOL_ARGUMENT, FakeLlm
@@ -59,11 +58,10 @@ QUESTION = "what is the weather in Paris?"
 
 
 def keys_json() -> str:
-    entries = [
-        key_entry(ACME, key_id="acme", tenant="acme", scopes=CHATBOT),
-        key_entry(GLOBEX, key_id="globex", tenant="globex", scopes=CHATBOT),
-    ]
-    return json.dumps([e.model_dump(mode="json") for e in entries])
+    return reply_path.keys_json(
+        (ACME, "acme", "acme", CHATBOT),
+        (GLOBEX, "globex", "globex", CHATBOT),
+    )
 
 
 @dataclass
