@@ -403,4 +403,11 @@ async def test_without_its_vector_store_profile_still_learns_facts(
         assert ready["checks"]["milvus"] != "ok"
         async with http.get(f"{url}/metrics") as response:
             metrics = await response.text()
-        assert 'rapport_profile_memory_total{kind="messages_lost"} 1.0' in metrics
+        # Not lost: it waits in MongoDB for the store (test_memory_durable.py goes on).
+        assert 'rapport_profile_memory_total{kind="messages_delayed"} 1.0' in metrics
+
+        async def waiting() -> bool:
+            async with http.get(f"{url}/metrics") as response:
+                return "rapport_profile_memory_waiting 1.0" in await response.text()
+
+        await eventually(waiting)

@@ -7,6 +7,7 @@ processor run in one process; they share the MongoDB, Redis and Kafka clients.
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,6 +26,7 @@ from rapport.profile.adapters.language import LanguageDetector
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
+from rapport.profile.adapters.waiting import WaitingWrites
 from rapport.profile.domain.clock import Clock, utc_now
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
@@ -52,6 +54,7 @@ async def memory_store(
         dimension=settings.memory_dimension,
         metrics=metrics,
         consistency=settings.search_consistency,
+        write_timeout_s=settings.memory_write_timeout_ms / 1000,
     )
     add_readiness_check(app, "milvus", store.ping, required=False)
     # Normally the store answers at once, and the processor's first batch finds it open;
@@ -67,6 +70,16 @@ async def memory_store(
         with contextlib.suppress(asyncio.CancelledError):
             await opening
         await client.close()
+
+
+async def settle_waiting(service: ProfileService, interval_s: float) -> None:
+    """Writes that waited for the vector store or Redis, retried until they are done."""
+    while True:
+        try:
+            await service.settle_waiting()
+        except Exception as exc:  # a store is still away: the next round tries again
+            log.warning("waiting writes not done yet", extra={"error": str(exc)[:200]})
+        await asyncio.sleep(interval_s)
 
 
 async def expire_memory(service: ProfileService, interval_s: float) -> None:
@@ -100,6 +113,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
             publisher = Publisher(redis, settings.rules, settings.cache_ttl_s)
+            waiting = WaitingWrites(mongo[settings.mongo_database])
             app.state.service = ProfileService(
                 store=store,
                 cache=AggregateCache(redis),
@@ -114,7 +128,12 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 memory=memory,
                 recall_timeout_s=settings.recall_timeout_ms / 1000,
                 metrics=metrics,
+                waiting=waiting,
             )
+            settling = asyncio.create_task(
+                settle_waiting(app.state.service, settings.waiting_interval_s)
+            )
+            stack.callback(settling.cancel)
             if memory is not None:
                 expiry = asyncio.create_task(
                     expire_memory(app.state.service, settings.memory_expire_interval_s)
@@ -129,6 +148,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                         publisher=publisher,
                         metrics=metrics,
                         memory=memory,
+                        waiting=waiting,
                         clock=clock,
                         detect_language=language.detect,
                     )
@@ -148,4 +168,9 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
 
 
 def main() -> None:
+    """``rapport-profile`` serves; ``rapport-profile redact-again`` is a one-off job."""
+    if sys.argv[1:2] == ["redact-again"]:
+        from rapport.profile.redact_again import main as redact_again  # noqa: PLC0415
+
+        raise SystemExit(redact_again(sys.argv[2:]))
     run_service(ProfileSettings, create_app)

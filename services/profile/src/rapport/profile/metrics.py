@@ -16,6 +16,8 @@ PROFILE_STORE_DURATION = "rapport_profile_store_duration_seconds"
 PROFILE_WRITE_CONFLICTS = "rapport_profile_write_conflicts"
 PROFILE_MEMORY = "rapport_profile_memory"
 PROFILE_RECALL_DURATION = "rapport_profile_recall_duration_seconds"
+PROFILE_MEMORY_WAITING = "rapport_profile_memory_waiting"
+PROFILE_RECALL_FAILURES = "rapport_profile_recall_failures"
 
 
 @dataclass
@@ -61,12 +63,23 @@ class ProfileMetrics(Metrics):
         self.memory = Counter(
             PROFILE_MEMORY,
             "Memory written by the processor: facts (learned or retracted), remembered "
-            "messages, messages_lost (the vector store was away); forgotten (by API).",
+            "messages, messages_delayed (kept waiting in MongoDB while the vector store was "
+            "away); forgotten (by API).",
             ["kind"],
             registry=self.registry,
         )
-        for kind in ("facts", "messages", "messages_lost", "forgotten"):  # at 0 from the start
+        for kind in ("facts", "messages", "messages_delayed", "forgotten"):  # at 0 from the start
             self.memory.labels(kind)
+        self.memory_waiting = Gauge(
+            PROFILE_MEMORY_WAITING,
+            "Remembered messages and deletes waiting in MongoDB for the vector store.",
+            registry=self.registry,
+        )
+        self.recall_failures = Counter(
+            PROFILE_RECALL_FAILURES,
+            "Recalls that failed: the vector store was away or timed out.",
+            registry=self.registry,
+        )
         self.recall_duration = Histogram(
             PROFILE_RECALL_DURATION,
             "POST /v1/profiles/{user_id}/memory/recall: the profile read and the vector search.",

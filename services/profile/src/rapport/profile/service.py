@@ -34,6 +34,7 @@ from rapport.profile.adapters.cache import AggregateCache, feedback_key, trendin
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
+from rapport.profile.adapters.waiting import CacheOp, Waiting, WaitingWrites
 from rapport.profile.domain import (
     ConsentAccepted,
     Profile,
@@ -72,6 +73,7 @@ class ProfileService:
         memory: MemoryStore | None = None,
         recall_timeout_s: float = 0.2,
         metrics: ProfileMetrics | None = None,
+        waiting: WaitingWrites | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -86,6 +88,7 @@ class ProfileService:
         self.memory = memory
         self.recall_timeout_s = recall_timeout_s
         self.metrics = metrics
+        self.waiting = waiting  # writes that wait in MongoDB for Milvus or Redis
 
     @contextlib.contextmanager
     def timed_recall(self) -> Iterator[None]:
@@ -122,10 +125,10 @@ class ProfileService:
             log.warning("published profile unreadable: read from MongoDB")
         return None
 
-    async def republish(self, pid: str, profile: Profile) -> None:
+    async def republish(self, pid: str, profile: Profile) -> bool:
         """The user's view and whole recall set (from the vector store), unless a newer
-        version is published meanwhile."""
-        await self.publisher.replace(
+        version is published meanwhile; False when Redis could not be written."""
+        return await self.publisher.replace(
             pid, profile, self.clock(), await self._recall_set(pid, profile)
         )
 
@@ -138,10 +141,13 @@ class ProfileService:
             return None
         try:
             rows = await self.memory.rows_of(pid)
+            if self.waiting is not None:  # not written to the vector store yet
+                rows += await self.waiting.rows_of(pid)
         except Exception as exc:  # the store is away: readers keep using the recall API
             log.warning("recall set not read", extra={"error": f"{type(exc).__name__}"})
             return None
-        return [row.recall_entry() for row in rows if row.memory_id in kept]
+        unique = {row.memory_id: row for row in rows if row.memory_id in kept}
+        return [row.recall_entry() for row in unique.values()]
 
     async def recall(self, tenant: str, user_id: str, request: RecallRequest) -> Recalled:
         """The user's own past messages nearest the current one's vector.
@@ -162,6 +168,8 @@ class ProfileService:
         if not kept:
             return nothing
         if not self.memory.ready:
+            if self.metrics is not None:
+                self.metrics.recall_failures.inc()
             raise ProblemError(
                 503,
                 detail="The vector store of remembered messages is not available yet.",
@@ -172,14 +180,25 @@ class ProfileService:
             vector = request.vector.values()
         except ValueError as exc:
             raise ProblemError(422, detail=f"vector: {exc}", slug="invalid-vector") from exc
-        hits = await self.memory.search(
-            pid,
-            vector,
-            encoder=request.vector.model,
-            not_before=now - self.memory_rules.retention,
-            limit=request.k,
-            timeout_s=self.recall_timeout_s,
-        )
+        try:
+            hits = await self.memory.search(
+                pid,
+                vector,
+                encoder=request.vector.model,
+                not_before=now - self.memory_rules.retention,
+                limit=request.k,
+                timeout_s=self.recall_timeout_s,
+            )
+        except Exception as exc:  # away or past its deadline: the caller degrades memory
+            if self.metrics is not None:
+                self.metrics.recall_failures.inc()
+            log.warning("recall failed", extra={"error": f"{type(exc).__name__}"})
+            raise ProblemError(
+                503,
+                detail="The vector store of remembered messages did not answer in time.",
+                slug="memory-unavailable",
+                headers={"Retry-After": "1"},
+            ) from exc
         if not await self.publisher.recall_complete(pid):
             await self.republish(pid, profile)  # respond reads it again from Redis
         return Recalled(
@@ -212,10 +231,13 @@ class ProfileService:
                 return False
             profile.remembered = remembered
             profile.version += 1
-            if self.memory is not None and memory_id.startswith(MESSAGE_ID_PREFIX):
-                await self.memory.delete([memory_id])
             if not await self.store.save({pid: (loaded, profile)}):
-                await self.republish(pid, profile)
+                # After the save: a waiting message written back meanwhile is deleted
+                # by this, or by the drain's check against the profile.
+                if memory_id.startswith(MESSAGE_ID_PREFIX):
+                    await self._delete_vectors(pid, memory_id)
+                if not await self.republish(pid, profile):
+                    await self._hold_cache(pid, "republish")
                 if self.metrics is not None:
                     self.metrics.memory.labels("forgotten").inc()
                 return True
@@ -283,10 +305,103 @@ class ProfileService:
 
     async def erase(self, tenant: str, user_id: str) -> None:
         """Marker first (so nothing in flight can bring the user back), then every copy:
-        the profile with its facts, the remembered messages, the cache."""
+        the profile with its facts, the remembered messages (those waiting for the
+        vector store too), the cache. A store that is away gets its part when it returns:
+        the part waits in MongoDB, so the erasure is durable once this returns."""
         pid = profile_id(tenant, user_id)
         await self.store.erase(pid, self.clock())
         if self.memory is not None:
-            await self.memory.delete_profiles([pid])
-        await self.publisher.erase([pid])
+            if self.waiting is not None:
+                await self.waiting.drop_profile(pid)
+            try:
+                await self.memory.delete_profiles([pid])
+            except Exception:
+                if self.waiting is None:
+                    raise
+                log.warning("vector store unavailable: the erasure waits for it")
+                await self.waiting.hold_erasure(pid)
+        if not await self.publisher.erase([pid]):
+            await self._hold_cache(pid, "tombstone")
         await self.producer.send_and_wait(self.changes_topic, key=pid.encode(), value=None)
+
+    async def _delete_vectors(self, pid: str, memory_id: str) -> None:
+        if self.memory is None:
+            return
+        try:
+            if not self.memory.ready:
+                raise RuntimeError("not opened yet")
+            await self.memory.delete([memory_id])
+        except Exception:
+            if self.waiting is None:
+                raise
+            log.warning("vector store unavailable: the delete waits for it")
+            await self.waiting.hold([], {memory_id: pid})
+
+    async def _hold_cache(self, pid: str, op: CacheOp) -> None:
+        """Redis missed a forget or an erasure: retried until it answers, so the cache
+        never serves what the user removed for longer than Redis is away."""
+        if self.waiting is not None:
+            await self.waiting.hold_cache(pid, op)
+
+    async def settle_waiting(self, limit: int = 500) -> None:
+        """One round: writes that waited for the vector store, then for Redis.
+
+        A waiting message is written only while its profile still names it, and checked
+        again after the write: a forget or an erasure that ran meanwhile deletes it then.
+        """
+        waiting = self.waiting
+        if waiting is None:
+            return
+        cache = await waiting.next_cache_ops(limit)
+        if cache.docs:
+            await self._settle_cache(waiting, cache)
+        if self.memory is None:
+            return
+        count = await waiting.count_vector_ops()
+        if self.metrics is not None:
+            self.metrics.memory_waiting.set(count)
+        if count and self.memory.ready:
+            await self._settle_vectors(self.memory, waiting, await waiting.next_vector_ops(limit))
+            count = await waiting.count_vector_ops()
+            if self.metrics is not None:
+                self.metrics.memory_waiting.set(count)
+        waiting.holding = count > 0
+
+    async def _settle_vectors(
+        self, memory: MemoryStore, waiting: WaitingWrites, queued: Waiting
+    ) -> None:
+        if queued.erased:
+            await memory.delete_profiles(queued.erased)
+        rows = queued.upserts
+        named = await self._named({row.pid for row in rows})
+        kept = [row for row in rows if row.memory_id in named.get(row.pid, set())]
+        await memory.write(kept)
+        stale = queued.deletes | ({row.memory_id for row in rows} - {r.memory_id for r in kept})
+        await memory.delete(stale)
+        named = await self._named({row.pid for row in kept})
+        await memory.delete(
+            row.memory_id for row in kept if row.memory_id not in named.get(row.pid, set())
+        )
+        await waiting.done(queued.docs)
+
+    async def _named(self, pids: set[str]) -> dict[str, set[str]]:
+        """The messages each stored profile names now (an erased user has none)."""
+        profiles = await self.store.load(pids)
+        return {pid: {r.memory_id for r in p.remembered} for pid, p in profiles.items()}
+
+    async def _settle_cache(self, waiting: WaitingWrites, queued: Waiting) -> None:
+        tombstones = queued.ops("tombstone")
+        if tombstones and not await self.publisher.erase(tombstones):
+            return
+        republish = queued.ops("republish") - tombstones
+        profiles = await self.store.load(republish)
+        for pid in republish:
+            profile = profiles.get(pid)
+            written = (
+                await self.republish(pid, profile)
+                if profile is not None
+                else await self.publisher.erase([pid])  # erased since: nothing to show
+            )
+            if not written:
+                return
+        await waiting.done(queued.docs)

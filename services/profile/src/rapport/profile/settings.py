@@ -87,6 +87,18 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     memory_retry_s: float = Field(
         2.0, gt=0, description="Pause between attempts to open the vector store."
     )
+    memory_write_timeout_ms: int = Field(
+        2000,
+        gt=0,
+        description="Deadline of one vector store write; past it, remembered messages wait "
+        "in MongoDB and are written when the store answers again.",
+    )
+    waiting_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often writes waiting in MongoDB (for the vector store, or for "
+        "Redis after a forget or an erasure) are retried.",
+    )
     recall_timeout_ms: int = Field(
         200, gt=0, description="Deadline of one vector store search, inside the caller's."
     )

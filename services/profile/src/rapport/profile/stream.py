@@ -10,7 +10,8 @@ Each batch from ``getmany``:
 3. apply each user's events in offset order (the reducer skips what the
    partition watermark or the recent event ids say is already in);
 4. with memory on, write the messages it keeps to the vector store and delete the
-   ones it dropped (keyed writes: doing them again changes nothing), then
+   ones it dropped (keyed writes: doing them again changes nothing; while the store
+   is away they wait in MongoDB, :mod:`rapport.profile.adapters.waiting`), then
    write the changed profiles in one unordered bulk write, compare-and-set on
    ``version`` (a stored profile is only replaced, never inserted again); profiles
    that lost a race (another writer, an erasure) leave the cache, and are reloaded
@@ -64,6 +65,7 @@ from rapport.common.vectors import MessageVector
 from rapport.profile.adapters.memory import MemoryRow, MemoryStore
 from rapport.profile.adapters.published import Publisher, RecallChanges
 from rapport.profile.adapters.store import ProfileStore
+from rapport.profile.adapters.waiting import WaitingWrites
 from rapport.profile.domain import Outcome, Profile, Rules, already_applied, apply
 from rapport.profile.domain.clock import Clock, utc_now
 from rapport.profile.domain.facts import DetectLanguage
@@ -109,7 +111,7 @@ class MemoryChanges:
     """What one pass over a batch asks of the vector store, and of each user's recall set."""
 
     rows: dict[str, MemoryRow] = field(default_factory=dict)
-    dropped: set[str] = field(default_factory=set)
+    dropped: dict[str, str] = field(default_factory=dict)  # memory id to profile id
     recall: dict[str, RecallChanges] = field(default_factory=dict)  # by profile id
 
 
@@ -127,6 +129,7 @@ class Processor(BatchLoop):
         dlq_topic: str = EVENTS_DLQ_TOPIC,
         metrics: ProfileMetrics | None = None,
         memory: MemoryStore | None = None,
+        waiting: WaitingWrites | None = None,
         clock: Clock = utc_now,
         cached_profiles: int = 10_000,
         commit_interval_s: float = 0.0,
@@ -142,6 +145,7 @@ class Processor(BatchLoop):
         self.changes_topic = changes_topic
         self.dlq_topic = dlq_topic
         self.memory = memory  # None: facts only, no remembered messages
+        self.waiting = waiting  # where messages wait while the vector store is away
         self.detect_language = detect_language  # None: only a stated language is a fact
         # The profiles as this processor last wrote them: most batches read none from
         # MongoDB. The compare-and-set of every write catches any other writer.
@@ -303,7 +307,7 @@ class Processor(BatchLoop):
             kept = {r.memory_id for r in profile.remembered}
             base = working[pid][0] if pid in loaded else -1  # -1: nothing was published
             recall = memory.recall[pid] = RecallChanges(base, dropped=kept_before[pid] - kept)
-            memory.dropped |= recall.dropped
+            memory.dropped |= dict.fromkeys(recall.dropped, pid)
             for memory_id in kept - kept_before[pid]:
                 message, values = heard[memory_id]
                 if message.vector is not None and values is not None:  # only such is remembered
@@ -368,21 +372,33 @@ class Processor(BatchLoop):
 
     async def _write_memory(self, changes: MemoryChanges) -> None:
         """Keyed writes, done again by a redelivery. A store that is away does not stop
-        the stream: its messages are not remembered (counted as ``messages_lost``), and
-        rows it could not delete expire with the retention or go with an erasure."""
+        the stream: the messages and deletes wait in MongoDB (counted as
+        ``messages_delayed``) and are written when it returns. Once something waits,
+        the next batches queue behind it until a drain empties the queue, rather than
+        each waiting for the store to time out. Without a queue (tests, facts-only
+        deployments) they are dropped, as before."""
         if self.memory is None or not (changes.rows or changes.dropped):
             return
-        try:
-            if not self.memory.ready:
-                raise MemoryUnavailable("not opened yet")
-            await self.memory.write(list(changes.rows.values()))
-            await self.memory.delete(changes.dropped - set(changes.rows))
-        except Exception as exc:  # the vector store failed: degrade, never stall profiles
-            log.warning(
-                "vector store unavailable: messages not remembered",
-                extra={"error": f"{type(exc).__name__}: {exc}"[:200], "lost": len(changes.rows)},
-            )
-            self.metrics.memory.labels("messages_lost").inc(len(changes.rows))
+        rows = list(changes.rows.values())
+        deletes = {i: pid for i, pid in changes.dropped.items() if i not in changes.rows}
+        if not (self.waiting is not None and self.waiting.holding):
+            try:
+                if not self.memory.ready:
+                    raise MemoryUnavailable("not opened yet")
+                await self.memory.write(rows)
+                await self.memory.delete(deletes)
+                return
+            except Exception as exc:  # the vector store failed: queue, never stall profiles
+                log.warning(
+                    "vector store unavailable: messages wait in MongoDB",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:200], "waiting": len(rows)},
+                )
+        if self.waiting is None:
+            self.metrics.memory.labels("messages_lost").inc(len(rows))
+            return
+        with self._timed("mongo_hold"):
+            await self.waiting.hold(rows, deletes)  # a failure fails the batch: redelivered
+        self.metrics.memory.labels("messages_delayed").inc(len(rows))
 
     async def _publish_views(
         self, saved: dict[str, Profile], recall: dict[str, RecallChanges]
@@ -411,6 +427,7 @@ async def stream_processor(
     publisher: Publisher,
     metrics: ProfileMetrics,
     memory: MemoryStore | None,
+    waiting: WaitingWrites | None,
     clock: Clock,
     detect_language: DetectLanguage,
 ) -> AsyncIterator[Processor]:
@@ -433,6 +450,7 @@ async def stream_processor(
         dlq_topic=settings.dlq_topic,
         metrics=metrics,
         memory=memory,
+        waiting=waiting,
         clock=clock,
         cached_profiles=settings.cached_profiles,
         commit_interval_s=settings.commit_interval_ms / 1000,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,8 +67,10 @@ class MemoryStore:
         dimension: int,
         metrics: ProfileMetrics,
         consistency: str = "Strong",
+        write_timeout_s: float = 2.0,
     ) -> None:
         self.client = client
+        self.write_timeout_s = write_timeout_s  # then the rows wait in MongoDB
         self.collection = collection
         self.dimension = dimension
         self.metrics = metrics
@@ -133,6 +135,7 @@ class MemoryStore:
                 }
                 for row in rows
             ],
+            timeout=self.write_timeout_s,
         )
         self._timed("milvus_upsert", started)
 
@@ -141,7 +144,7 @@ class MemoryStore:
         if not ids:
             return
         started = time.perf_counter()
-        await self.client.delete(self.collection, ids=ids)
+        await self.client.delete(self.collection, ids=ids, timeout=self.write_timeout_s)
         self._timed("milvus_delete", started)
 
     async def delete_profiles(self, pids: Iterable[str]) -> None:
@@ -151,7 +154,9 @@ class MemoryStore:
             return
         started = time.perf_counter()
         quoted = ", ".join(literal(pid) for pid in wanted)
-        await self.client.delete(self.collection, filter=f"pid in [{quoted}]")
+        await self.client.delete(
+            self.collection, filter=f"pid in [{quoted}]", timeout=self.write_timeout_s
+        )
         self._timed("milvus_delete", started)
 
     async def expire(self, before: datetime) -> None:
@@ -233,3 +238,45 @@ class MemoryStore:
 
     async def ping(self) -> None:
         await self.client.list_collections(timeout=2.0)
+
+    async def exists(self) -> bool:
+        """Whether the collection is there (a job over it has nothing to do otherwise)."""
+        return self.collection in set(await self.client.list_collections())
+
+    async def pages(self, size: int) -> AsyncIterator[list[MemoryRow]]:
+        """Every stored row with its vector, ``size`` at a time, in id order (the
+        re-redaction job). Keyset paging on the primary key, as pymilvus' own query
+        iterator does: with ``iterator`` and ``reduce_stop_for_best`` set, Milvus answers
+        a query with a limit by the smallest ids (without them, any rows: Milvus Lite's
+        are not the first), so each page is the rows after the last id seen."""
+        await self.client.load_collection(self.collection)
+        after = ""
+        while True:
+            found = await self.client.query(
+                self.collection,
+                filter=f"id > {literal(after)}",
+                output_fields=["id", "pid", "text", "at_ms", "encoder", "vector"],
+                limit=size,
+                consistency_level="Strong",
+                iterator="True",
+                reduce_stop_for_best="True",
+            )
+            page = sorted(
+                (
+                    MemoryRow(
+                        memory_id=str(row["id"]),
+                        pid=str(row["pid"]),
+                        text=str(row["text"]),
+                        at=datetime.fromtimestamp(int(row["at_ms"]) / 1000, UTC),
+                        encoder=str(row["encoder"]),
+                        vector=[float(x) for x in row["vector"]],
+                    )
+                    for row in found
+                ),
+                key=lambda row: row.memory_id,
+            )
+            if page:
+                yield page
+            if len(page) < size:
+                return
+            after = page[-1].memory_id

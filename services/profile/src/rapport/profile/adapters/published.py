@@ -176,15 +176,18 @@ class Publisher:
         profile: Profile,
         now: datetime,
         entries: Sequence[RecallEntry] | None,
-    ) -> None:
-        """One user, whole (unless a newer version is published meanwhile)."""
+    ) -> bool:
+        """One user, whole (unless a newer version is published meanwhile); False when
+        Redis could not be written."""
         try:
             await self.script(
                 keys=[view_key(pid), recall_key(pid)],
                 args=self.replace_args(profile, now, entries),
             )
         except REDIS_ERRORS:
-            log.warning("redis unavailable: profile not published (it expires by its TTL)")
+            log.warning("redis unavailable: profile not published")
+            return False
+        return True
 
     async def recall_complete(self, pid: str) -> bool:
         """Whether readers have the user's whole recall set (True when Redis cannot say:
@@ -194,8 +197,9 @@ class Publisher:
         except REDIS_ERRORS:
             return True
 
-    async def erase(self, pids: Iterable[str]) -> None:
-        """A tombstone no batch in flight can overwrite, and no recall set."""
+    async def erase(self, pids: Iterable[str]) -> bool:
+        """A tombstone no batch in flight can overwrite, and no recall set; False when
+        Redis could not be written."""
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for pid in pids:
@@ -211,4 +215,6 @@ class Publisher:
                     pipe.delete(recall_key(pid))
                 await pipe.execute()
         except REDIS_ERRORS:
-            log.warning("redis unavailable: the published profile expires by its TTL")
+            log.warning("redis unavailable: tombstone not written")
+            return False
+        return True
