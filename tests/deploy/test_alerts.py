@@ -5,14 +5,18 @@ when healthy, and every alert carries a summary and a runbook that exists."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from tests.deploy.conftest import DeployTools
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +27,15 @@ SLO_ALERTS = {
     "RapportRespondAvailabilityBudgetBurn",
     "RapportRespondLatencyBudgetBurn",
     "RapportProfileFreshnessBudgetBurn",
+    "RapportKnowledgeFreshnessBudgetBurn",
 }
+# Rendered only with the knowledge component, and with profile's memory in a vector store.
+KNOWLEDGE_ALERTS = {
+    "RapportKnowledgeFreshnessBudgetBurn",
+    "RapportKnowledgeIndexerLagHigh",
+    "RapportKnowledgeIndexerStalled",
+}
+MEMORY_ALERTS = {"RapportProfileMemoryWaiting", "RapportProfileRecallFailing"}
 
 
 def rule_groups(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -101,3 +113,26 @@ def test_every_alert_has_a_summary_and_a_runbook_that_exists(
     assert runbooks == found, "a runbook without an alert"
     index = (RUNBOOKS / "README.md").read_text()
     assert all(re.search(rf"\[{n.removesuffix('.md')}\]", index) for n in found)
+
+
+def test_knowledge_and_memory_alerts_follow_their_components(
+    rendered: dict[str, list[dict[str, Any]]], deploy: DeployTools, tmp_path: Path
+) -> None:
+    assert {a["alert"] for a in alerts(rule_groups(rendered))} >= KNOWLEDGE_ALERTS | MEMORY_ALERTS
+    values = {
+        "monitoring": {"rules": {"enabled": True}},
+        "components": {
+            "knowledge": {"enabled": False},
+            "respond": {"calls": ["profile", "recommend"]},
+            "profile": {"memory": {"vectorStore": False}},
+        },
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    result = deploy.chart("render-json", str(tmp_path / "values.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (rule,) = [m for m in json.loads(result.stdout) if m["kind"] == "PrometheusRule"]
+    groups = rule["spec"]["groups"]
+    names = {a["alert"] for a in alerts(groups)}
+    assert names >= SLO_ALERTS - KNOWLEDGE_ALERTS
+    assert not names & (KNOWLEDGE_ALERTS | MEMORY_ALERTS)
+    assert "knowledge" not in yaml.safe_dump(groups)

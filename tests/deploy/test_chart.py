@@ -133,6 +133,7 @@ def test_latency_thresholds_offered_are_the_histograms_bucket_bounds() -> None:
     bounds = [floatToGoString(b) for b in LATENCY_BUCKETS_S]  # type: ignore[no-untyped-call]
     assert slo["properties"]["respondLatencyThreshold"]["enum"] == bounds
     assert slo["properties"]["freshnessThreshold"]["enum"] == bounds
+    assert slo["properties"]["knowledgeFreshnessThreshold"]["enum"] == bounds
 
 
 # ---- what every component gets ------------------------------------------------------

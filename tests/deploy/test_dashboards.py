@@ -1,10 +1,12 @@
 """The Grafana dashboards: valid JSON, an overview plus one per service, every panel a
-Prometheus query on the chosen namespace, latency panels with exemplars and trace links.
-(That every metric they query is really exported: tests/integration/test_dashboard_metrics.py.)"""
+Prometheus query on the chosen namespace, latency panels with exemplars and trace links, and
+every metric an alert watches on a panel. (That every metric they query is really exported:
+tests/integration/test_dashboard_metrics.py.)"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ import pytest
 pytestmark = pytest.mark.unit
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "charts" / "rapport" / "dashboards"
-EXPECTED = {"overview", "ingest", "profile", "recommend", "respond"}
+EXPECTED = {"overview", "ingest", "profile", "recommend", "respond", "knowledge"}
+METRIC = re.compile(r"\b(?:rapport_|nv_)[a-zA-Z0-9_]*")
+STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def load() -> dict[str, dict[str, Any]]:
@@ -74,6 +78,52 @@ def test_the_overview_shows_slos_burn_traffic_errors_freshness_and_lag() -> None
         "errors",
         "freshness",
         "lag",
+        "knowledge",
+        "memory",
     )
     for topic in topics:
         assert topic in titles, topic
+
+
+def queried(dashboard: dict[str, Any]) -> set[str]:
+    exprs = (t["expr"] for p in panels(dashboard) for t in p["targets"])
+    return {name for expr in exprs for name in METRIC.findall(STRING.sub('""', expr))}
+
+
+def test_every_metric_an_alert_watches_is_on_a_dashboard(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """An alert's runbook sends the reader to a dashboard: what fired must be on one."""
+    (rule,) = [m for m in rendered["all-enabled"] if m["kind"] == "PrometheusRule"]
+    on_dashboards = set().union(*(queried(d) for d in load().values()))
+    for group in rule["spec"]["groups"]:
+        for alert in (r for r in group["rules"] if "alert" in r):
+            watched = set(METRIC.findall(STRING.sub('""', alert["expr"])))
+            assert watched <= on_dashboards, (alert["alert"], watched - on_dashboards)
+
+
+def test_knowledge_and_memory_show_indexing_freshness_lag_search_and_waiting() -> None:
+    dashboards = load()
+    knowledge = queried(dashboards["knowledge"])
+    for metric in (
+        "rapport_knowledge_records_total",
+        "rapport_knowledge_chunks_total",
+        "rapport_knowledge_freshness_seconds_bucket",
+        "rapport_knowledge_consumer_lag",
+        "rapport_knowledge_search_duration_seconds_bucket",
+        "rapport_knowledge_store_duration_seconds_bucket",
+    ):
+        assert metric in knowledge, metric
+    row, in_memory_row = "", []
+    for panel in dashboards["profile"]["panels"]:
+        row = panel["title"] if panel["type"] == "row" else row
+        if row == "Memory" and panel["type"] != "row":
+            in_memory_row.append(panel)
+    memory = queried({"panels": in_memory_row})
+    for metric in (
+        "rapport_profile_memory_waiting",
+        "rapport_profile_recall_failures_total",
+        "rapport_profile_recall_duration_seconds_count",
+        "rapport_respond_degraded_total",
+    ):
+        assert metric in memory, metric

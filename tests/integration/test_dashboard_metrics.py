@@ -1,6 +1,7 @@
 """Every metric the Grafana dashboards and the alert rules query is one that a running
-service really exports: the four services and Triton run as real processes (as
-`rapport-dev up` starts them) and their live /metrics are scraped."""
+service really exports: the five services and Triton run as real processes (as
+`rapport-dev up` starts them, knowledge and memory on Milvus) and their live /metrics
+are scraped."""
 
 from __future__ import annotations
 
@@ -78,44 +79,60 @@ def scrape(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def mesh(
+def infra(
     kafka_server: RunningServer,
     mongo_server: RunningServer,
     redis_server: RunningServer,
-    triton_server: RunningServer,
-    tmp_path_factory: pytest.TempPathFactory,
+    milvus_server: RunningServer,
+    models_triton: RunningServer,
+) -> dict[str, str]:
+    return {
+        "kafka": kafka_server.url("kafka"),
+        "mongo": mongo_server.url("mongo"),
+        "redis": redis_server.url("redis"),
+        "milvus": milvus_server.url(),
+        "triton_grpc": models_triton.url("triton_grpc"),
+        "triton_http": models_triton.url("triton_http"),
+    }
+
+
+@pytest.fixture(scope="module")
+def mesh(
+    infra: dict[str, str], models_triton: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """The four services as processes, on topics, a group and a database of their own.
+    """The five services as processes, on topics, a group, a database and collections of
+    their own; knowledge needs the exported encoder, hence the trained models' Triton.
     Yields name -> /metrics URL, Triton's included."""
     suffix = uuid.uuid4().hex[:8]
-    topics = {name: f"t.dash-{name}.{suffix}" for name in ("events", "changes", "dlq")}
-    kafka = KafkaSettings(kafka_bootstrap_servers=kafka_server.url("kafka"))
+    names = ("events", "changes", "dlq", "knowledge", "knowledge-dlq")
+    topics = {name: f"t.dash-{name}.{suffix}" for name in names}
+    kafka = KafkaSettings(kafka_bootstrap_servers=infra["kafka"])
     asyncio.run(ensure_topics(kafka, [TopicSpec(t, 1) for t in topics.values()]))
     plan = MeshPlan(
         api_keys={},
-        services=("profile", "recommend", "ingest", "respond"),
+        services=("profile", "recommend", "knowledge", "ingest", "respond"),
         service_env={
             "RAPPORT_MONGO_DATABASE": f"dash_{suffix}",
             "RAPPORT_INGEST_TOPIC": topics["events"],
+            "RAPPORT_INGEST_KNOWLEDGE_TOPIC": topics["knowledge"],
             "RAPPORT_PROFILE_GROUP_ID": f"g.dash.{suffix}",
             "RAPPORT_PROFILE_EVENTS_TOPIC": topics["events"],
             "RAPPORT_PROFILE_CHANGES_TOPIC": topics["changes"],
             "RAPPORT_PROFILE_DLQ_TOPIC": topics["dlq"],
+            "RAPPORT_PROFILE_MEMORY_COLLECTION": f"dash_memory_{suffix}",
+            "RAPPORT_KNOWLEDGE_GROUP_ID": f"g.dash-knowledge.{suffix}",
+            "RAPPORT_KNOWLEDGE_TOPIC": topics["knowledge"],
+            "RAPPORT_KNOWLEDGE_DLQ_TOPIC": topics["knowledge-dlq"],
+            "RAPPORT_KNOWLEDGE_COLLECTION": f"dash_knowledge_{suffix}",
+            "RAPPORT_RESPOND_KNOWLEDGE_COLLECTION": f"dash_knowledge_{suffix}",
             "RAPPORT_RESPOND_EVENTS_TOPIC": topics["events"],
             "OTEL_SDK_DISABLED": "true",
         },
     )
-    infra = {
-        "kafka": kafka_server.url("kafka"),
-        "mongo": mongo_server.url("mongo"),
-        "redis": redis_server.url("redis"),
-        "triton_grpc": triton_server.url("triton_grpc"),
-        "triton_http": triton_server.url("triton_http"),
-    }
     with Stack(tmp_path_factory.mktemp("dashboard-mesh")) as stack:
         mesh = start_services(plan, stack, Mesh(infra=infra))
         urls = {name: f"{url}/metrics" for name, url in mesh.services.items()}
-        yield {"triton": triton_server.url("triton_metrics"), **urls}
+        yield {"triton": models_triton.url("triton_metrics"), **urls}
 
 
 def test_every_metric_a_dashboard_or_rule_queries_is_exported_by_a_running_service(
@@ -145,6 +162,7 @@ def test_every_metric_a_dashboard_or_rule_queries_is_exported_by_a_running_servi
     )
     # Each service's own metrics are in use somewhere, not only the shared HTTP ones.
     used = set().union(*(metric_names(e) for e in queries.values()))
-    for service in ("ingest", "profile", "recommend"):
+    assert set(mesh) == {"triton", "ingest", "profile", "recommend", "respond", "knowledge"}
+    for service in ("ingest", "profile", "recommend", "respond", "knowledge"):
         assert any(n.startswith(f"rapport_{service}_") for n in used), service
     assert any(n.startswith("nv_inference_") for n in used)
