@@ -65,12 +65,19 @@ _KNOWN_MULTI = frozenset(
      "las vegas", "san diego", "washington dc", "the netherlands", "the uk", "the us",
      "the usa", "the states"}
 )  # fmt: skip
+# "I live at [address], London [postcode]": the street is redacted (domain/pii.py), the
+# city after it is still where the speaker lives.
+AT_ADDRESS = r"\[address\],?(?:\s+\[postcode\],?)?"
 _LIVE_IN = re.compile(
     SPEAKER + ADV + r"(?:(?P<neg>do\s+not|no\s+longer|never|used\s+to)\s+)?(?:live|living"
     r"|have\s+lived|have\s+been\s+living|been\s+living|reside|residing|based|located|settled"
     r"|(?:am|are)\s+(?:(?P<neg2>not|no\s+longer)\s+)?(?:living|residing|based|located"
     r"|settled))"
-    r"(?:\s+with\s+[\w' ]{1,40}?)?\s+(?:" + ADV + r"(?:here\s+)?in|out\s+of)\s+"
+    r"(?:\s+with\s+[\w' ]{1,40}?)?\s+(?:"
+    + ADV
+    + r"(?:here\s+)?in|out\s+of|at\s+"
+    + AT_ADDRESS
+    + r")\s+"
 )
 _MOVED_TO = re.compile(
     SPEAKER + ADV + r"(?:have\s+)?(?:just\s+|recently\s+|finally\s+)?(?:moved|relocated)"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from rapport.profile.domain.pii import PLACEHOLDERS
+
 
 def word_set(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -52,7 +54,8 @@ _NOT_A_THING = word_set(
     lot bit stuff kind sort type much same other others way thing time rid used
     """
 )
-PLACEHOLDER = re.compile(r"\[(?:email|phone|card|account)\]")
+# What domain/pii.py leaves in place of an identifier: never part of a value.
+PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
 
 
 def phrase_items(low: str, start: int, max_words: int = 5) -> list[list[str]]:
