@@ -14,7 +14,7 @@ PIP := --disable-pip-version-check --quiet --quiet
 # Constraints apply to build environments too, so setuptools is pinned as well.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help install system-tools lint format typecheck test test-unit test-integration up down status logs demo bench bench-feast chaos constraints openapi chart-examples chart-docs clean
+.PHONY: help install system-tools lint format typecheck test test-unit test-integration up down status logs demo bench bench-feast soak chaos constraints openapi chart-examples chart-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ bench: $(RUNTIME)  ## run every benchmark, then one table and a latency plot (be
 
 bench-feast: $(VENV)/.installed $(FEAST_VENV)/.installed  ## Feast 0.67 (push, Redis) against Rapport: freshness under load (`make up` first for Rapport)
 	$(BIN)/python -m bench.feast $(if $(SECS),--seconds $(SECS)) $(if $(ONLY),--only $(ONLY))
+
+soak: $(RUNTIME)  ## 10 minutes of mixed traffic at half of saturation (SECS=90 for less): flat RSS, errors < 0.1%, nothing lost
+	$(BIN)/python -m bench.soak $(if $(SECS),--duration $(SECS))
 
 chaos: $(RUNTIME)  ## the fault matrix (ONLY=1,6 QUICK=1 to narrow it); prints a table, writes bench/results/chaos.json
 	$(BIN)/python -m bench.chaos $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)

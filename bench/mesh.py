@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import time
 import urllib.request
@@ -28,9 +29,9 @@ from bench.stats import Stopwatch
 from rapport.common.kafka import TopicSpec, create_producer
 from rapport.common.mongo import create_mongo_client
 from rapport.common.settings import KafkaSettings, MongoSettings
-from rapport.devstack import models, processes
+from rapport.devstack import models, processes, servers
 from rapport.devstack.scrape import sample_sum
-from rapport.devstack.servers import RunningServer
+from rapport.devstack.servers import RunningServer, ServerSpec
 from rapport.devstack.stack import INFRA, InfraName, Mesh, MeshPlan, Stack, keys_env, start_mesh
 
 KEY = "rpk_bench_0123456789abcdefghijklmnop"
@@ -110,6 +111,18 @@ def bench_mesh(
             services, infra=infra, model_repository=repository, topics=topics, env=env
         )
         yield Started(work, stack, plan, start_mesh(plan, stack, work))
+
+
+def fake_llm_spec(port: int) -> ServerSpec:
+    """The fake OpenAI-compatible upstream (``rapport.devstack.fake_llm``) as a server of
+    its own: respond's LLM mode without a real model behind it."""
+    base_url = f"http://127.0.0.1:{port}"
+    return ServerSpec(
+        name="fake-llm",
+        argv=[sys.executable, "-m", "rapport.devstack.fake_llm", "--port", str(port)],
+        probe=lambda: servers.probe_http_ok(f"{base_url}/healthz"),
+        urls={"fake-llm": base_url},
+    )
 
 
 def scrape(base_url: str) -> str:

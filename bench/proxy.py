@@ -26,30 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import sys
 from typing import Any
 
-from bench.mesh import KEY, bench_plan, scratch
+from bench.mesh import KEY, bench_plan, fake_llm_spec, scratch
 from bench.options import bounded, parser
 from bench.results_file import write_results
 from bench.stats import Stopwatch, percentiles
-from rapport.devstack import processes, servers
-from rapport.devstack.servers import ServerSpec
+from rapport.devstack import processes
 from rapport.devstack.stack import start_mesh
 
 ROUNDS = 3
 TARGETS = {"p99_ttft_overhead_ms": 5}
 MESSAGE = "can you suggest a movie for tonight"
-
-
-def fake_llm_spec(port: int) -> ServerSpec:
-    base_url = f"http://127.0.0.1:{port}"
-    return ServerSpec(
-        name="fake-llm",
-        argv=[sys.executable, "-m", "rapport.devstack.fake_llm", "--port", str(port)],
-        probe=lambda: servers.probe_http_ok(f"{base_url}/healthz"),
-        urls={"fake-llm": base_url},
-    )
 
 
 async def _stream_all(base_url: str, key: str, count: int, concurrency: int) -> dict[str, Any]:

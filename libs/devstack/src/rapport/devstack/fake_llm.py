@@ -52,6 +52,8 @@ class FakeLlm:
     mode: str = "ok"
     slow_s: float = 2.0
     requests: list[Recorded] = field(default_factory=list)
+    # Off when served for the benchmarks: a soak's requests would grow the fake's memory.
+    record: bool = True
 
     @property
     def bodies(self) -> list[dict[str, Any]]:
@@ -102,7 +104,8 @@ class FakeLlm:
         @app.post("/v1/chat/completions")
         async def complete(request: Request) -> Any:
             body = await request.json()
-            self.requests.append(Recorded(request.headers.get("authorization"), body))
+            if self.record:
+                self.requests.append(Recorded(request.headers.get("authorization"), body))
             failure = await self._fail()
             if failure is not None:
                 return failure
@@ -198,7 +201,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(FakeLlm().app(), host="127.0.0.1", port=args.port, log_level="warning")
+    app = FakeLlm(record=False).app()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
