@@ -333,3 +333,27 @@ async def test_a_batch_in_flight_never_brings_back_a_forgotten_fact_or_an_erased
         version = await p.published.redis.hget(_view_key(erased), "version")
         assert version is not None
         assert int(version) == ERASED_VERSION
+
+
+async def test_a_mongodb_that_does_not_answer_is_a_503_to_retry_not_a_500(
+    private_profile: PrivateProfile, mongo_server: RunningServer
+) -> None:
+    base = await private_profile("mongo-away", reply_path.keys_json((KEY, "acme", "acme", SCOPES)))
+    async with proxy_to(mongo_server.url()) as mongo:
+        proxied = mongo_server.url().replace(
+            ":".join(map(str, host_port(mongo_server.url()))), mongo.address
+        )
+        settings = base.model_copy(
+            update={"mongo_url": SecretStr(proxied), "mongo_timeout_ms": 500, "consume": False}
+        )
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            serve_app(create_profile_app(settings)) as url,
+        ):
+            mongo.blackhole()
+            async with http.get(f"{url}/v1/profiles/u-{uuid.uuid4().hex[:8]}") as response:
+                assert response.status == 503, await response.text()
+                assert response.headers["Retry-After"] == "1"
+                assert (await response.json())["type"].endswith("store-unavailable")
+            mongo.up()

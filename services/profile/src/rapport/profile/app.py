@@ -13,13 +13,15 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.common.problems import ProblemError, problem_error_response, unexpected_error_response
 from rapport.common.published import PublishedProfiles
 from rapport.profile.adapters.cache import AggregateCache
 from rapport.profile.adapters.language import LanguageDetector
@@ -164,7 +166,25 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
         metrics=metrics,
     )
     app.include_router(router)
+    app.add_exception_handler(PyMongoError, mongo_unavailable)
     return app
+
+
+async def mongo_unavailable(request: Request, exc: Exception) -> Response:
+    """MongoDB timed out or is unreachable: a 503 to retry, not a 500. Anything else from
+    it is a bug, answered as one."""
+    if isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout):
+        log.warning("mongodb unavailable", extra={"error": type(exc).__name__})
+        return problem_error_response(
+            request,
+            ProblemError(
+                503,
+                detail="The profile store did not answer in time; retry.",
+                slug="store-unavailable",
+                headers={"Retry-After": "1"},
+            ),
+        )
+    return unexpected_error_response(request, exc)
 
 
 def main() -> None:
