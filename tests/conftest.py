@@ -37,6 +37,7 @@ class _SpanRecorder(InMemorySpanExporter):
 
 _EXPORTER = _SpanRecorder()
 TIERS = ("unit", "integration", "e2e")
+_SUMMARY = pytest.StashKey[list[str]]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,6 +45,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
     if untiered:
         raise pytest.UsageError(f"tests without a tier marker {TIERS}: {untiered}")
+
+
+@pytest.fixture(scope="session")
+def summary_lines(pytestconfig: pytest.Config) -> list[str]:
+    """Lines a test appends to be printed after the run (figures it measured, such as the
+    fuzz tier's cases tried), shown even when pytest captures output."""
+    return pytestconfig.stash.setdefault(_SUMMARY, [])
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    lines = config.stash.get(_SUMMARY, [])
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,10 @@ def build(dependency_up: dict[str, bool]) -> FastAPI:
             )
         return {"service": settings.service_name}
 
+    @app.delete("/items/{item_id}", status_code=204)
+    async def delete(item_id: int) -> None:
+        return None
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
@@ -125,6 +129,19 @@ def test_validation_errors_are_problem_json_naming_each_field() -> None:
         assert fields == {"item_id", "name"}
 
 
+def test_a_body_that_is_not_json_is_a_validation_problem() -> None:
+    """Found by schemathesis: a body that was not UTF-8 answered 400, which no operation
+    documents, where one that was not JSON answered 422."""
+    with TestClient(build({"value": True})) as client:
+        for body in (b"\xff\xfe{", b"{nope"):
+            response = client.post(
+                "/items/1", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 422, body
+            assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+            assert response.json()["type"].endswith("/validation")
+
+
 def test_problem_error_carries_status_fields_and_headers() -> None:
     with TestClient(build({"value": True})) as client:
         response = client.post("/items/1", json={"name": "taken"})
@@ -145,6 +162,16 @@ def test_unknown_route_and_crash_are_problem_json_without_internals() -> None:
         assert crash.status_code == 500
         assert crash.headers["content-type"] == PROBLEM_MEDIA_TYPE
         assert "secret" not in crash.text
+
+
+def test_a_method_not_allowed_names_every_method_of_the_path() -> None:
+    """Found by schemathesis on profile: ``OPTIONS /v1/profiles/u`` answered ``Allow: GET``,
+    the methods of the first route on the path only, leaving out its DELETE."""
+    with TestClient(build({"value": True})) as client:
+        response = client.put("/items/1")
+        assert response.status_code == 405
+        assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+        assert response.headers["allow"] == "DELETE, POST"
 
 
 def test_metrics_use_route_templates_and_carry_exemplars(spans: InMemorySpanExporter) -> None:

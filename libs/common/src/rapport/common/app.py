@@ -180,6 +180,17 @@ def json_body(schema: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+def link(method: str, path: str, description: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link from a response to the operation ``method path`` of the same
+    document, its ``parameters`` as runtime expressions (``$request.path.user_id``)."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {
+        "operationRef": f"#/paths/{pointer}/{method.lower()}",
+        "description": description,
+        "parameters": parameters,
+    }
+
+
 def document_schemas(app: FastAPI, adapters: dict[str, TypeAdapter[Any]]) -> None:
     """Add JSON Schemas FastAPI cannot see (bodies parsed by hand) to the OpenAPI components.
 

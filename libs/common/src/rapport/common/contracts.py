@@ -12,22 +12,27 @@ Two rules keep a rolling upgrade safe, where one side runs the next release:
 - a field with a default is still always written (the published response lists
   it as required), so a reader may rely on it. A caller that sends a model
   (recommend's inline ``profile``) may leave those fields out.
+
+Request bodies (:class:`Request`) are held to their JSON Schema: a value of another JSON
+type than the document says (``0`` for a boolean, ``"3"`` for an integer) is refused, not
+coerced.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from rapport.common.identifiers import Identifier
 from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "2.0.0"
+API_VERSION = "2.1.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.
@@ -55,6 +60,29 @@ class Contract(BaseModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
+def whole_numbers(value: Any) -> Any:
+    """Integral floats as integers, all the way down: JSON Schema's integer takes ``3.0``,
+    which a strict parse refuses (a float's field takes an integer)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    return value
+
+
+class Request(Contract):
+    """A request body: strict (no coercion between JSON types), unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any) -> Any:
+        return whole_numbers(value)
+
+
 # --- memory: facts in ProfileView, POST /v1/profiles/{user_id}/memory/recall ---
 
 
@@ -79,9 +107,7 @@ class RecalledMessage(Contract):
     score: float = Field(description="Cosine similarity to the current message.")
 
 
-class RecallRequest(Contract):
-    model_config = ConfigDict(extra="forbid")  # merged with Contract's
-
+class RecallRequest(Request):
     vector: MessageVector = Field(description="The current message's vector (from recommend).")
     k: int = Field(3, ge=1, le=20)
     min_score: float = Field(0.3, ge=-1.0, le=1.0)
@@ -182,9 +208,7 @@ class FeedbackCounts(Contract):
 # --- recommend: POST /v1/recommendations ---
 
 
-class RecommendationRequest(Contract):
-    model_config = ConfigDict(extra="forbid")
-
+class RecommendationRequest(Request):
     user_id: Identifier
     profile: ProfileView | None = Field(
         None, description="The caller's copy of the profile; fetched from profile when absent."
@@ -202,6 +226,15 @@ class RecommendationRequest(Contract):
         description="Also return the message's sentence vector (`message.vector`), e.g. to "
         "search knowledge with it without encoding the message again.",
     )
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _strict_profile(cls, value: Any) -> Any:
+        """The inline profile strictly too, read as the JSON it came as: a strict parse of
+        a dict would refuse its datetimes (ISO strings)."""
+        if isinstance(value, dict):
+            return ProfileView.model_validate_json(json.dumps(value), strict=True)
+        return value
 
 
 class ReasonKind(StrEnum):
@@ -316,9 +349,7 @@ class Recommendations(Contract):
 # ---- knowledge search (respond -> knowledge) ------------------------------------------
 
 
-class KnowledgeQuery(Contract):
-    model_config = ConfigDict(extra="forbid")
-
+class KnowledgeQuery(Request):
     vector: MessageVector
     k: int = Field(3, ge=1, le=20, description="How many passages to return at most.")
     min_score: float | None = Field(

@@ -12,6 +12,9 @@ from pydantic import StringConstraints
 NO_SPACE_OR_CONTROL = (
     r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
 )
+# `\s` as pydantic's (Rust) regexes read it, Unicode's White_Space, for a pattern to
+# spell out: [^{WHITESPACE}].
+WHITESPACE = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)
 ]

@@ -31,7 +31,7 @@ from pydantic import (
     TypeAdapter,
 )
 
-from rapport.common.identifiers import NO_SPACE_OR_CONTROL, Identifier
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL, WHITESPACE, Identifier
 
 KNOWLEDGE_SCHEMA_ID = "https://rapport.dev/schemas/knowledge.v1.json"
 KNOWLEDGE_SCHEMA_HEADER: tuple[str, bytes] = ("rapport-schema", b"knowledge.v1")
@@ -43,7 +43,7 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_S
 Locale = Annotated[
     str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 ]
-Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
+Url = Annotated[str, StringConstraints(max_length=2048, pattern=rf"^https?://[^{WHITESPACE}]+$")]
 
 
 class KnowledgeDocument(BaseModel):

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 log = logging.getLogger(__name__)
 
@@ -167,24 +168,45 @@ async def _problem_error_handler(request: Request, exc: Exception) -> ProblemRes
     return problem_error_response(request, cast(ProblemError, exc))  # for ProblemError only
 
 
-async def _validation_handler(request: Request, exc: Exception) -> ProblemResponse:
+def _invalid_request(request: Request, errors: list[FieldError]) -> ProblemResponse:
     return problem_response(
         request,
         422,
         title="Invalid request",
         detail="The request does not match the schema; see `errors`.",
         type_=f"{PROBLEM_TYPE_BASE}validation",
-        errors=validation_field_errors(cast(RequestValidationError, exc).errors()),
+        errors=errors,
     )
+
+
+async def _validation_handler(request: Request, exc: Exception) -> ProblemResponse:
+    errors = validation_field_errors(cast(RequestValidationError, exc).errors())
+    return _invalid_request(request, errors)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method of the path, for a 405's ``Allow``: Starlette names only those of the
+    first route on it, and a path may have a route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 async def _http_handler(request: Request, exc: Exception) -> ProblemResponse:
     http_error = cast(StarletteHTTPException, exc)
+    if isinstance(http_error.__cause__, UnicodeDecodeError):
+        # FastAPI's 400 for a body that is not UTF-8; one that is not JSON is a 422.
+        return _invalid_request(request, [FieldError(field="(root)", reason="not UTF-8 JSON")])
+    headers = dict(http_error.headers or {})
+    if http_error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = allowed_methods(request)
     return problem_response(
         request,
         http_error.status_code,
         detail=str(http_error.detail) if http_error.detail else None,
-        headers=http_error.headers,
+        headers=headers,
     )
 
 

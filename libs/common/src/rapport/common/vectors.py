@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:  # numpy loads with the code that hands arrays over, not with every contract
     import numpy as np
@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # numpy loads with the code that hands arrays over, not with 
 class MessageVector(BaseModel):
     """A sentence vector from the encoder, as little-endian float32 in base64 (2 kB for 384
     dimensions, against ~8 kB as JSON numbers)."""
+
+    model_config = ConfigDict(strict=True)  # a wire type: no coercion between JSON types
 
     model: str = Field(description="The encoder and its version, e.g. `encoder:1`.")
     dimension: int = Field(ge=1, le=4096)

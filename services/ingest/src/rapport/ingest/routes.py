@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rapport.common.app import json_body, state_dependency
+from rapport.common.app import json_body, link, state_dependency
 from rapport.common.auth import (
     SCOPE_EVENTS_WRITE,
     SCOPE_KNOWLEDGE_WRITE,
@@ -199,11 +199,24 @@ class EventsHotPath:
         "chunks and embeds them; a new version of a `doc_id` replaces the old one "
         "everywhere, within milliseconds.\n\n"
         "**All or nothing:** an invalid document refuses the whole request (`422`, naming "
-        "`index` and `field`). Publishing the same version twice is harmless.\n\n"
+        "`index` and `field`), and so does a `doc_id` twice in one batch. Publishing the "
+        "same version twice is harmless.\n\n"
         "The tenant comes from the API key (scope `knowledge:write`)."
     ),
     response_model=KnowledgeResult,
-    responses=problem_responses(401, 403, 413, 422, 429, 503),
+    responses={
+        202: {
+            "links": {
+                "RetractDocument": link(
+                    "DELETE",
+                    "/v1/knowledge/{doc_id}",
+                    "Retract the first document.",
+                    doc_id="$response.body#/documents/0/doc_id",
+                )
+            }
+        },
+        **problem_responses(401, 403, 413, 422, 429, 503),
+    },
     openapi_extra=json_body(KNOWLEDGE_REQUEST_SCHEMA),
 )
 async def post_knowledge(request: Request, caller: Publisher, service: Service) -> KnowledgeResult:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from rapport.common.app import state_dependency
+from rapport.common.app import link, state_dependency
 from rapport.common.auth import SCOPE_KNOWLEDGE_READ, ApiKey, require_scope
 from rapport.common.contracts import KnowledgeQuery, KnowledgeResults
 from rapport.common.identifiers import NO_SPACE_OR_CONTROL
@@ -19,6 +19,7 @@ Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_READ))]
 Service = Annotated[KnowledgeService, Depends(state_dependency("service", KnowledgeService))]
 
 router = APIRouter(tags=["knowledge"])
+DOCUMENT = "/v1/knowledge/{doc_id}"
 
 
 @router.post(
@@ -28,14 +29,26 @@ router = APIRouter(tags=["knowledge"])
     description="Takes the message's vector as the encoder made it (recommend returns it "
     "with the message's intent), so the message is encoded once per reply. A vector of "
     "another encoder is refused with `409`. Scores are cosine similarities.",
-    responses=problem_responses(401, 403, 409, 422, 503),
+    responses={
+        200: {
+            "links": {
+                "ReadDocument": link(
+                    "GET",
+                    DOCUMENT,
+                    "What the index holds for the best passage's document.",
+                    doc_id="$response.body#/hits/0/doc_id",
+                )
+            }
+        },
+        **problem_responses(401, 403, 409, 422, 503),
+    },
 )
 async def search(query: KnowledgeQuery, caller: Reader, service: Service) -> KnowledgeResults:
     return await service.search(caller.tenant, query)
 
 
 @router.get(
-    "/v1/knowledge/{doc_id}",
+    DOCUMENT,
     response_model=IndexedDocument,
     summary="What the index holds for one document: its chunks and the record they came from",
     responses=problem_responses(401, 403, 404, 422, 503),

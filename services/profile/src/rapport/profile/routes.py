@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from rapport.common.app import state_dependency
+from rapport.common.app import link, state_dependency
 from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
 from rapport.common.contracts import (
     FeedbackCounts,
@@ -15,7 +15,7 @@ from rapport.common.contracts import (
     RecallRequest,
     TrendingView,
 )
-from rapport.common.identifiers import NO_SPACE_OR_CONTROL
+from rapport.common.identifiers import NO_SPACE_OR_CONTROL, WHITESPACE
 from rapport.common.problems import ProblemError, problem_responses
 from rapport.profile.domain.memory import MEMORY_ID_PATTERN
 from rapport.profile.domain.views import ConsentAccepted, ConsentChange
@@ -30,12 +30,29 @@ Service = Annotated[ProfileService, Depends(state_dependency("service", ProfileS
 
 router = APIRouter(tags=["profiles"])
 
+PROFILE = "/v1/profiles/{user_id}"
+MEMORY = "/v1/profiles/{user_id}/memory/{memory_id}"
+READ_PROFILE = link("GET", PROFILE, "The user's profile.", user_id="$request.path.user_id")
+
 
 @router.get(
-    "/v1/profiles/{user_id}",
+    PROFILE,
     response_model=ProfileView,
     summary="What is known about a user now",
-    responses=problem_responses(401, 403, 422),
+    responses={
+        200: {
+            "links": {
+                "ForgetFact": link(
+                    "DELETE",
+                    MEMORY,
+                    "Forget the first fact.",
+                    user_id="$request.path.user_id",
+                    memory_id="$response.body#/facts/0/memory_id",
+                )
+            }
+        },
+        **problem_responses(401, 403, 422),
+    },
 )
 async def get_profile(user_id: UserId, caller: Reader, service: Service) -> ProfileView:
     return await service.read(caller.tenant, user_id)
@@ -70,7 +87,7 @@ async def get_trending(
 async def get_feedback_arms(
     caller: Reader,
     service: Service,
-    policy: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[^/\s]+$")],
+    policy: Annotated[str, Query(min_length=1, max_length=64, pattern=rf"^[^/{WHITESPACE}]+$")],
 ) -> FeedbackCounts:
     return await service.feedback_counts(caller.tenant, policy)
 
@@ -82,7 +99,10 @@ async def get_feedback_arms(
     summary="Opt in or out of personalization",
     description="Recorded as a `consent` event, ordered with the user's activity. After an "
     "opt-out only consent changes are applied to the profile.",
-    responses=problem_responses(401, 403, 422),
+    responses={
+        202: {"links": {"ReadProfile": READ_PROFILE}},
+        **problem_responses(401, 403, 422),
+    },
 )
 async def put_consent(
     user_id: UserId, body: ConsentChange, caller: Writer, service: Service
@@ -91,14 +111,17 @@ async def put_consent(
 
 
 @router.delete(
-    "/v1/profiles/{user_id}",
+    PROFILE,
     status_code=204,
     summary="Erase a user everywhere",
     description="Removes the profile (with its facts) from MongoDB and Redis, the "
     "remembered messages from the vector store, publishes a tombstone on "
     "`rapport.profile-changes.v1`, and keeps an erasure marker so a replay of the user's "
     "older events never brings the profile back. Idempotent.",
-    responses=problem_responses(401, 403, 422),
+    responses={
+        204: {"links": {"ReadProfile": READ_PROFILE}},
+        **problem_responses(401, 403, 422),
+    },
 )
 async def delete_profile(user_id: UserId, caller: Writer, service: Service) -> Response:
     await service.erase(caller.tenant, user_id)
@@ -112,7 +135,20 @@ async def delete_profile(user_id: UserId, caller: Writer, service: Service) -> R
     description="Searches the messages memory keeps for this user (PII redacted) with the "
     "current message's vector, as recommend returns it (`vector: true`). Empty for a user "
     "who opted out, and when memory keeps no messages. Within the retention only.",
-    responses=problem_responses(401, 403, 422),
+    responses={
+        200: {
+            "links": {
+                "ForgetMessage": link(
+                    "DELETE",
+                    MEMORY,
+                    "Forget the nearest message.",
+                    user_id="$request.path.user_id",
+                    memory_id="$response.body#/recalled/0/memory_id",
+                )
+            }
+        },
+        **problem_responses(401, 403, 422),
+    },
 )
 async def recall(
     user_id: UserId, body: RecallRequest, caller: Reader, service: Service
@@ -122,7 +158,7 @@ async def recall(
 
 
 @router.delete(
-    "/v1/profiles/{user_id}/memory/{memory_id}",
+    MEMORY,
     status_code=204,
     summary="Forget one fact or remembered message",
     description="`memory_id` as `GET /v1/profiles/{user_id}` (`facts`) or a recall returns "

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import WithJsonSchema
 
 from rapport.common.app import state_dependency
 from rapport.common.auth import SCOPE_RESPOND_INVOKE, ApiKey, require_scope
@@ -31,11 +32,14 @@ from rapport.respond.wire import (
 
 Caller = Annotated[ApiKey, Depends(require_scope(SCOPE_RESPOND_INVOKE))]
 Service = Annotated[RespondService, Depends(state_dependency("service", RespondService))]
+# Parsed by the service (parse_deadline_header), documented as the number it must be.
 DeadlineHeader = Annotated[
     str | None,
+    WithJsonSchema({"type": "number", "minimum": 1}),
     Header(
         alias=DEADLINE_HEADER,
-        description="This request's budget in ms (default `RAPPORT_RESPOND_DEADLINE_MS`).",
+        description="This request's budget in ms (default `RAPPORT_RESPOND_DEADLINE_MS`), at "
+        "most `RAPPORT_RESPOND_MAX_DEADLINE_MS` (2000 by default): more is refused (422).",
     ),
 ]
 
@@ -116,7 +120,8 @@ def chat_turn(body: ChatCompletionRequest, session_header: str | None) -> Turn:
     "`tool_choice`, `temperature`, `response_format`, `seed`, `stop`, `stream_options`, ...) "
     "reaches the upstream unchanged, and its answer (`tool_calls`, `finish_reason`, `usage`, "
     "`system_fingerprint`, `logprobs`) comes back as it sent it. The session id comes from "
-    f"the `{SESSION_HEADER}` header or `metadata.session_id`. Rapport's personalization is in "
+    f"the `{SESSION_HEADER}` header or `metadata.session_id`. `messages` must hold a user "
+    "message with text (`422` otherwise). Rapport's personalization is in "
     "an extra `rapport` field (the last chunk when streaming). Errors carry OpenAI's `error` "
     "member too.",
     responses={

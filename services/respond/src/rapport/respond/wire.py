@@ -120,7 +120,7 @@ class ChatCompletionRequest(BaseModel):
     to an upstream model; `user` and `metadata`, read here) reaches the upstream unchanged:
     `tools`, `tool_choice`, `temperature`, `response_format`, `seed`, `stop`, ..."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # no coercion: the document's types only
 
     model: str = Field(min_length=1, max_length=128)
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)

@@ -76,7 +76,7 @@ def affinities_at(profile: Profile, now: datetime, rules: Rules) -> dict[str, fl
 
 
 class ConsentChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no coercion: the document's types only
 
     personalization: bool
 
