@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +19,18 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymilvus import AsyncMilvusClient
+from tritonclient.grpc.aio import InferenceServerClient
 
-from rapport.common.kafka import TopicSpec, ensure_topics
-from rapport.common.knowledge import KNOWLEDGE_SCHEMA_HEADER, record_key
+from rapport.common.kafka import TopicSpec, create_consumer, create_producer, ensure_topics
+from rapport.common.knowledge import (
+    KNOWLEDGE_SCHEMA_HEADER,
+    KnowledgeDocument,
+    delete_record,
+    record_key,
+    upsert_record,
+)
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.fake_llm import FakeLlm
 from rapport.devstack.processes import free_port
@@ -33,10 +40,12 @@ from rapport.devstack.servers import RunningServer
 from rapport.devstack.waiting import eventually
 from rapport.ingest.app import create_app as create_ingest_app
 from rapport.ingest.settings import IngestSettings
-from rapport.knowledge.adapters.store import KnowledgeStore
+from rapport.knowledge.adapters.encoder import TritonEncoder
+from rapport.knowledge.adapters.store import ChunkRow, KnowledgeStore
 from rapport.knowledge.app import create_app as create_knowledge_app
 from rapport.knowledge.metrics import KnowledgeMetrics
 from rapport.knowledge.settings import KnowledgeSettings
+from rapport.knowledge.stream import Chunking, Indexer
 from rapport.profile.app import create_app as create_profile_app
 from rapport.profile.settings import ProfileSettings
 from rapport.respond.app import create_app as create_respond_app
@@ -304,6 +313,94 @@ async def test_a_delete_removes_it_from_the_store_and_the_answers(mesh: Mesh) ->
     assert await mesh.store.count_chunks("acme", doc_id) == 0
     answered = await mesh.respond(asked)
     assert doc_id not in [k["doc_id"] for k in answered["knowledge"]]
+
+
+class CrashAfterChunks(KnowledgeStore):
+    """The store as a kill -9 can leave it (while ``crash`` is set): a batch's chunks
+    written, nothing after them."""
+
+    crash = False
+
+    async def write_chunks(self, rows: Sequence[ChunkRow]) -> None:
+        await super().write_chunks(rows)
+        if self.crash:
+            raise ConnectionResetError("killed after the chunks were written")
+
+
+@pytest.mark.parametrize("then", ["a shorter version", "a delete"])
+async def test_a_crash_between_chunks_and_state_leaves_no_stale_chunk(
+    mesh: Mesh, models_triton: RunningServer, then: str
+) -> None:
+    """v1 (3 chunks) is indexed; v2 (8 chunks) dies after its chunks are written; the
+    redelivered batch brings v2 again with the record published after it. Only that
+    record's chunks may remain: none of v2's past its own count."""
+    suffix = uuid.uuid4().hex[:8]
+    doc_id = f"crash-{suffix}"
+    topic = TopicPartition(f"t.knowledge.crash.{suffix}", 0)
+    await ensure_topics(mesh.kafka, [TopicSpec(topic.topic, 1)])
+    now = datetime.now(UTC)
+
+    def version(sentences: int) -> bytes:  # two sentences a chunk
+        document = KnowledgeDocument(doc_id=doc_id, title="Terms", text=long_policy(sentences))
+        return upsert_record(document, tenant="acme", published_at=now)
+
+    shorter = then == "a shorter version"
+    last = version(4) if shorter else delete_record(doc_id, tenant="acme", published_at=now)
+    metrics = KnowledgeMetrics("t-crash")
+    producer = create_producer(mesh.kafka)
+    consumer = create_consumer(mesh.kafka, group_id=f"g.crash.{suffix}")
+    triton = InferenceServerClient(models_triton.url("triton_grpc"))
+    await producer.start()
+    await consumer.start()
+    try:
+        for value in (version(6), version(16), last):
+            await producer.send_and_wait(
+                topic.topic,
+                value,
+                key=record_key("acme", doc_id),
+                headers=[KNOWLEDGE_SCHEMA_HEADER],
+            )
+        consumer.assign([topic])
+        records: list[Any] = []
+
+        async def all_three() -> bool:
+            records.extend((await consumer.getmany(topic, timeout_ms=200)).get(topic, []))
+            return len(records) == 3
+
+        await eventually(all_three)
+        encoder = TritonEncoder(triton, model="encoder", timeout_s=5.0, metrics=metrics)
+        await encoder.describe()
+        store = CrashAfterChunks(
+            mesh.store.client, prefix=mesh.knowledge.collection, metrics=metrics
+        )
+        indexer = Indexer(
+            consumer=consumer,
+            producer=producer,
+            store=store,
+            encoder=encoder,
+            group_id=f"g.crash.{suffix}",
+            dlq_topic=mesh.knowledge.dlq_topic,
+            metrics=metrics,
+            chunking=Chunking(words=30, overlap_words=5, max_chunks=256),
+            embed_batch=32,
+        )
+        await indexer.process({topic: records[:1]})
+        assert await mesh.store.count_chunks("acme", doc_id) == 3
+        store.crash = True
+        with pytest.raises(ConnectionResetError):
+            await indexer.process({topic: records[1:2]})
+        assert await mesh.store.count_chunks("acme", doc_id) == 8
+        store.crash = False
+        await indexer.process({topic: records[1:]})  # the redelivery, and what followed
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await triton.close()
+    assert await mesh.store.count_chunks("acme", doc_id) == (2 if shorter else 0)
+    if shorter:
+        assert await mesh.indexed_text(doc_id) == long_policy(4)
+    else:
+        assert (await mesh.document(doc_id))[0] == 404
 
 
 async def test_replaying_the_topic_from_offset_0_changes_nothing(mesh: Mesh) -> None:

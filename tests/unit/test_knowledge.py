@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from rapport.common.knowledge import (
     KNOWLEDGE_RECORD,
+    MAX_DOCUMENT_CHARS,
     KnowledgeDelete,
     KnowledgeDocument,
     KnowledgeUpsert,
@@ -23,6 +24,7 @@ from rapport.common.knowledge_index import snippet
 from rapport.common.schemas import render_knowledge_json_schema
 from rapport.common.vectors import MessageVector
 from rapport.knowledge.domain import (
+    MAX_CHUNK_BYTES,
     Indexed,
     chunk_id,
     chunk_text,
@@ -77,6 +79,15 @@ def test_paragraphs_end_a_long_passage_and_blank_text_has_no_chunk() -> None:
     assert chunk_text("  \n\n ") == []
 
 
+def test_no_chunk_is_longer_than_the_store_takes() -> None:
+    """Found by schemathesis on ingest: one 32,768-character word is a valid document, and
+    its one chunk, over the store's 16 KiB of UTF-8, failed every batch it was in."""
+    for text in ("x" * MAX_DOCUMENT_CHARS, "é" * MAX_DOCUMENT_CHARS, "a " + "€" * 9000 + " b"):
+        chunks = chunk_text(text)
+        assert all(len(c.encode()) <= MAX_CHUNK_BYTES for c in chunks)
+        assert "".join(chunks).replace(" ", "") == text.replace(" ", "")  # nothing lost
+
+
 def test_snippets_are_bounded_at_a_word() -> None:
     assert snippet("short", 40) == "short"
     cut = snippet("word " * 30, 40)
@@ -114,6 +125,24 @@ def test_a_replay_at_or_below_the_stored_offset_is_skipped() -> None:
     assert change.previous_chunks == 3
     assert change.stale_ids(1) == [chunk_id(key, 1), chunk_id(key, 2)]
     assert change.stale_ids(5) == []
+
+
+def test_more_chunks_are_reserved_first_and_the_reservation_is_applied_again() -> None:
+    key = document_key("acme", "refunds")
+    stored = {key: Indexed(partition=0, offset=11, chunks=3, encoder="encoder:1")}
+    newer, _ = latest_per_document([(upsert(), 0, 12)])
+    (change,) = plan(newer, stored, "encoder:1").changes
+    assert change.reservation(3, "encoder:1") is None  # no id past the stored count
+    reserved = change.reservation(8, "encoder:1")
+    assert reserved == Indexed(partition=0, offset=11, chunks=8, encoder="encoder:1")
+    # A crash after the chunks: the redelivery is applied, and knows all eight ids.
+    (again,) = plan(newer, {key: reserved}, "encoder:1").changes
+    assert again.stale_ids(2) == [chunk_id(key, n) for n in range(2, 8)]
+    (first,) = plan(newer, {}, "encoder:1").changes
+    new = first.reservation(4, "encoder:1")
+    assert new is not None
+    assert new.chunks == 4
+    assert plan(newer, {key: new}, "encoder:1").changes  # below every offset
 
 
 def test_another_partition_or_another_encoder_is_applied_again() -> None:

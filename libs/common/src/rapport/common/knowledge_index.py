@@ -23,7 +23,7 @@ from typing import Any
 from pymilvus import AsyncMilvusClient
 
 from rapport.common.contracts import KnowledgeHit
-from rapport.common.milvus import literal
+from rapport.common.milvus import Reloader, literal
 
 CHUNK_FIELDS = ["doc_id", "chunk", "title", "text", "url"]
 
@@ -88,6 +88,7 @@ class KnowledgeIndex:
         self.chunks = chunks_collection(prefix)
         self.consistency = consistency
         self.observe = observe
+        self.reloader = Reloader(client, self.chunks)
 
     async def warm_up(self, dimension: int = 384) -> None:
         """One search, so a reply is not the first (the client connects lazily, and a
@@ -112,15 +113,16 @@ class KnowledgeIndex:
         timeout_s: float,
     ) -> list[Found]:
         started = time.perf_counter()
-        results = await self.client.search(
-            self.chunks,
-            data=[list(vector)],
-            limit=limit,
-            filter=f"tenant == {literal(tenant)} and encoder == {literal(encoder)}",
-            output_fields=CHUNK_FIELDS,
-            consistency_level=self.consistency,
-            timeout=timeout_s,
-        )
+        with self.reloader.watch():
+            results = await self.client.search(
+                self.chunks,
+                data=[list(vector)],
+                limit=limit,
+                filter=f"tenant == {literal(tenant)} and encoder == {literal(encoder)}",
+                output_fields=CHUNK_FIELDS,
+                consistency_level=self.consistency,
+                timeout=timeout_s,
+            )
         if self.observe is not None:
             self.observe(time.perf_counter() - started)
         found = []

@@ -6,7 +6,10 @@ production; only the URI differs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -33,8 +36,55 @@ class MilvusSettings(BaseSettings):
 
 def connect(uri: str, settings: MilvusSettings) -> AsyncMilvusClient:
     """A client; it connects on its first call."""
+    quiet_pymilvus()
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else ""
     return AsyncMilvusClient(uri=uri, token=token, db_name=settings.milvus_database)
+
+
+def quiet_pymilvus() -> None:
+    """pymilvus writes a traceback to its own stderr handler for every failed call: while
+    Milvus is away, thousands a minute, outside the JSON logs and on the event loop's time.
+    The callers log each failure once, as a JSON warning; pymilvus keeps only its critical
+    messages, through the service's own handlers."""
+    logger = logging.getLogger("pymilvus")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.CRITICAL)
+
+
+class Reloader:
+    """Loads collections again when Milvus answers that one is released: a restarted Milvus
+    Lite keeps its rows but not what was loaded, and nothing else would load it. One load
+    at a time, in the background: the failing call still fails (its caller degrades or
+    retries), and the next ones find the collection loaded."""
+
+    def __init__(self, client: AsyncMilvusClient, *collections: str) -> None:
+        self.client = client
+        self.collections = collections
+        self.loading: asyncio.Task[None] | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if "released" not in str(exc) and "not loaded" not in str(exc):
+            return
+        if self.loading is None or self.loading.done():
+            self.loading = asyncio.create_task(self._load())
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        """Around a call: a released collection is loaded again for the next one."""
+        try:
+            yield
+        except MilvusException as exc:
+            self.failed(exc)
+            raise
+
+    async def _load(self) -> None:
+        try:
+            for collection in self.collections:
+                await self.client.load_collection(collection)
+            log.info("milvus collections loaded again", extra={"collections": self.collections})
+        except Exception as exc:  # still away: the next failure tries again
+            log.warning("milvus collection not loaded", extra={"error": type(exc).__name__})
 
 
 def literal(value: str) -> str:

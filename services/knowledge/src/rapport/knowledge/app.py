@@ -63,7 +63,11 @@ def create_app(settings: KnowledgeSettings) -> FastAPI:
             if settings.consume:
                 indexer = Indexer(
                     consumer=create_consumer(
-                        settings, group_id=settings.group_id, client_id=settings.service_name
+                        settings,
+                        group_id=settings.group_id,
+                        client_id=settings.service_name,
+                        session_timeout_ms=settings.session_timeout_ms,
+                        heartbeat_interval_ms=settings.heartbeat_interval_ms,
                     ),
                     producer=producer,
                     store=store,

@@ -14,24 +14,38 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
 from rapport.common.knowledge import KnowledgeDelete, KnowledgeUpsert
 
+# The store's limit on a chunk's text, in bytes of UTF-8: a document may be one word
+# of 32,768 characters, which no word count bounds.
+MAX_CHUNK_BYTES = 16_384
 _PARAGRAPHS = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def chunk_text(text: str, *, max_words: int = 30, overlap_words: int = 5) -> list[str]:
+def chunk_text(
+    text: str, *, max_words: int = 30, overlap_words: int = 5, max_bytes: int = MAX_CHUNK_BYTES
+) -> list[str]:
     """Passages of at most ``max_words``, cut at paragraph and sentence ends where possible.
 
     Sentences are packed into a passage until the next would not fit; a sentence
     longer than a passage is cut into windows that repeat ``overlap_words`` of the
-    last one, so a fact across the cut is still whole in one of them.
+    last one, so a fact across the cut is still whole in one of them. A passage over
+    ``max_bytes`` (very long words) is cut into pieces that fit.
     """
+    return [
+        piece
+        for chunk in _word_chunks(text, max_words, overlap_words)
+        for piece in _fit(chunk, max_bytes)
+    ]
+
+
+def _word_chunks(text: str, max_words: int, overlap_words: int) -> list[str]:
     step = max(1, max_words - overlap_words)
     chunks: list[str] = []
     current: list[str] = []
@@ -57,6 +71,21 @@ def chunk_text(text: str, *, max_words: int = 30, overlap_words: int = 5) -> lis
     if current:
         chunks.append(" ".join(current))
     return chunks
+
+
+def _fit(chunk: str, max_bytes: int) -> list[str]:
+    """``chunk`` in pieces of at most ``max_bytes`` of UTF-8, cut between characters."""
+    encoded = chunk.encode()
+    pieces = []
+    start = 0
+    while len(encoded) - start > max_bytes:
+        end = start + max_bytes
+        while encoded[end] & 0xC0 == 0x80:  # a continuation byte: inside a character
+            end -= 1
+        pieces.append(encoded[start:end].decode())
+        start = end
+    pieces.append(encoded[start:].decode())
+    return [piece for piece in (p.strip() for p in pieces) if piece]
 
 
 def embedding_text(title: str, chunk: str) -> str:
@@ -90,7 +119,7 @@ class Change:
     record: KnowledgeUpsert | KnowledgeDelete
     partition: int
     offset: int
-    previous_chunks: int
+    previous: Indexed | None  # what the store holds for the document
 
     @property
     def key(self) -> str:
@@ -100,9 +129,27 @@ class Change:
     def published_at(self) -> datetime:
         return self.record.published_at
 
+    @property
+    def previous_chunks(self) -> int:
+        return self.previous.chunks if self.previous else 0
+
     def stale_ids(self, new_chunks: int) -> list[str]:
         """The chunks of the previous version past the new one's count."""
         return [chunk_id(self.key, n) for n in range(new_chunks, self.previous_chunks)]
+
+    def reservation(self, new_chunks: int, encoder: str) -> Indexed | None:
+        """The state to store before writing more chunks than the stored state counts.
+
+        A crash between those chunks and the new state would otherwise leave ids past
+        the stored count, which the redelivered batch's own record (a later, shorter
+        version or a delete) would not know to remove. The reservation raises the
+        count and keeps the record applied before, so the redelivery is still applied.
+        """
+        if new_chunks <= self.previous_chunks:
+            return None
+        if self.previous is None:  # nothing applied yet: an offset every record is past
+            return Indexed(self.partition, -1, new_chunks, encoder)
+        return replace(self.previous, chunks=new_chunks)
 
 
 @dataclass(frozen=True)
@@ -146,7 +193,7 @@ def plan(
         ):
             skipped += 1
             continue
-        changes.append(Change(record, partition, offset, current.chunks if current else 0))
+        changes.append(Change(record, partition, offset, current))
     return Plan(changes, skipped)
 
 

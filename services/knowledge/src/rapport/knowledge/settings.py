@@ -25,6 +25,14 @@ class KnowledgeSettings(ServiceSettings, KafkaSettings, TritonSettings, MilvusSe
     topic: str = Field(KNOWLEDGE_TOPIC, description="Topic of documents.")
     dlq_topic: str = Field(KNOWLEDGE_DLQ_TOPIC, description="Dead-letter topic.")
     max_batch: int = Field(64, ge=1, description="Records per getmany batch.")
+    session_timeout_ms: int = Field(
+        10_000,
+        gt=0,
+        description="Consumer group session timeout (how fast a dead member is noticed).",
+    )
+    heartbeat_interval_ms: int = Field(
+        3_000, gt=0, description="Consumer group heartbeat interval."
+    )
     encoder_model: str = Field("encoder", description="Triton sentence encoder.")
     embed_batch: int = Field(
         32, ge=1, le=64, description="Chunks per encoder request (the model's max is 64)."

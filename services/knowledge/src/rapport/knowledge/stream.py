@@ -12,15 +12,20 @@ in effect, and its lifecycle.
 3. skip the records at or below the stored offset (a replay or a redelivery);
 4. chunk the upserts and embed every chunk of the batch on Triton, many chunks
    per request;
-5. write the chunks (ids ``key/n``: an upsert overwrites in place), delete the
-   previous version's chunks past the new count and a deleted document's
-   chunks, then write the documents' state;
+5. raise the stored chunk count of each document whose new version has more
+   chunks (a reservation: the record applied before stays), write the chunks
+   (ids ``key/n``: an upsert overwrites in place), delete the previous version's
+   chunks past the new count and a deleted document's chunks, then write the
+   documents' state;
 6. commit the offsets, only now that the store has it all.
 
 A crash anywhere before 6 redelivers the batch; the writes are keyed, so doing
 them again changes nothing. The document state is written after its chunks,
 so a crash between the two leaves the old state, and the redelivery deletes
-the same stale ids again.
+the same stale ids again. The redelivered batch may end with a later record of
+the document (a shorter version, a delete): thanks to the reservation the state
+counts every id the crashed batch wrote, so those past the later record's count
+are deleted too.
 """
 
 from __future__ import annotations
@@ -187,6 +192,14 @@ class Indexer(BatchLoop):
                     vector=vector,
                 )
             )
+        # A crash after the chunks must leave every id it wrote counted in the state.
+        await self.store.write_documents(
+            {
+                change.key: reserved
+                for change in changes
+                if (reserved := change.reservation(counts[change.key], encoder)) is not None
+            }
+        )
         await self.store.write_chunks(rows)
         stale = [cid for change in changes for cid in change.stale_ids(counts[change.key])]
         await self.store.delete_chunks(stale)

@@ -28,8 +28,8 @@ from typing import Any
 from pymilvus import AsyncMilvusClient, DataType
 
 from rapport.common.knowledge_index import CHUNK_FIELDS, Found, KnowledgeIndex, chunks_collection
-from rapport.common.milvus import create_flat_collection, literal
-from rapport.knowledge.domain import Indexed, chunk_id, document_key
+from rapport.common.milvus import Reloader, create_flat_collection, literal
+from rapport.knowledge.domain import MAX_CHUNK_BYTES, Indexed, chunk_id, document_key
 from rapport.knowledge.metrics import KnowledgeMetrics
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class KnowledgeStore:
         self.documents = f"{prefix}_documents"
         self.metrics = metrics
         self.consistency = consistency
+        self.reloader = Reloader(client, self.chunks, self.documents)
         self.index = KnowledgeIndex(
             client, prefix=prefix, consistency=consistency, observe=metrics.search_duration.observe
         )
@@ -91,7 +92,7 @@ class KnowledgeStore:
         schema.add_field("doc_id", DataType.VARCHAR, max_length=512)
         schema.add_field("chunk", DataType.INT64)
         schema.add_field("title", DataType.VARCHAR, max_length=1024)
-        schema.add_field("text", DataType.VARCHAR, max_length=16_384)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_CHUNK_BYTES)
         schema.add_field("url", DataType.VARCHAR, max_length=8192)
         schema.add_field("published_ms", DataType.INT64)
         schema.add_field("encoder", DataType.VARCHAR, max_length=256)
@@ -115,11 +116,12 @@ class KnowledgeStore:
         if not keys:
             return {}
         started = time.perf_counter()
-        rows = await self.client.get(
-            self.documents,
-            ids=list(keys),
-            output_fields=["partition", "offset", "chunks", "encoder"],
-        )
+        with self.reloader.watch():
+            rows = await self.client.get(
+                self.documents,
+                ids=list(keys),
+                output_fields=["partition", "offset", "chunks", "encoder"],
+            )
         self._timed("get_documents", started)
         return {
             str(row["id"]): Indexed(
@@ -132,51 +134,54 @@ class KnowledgeStore:
         if not rows:
             return
         started = time.perf_counter()
-        await self.client.upsert(
-            self.chunks,
-            [
-                {
-                    "id": row.id,
-                    "tenant": row.tenant,
-                    "doc_id": row.doc_id,
-                    "chunk": row.chunk,
-                    "title": row.title,
-                    "text": row.text,
-                    "url": row.url,
-                    "published_ms": row.published_ms,
-                    "encoder": row.encoder,
-                    "vector": row.vector,
-                }
-                for row in rows
-            ],
-        )
+        with self.reloader.watch():
+            await self.client.upsert(
+                self.chunks,
+                [
+                    {
+                        "id": row.id,
+                        "tenant": row.tenant,
+                        "doc_id": row.doc_id,
+                        "chunk": row.chunk,
+                        "title": row.title,
+                        "text": row.text,
+                        "url": row.url,
+                        "published_ms": row.published_ms,
+                        "encoder": row.encoder,
+                        "vector": row.vector,
+                    }
+                    for row in rows
+                ],
+            )
         self._timed("upsert_chunks", started)
 
     async def delete_chunks(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         started = time.perf_counter()
-        await self.client.delete(self.chunks, ids=list(ids))
+        with self.reloader.watch():
+            await self.client.delete(self.chunks, ids=list(ids))
         self._timed("delete_chunks", started)
 
     async def write_documents(self, indexed: dict[str, Indexed]) -> None:
         if not indexed:
             return
         started = time.perf_counter()
-        await self.client.upsert(
-            self.documents,
-            [
-                {
-                    "id": key,
-                    "partition": state.partition,
-                    "offset": state.offset,
-                    "chunks": state.chunks,
-                    "encoder": state.encoder,
-                    "vector": DOCUMENT_VECTOR,
-                }
-                for key, state in indexed.items()
-            ],
-        )
+        with self.reloader.watch():
+            await self.client.upsert(
+                self.documents,
+                [
+                    {
+                        "id": key,
+                        "partition": state.partition,
+                        "offset": state.offset,
+                        "chunks": state.chunks,
+                        "encoder": state.encoder,
+                        "vector": DOCUMENT_VECTOR,
+                    }
+                    for key, state in indexed.items()
+                ],
+            )
         self._timed("upsert_documents", started)
 
     async def document(self, tenant: str, doc_id: str) -> tuple[Indexed, list[Found]] | None:
@@ -186,20 +191,22 @@ class KnowledgeStore:
         if state is None:
             return None
         ids = [chunk_id(key, n) for n in range(state.chunks)]
-        rows = (
-            await self.client.get(self.chunks, ids=ids, output_fields=CHUNK_FIELDS) if ids else []
-        )
+        rows: list[Any] = []
+        if ids:
+            with self.reloader.watch():
+                rows = await self.client.get(self.chunks, ids=ids, output_fields=CHUNK_FIELDS)
         chunks = sorted((Found.of(row, 1.0) for row in rows), key=lambda f: f.chunk)
         return state, chunks
 
     async def count_chunks(self, tenant: str, doc_id: str) -> int:
         """Chunks of a document found by a scan, not through the document row (for tests)."""
-        rows = await self.client.query(
-            self.chunks,
-            filter=f"tenant == {literal(tenant)} and doc_id == {literal(doc_id)}",
-            output_fields=["id"],
-            consistency_level="Strong",
-        )
+        with self.reloader.watch():
+            rows = await self.client.query(
+                self.chunks,
+                filter=f"tenant == {literal(tenant)} and doc_id == {literal(doc_id)}",
+                output_fields=["id"],
+                consistency_level="Strong",
+            )
         return len(rows)
 
     async def ping(self) -> None:

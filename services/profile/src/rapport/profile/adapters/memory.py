@@ -22,7 +22,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
 
-from rapport.common.milvus import create_flat_collection, literal
+from rapport.common.milvus import Reloader, create_flat_collection, literal
 from rapport.common.published import RecallEntry
 from rapport.profile.metrics import ProfileMetrics
 
@@ -76,6 +76,7 @@ class MemoryStore:
         self.metrics = metrics
         self.consistency = consistency
         self.ready = False  # opened: until then (and when it fails) memory is degraded
+        self.reloader = Reloader(client, collection)
 
     async def open_until_ready(self, retry_s: float) -> None:
         """Open, retrying while the store is away (profile serves meanwhile)."""
@@ -122,21 +123,22 @@ class MemoryStore:
         if not rows:
             return
         started = time.perf_counter()
-        await self.client.upsert(
-            self.collection,
-            [
-                {
-                    "id": row.memory_id,
-                    "pid": row.pid,
-                    "text": row.text,
-                    "at_ms": epoch_ms(row.at),
-                    "encoder": row.encoder,
-                    "vector": row.vector,
-                }
-                for row in rows
-            ],
-            timeout=self.write_timeout_s,
-        )
+        with self.reloader.watch():
+            await self.client.upsert(
+                self.collection,
+                [
+                    {
+                        "id": row.memory_id,
+                        "pid": row.pid,
+                        "text": row.text,
+                        "at_ms": epoch_ms(row.at),
+                        "encoder": row.encoder,
+                        "vector": row.vector,
+                    }
+                    for row in rows
+                ],
+                timeout=self.write_timeout_s,
+            )
         self._timed("milvus_upsert", started)
 
     async def delete(self, memory_ids: Iterable[str]) -> None:
@@ -144,7 +146,8 @@ class MemoryStore:
         if not ids:
             return
         started = time.perf_counter()
-        await self.client.delete(self.collection, ids=ids, timeout=self.write_timeout_s)
+        with self.reloader.watch():
+            await self.client.delete(self.collection, ids=ids, timeout=self.write_timeout_s)
         self._timed("milvus_delete", started)
 
     async def delete_profiles(self, pids: Iterable[str]) -> None:
@@ -154,15 +157,17 @@ class MemoryStore:
             return
         started = time.perf_counter()
         quoted = ", ".join(literal(pid) for pid in wanted)
-        await self.client.delete(
-            self.collection, filter=f"pid in [{quoted}]", timeout=self.write_timeout_s
-        )
+        with self.reloader.watch():
+            await self.client.delete(
+                self.collection, filter=f"pid in [{quoted}]", timeout=self.write_timeout_s
+            )
         self._timed("milvus_delete", started)
 
     async def expire(self, before: datetime) -> None:
         """Every message said before ``before`` (the retention)."""
         started = time.perf_counter()
-        await self.client.delete(self.collection, filter=f"at_ms < {epoch_ms(before)}")
+        with self.reloader.watch():
+            await self.client.delete(self.collection, filter=f"at_ms < {epoch_ms(before)}")
         self._timed("milvus_expire", started)
 
     async def search(
@@ -176,16 +181,17 @@ class MemoryStore:
         timeout_s: float,
     ) -> list[Hit]:
         started = time.perf_counter()
-        results = await self.client.search(
-            self.collection,
-            data=[vector],
-            limit=limit,
-            filter=f"pid == {literal(pid)} and encoder == {literal(encoder)} "
-            f"and at_ms >= {epoch_ms(not_before)}",
-            output_fields=["text", "at_ms"],
-            consistency_level=self.consistency,
-            timeout=timeout_s,
-        )
+        with self.reloader.watch():
+            results = await self.client.search(
+                self.collection,
+                data=[vector],
+                limit=limit,
+                filter=f"pid == {literal(pid)} and encoder == {literal(encoder)} "
+                f"and at_ms >= {epoch_ms(not_before)}",
+                output_fields=["text", "at_ms"],
+                consistency_level=self.consistency,
+                timeout=timeout_s,
+            )
         self._timed("milvus_search", started)
         return [
             Hit(
@@ -200,12 +206,13 @@ class MemoryStore:
     async def rows_of(self, pid: str) -> list[MemoryRow]:
         """Every stored message of one user, with its vector (a republish of the recall set)."""
         started = time.perf_counter()
-        rows = await self.client.query(
-            self.collection,
-            filter=f"pid == {literal(pid)}",
-            output_fields=["id", "text", "at_ms", "encoder", "vector"],
-            consistency_level="Strong",
-        )
+        with self.reloader.watch():
+            rows = await self.client.query(
+                self.collection,
+                filter=f"pid == {literal(pid)}",
+                output_fields=["id", "text", "at_ms", "encoder", "vector"],
+                consistency_level="Strong",
+            )
         self._timed("milvus_query", started)
         return [
             MemoryRow(
@@ -228,12 +235,13 @@ class MemoryStore:
         return sorted((await self._scan(pid)).values())
 
     async def _scan(self, pid: str) -> dict[str, str]:
-        rows = await self.client.query(
-            self.collection,
-            filter=f"pid == {literal(pid)}",
-            output_fields=["id", "text"],
-            consistency_level="Strong",
-        )
+        with self.reloader.watch():
+            rows = await self.client.query(
+                self.collection,
+                filter=f"pid == {literal(pid)}",
+                output_fields=["id", "text"],
+                consistency_level="Strong",
+            )
         return {str(row["id"]): str(row["text"]) for row in rows}
 
     async def ping(self) -> None:
@@ -252,15 +260,16 @@ class MemoryStore:
         await self.client.load_collection(self.collection)
         after = ""
         while True:
-            found = await self.client.query(
-                self.collection,
-                filter=f"id > {literal(after)}",
-                output_fields=["id", "pid", "text", "at_ms", "encoder", "vector"],
-                limit=size,
-                consistency_level="Strong",
-                iterator="True",
-                reduce_stop_for_best="True",
-            )
+            with self.reloader.watch():
+                found = await self.client.query(
+                    self.collection,
+                    filter=f"id > {literal(after)}",
+                    output_fields=["id", "pid", "text", "at_ms", "encoder", "vector"],
+                    limit=size,
+                    consistency_level="Strong",
+                    iterator="True",
+                    reduce_stop_for_best="True",
+                )
             page = sorted(
                 (
                     MemoryRow(
