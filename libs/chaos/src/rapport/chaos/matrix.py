@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from rapport.chaos import serving, stream
+from rapport.chaos import knowledge, memory, serving, stream
 from rapport.chaos.harness import Harness, Row
 from rapport.chaos.scale import Scale
 from rapport.devstack import models
@@ -42,6 +42,8 @@ SCENARIOS = (
     Scenario("7", "poison records", stream.poison_records, 150),
     Scenario("8", "duplicates and a replay", stream.duplicates_and_replay, 240),
     Scenario("9", "erasure and a replay", stream.erasure_then_replay, 150),
+    Scenario("10", "kill -9 the knowledge indexer", knowledge.kill_indexer, 300, triton=True),
+    Scenario("11", "Milvus paused, then killed; an erasure", memory.milvus_away, 420, triton=True),
 )
 
 

@@ -17,6 +17,7 @@ class Scale:
     replay_users: int = 200
     erase_events: int = 400  # row 9
     deadline_requests: int = 20  # row 6: serial replies per dependency and fault
+    knowledge_documents: int = 2_000  # row 10: records of documents (versions and deletes)
     drain_timeout_s: float = 240.0
 
     @classmethod
@@ -31,5 +32,6 @@ class Scale:
             replay_users=50,
             erase_events=200,
             deadline_requests=8,
+            knowledge_documents=400,
             drain_timeout_s=120.0,
         )
