@@ -62,6 +62,7 @@ def test_a_plan_layers_every_service_env_then_the_service_own_then_the_call(
         api_keys={"RAPPORT_API_KEYS": "[]"},
         model_repository=tmp_path / "repository",
         otlp_endpoint="http://127.0.0.1:4318",
+        otlp_export_delay_ms=200,
         service_env={"A": "every", "B": "every"},
         env={"recommend": {"B": "own", "C": "own"}},
     )
@@ -69,6 +70,7 @@ def test_a_plan_layers_every_service_env_then_the_service_own_then_the_call(
     assert (spec.env["A"], spec.env["B"], spec.env["C"]) == ("every", "own", "call")
     assert spec.env["RAPPORT_RECOMMEND_CATALOG_PATH"] == str(tmp_path / "catalog.json")
     assert spec.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert spec.env["OTEL_BSP_SCHEDULE_DELAY"] == "200"
     assert spec.argv[0].endswith("rapport-recommend")
 
 

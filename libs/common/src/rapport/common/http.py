@@ -6,11 +6,14 @@ aiohttp rather than httpx: one hop measured 0.34-0.48 ms against 1.3-1.7 ms
 
 from __future__ import annotations
 
+import json as jsonlib  # call_service's `json` argument has the module's name
 from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from rapport.common.telemetry import client_route
 
 # A pooled keep-alive connection that the server (or a restarted pod) closed as
 # the request went out: disconnected before an answer, or reset while writing
@@ -72,12 +75,14 @@ async def call_service(
     params: dict[str, str] | None = None,
     json: Any = None,
     resend_on_stale: bool = False,
+    route: str | None = None,
 ) -> bytes:
     """The body of a 200 answer; anything else raises ``error``.
 
     ``resend_on_stale``: for a call that changes nothing, go once more on a fresh
     connection when a pooled one was closed under the request (aiohttp does this
-    itself for idempotent methods only).
+    itself for idempotent methods only). ``route``: the path's template, which the
+    client span records instead of a path that holds an id (a user's).
     """
 
     async def once() -> tuple[int, bytes]:
@@ -92,12 +97,26 @@ async def call_service(
             return response.status, await response.read()
 
     try:
-        status, body = await (stale_connection_retry()(once) if resend_on_stale else once())
+        with client_route(route):
+            status, body = await (stale_connection_retry()(once) if resend_on_stale else once())
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise error(0, f"{type(exc).__name__}: {exc}") from exc
     if status != 200:
-        raise error(status, body[:300].decode(errors="replace"))
+        raise error(status, refusal(body))
     return body
+
+
+def refusal(body: bytes, limit: int = 300) -> str:
+    """What a refusing service said, for the error (which is logged): a problem document
+    without its ``instance``, the path that was asked for, which may hold a user id."""
+    try:
+        document = jsonlib.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "instance" in document:
+        del document["instance"]
+        return jsonlib.dumps(document)[:limit]
+    return body[:limit].decode(errors="replace")
 
 
 def parse_answer(model: type[ModelT], body: bytes, error: type[ServiceCallError]) -> ModelT:
@@ -132,9 +151,11 @@ class ServiceClient:
         params: dict[str, str] | None = None,
         json: Any = None,
         resend_on_stale: bool = False,
+        route: str | None = None,
     ) -> ModelT:
         """``timeout_s`` overrides the client's timeout for this call (a caller's deadline);
-        ``resend_on_stale`` as :func:`call_service`'s, for a call that changes nothing."""
+        ``resend_on_stale`` as :func:`call_service`'s, for a call that changes nothing;
+        ``route`` as its, for a path that holds an id."""
         timeout = self.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         body = await call_service(
             self.session,
@@ -146,5 +167,6 @@ class ServiceClient:
             params=params,
             json=json,
             resend_on_stale=resend_on_stale,
+            route=route,
         )
         return parse_answer(answer, body, self.error)

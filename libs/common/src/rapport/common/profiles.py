@@ -40,9 +40,13 @@ class ProfileClient(ServiceClient):
         self, user_id: str, authorization: str, *, timeout_s: float | None = None
     ) -> ProfileView:
         """``timeout_s`` overrides the client's timeout for this call (a caller's deadline)."""
-        path = f"/v1/profiles/{quote(user_id, safe='')}"
         return await self.call(
-            "GET", path, ProfileView, authorization=authorization, timeout_s=timeout_s
+            "GET",
+            f"/v1/profiles/{quote(user_id, safe='')}",
+            ProfileView,
+            authorization=authorization,
+            timeout_s=timeout_s,
+            route="/v1/profiles/{user_id}",
         )
 
     async def trending(
@@ -84,4 +88,5 @@ class ProfileClient(ServiceClient):
             timeout_s=timeout_s,
             json=request.model_dump(mode="json"),
             resend_on_stale=True,  # a recall changes nothing
+            route="/v1/profiles/{user_id}/memory/recall",
         )

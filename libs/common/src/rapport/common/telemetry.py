@@ -7,6 +7,12 @@
   OTLP/HTTP exporter; ``OTEL_TRACES_EXPORTER=none`` turns it off again.
 - ``OTEL_SDK_DISABLED=true`` leaves tracing a no-op.
 
+What leaves the process carries no user id (DESIGN.md, "Personal data"): every
+exporting processor is wrapped in :class:`RedactSpans`, so server spans give their
+route's template instead of the raw path and no span keeps a Kafka record's key (a user
+id); an outbound call's URL is its route's template (:func:`client_route`) and never has
+its query string.
+
 Spans are recorded only once something exports them (:class:`RecordWhenExported`):
 without an exporter, the default sampler would build every span of every request
 and drop it, which cost about a third of a reply's CPU. Trace ids are still made and
@@ -24,8 +30,11 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from cachetools import LRUCache
 from fastapi import FastAPI
@@ -34,7 +43,7 @@ from opentelemetry.context import Context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
@@ -46,6 +55,9 @@ from typing_extensions import override
 
 from rapport.common.asgi import wrap_middleware_stack
 from rapport.common.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from yarl import URL  # aiohttp's, an extra of this library
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +112,85 @@ class RecordWhenExported(Sampler):
         return f"RecordWhenExported{{{self.configured.get_description()}}}"
 
 
+# A Kafka record's key is a user id (events), a profile id (the changelog) or a document
+# id; the partition and offset already say which record it was.
+KAFKA_KEY = "messaging.kafka.message.key"
+# A server span's path and URL (old and new semantic conventions), and the query string.
+SERVER_PATHS = ("http.target", "url.path")
+SERVER_URLS = ("http.url", "url.full")
+QUERY = "url.query"
+REDACTED = (KAFKA_KEY, QUERY, *SERVER_PATHS, *SERVER_URLS)
+
+
+def redacted(span: ReadableSpan) -> ReadableSpan:
+    """``span`` as it may leave the process: a server span names its path by the route's
+    template (``http.route``; no path at all when no route matched), with no query
+    string, and no span keeps a Kafka key. The span itself when nothing changes."""
+    attributes = span.attributes or {}
+    if not any(key in attributes for key in REDACTED):
+        return span
+    kept = {k: v for k, v in attributes.items() if k not in (KAFKA_KEY, QUERY)}
+    if span.kind is SpanKind.SERVER:
+        route = attributes.get("http.route")
+        for key in SERVER_PATHS:
+            if key in kept:
+                if route:
+                    kept[key] = route
+                else:
+                    del kept[key]
+        for key in SERVER_URLS:
+            if key in kept:
+                url = urlsplit(str(kept[key]))
+                kept[key] = f"{url.scheme}://{url.netloc}{route or ''}"
+    if kept == attributes:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=kept,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactSpans(SpanProcessor):
+    """Hands ``processor`` each span as :func:`redacted` makes it.
+
+    Here rather than in each instrumentation: the ASGI one records the raw path, and the
+    aiokafka one sets the key after the span starts, with no hook that could remove it.
+    """
+
+    def __init__(self, processor: SpanProcessor) -> None:
+        self.processor = processor
+
+    @override
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.processor.on_start(span, parent_context=parent_context)
+
+    @override
+    def on_end(self, span: ReadableSpan) -> None:
+        self.processor.on_end(redacted(span))
+
+    @override
+    def shutdown(self) -> None:
+        self.processor.shutdown()
+
+    @override
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.processor.force_flush(timeout_millis)
+
+
 def export_spans(provider: TracerProvider, processor: SpanProcessor) -> None:
-    """Add ``processor``; from now on the provider records what its sampler samples."""
-    provider.add_span_processor(processor)
+    """Add ``processor`` (behind :class:`RedactSpans`); from now on the provider records
+    what its sampler samples."""
+    provider.add_span_processor(RedactSpans(processor))
     if isinstance(provider.sampler, RecordWhenExported):
         provider.sampler.exporting = True
 
@@ -145,6 +233,33 @@ CLIENT_INSTRUMENTORS: dict[str, tuple[str, str]] = {
 }
 
 
+_CLIENT_ROUTE: ContextVar[str | None] = ContextVar("rapport_client_route", default=None)
+
+
+@contextmanager
+def client_route(template: str | None) -> Iterator[None]:
+    """Outbound HTTP calls made in the block are traced with ``template`` as their path
+    (``/v1/profiles/{user_id}``), not the path they request, which may hold an id."""
+    token = _CLIENT_ROUTE.set(template)
+    try:
+        yield
+    finally:
+        _CLIENT_ROUTE.reset(token)
+
+
+def client_url(url: URL) -> str:
+    """An outbound call's URL as its client span records it: the path :func:`client_route`
+    names, if any, and never the query string."""
+    template = _CLIENT_ROUTE.get()
+    if template is None:
+        return str(url.with_query(None).with_fragment(None))
+    return f"{url.scheme}://{url.raw_authority}{template}"
+
+
+# Keyword arguments of an instrumentor's instrument(), where it needs some.
+INSTRUMENT_OPTIONS: dict[str, dict[str, Any]] = {"aiohttp": {"url_filter": client_url}}
+
+
 def instrument_clients(provider: trace.TracerProvider) -> list[str]:
     """Instrument the installed ones of aiohttp, gRPC aio, redis, pymongo and aiokafka
     (process-wide, once); returns the libraries instrumented.
@@ -158,7 +273,8 @@ def instrument_clients(provider: trace.TracerProvider) -> list[str]:
             continue
         instrumentor = getattr(importlib.import_module(module), name)()
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=provider)
+            options = INSTRUMENT_OPTIONS.get(library, {})
+            instrumentor.instrument(tracer_provider=provider, **options)
         instrumented.append(library)
     return instrumented
 

@@ -65,6 +65,8 @@ class StackConfig:
     external_mongo_url: str | None = None
     # Where services and Triton send traces (OTLP/HTTP base URL, e.g. a local Jaeger).
     otlp_endpoint: str | None = None
+    # How often each process exports the spans it holds (its default: every 5 s).
+    otlp_export_delay_ms: int | None = None
     service_env: dict[str, str] = field(default_factory=dict)  # added to every service's env
 
     @classmethod
@@ -180,6 +182,7 @@ def infra_spec(
     *,
     model_repository: Path | None = None,
     otlp_endpoint: str | None = None,
+    otlp_export_delay_ms: int | None = None,
 ) -> ServerSpec:
     """One infrastructure server on free ports (Triton serves ``model_repository``)."""
     free = processes.free_port
@@ -197,6 +200,7 @@ def infra_spec(
         metrics_port=free(),
         model_repository=model_repository or triton.smoke_repository(),
         otlp_traces_url=f"{otlp_endpoint}/v1/traces" if otlp_endpoint else None,
+        trace_export_delay_ms=otlp_export_delay_ms,
     )
 
 
@@ -284,6 +288,7 @@ class MeshPlan:
     model_repository: Path | None = None  # Triton's; catalog.json beside it goes to recommend
     external_mongo_url: str | None = None  # instead of starting one
     otlp_endpoint: str | None = None  # services and Triton export traces there
+    otlp_export_delay_ms: int | None = None  # every process's span export delay
     log_level: str | None = None  # every service's
     service_env: dict[str, str] = field(default_factory=dict)  # added to every service's
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's, last
@@ -293,6 +298,8 @@ class MeshPlan:
         common = dict(self.service_env)
         if self.otlp_endpoint:
             common["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        if self.otlp_export_delay_ms is not None:
+            common["OTEL_BSP_SCHEDULE_DELAY"] = str(self.otlp_export_delay_ms)
         catalog = (self.model_repository or default_model_repository()).resolve().parent
         if (catalog / "catalog.json").is_file():  # the titles of the models Triton serves
             common["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog / "catalog.json")
@@ -336,7 +343,11 @@ def start_mesh(
         if name == "triton":
             repository = (plan.model_repository or default_model_repository()).resolve()
         spec = infra_spec(
-            name, data_dir, model_repository=repository, otlp_endpoint=plan.otlp_endpoint
+            name,
+            data_dir,
+            model_repository=repository,
+            otlp_endpoint=plan.otlp_endpoint,
+            otlp_export_delay_ms=plan.otlp_export_delay_ms,
         )
         server = stack.start(spec)
         mesh.infra.update(server.urls)
@@ -402,6 +413,7 @@ def up(config: StackConfig) -> dict[str, Any]:
         model_repository=config.model_repository,
         external_mongo_url=config.external_mongo_url,
         otlp_endpoint=config.otlp_endpoint,
+        otlp_export_delay_ms=config.otlp_export_delay_ms,
         service_env=dict(config.service_env),
     )
     try:

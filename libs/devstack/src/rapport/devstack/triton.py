@@ -82,9 +82,11 @@ def triton_spec(
     model_repository: Path,
     venv: Path | None = None,
     otlp_traces_url: str | None = None,
+    trace_export_delay_ms: int | None = None,
 ) -> ServerSpec:
     """``otlp_traces_url`` (``http://host:port/v1/traces``): Triton exports a span per
-    request, model and compute step there, joined to the caller's W3C trace context."""
+    request, model and compute step there, joined to the caller's W3C trace context,
+    every ``trace_export_delay_ms`` (its batch span processor's default: 5 s)."""
     binary, backends, env = prepare_triton(venv or find_triton_venv())
     http_url = f"http://127.0.0.1:{http_port}"
     tracing = []
@@ -96,6 +98,10 @@ def triton_spec(
             f"--trace-config=opentelemetry,url={otlp_traces_url.split('://', 1)[-1]}",
             "--trace-config=opentelemetry,resource=service.name=triton",
         ]
+        if trace_export_delay_ms is not None:
+            tracing.append(
+                f"--trace-config=opentelemetry,bsp_schedule_delay={trace_export_delay_ms}"
+            )
     return ServerSpec(
         name="triton",
         argv=[

@@ -12,6 +12,11 @@ calls; a late one is not a failure) Triton is not called for ``breaker_reset_s``
 then one trial call decides whether it is back. The caller serves its fallback
 meanwhile. The W3C trace context travels in the
 gRPC metadata (the OpenTelemetry gRPC instrumentation, see rapport.common.telemetry).
+Triton's gRPC server drops it on a few percent of calls (``GrpcServerCarrier::Get`` in
+its ``src/grpc/infer_handler.h`` reads the metadata value as a NUL-terminated string, so
+bytes after it can spoil the ``traceparent``), and then traces the call on its own: each
+call's request id is therefore the caller's trace id, which Triton's model span keeps
+(``triton.request_id``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
@@ -106,6 +112,12 @@ class Sentiment:
     label: str
     score: float
     version: str
+
+
+def _trace_id() -> str:
+    """The current trace's id, as a Triton request id (see the module's docstring)."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""
 
 
 def _tensor(name: str, array: np.ndarray[Any, Any], datatype: str) -> InferInput:
@@ -337,6 +349,7 @@ class TritonModels:
             inputs,
             outputs=[InferRequestedOutput(name) for name in outputs],
             client_timeout=timeout_s,
+            request_id=_trace_id(),
         )
 
     async def read_versions(self) -> None:
