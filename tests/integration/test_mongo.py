@@ -43,6 +43,8 @@ CONFORMANCE = {
     "$gt",
     "$in",
     "$ne",
+    "$elemMatch",
+    "$exists",
 }
 
 # `$`-strings that are not MongoDB operators (the event JSON Schema).
@@ -214,6 +216,22 @@ async def test_ne_on_a_nested_field_matches_missing_and_null_too(
     )
     found = coll.find({"tenant": "a", "consent.value": {"$ne": False}}, {"_id": 1})
     assert sorted([doc["_id"] async for doc in found]) == ["never-asked", "null", "yes"]
+
+
+async def test_elem_match_with_exists_finds_documents_with_a_non_empty_list_of_pairs(
+    coll: AsyncCollection[Document],
+) -> None:
+    """As the re-redaction job finds profiles with facts (stored as ``{k, v}`` pairs)."""
+    await coll.insert_many(
+        [
+            {"_id": "pairs", "facts": [{"k": "f-1", "v": {"value": "vegan"}}]},
+            {"_id": "empty", "facts": []},
+            {"_id": "none"},
+            {"_id": "no-k", "facts": [{"v": 1}]},
+        ]
+    )
+    found = coll.find({"facts": {"$elemMatch": {"k": {"$exists": True}}}}, {"_id": 1})
+    assert [doc["_id"] async for doc in found] == ["pairs"]
 
 
 async def test_known_gap_set_on_insert_ignored_by_find_one_and_update(

@@ -5,6 +5,7 @@ run changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -75,7 +76,7 @@ async def stores(
         dimension=DIMENSION,
         metrics=ProfileMetrics("t"),
     )
-    await memory.open()
+    await asyncio.wait_for(memory.open_until_ready(retry_s=0.5), 120)  # as profile opens it
     job = Job(
         store=ProfileStore(db),
         publisher=Publisher(redis, RULES, ttl_s=600),

@@ -34,6 +34,12 @@ class MilvusSettings(BaseSettings):
     )
 
 
+# Opening (create, index, load, one search) is bounded: pymilvus calls carry no deadline
+# by default, and one request Milvus Lite never answers would stall an opening for good;
+# the callers retry an opening that fails.
+OPEN_TIMEOUT_S = 30.0
+
+
 def connect(uri: str, settings: MilvusSettings) -> AsyncMilvusClient:
     """A client; it connects on its first call."""
     quiet_pymilvus()

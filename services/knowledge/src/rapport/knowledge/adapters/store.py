@@ -19,6 +19,7 @@ After an encoder upgrade, a replay of the topic re-embeds every document.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from typing import Any
 from pymilvus import AsyncMilvusClient, DataType
 
 from rapport.common.knowledge_index import CHUNK_FIELDS, Found, KnowledgeIndex, chunks_collection
-from rapport.common.milvus import Reloader, create_flat_collection, literal
+from rapport.common.milvus import OPEN_TIMEOUT_S, Reloader, create_flat_collection, literal
 from rapport.knowledge.domain import MAX_CHUNK_BYTES, Indexed, chunk_id, document_key
 from rapport.knowledge.metrics import KnowledgeMetrics
 
@@ -76,14 +77,16 @@ class KnowledgeStore:
 
     async def open(self, *, dimension: int) -> None:
         """Create the collections when missing (FLAT, inner product) and load them."""
-        existing = set(await self.client.list_collections())
-        if self.chunks not in existing:
-            await create_flat_collection(self.client, self.chunks, self._chunk_schema(dimension))
-        if self.documents not in existing:
-            await create_flat_collection(self.client, self.documents, self._document_schema())
-        for name in (self.chunks, self.documents):
-            await self.client.load_collection(name)
-        await self.index.warm_up(dimension)
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            existing = set(await self.client.list_collections())
+            if self.chunks not in existing:
+                schema = self._chunk_schema(dimension)
+                await create_flat_collection(self.client, self.chunks, schema)
+            if self.documents not in existing:
+                await create_flat_collection(self.client, self.documents, self._document_schema())
+            for name in (self.chunks, self.documents):
+                await self.client.load_collection(name)
+            await self.index.warm_up(dimension)
 
     def _chunk_schema(self, dimension: int) -> Any:
         schema = AsyncMilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)

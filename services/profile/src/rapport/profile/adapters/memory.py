@@ -22,7 +22,7 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
 
-from rapport.common.milvus import Reloader, create_flat_collection, literal
+from rapport.common.milvus import OPEN_TIMEOUT_S, Reloader, create_flat_collection, literal
 from rapport.common.published import RecallEntry
 from rapport.profile.metrics import ProfileMetrics
 
@@ -95,16 +95,17 @@ class MemoryStore:
 
     async def open(self) -> None:
         """Create the collection when missing and load it; one warm-up search."""
-        if self.collection not in set(await self.client.list_collections()):
-            await create_flat_collection(self.client, self.collection, self._schema())
-        await self.client.load_collection(self.collection)
-        await self.client.search(
-            self.collection,
-            data=[[0.0] * self.dimension],
-            limit=1,
-            filter=f"pid == {literal('')}",
-            consistency_level=self.consistency,
-        )
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            if self.collection not in set(await self.client.list_collections()):
+                await create_flat_collection(self.client, self.collection, self._schema())
+            await self.client.load_collection(self.collection)
+            await self.client.search(
+                self.collection,
+                data=[[0.0] * self.dimension],
+                limit=1,
+                filter=f"pid == {literal('')}",
+                consistency_level=self.consistency,
+            )
 
     def _schema(self) -> Any:
         schema = AsyncMilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
