@@ -110,9 +110,13 @@ async def milvus_away(h: Harness, rows: list[Row], scale: Scale) -> None:
     )
     faults = within(replies, paused, resumed) + within(replies, killed, restarting)
     judge_replies(pause_row, replies, faults)
+    first, last = replies[0].sent, replies[-1].done
     for phase, calls in (
+        ("before", within(replies, first, paused)),
         ("paused", within(replies, paused, resumed)),
+        ("resumed", within(replies, resumed, killed)),
         ("dead", within(replies, killed, restarting)),
+        ("restarted", within(replies, restarting, last)),
     ):
         pause_row.figures[f"max ms {phase}"] = round(max((c.ms for c in calls), default=0), 1)
     missing = set(sent) - stored
