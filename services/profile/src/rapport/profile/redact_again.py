@@ -44,7 +44,7 @@ from rapport.common.settings import load_settings
 from rapport.common.telemetry import configure_logging
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
-from rapport.profile.adapters.store import ProfileStore, from_document
+from rapport.profile.adapters.store import COMPARE_AND_SET_ATTEMPTS, ProfileStore, from_document
 from rapport.profile.adapters.waiting import WaitingWrites
 from rapport.profile.domain.pii import redact
 from rapport.profile.domain.state import Profile
@@ -52,8 +52,6 @@ from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.settings import ProfileSettings
 
 log = logging.getLogger(__name__)
-
-ATTEMPTS = 5  # compare-and-set rounds against the processor writing the same profile
 
 
 @dataclass
@@ -129,7 +127,7 @@ async def _facts(job: Job, counts: Counts, touched: set[str]) -> None:
         counts.profiles_scanned += 1
         pid = str(doc["_id"])
         profile = from_document(doc)
-        for _ in range(ATTEMPTS):
+        for _ in range(COMPARE_AND_SET_ATTEMPTS):
             dropped = _drop_redacted_facts(profile)
             if not dropped:
                 break
@@ -163,7 +161,7 @@ async def _republish(job: Job, pid: str) -> bool:
     """The user's view and whole recall set, as MongoDB and the vector store hold them now.
     A newer version published meanwhile was published from a newer profile, so its view
     is right but its recall set may still hold old entries: then again, at that version."""
-    for _ in range(ATTEMPTS):
+    for _ in range(COMPARE_AND_SET_ATTEMPTS):
         profile = (await job.store.load([pid])).get(pid)
         if profile is None:
             return True  # erased, or never saved: nothing published to replace

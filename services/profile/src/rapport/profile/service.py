@@ -33,7 +33,7 @@ from rapport.common.published import PublishedProfiles, PublishedView, RecallEnt
 from rapport.profile.adapters.cache import AggregateCache, feedback_key, trending_key
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
-from rapport.profile.adapters.store import ProfileStore
+from rapport.profile.adapters.store import COMPARE_AND_SET_ATTEMPTS, ProfileStore
 from rapport.profile.adapters.waiting import CacheOp, Waiting, WaitingWrites
 from rapport.profile.domain import (
     ConsentAccepted,
@@ -53,7 +53,6 @@ from rapport.profile.metrics import ProfileMetrics
 log = logging.getLogger(__name__)
 
 TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
-FORGET_ATTEMPTS = 5  # compare-and-set rounds against the processor writing the same profile
 
 
 class ProfileService:
@@ -221,7 +220,7 @@ class ProfileService:
         Compare-and-set against the processor, which may be writing the same profile.
         """
         pid = profile_id(tenant, user_id)
-        for _ in range(FORGET_ATTEMPTS):
+        for _ in range(COMPARE_AND_SET_ATTEMPTS):
             profile = (await self.store.load([pid])).get(pid)
             if profile is None:
                 return False
@@ -370,8 +369,8 @@ class ProfileService:
     async def _settle_vectors(
         self, memory: MemoryStore, waiting: WaitingWrites, queued: Waiting
     ) -> None:
-        if queued.erased:
-            await memory.delete_profiles(queued.erased)
+        if erased := queued.ops("erase"):
+            await memory.delete_profiles(erased)
         rows = queued.upserts
         named = await self._named({row.pid for row in rows})
         kept = [row for row in rows if row.memory_id in named.get(row.pid, set())]

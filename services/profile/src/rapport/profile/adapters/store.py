@@ -26,6 +26,9 @@ PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback"
 # Fields stored before they left the model: ignored on read, gone at the next write.
 RETIRED_FIELDS = frozenset({"cluster_id"})  # API 2.0.0: nothing ever set it
 DUPLICATE_KEY = 11000
+# Rounds of compare-and-set a writer outside the stream (a forget, the re-redaction job)
+# tries against the processor writing the same profile, before giving up.
+COMPARE_AND_SET_ATTEMPTS = 5
 
 
 def to_document(profile: Profile) -> Document:

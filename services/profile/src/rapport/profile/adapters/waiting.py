@@ -47,11 +47,8 @@ class Waiting:
     def deletes(self) -> set[str]:
         return {doc["_id"] for doc in self.docs if doc["op"] == "delete"}
 
-    @property
-    def erased(self) -> set[str]:
-        return {doc["pid"] for doc in self.docs if doc["op"] == "erase"}
-
     def ops(self, op: str) -> set[str]:
+        """The profile ids of one kind of operation (erase, republish, tombstone)."""
         return {doc["pid"] for doc in self.docs if doc["op"] == op}
 
 
