@@ -256,6 +256,7 @@ async def test_a_mixed_batch_is_all_or_nothing(ingest: Ingest) -> None:
         ({"occurred_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "occurred_at"),
         ({"tenant": "globex"}, "tenant"),
         ({"received_at": datetime.now(UTC).isoformat()}, "received_at"),
+        ({"type": "exposure", "attributes": {"variant": "concise"}}, "attributes.experiment"),
     ],
 )
 async def test_bad_events_are_named_by_index_and_field(
@@ -264,6 +265,22 @@ async def test_bad_events_are_named_by_index_and_field(
     status, body, _ = await ingest.post({"events": [event(), event(**change)]})
     assert status == 422, body
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, field)]
+
+
+async def test_an_exposure_is_accepted_and_produced_like_any_other_event(ingest: Ingest) -> None:
+    exposure = event(
+        type="exposure",
+        event_id=str(uuid.uuid4()),
+        attributes={"experiment": "tone-test", "variant": "concise"},
+    )
+    status, body, _ = await ingest.post(exposure)
+    assert status == 202, body
+    assert body["events"][0]["status"] == "accepted"
+    produced = [r for r in await marker_seen(ingest) if ids_in([r]) == [exposure["event_id"]]]
+    assert [json.loads(r.value)["attributes"] for r in produced] == [exposure["attributes"]]
+    async with ingest.http.get(f"{ingest.url}/metrics") as response:
+        text = await response.text()
+    assert 'rapport_ingest_events_total{outcome="accepted",type="exposure"}' in text
 
 
 async def test_duplicates_are_absorbed(ingest: Ingest) -> None:

@@ -275,6 +275,29 @@ async def test_a_known_user_gets_the_models_ranking_with_reasons(mesh: Mesh) -> 
     assert items[-1]["slot"] == "explore"
 
 
+async def test_a_requests_exploration_rate_decides_the_explore_slot(mesh: Mesh) -> None:
+    """The mesh explores every ranking; an experiment's variant can say never or always."""
+    status, body = await mesh.recommend({"user_id": "fan", "k": 5, "exploration_rate": 0})
+    assert status == 200, body
+    assert body["exploration"] is None
+    assert [i["slot"] for i in body["items"]] == ["ranked"] * 5
+    _, profile = await mesh.get(f"{mesh.profile_url}/v1/profiles/fan")
+    expected = await direct_ranking(
+        mesh.triton.grpc_url, profile["recent_items"], profile["affinities"], 5 + EXTRA_CANDIDATES
+    )
+    assert [i["item_id"] for i in body["items"]] == expected[:5], "the model's ranking"
+
+    status, body = await mesh.recommend({"user_id": "fan", "k": 5, "exploration_rate": 1})
+    assert status == 200, body
+    assert body["exploration"]["policy"] == "explore_slot"
+    assert body["items"][-1]["slot"] == "explore"
+    assert body["items"][-1]["item_id"] == body["exploration"]["item_id"]
+
+    status, body = await mesh.recommend({"user_id": "fan", "exploration_rate": 1.5})
+    assert status == 422, body
+    assert any(e["field"] == "exploration_rate" for e in body["errors"]), body
+
+
 async def test_reasons_name_the_watched_item_that_led_to_a_recommendation(mesh: Mesh) -> None:
     """No stated affinities: the history alone drives the scores, and the reasons say which."""
     profile = {"user_id": "inline", "recent_items": list(reversed(STAR_WARS_FAN))}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rapport.common.events import (
     EVENT_TYPES,
     ConsentEvent,
     EventIn,
+    ExposureEvent,
     ItemEvent,
     SearchEvent,
     dump_event,
@@ -24,7 +26,9 @@ from rapport.common.vectors import MessageVector
 
 pytestmark = pytest.mark.unit
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "event.v1.json"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = REPO / "schemas" / "event.v1.json"
+INGEST_README = REPO / "services" / "ingest" / "README.md"
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -57,6 +61,13 @@ def test_schema_lists_every_event_type() -> None:
     assert set(schema["discriminator"]["mapping"]) == set(EVENT_TYPES)
 
 
+def test_ingests_readme_describes_every_event_type() -> None:
+    rows = [line for line in INGEST_README.read_text().splitlines() if line.startswith("|")]
+    first_cells = [row.split("|")[1] for row in rows]
+    described = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    assert sorted(set(EVENT_TYPES) - described) == []
+
+
 def test_round_trip_through_kafka_bytes() -> None:
     original = parse_event(event(type="purchase", item_id="m-50", value=12.5))
     assert isinstance(original, ItemEvent)
@@ -72,6 +83,7 @@ def test_each_type_requires_its_own_field() -> None:
         "feedback": "rating",
         "preference": "attributes",
         "consent": "attributes",
+        "exposure": "attributes",
     }
     for type_, field in required.items():
         with pytest.raises(ValidationError) as exc:
@@ -157,6 +169,21 @@ def test_consent_carries_a_boolean() -> None:
     assert parsed.attributes.personalization is False
     with pytest.raises(ValidationError):
         parse_event(event(type="consent", attributes={"personalization": "maybe"}))
+
+
+def test_an_exposure_names_its_experiment_and_variant() -> None:
+    named = {"experiment": "tone-test", "variant": "concise"}
+    parsed = parse_event(event(type="exposure", attributes=named))
+    assert isinstance(parsed, ExposureEvent)
+    assert (parsed.attributes.experiment, parsed.attributes.variant) == ("tone-test", "concise")
+    for field in named:
+        others = {k: v for k, v in named.items() if k != field}
+        for attributes in (others, {**others, field: ""}):
+            with pytest.raises(ValidationError) as exc:
+                parse_event(event(type="exposure", attributes=attributes))
+            assert ("exposure", "attributes", field) in error_locs(exc), attributes
+    with pytest.raises(ValidationError):
+        parse_event(event(type="exposure", attributes={**named, "colour": "red"}))
 
 
 def test_a_vectors_dimension_may_be_a_whole_json_number_even_in_a_strict_parse() -> None:

@@ -32,7 +32,7 @@ from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "2.1.0"
+API_VERSION = "2.2.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.
@@ -225,6 +225,14 @@ class RecommendationRequest(Request):
         False,
         description="Also return the message's sentence vector (`message.vector`), e.g. to "
         "search knowledge with it without encoding the message again.",
+    )
+    exploration_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The chance that the bandit fills the last slot for this request (an "
+        "experiment's variant); unset: the service's setting (every ranking when exploration "
+        "is on).",
     )
 
     @field_validator("profile", mode="before")

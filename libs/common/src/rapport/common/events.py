@@ -45,6 +45,7 @@ EventType = Literal[
     "feedback",
     "preference",
     "consent",
+    "exposure",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 SERVER_FIELDS = ("received_at", "tenant")
@@ -148,6 +149,22 @@ class ConsentEventIn(_ClientFields):
     attributes: ConsentAttributes  # type: ignore[assignment]
 
 
+class ExposureAttributes(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    experiment: Annotated[str, StringConstraints(min_length=1, max_length=48)]
+    variant: Annotated[str, StringConstraints(min_length=1, max_length=48)]
+
+
+class ExposureEventIn(_ClientFields):
+    """The user was served something their experiment variant changed (respond sends it).
+
+    profile counts it only when the variant is the one the user's hash assigns.
+    """
+
+    type: Literal["exposure"]
+    attributes: ExposureAttributes  # type: ignore[assignment]
+
+
 # Events as on the topic: the same, plus the server fields (which take precedence).
 
 
@@ -179,6 +196,10 @@ class ConsentEvent(_ServerFields, ConsentEventIn):
     pass
 
 
+class ExposureEvent(_ServerFields, ExposureEventIn):
+    pass
+
+
 EventIn = Annotated[
     PageViewEventIn
     | ItemEventIn
@@ -186,7 +207,8 @@ EventIn = Annotated[
     | ChatMessageEventIn
     | FeedbackEventIn
     | PreferenceEventIn
-    | ConsentEventIn,
+    | ConsentEventIn
+    | ExposureEventIn,
     Field(discriminator="type"),
 ]
 Event = Annotated[
@@ -196,7 +218,8 @@ Event = Annotated[
     | ChatMessageEvent
     | FeedbackEvent
     | PreferenceEvent
-    | ConsentEvent,
+    | ConsentEvent
+    | ExposureEvent,
     Field(discriminator="type"),
 ]
 

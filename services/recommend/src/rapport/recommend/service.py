@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class RecommendService:
         default_factory=dict
     )
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    rng: random.Random = field(default_factory=random.Random)  # a request's exploration_rate draw
 
     def title(self, item_id: str) -> str:
         return self.catalog.get(item_id, item_id)
@@ -283,7 +285,7 @@ class RecommendService:
         affinities: dict[str, float],
     ) -> None:
         """Fill the last of k (k >= 3) slots by the bandit's arm."""
-        if not self.explore or request.k < 3 or len(result.items) < request.k:
+        if request.k < 3 or len(result.items) < request.k or not self._explores(request):
             return
         arm = self._bandit(tenant, authorization).sampler.choose()
         self.metrics.bandit_choices.labels(POLICY, arm).inc()
@@ -320,6 +322,12 @@ class RecommendService:
             chosen = result.items[request.k - 1]
         result.items[request.k - 1] = chosen.model_copy(update={"slot": "explore"})
         result.exploration = Exploration(policy=POLICY, arm=arm, item_id=chosen.item_id)
+
+    def _explores(self, request: RecommendationRequest) -> bool:
+        """A request's rate (an experiment's variant) decides for it; else the setting."""
+        if request.exploration_rate is None:
+            return self.explore
+        return self.rng.random() < request.exploration_rate  # in [0, 1): 0 never, 1 always
 
     def _bandit(self, tenant: str, authorization: str) -> _Bandit:
         bandit = self.bandits.get(tenant)
