@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 
@@ -18,11 +19,13 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
+from rapport.common.experiments import ExperimentFileError, load_experiments
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
 from rapport.common.problems import ProblemError, problem_error_response, unexpected_error_response
 from rapport.common.published import PublishedProfiles
+from rapport.common.settings import ConfigurationError
 from rapport.profile.adapters.cache import AggregateCache
 from rapport.profile.adapters.language import LanguageDetector
 from rapport.profile.adapters.memory import MemoryStore
@@ -84,6 +87,15 @@ async def settle_waiting(service: ProfileService, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+async def export_experiment_gauges(service: ProfileService, interval_s: float) -> None:
+    while True:
+        try:
+            await service.export_experiment_gauges()
+        except Exception as exc:  # MongoDB is away: the gauges keep their last values
+            log.warning("experiment gauges not refreshed", extra={"error": str(exc)[:200]})
+        await asyncio.sleep(interval_s)
+
+
 async def expire_memory(service: ProfileService, interval_s: float) -> None:
     while True:
         try:
@@ -96,6 +108,14 @@ async def expire_memory(service: ProfileService, interval_s: float) -> None:
 def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
     """``clock`` dates what the API decays, records and erases (tests move it)."""
     metrics = ProfileMetrics(settings.service_name)
+    try:
+        experiments = load_experiments(settings.experiments_file)
+    except ExperimentFileError as exc:
+        raise ConfigurationError(
+            "invalid RAPPORT_PROFILE_EXPERIMENTS_FILE:\n" + "\n".join(exc.lines)
+        ) from None
+    rules = replace(settings.rules, experiments=experiments)
+    metrics.declare_experiments(experiments)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,7 +134,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             memory = await stack.enter_async_context(memory_store(app, settings, metrics))
             # MongoDB is the source of truth; Redis is a cache and never gates readiness.
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
-            publisher = Publisher(redis, settings.rules, settings.cache_ttl_s)
+            publisher = Publisher(redis, rules, settings.cache_ttl_s)
             waiting = WaitingWrites(mongo[settings.mongo_database])
             app.state.service = ProfileService(
                 store=store,
@@ -122,7 +142,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 published=PublishedProfiles(redis),
                 publisher=publisher,
                 producer=producer,
-                rules=settings.rules,
+                rules=rules,
                 events_topic=settings.events_topic,
                 changes_topic=settings.changes_topic,
                 trending_half_life=timedelta(hours=settings.trending_half_life_hours),
@@ -136,6 +156,13 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 settle_waiting(app.state.service, settings.waiting_interval_s)
             )
             stack.callback(settling.cancel)
+            if rules.experiments.experiments:
+                gauges = asyncio.create_task(
+                    export_experiment_gauges(
+                        app.state.service, settings.experiments_report_interval_s
+                    )
+                )
+                stack.callback(gauges.cancel)
             if memory is not None:
                 expiry = asyncio.create_task(
                     expire_memory(app.state.service, settings.memory_expire_interval_s)
@@ -145,6 +172,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 processor = await stack.enter_async_context(
                     stream_processor(
                         settings,
+                        rules=rules,
                         store=store,
                         producer=producer,
                         publisher=publisher,

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from rapport.common.experiments import ExperimentFile, ExperimentReport
 from rapport.common.metrics import LATENCY_BUCKETS_S, Metrics
+from rapport.profile.domain.experiments import Note
 
 PROFILE_EVENTS = "rapport_profile_events"
 PROFILE_BATCH_SIZE = "rapport_profile_batch_size"
@@ -18,6 +20,14 @@ PROFILE_MEMORY = "rapport_profile_memory"
 PROFILE_RECALL_DURATION = "rapport_profile_recall_duration_seconds"
 PROFILE_MEMORY_WAITING = "rapport_profile_memory_waiting"
 PROFILE_RECALL_FAILURES = "rapport_profile_recall_failures"
+EXPERIMENT_EXPOSURES = "rapport_experiment_exposures"
+EXPERIMENT_CONVERSIONS = "rapport_experiment_conversions"
+EXPERIMENT_REJECTED = "rapport_experiment_exposures_rejected"
+EXPERIMENT_USERS = "rapport_experiment_users"
+EXPERIMENT_RATE = "rapport_experiment_conversion_rate"
+EXPERIMENT_BEAT = "rapport_experiment_probability_to_beat_control"
+EXPERIMENT_SRM = "rapport_experiment_srm_p_value"
+REJECTIONS = ("unknown_experiment", "not_running", "wrong_variant")
 
 
 @dataclass
@@ -86,3 +96,78 @@ class ProfileMetrics(Metrics):
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.experiment_exposures = Counter(
+            EXPERIMENT_EXPOSURES,
+            "Users enrolled at their first exposure, by experiment and variant.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.experiment_conversions = Counter(
+            EXPERIMENT_CONVERSIONS,
+            "Enrolled users' first outcome of a KPI after their exposure (any delay; the "
+            "report applies the attribution window).",
+            ["experiment", "variant", "kpi"],
+            registry=self.registry,
+        )
+        self.experiment_rejected = Counter(
+            EXPERIMENT_REJECTED,
+            "Exposure events not counted: unknown_experiment, not_running, or wrong_variant "
+            "(not the variant the user's hash assigns).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REJECTIONS:
+            self.experiment_rejected.labels(reason)
+        # From the report over all tenants, refreshed by the report loop.
+        self.experiment_users = Gauge(
+            EXPERIMENT_USERS,
+            "Exposed users by experiment and variant.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.experiment_rate = Gauge(
+            EXPERIMENT_RATE,
+            "Conversion rate of the primary KPI within the attribution window.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.experiment_beat = Gauge(
+            EXPERIMENT_BEAT,
+            "Probability that the variant beats the control on the primary KPI.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.experiment_srm = Gauge(
+            EXPERIMENT_SRM,
+            "Sample ratio mismatch: the chi-square p-value of the exposed users' split "
+            "against the weights (1 until there are enough users).",
+            ["experiment"],
+            registry=self.registry,
+        )
+
+    def declare_experiments(self, experiments: ExperimentFile) -> None:
+        """Every experiment's series at 0 from the start, so rate() sees the first one."""
+        for experiment in experiments.experiments:
+            for variant in experiment.variants:
+                self.experiment_exposures.labels(experiment.name, variant.name)
+                for kpi in experiment.kpis:
+                    self.experiment_conversions.labels(experiment.name, variant.name, kpi)
+
+    def experiment_note(self, note: Note) -> None:
+        if note.kind == "exposure":
+            self.experiment_exposures.labels(note.experiment, note.variant).inc()
+        elif note.kind == "conversion":
+            self.experiment_conversions.labels(note.experiment, note.variant, note.detail).inc()
+        else:
+            self.experiment_rejected.labels(note.detail).inc()
+
+    def experiment_report(self, report: ExperimentReport) -> None:
+        primary = report.kpis[0]
+        for result in primary.variants:
+            labels = (report.name, result.variant)
+            self.experiment_users.labels(*labels).set(result.users)
+            self.experiment_rate.labels(*labels).set(result.rate or 0.0)
+            if result.probability_to_beat_control is not None:
+                self.experiment_beat.labels(*labels).set(result.probability_to_beat_control)
+        p_value = report.sample_ratio.p_value
+        self.experiment_srm.labels(report.name).set(1.0 if p_value is None else p_value)

@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from rapport.common.app import link, state_dependency
-from rapport.common.auth import SCOPE_PROFILES_READ, SCOPE_PROFILES_WRITE, ApiKey, require_scope
+from rapport.common.auth import (
+    SCOPE_EXPERIMENTS_READ,
+    SCOPE_PROFILES_READ,
+    SCOPE_PROFILES_WRITE,
+    ApiKey,
+    require_scope,
+)
 from rapport.common.contracts import (
     FeedbackCounts,
     ProfileView,
@@ -15,6 +21,7 @@ from rapport.common.contracts import (
     RecallRequest,
     TrendingView,
 )
+from rapport.common.experiments import NAME_PATTERN, ExperimentList, ExperimentReport
 from rapport.common.identifiers import NO_SPACE_OR_CONTROL, WHITESPACE
 from rapport.common.problems import ProblemError, problem_responses
 from rapport.profile.domain.memory import MEMORY_ID_PATTERN
@@ -26,6 +33,8 @@ MemoryId = Annotated[str, Path(max_length=66, pattern=MEMORY_ID_PATTERN)]
 
 Reader = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_READ))]
 Writer = Annotated[ApiKey, Depends(require_scope(SCOPE_PROFILES_WRITE))]
+Analyst = Annotated[ApiKey, Depends(require_scope(SCOPE_EXPERIMENTS_READ))]
+ExperimentName = Annotated[str, Path(max_length=48, pattern=NAME_PATTERN)]
 Service = Annotated[ProfileService, Depends(state_dependency("service", ProfileService))]
 
 router = APIRouter(tags=["profiles"])
@@ -176,3 +185,29 @@ async def forget_memory(
             slug="memory-not-found",
         )
     return Response(status_code=204)
+
+
+@router.get(
+    "/v1/experiments",
+    response_model=ExperimentList,
+    tags=["experiments"],
+    summary="Every configured experiment's report, for the key's tenant",
+    responses=problem_responses(401, 403),
+)
+async def list_experiments(caller: Analyst, service: Service) -> ExperimentList:
+    return await service.experiment_reports(caller.tenant)
+
+
+@router.get(
+    "/v1/experiments/{name}",
+    response_model=ExperimentReport,
+    tags=["experiments"],
+    summary="One experiment's report: per variant and KPI, the rate, the difference from "
+    "the control with an always-valid interval, the probability to beat it, and the "
+    "sample ratio check",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_experiment(
+    name: ExperimentName, caller: Analyst, service: Service
+) -> ExperimentReport:
+    return await service.experiment_report(caller.tenant, name)

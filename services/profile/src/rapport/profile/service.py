@@ -27,6 +27,7 @@ from rapport.common.contracts import (
     TrendingView,
 )
 from rapport.common.events import SCHEMA_HEADER, ConsentAttributes, ConsentEventIn, encode_for_topic
+from rapport.common.experiments import Experiment, ExperimentList, ExperimentReport
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
 from rapport.common.published import PublishedProfiles, PublishedView, RecallEntry
@@ -46,6 +47,7 @@ from rapport.profile.domain import (
     trending_view,
     view,
 )
+from rapport.profile.domain.analysis import analyse
 from rapport.profile.domain.clock import Clock, utc_now
 from rapport.profile.domain.memory import MESSAGE_ID_PREFIX, MemoryRules, forget, remembered_within
 from rapport.profile.metrics import ProfileMetrics
@@ -281,6 +283,40 @@ class ProfileService:
         return await self.cache.get_or_compute(
             feedback_key(tenant, policy), FeedbackCounts, compute
         )
+
+    async def experiment_report(self, tenant: str | None, name: str) -> ExperimentReport:
+        """One experiment's report from the enrolled profiles (``tenant`` None: all); a
+        404 when no experiment has that name."""
+        experiment = self.rules.experiments.get(name)
+        if experiment is None:
+            raise ProblemError(
+                404,
+                title="Experiment not found",
+                detail=f"No experiment is named `{name}`; `GET /v1/experiments` lists them.",
+                slug="experiment-not-found",
+            )
+        return await self._report(experiment, tenant)
+
+    async def experiment_reports(self, tenant: str | None) -> ExperimentList:
+        return ExperimentList(
+            experiments=[await self._report(e, tenant) for e in self.rules.experiments.experiments]
+        )
+
+    async def _report(self, experiment: Experiment, tenant: str | None) -> ExperimentReport:
+        counts = await self.store.experiment_counts(
+            experiment.name,
+            experiment.kpis,
+            experiment.attribution_window_hours * 3600,
+            tenant,
+        )
+        return analyse(experiment, counts, self.clock())
+
+    async def export_experiment_gauges(self) -> None:
+        """Every experiment's report over all tenants, as gauges (dashboards, the SRM alert)."""
+        if self.metrics is None:
+            return
+        for experiment in self.rules.experiments.experiments:
+            self.metrics.experiment_report(await self._report(experiment, None))
 
     async def change_consent(self, tenant: str, user_id: str, allowed: bool) -> ConsentAccepted:
         """A consent event on the user's partition, so it is ordered with their activity."""

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
@@ -101,6 +102,15 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     )
     recall_timeout_ms: int = Field(
         200, gt=0, description="Deadline of one vector store search, inside the caller's."
+    )
+
+    experiments_file: Path | None = Field(
+        None,
+        description="The experiments YAML (the same file as respond's); unset: none. "
+        "Validated at start: one line per problem, and profile does not start.",
+    )
+    experiments_report_interval_s: float = Field(
+        60.0, gt=0, description="How often the experiments' gauges are computed again."
     )
 
     @property

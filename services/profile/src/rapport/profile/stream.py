@@ -68,6 +68,7 @@ from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.adapters.waiting import WaitingWrites
 from rapport.profile.domain import Outcome, Profile, Rules, already_applied, apply
 from rapport.profile.domain.clock import Clock, utc_now
+from rapport.profile.domain.experiments import Note
 from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.domain.memory import Heard, hear
 from rapport.profile.metrics import ProfileMetrics
@@ -98,6 +99,9 @@ class BatchReport:
     dead_lettered: int = 0
     conflicts: int = 0
     changed: set[str] = field(default_factory=set)
+    # What the batch did to experiments, per profile (a profile applied again after a lost
+    # race is noted again, so its first notes are dropped).
+    notes: dict[str, list[Note]] = field(default_factory=dict)
     facts_learned: int = 0
     messages_remembered: int = 0
 
@@ -216,6 +220,7 @@ class Processor(BatchLoop):
         undone = await self.store.undo_erased(inserted)
         for pid in undone:
             del saved[pid]  # erased mid-batch: the marker wins
+            report.notes.pop(pid, None)
         self.written.update(saved)
         if self.memory is not None and undone:
             await self.memory.delete_profiles(undone)
@@ -257,6 +262,9 @@ class Processor(BatchLoop):
             if count:
                 metrics.events.labels(outcome).inc(count)
         metrics.write_conflicts.inc(report.conflicts)
+        for notes in report.notes.values():
+            for note in notes:
+                metrics.experiment_note(note)
         if report.facts_learned:
             metrics.memory.labels("facts").inc(report.facts_learned)
         if report.messages_remembered:
@@ -278,6 +286,8 @@ class Processor(BatchLoop):
         touched: set[str] = set()
         kept_before: dict[str, set[str]] = {}
         heard: dict[str, tuple[Heard, list[float] | None]] = {}
+        for pid in ids:
+            report.notes.pop(pid, None)
         for record, event in decoded:
             pid = profile_id(event.tenant, event.user_id)
             if pid not in ids:
@@ -290,7 +300,8 @@ class Processor(BatchLoop):
                 current = loaded.get(pid) or Profile(tenant=event.tenant, user_id=event.user_id)
                 working[pid] = (current.version, current)
                 kept_before[pid] = {r.memory_id for r in current.remembered}
-            outcome, message = self._apply_one(record, event, working[pid][1], heard)
+            notes = report.notes.setdefault(pid, [])
+            outcome, message = self._apply_one(record, event, working[pid][1], heard, notes)
             if outcome is Outcome.DUPLICATE:
                 report.duplicates += 1
                 continue
@@ -329,6 +340,7 @@ class Processor(BatchLoop):
         event: Event,
         profile: Profile,
         heard: dict[str, tuple[Heard, list[float] | None]],
+        notes: list[Note],
     ) -> tuple[Outcome, Heard | None]:
         """One event on its profile. A duplicate (a replay since the last commit, a
         client's retry) is not read by memory at all: that is a chat message's costliest
@@ -346,6 +358,7 @@ class Processor(BatchLoop):
                 offset=record.offset,
                 rules=self.rules,
                 heard=message,
+                notes=notes,
             )
         return outcome, message
 
@@ -422,6 +435,7 @@ class Processor(BatchLoop):
 async def stream_processor(
     settings: ProfileSettings,
     *,
+    rules: Rules,
     store: ProfileStore,
     producer: AIOKafkaProducer,
     publisher: Publisher,
@@ -444,7 +458,7 @@ async def stream_processor(
         producer=producer,
         store=store,
         publisher=publisher,
-        rules=settings.rules,
+        rules=rules,
         group_id=settings.group_id,
         changes_topic=settings.changes_topic,
         dlq_topic=settings.dlq_topic,

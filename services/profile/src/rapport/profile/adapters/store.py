@@ -10,7 +10,7 @@ reloads and applies again (the watermark then skips what is already in).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +18,17 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from rapport.common.experiments import Kpi
 from rapport.common.mongo import Document
 from rapport.common.profiles import profile_id
+from rapport.profile.domain.analysis import VariantCounts
 from rapport.profile.domain.state import ArmFeedback, Profile, Seen
 
 PAIR_FIELDS = ("counters", "affinities", "preferences", "watermarks", "feedback", "facts")
 # Fields stored before they left the model: ignored on read, gone at the next write.
 RETIRED_FIELDS = frozenset({"cluster_id"})  # API 2.0.0: nothing ever set it
 DUPLICATE_KEY = 11000
+NEVER = 1e18  # an outcome that did not happen: later than any attribution window
 # Rounds of compare-and-set a writer outside the stream (a forget, the re-redaction job)
 # tries against the processor writing the same profile, before giving up.
 COMPARE_AND_SET_ATTEMPTS = 5
@@ -87,6 +90,40 @@ class ProfileStore:
             async for doc in cursor
             if doc.get("feedback")
         ]
+
+    async def experiment_counts(
+        self, name: str, kpis: Sequence[Kpi], window_s: float, tenant: str | None
+    ) -> dict[str, VariantCounts]:
+        """Per variant, the consenting users exposed and those with each KPI within the
+        window: one aggregation in the database (``tenant`` None: every tenant)."""
+        field = f"experiments.{name}"
+        match: dict[str, Any] = {field: {"$exists": True}, "consent.value": {"$ne": False}}
+        if tenant is not None:
+            match["tenant"] = tenant
+        within = {
+            f"k{i}": {
+                "$sum": {
+                    "$cond": [
+                        {"$lte": [{"$ifNull": [f"${field}.outcomes.{kpi}", NEVER]}, window_s]},
+                        1,
+                        0,
+                    ]
+                }
+            }
+            for i, kpi in enumerate(kpis)
+        }
+        pipeline: list[dict[str, Any]] = [
+            {"$match": match},
+            {"$group": {"_id": f"${field}.variant", "users": {"$sum": 1}, **within}},
+        ]
+        cursor = await self.profiles.aggregate(pipeline)
+        return {
+            str(row["_id"]): VariantCounts(
+                users=int(row["users"]),
+                conversions={kpi: int(row[f"k{i}"]) for i, kpi in enumerate(kpis)},
+            )
+            async for row in cursor
+        }
 
     async def erase(self, pid: str, at: datetime) -> None:
         """The marker first, so a batch in flight cannot bring the profile back after it."""

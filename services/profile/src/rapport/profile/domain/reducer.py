@@ -24,7 +24,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from rapport.common.events import ConsentEvent, Event
+from rapport.common.events import ConsentEvent, Event, ExposureEvent
+from rapport.profile.domain.experiments import Note, take_exposure, take_outcome
 from rapport.profile.domain.memory import Heard, learn
 from rapport.profile.domain.state import (
     Affinity,
@@ -145,12 +146,15 @@ def apply(
     offset: int,
     rules: Rules,
     heard: Heard | None = None,
+    notes: list[Note] | None = None,
 ) -> Outcome:
     """Apply one event in place; the caller persists the profile if it changed.
 
     ``heard`` is a chat message as memory read it (:func:`~.memory.hear`); None when
-    memory is off or the event is not a chat message.
+    memory is off or the event is not a chat message. ``notes`` collects what the event
+    did to experiments (enrolments, conversions, refused exposures).
     """
+    notes = [] if notes is None else notes
     if already_applied(profile, event, partition=partition, offset=offset):
         return Outcome.DUPLICATE
     mark = str(partition)
@@ -163,9 +167,13 @@ def apply(
         if not profile.personalization_allowed:  # opting out ends memory: nothing is kept
             profile.facts = {}
             profile.remembered = []
+            profile.experiments = {}  # nor counted in experiments
     elif not profile.personalization_allowed:
         return Outcome.NOT_CONSENTED
+    elif isinstance(event, ExposureEvent):  # not activity: no counter, session or affinity
+        take_exposure(profile, event, rules.experiments, notes)
     else:
+        take_outcome(profile, event, notes)
         _apply_activity(profile, event, rules)
         if heard is not None and rules.memory.enabled:
             profile.remembered = learn(profile.facts, profile.remembered, heard, rules.memory)

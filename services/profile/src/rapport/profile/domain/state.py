@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapport.common.experiments import NO_EXPERIMENTS, ExperimentFile
 from rapport.profile.domain.memory import KnownFact, MemoryRules, Remembered
 
 
@@ -54,6 +55,15 @@ class ArmFeedback(StateModel):
     failures: int = 0
 
 
+class Enrollment(StateModel):
+    """A user in an experiment: the variant, the first exposure and, per KPI, the seconds
+    from it to the user's first such outcome."""
+
+    variant: str
+    exposed_at: datetime
+    outcomes: dict[str, float] = Field(default_factory=dict)
+
+
 class Profile(StateModel):
     """One user's state, as stored in MongoDB and cached in Redis."""
 
@@ -81,6 +91,9 @@ class Profile(StateModel):
         default_factory=list,
         description="Memory: the user's messages kept for recall, oldest first.",
     )
+    experiments: dict[str, Enrollment] = Field(
+        default_factory=dict, description="Experiments the user was exposed to, by name."
+    )
 
     @property
     def personalization_allowed(self) -> bool:
@@ -92,6 +105,7 @@ class Rules:
     half_life: timedelta = timedelta(days=7)
     session_gap: timedelta = timedelta(minutes=30)
     memory: MemoryRules = field(default_factory=MemoryRules)
+    experiments: ExperimentFile = NO_EXPERIMENTS
 
 
 def decay(score: float, elapsed: timedelta, half_life: timedelta) -> float:
