@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import aiohttp
 import yaml
@@ -22,6 +23,7 @@ from pydantic import SecretStr, ValidationError
 
 from rapport.common.app import add_readiness_check, create_service_app
 from rapport.common.cache import create_redis, ping_redis
+from rapport.common.experiments import ExperimentFileError, load_experiments
 from rapport.common.http import create_http_session
 from rapport.common.knowledge_index import KnowledgeIndex
 from rapport.common.limits import InFlightLimit
@@ -37,11 +39,12 @@ from rapport.respond.adapters.knowledge import (
 from rapport.respond.adapters.llm import Upstream, UpstreamEntry, Upstreams, upstream_entries
 from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.adapters.recorder import EventRecorder
+from rapport.respond.experiments import Experiments, check_personas
 from rapport.respond.metrics import RespondMetrics
 from rapport.respond.routes import OPENAI_COMPATIBLE_PATHS, router
 from rapport.respond.service import RespondService
 from rapport.respond.settings import RespondSettings
-from rapport.respond.templates import load_templates
+from rapport.respond.templates import TemplateFile, load_templates
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,22 @@ def knowledge_search(
     return KnowledgeClient(http, settings.knowledge_url, timeout_s)
 
 
+def configured_experiments(path: Path | None, templates: TemplateFile) -> Experiments:
+    """The experiments file, checked against the templates; one line per problem."""
+    try:
+        file = load_experiments(path)
+    except ExperimentFileError as exc:
+        raise ConfigurationError(
+            "invalid RAPPORT_RESPOND_EXPERIMENTS_FILE:\n" + "\n".join(exc.lines)
+        ) from None
+    problems = check_personas(file, [p.id for p in templates.personas], str(path))
+    if problems:
+        raise ConfigurationError(
+            "invalid RAPPORT_RESPOND_EXPERIMENTS_FILE:\n" + "\n".join(problems)
+        )
+    return Experiments(file)
+
+
 def create_app(settings: RespondSettings) -> FastAPI:
     metrics = RespondMetrics(settings.service_name)
     try:
@@ -122,6 +141,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
             f"invalid templates ({settings.templates_path or 'built-in'}): "
             "run `rapport-respond templates check FILE`; " + str(exc).splitlines()[0]
         ) from None
+    experiments = configured_experiments(settings.experiments_file, templates)
     try:
         tenants = upstream_entries(settings.llm_upstreams, settings.llm_upstreams_file)
     except (OSError, ValueError) as exc:
@@ -167,6 +187,7 @@ def create_app(settings: RespondSettings) -> FastAPI:
                 ),
                 upstreams=upstreams,
                 knowledge=knowledge_search(settings, http, stack),
+                experiments=experiments,
             )
             add_readiness_check(app, "kafka", recorder.ping, required=False)
             add_readiness_check(app, "redis", partial(ping_redis, redis), required=False)

@@ -27,8 +27,9 @@ from rapport.common.contracts import (
     RecommendedItem,
     reason_text,
 )
+from rapport.common.experiments import Tone
 from rapport.common.problems import FieldError, ProblemError
-from rapport.respond.templates import TONES, Tone
+from rapport.respond.templates import TONES
 
 # A user who asks to repeat or what they can ask is lost; so is one the model barely understood.
 CONFUSED_INTENTS = frozenset({"repeat", "what_can_i_ask_you", "maybe"})

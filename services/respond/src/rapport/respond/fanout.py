@@ -41,6 +41,7 @@ from rapport.common.contracts import (
     RecalledMessage,
     Recommendations,
 )
+from rapport.common.experiments import NO_EXPERIMENTS, Tone
 from rapport.common.http import ServiceCallError
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import ProfileClient
@@ -49,9 +50,9 @@ from rapport.respond import domain
 from rapport.respond.adapters.knowledge import KnowledgeSearch, KnowledgeUnavailable
 from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.domain import Deadline
+from rapport.respond.experiments import EXPLORATION_SLOT_ITEMS, Experiments, Plan
 from rapport.respond.metrics import RespondMetrics
 from rapport.respond.settings import RespondSettings
-from rapport.respond.templates import Tone
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,19 @@ class FanOut:
     knowledge: KnowledgeSearch | None  # None: replies carry no company knowledge
     metrics: RespondMetrics
     max_items: int  # the recommendations a reply shows
+    experiments: Experiments = field(default_factory=lambda: Experiments(NO_EXPERIMENTS))
 
     async def gather(
-        self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
+        self,
+        turn: Turn,
+        *,
+        caller: ApiKey,
+        authorization: str,
+        deadline: Deadline,
+        plan: Plan | None = None,
     ) -> Gathered:
+        """``plan``: the experiments enrolled before the fan-out; completed here once the
+        user's segments and consent are known, and told what reached the reply."""
         gathered = Gathered.nothing_yet(turn)
         # respond reads the profile and the knowledge index itself: the caller's key must
         # allow what it would have to ask of profile and knowledge.
@@ -179,13 +189,15 @@ class FanOut:
             else None
         )
         try:
-            recs = await self._recommend(turn, authorization, deadline, gathered)
+            recs = await self._recommend(turn, authorization, deadline, gathered, plan)
             read = await profile_read if profile_read is not None else None
         finally:
             if profile_read is not None and not profile_read.done():
                 profile_read.cancel()
         self._take_profile(read, gathered)
         self._take_recommendations(recs, gathered)
+        if plan is not None:
+            self._enrol_by_segment(plan, turn, caller.tenant, read, gathered)
         # Stage 2: knowledge and recall, with the message's vector.
         message = recs.message if recs else None
         await asyncio.gather(
@@ -201,7 +213,50 @@ class FanOut:
         )
         profile = gathered.profile
         gathered.tone = domain.choose_tone(message, profile if gathered.personalized else None)
+        if plan is not None and plan.enrolments:
+            self._apply_plan(plan, recs, gathered)
         return gathered
+
+    def _enrol_by_segment(
+        self, plan: Plan, turn: Turn, tenant: str, read: ProfileRead | None, gathered: Gathered
+    ) -> None:
+        """Only users known to consent are enrolled: an opted-out user, or one whose
+        profile could not be read, leaves every experiment."""
+        if read is None or not gathered.personalized or turn.user_id is None:
+            plan.enrolments.clear()
+            return
+        self.experiments.enrol(
+            plan,
+            tenant=tenant,
+            user_id=turn.user_id,
+            channel=turn.channel,
+            segments=domain.segments(gathered.profile, gathered.segment),
+            at=datetime.now(UTC),
+        )
+        for enrolment in plan.enrolments:
+            self.metrics.experiment_assignments.labels(
+                enrolment.experiment.name, enrolment.variant.name
+            ).inc()
+
+    def _apply_plan(self, plan: Plan, recs: Recommendations | None, gathered: Gathered) -> None:
+        """The variants' changes to what was gathered, and which of them reached the reply.
+
+        A part a variant switches off was still fetched: whether there was anything to
+        leave out decides the exposure, the same way for the variant that keeps it."""
+        ranked = recs is not None and not recs.fallback
+        plan.expose("exploration_rate", ranked and len(gathered.items) >= EXPLORATION_SLOT_ITEMS)
+        plan.expose("memory", bool(gathered.facts or gathered.recalled))
+        if plan.switched_off("memory"):
+            gathered.facts, gathered.recalled = [], []
+        plan.expose("knowledge", bool(gathered.knowledge))
+        if plan.switched_off("knowledge"):
+            gathered.knowledge = []
+        owner = plan.owner("tone")
+        if owner is not None:
+            chosen = gathered.tone
+            tones = {value or chosen for value in owner.values("tone")}
+            plan.expose("tone", len(tones) > 1)
+            gathered.tone = plan.tone or chosen
 
     def _take_profile(self, read: ProfileRead | None, gathered: Gathered) -> None:
         if read is None:
@@ -260,7 +315,12 @@ class FanOut:
         )
 
     async def _recommend(
-        self, turn: Turn, authorization: str, deadline: Deadline, gathered: Gathered
+        self,
+        turn: Turn,
+        authorization: str,
+        deadline: Deadline,
+        gathered: Gathered,
+        plan: Plan | None,
     ) -> Recommendations | None:
         """recommend reads the user's published view itself; an anonymous turn gets the
         cold-start default inline."""
@@ -282,6 +342,7 @@ class FanOut:
                 message=turn.message[:MAX_RECOMMEND_MESSAGE].strip() or None,
                 k=settings.recommendations,
                 vector=searches,
+                exploration_rate=plan.exploration_rate if plan is not None else None,
                 timeout_s=timeout,
             ),
         )

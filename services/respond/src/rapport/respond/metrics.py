@@ -79,6 +79,19 @@ class RespondMetrics(Metrics):
             "Fan-outs one process admits at once now (follows their latency, AIMD).",
             registry=self.registry,
         )
+        self.experiment_assignments = Counter(
+            "rapport_respond_experiment_assignments",
+            "Replies to a user enrolled in an experiment, by experiment and variant.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
+        self.experiment_exposures = Counter(
+            "rapport_respond_experiment_exposures",
+            "Replies whose experiment variant changed what was served (exposures), by "
+            "experiment and variant.",
+            ["experiment", "variant"],
+            registry=self.registry,
+        )
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

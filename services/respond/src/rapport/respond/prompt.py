@@ -27,9 +27,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from rapport.common.contracts import FRUSTRATED_SENTIMENT_EWMA
+from rapport.common.experiments import Tone
 from rapport.respond import domain
 from rapport.respond.fanout import Gathered, Turn
-from rapport.respond.templates import Persona, Tone
+from rapport.respond.templates import Persona
 
 CONTEXT_OPEN = "<rapport-context>"
 CONTEXT_CLOSE = "</rapport-context>"
@@ -126,13 +127,17 @@ def prompt_messages(
     turn: Turn,
     persona: Persona,
     conversation: Sequence[Mapping[str, Any]],
+    *,
+    instructions: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The messages sent upstream for this turn."""
+    """The messages sent upstream for this turn; ``instructions``: an experiment's line
+    added to the system policy."""
     return build_messages(
         persona=persona,
         tone=gathered.tone,
         context=prompt_context(gathered, turn),
         conversation=conversation,
+        instructions=instructions,
     )
 
 
@@ -188,14 +193,15 @@ def prompt_context(gathered: Gathered, turn: Turn) -> PromptContext:
     )
 
 
-def system_policy(persona: Persona, tone: Tone) -> str:
-    return POLICY.format(
+def system_policy(persona: Persona, tone: Tone, instructions: str | None = None) -> str:
+    policy = POLICY.format(
         name=persona.id,
         style=persona.style or "Friendly and clear.",
         open=CONTEXT_OPEN,
         close=CONTEXT_CLOSE,
         tone=TONE_INSTRUCTIONS[tone],
     )
+    return f"{policy}\n{instructions}" if instructions else policy
 
 
 def context_message(context: PromptContext) -> str:
@@ -217,13 +223,14 @@ def build_messages(
     tone: Tone,
     context: PromptContext,
     conversation: Sequence[Mapping[str, Any]],
+    instructions: str | None = None,
 ) -> list[dict[str, Any]]:
     """Policy, the chatbot's leading system messages, context, then the rest, unchanged."""
     lead = 0
     while lead < len(conversation) and conversation[lead].get("role") in SYSTEM_ROLES:
         lead += 1
     return [
-        {"role": "system", "content": system_policy(persona, tone)},
+        {"role": "system", "content": system_policy(persona, tone, instructions)},
         *(dict(m) for m in conversation[:lead]),
         {"role": "user", "content": context_message(context)},
         *(dict(m) for m in conversation[lead:]),

@@ -15,13 +15,21 @@ which enforces consent where events are applied, drops it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cachetools import TTLCache
 
 from rapport.common.vectors import MessageVector
 from rapport.respond import domain
 from rapport.respond.adapters.recorder import EventRecorder, RecorderUnavailable
+from rapport.respond.experiments import Enrolment
 from rapport.respond.fanout import Gathered, Turn
 from rapport.respond.metrics import RespondMetrics
+
+# profile keeps a user's first exposure only: one acknowledged exposure per user and
+# experiment is enough for a while, and the rest would only load the stream.
+EXPOSURES_REMEMBERED = 100_000
+EXPOSURE_RESEND_S = 600
 
 
 @dataclass
@@ -29,6 +37,38 @@ class Recording:
     recorder: EventRecorder
     metrics: RespondMetrics
     memory: bool  # the event carries the message's vector, for memory
+    acknowledged: TTLCache[tuple[str, str, str], bool] = field(
+        default_factory=lambda: TTLCache(EXPOSURES_REMEMBERED, EXPOSURE_RESEND_S)
+    )
+
+    def exposures(self, turn: Turn, tenant: str, exposed: list[Enrolment]) -> None:
+        """An ``exposure`` event per experiment whose variant changed this reply, unless
+        one was acknowledged for this user lately; the reply does not wait for them."""
+        if turn.user_id is None:
+            return
+        for enrolment in exposed:
+            name, variant = enrolment.experiment.name, enrolment.variant.name
+            self.metrics.experiment_exposures.labels(name, variant).inc()
+            key = (tenant, turn.user_id, name)
+            if key in self.acknowledged:
+                continue
+            try:
+                task = self.recorder.record_exposure(
+                    tenant=tenant,
+                    user_id=turn.user_id,
+                    session_id=turn.session_id,
+                    experiment=name,
+                    variant=variant,
+                )
+            except RecorderUnavailable:
+                self.metrics.events.labels("failed").inc()
+                continue
+
+            def sent(task: asyncio.Task[None], key: tuple[str, str, str] = key) -> None:
+                if not task.cancelled() and task.exception() is None:
+                    self.acknowledged[key] = True
+
+            task.add_done_callback(sent)
 
     def chat_message(self, turn: Turn, tenant: str, gathered: Gathered) -> None:
         """The user's message as an event, unless they opted out (or there is no user)."""

@@ -26,12 +26,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from opentelemetry import trace
 
 from rapport.common.auth import ApiKey
+from rapport.common.experiments import NO_EXPERIMENTS
 from rapport.common.limits import InFlightLimit
 from rapport.common.problems import FieldError, ProblemError
 from rapport.common.profiles import ProfileClient
@@ -42,6 +44,7 @@ from rapport.respond.adapters.llm import Upstream, UpstreamFailed, UpstreamRejec
 from rapport.respond.adapters.recommend import RecommendClient
 from rapport.respond.adapters.recorder import EventRecorder
 from rapport.respond.domain import Deadline, parse_deadline_header
+from rapport.respond.experiments import Experiments, Plan
 from rapport.respond.fanout import FanOut, Gathered, Turn
 from rapport.respond.metrics import RespondMetrics
 from rapport.respond.prompt import prompt_messages
@@ -88,6 +91,7 @@ class Answer:
     """What :meth:`RespondService.answer` found; exactly one of the three replies is set."""
 
     gathered: Gathered
+    plan: Plan = field(default_factory=Plan)
     mode: Literal["template", "llm"] = "template"
     reply: str = ""  # a template's text, or (native LLM mode) the model's; else empty
     completion: ChatCompletion | None = None  # passthrough, not streaming
@@ -125,6 +129,7 @@ class Answer:
             tone=gathered.tone,
             mode=self.mode,
             degraded=list(gathered.degraded),
+            experiments=self.plan.assignments(),
         )
 
     def extension(self) -> dict[str, Any]:
@@ -179,6 +184,7 @@ class RespondService:
     admission: InFlightLimit
     upstreams: Upstreams = field(default_factory=lambda: Upstreams(None, {}))
     knowledge: KnowledgeSearch | None = None  # None: replies carry no company knowledge
+    experiments: Experiments = field(default_factory=lambda: Experiments(NO_EXPERIMENTS))
     started_at: int = field(default_factory=lambda: int(time.time()))
     fan_out: FanOut = field(init=False)
     recording: Recording = field(init=False)
@@ -193,6 +199,7 @@ class RespondService:
             knowledge=self.knowledge,
             metrics=self.metrics,
             max_items=self.templates.max_recommendations,
+            experiments=self.experiments,
         )
         self.recording = Recording(self.recorder, self.metrics, memory=settings.memory)
 
@@ -212,19 +219,40 @@ class RespondService:
                 slug="needs-upstream",
                 errors=[FieldError(field=ask.needs_model, reason="needs an upstream model")],
             )
+        plan = self._plan(ask.turn, caller.tenant)
         gathered = await self._gather(
             ask.turn,
             caller=caller,
             authorization=authorization,
             deadline=self._deadline(deadline_ms),
+            plan=plan,
         )
-        answer = Answer(gathered)
+        answer = Answer(gathered, plan)
+        if ask.model is None:  # a persona the chatbot names is never an experiment's
+            persona = self.templates.persona(plan.persona) or persona
+            plan.expose("persona", served_differently=True)
         if upstream is not None and upstream_model is not None:
             await self._ask_upstream(ask, answer, upstream, upstream_model, persona)
         if answer.mode == "template":
             answer.reply = self._template_reply(gathered, persona)
+        plan.expose("llm_instructions", served_differently=answer.mode == "llm")
+        self.recording.exposures(ask.turn, caller.tenant, plan.exposures())
         self.recording.replied(ask.endpoint, answer.mode, gathered.tone)
         return answer
+
+    def _plan(self, turn: Turn, tenant: str) -> Plan:
+        """The experiments whose audience is known before the fan-out (no segment)."""
+        plan = Plan()
+        if self.experiments and turn.user_id is not None:
+            self.experiments.enrol(
+                plan,
+                tenant=tenant,
+                user_id=turn.user_id,
+                channel=turn.channel,
+                segments=None,
+                at=datetime.now(UTC),
+            )
+        return plan
 
     def _resolve_model(
         self, upstream: Upstream | None, model: str | None
@@ -251,7 +279,7 @@ class RespondService:
         )
 
     async def _gather(
-        self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline
+        self, turn: Turn, *, caller: ApiKey, authorization: str, deadline: Deadline, plan: Plan
     ) -> Gathered:
         """The fan-out and the turn's record once a place is free, waiting while the budget
         still allows one; else a 503 (nothing was done, nor recorded: the caller sends it
@@ -260,7 +288,7 @@ class RespondService:
         async with self.admission.wait_for_place(wait_s) as ticket:
             if ticket.admitted:
                 gathered = await self.fan_out.gather(
-                    turn, caller=caller, authorization=authorization, deadline=deadline
+                    turn, caller=caller, authorization=authorization, deadline=deadline, plan=plan
                 )
                 # Inside the place: the record's cost is part of the latency the limit follows.
                 self.recording.chat_message(turn, caller.tenant, gathered)
@@ -287,7 +315,13 @@ class RespondService:
         body = {
             **ask.forwarded,
             "model": model,
-            "messages": prompt_messages(gathered, ask.turn, persona, ask.conversation),
+            "messages": prompt_messages(
+                gathered,
+                ask.turn,
+                persona,
+                ask.conversation,
+                instructions=answer.plan.llm_instructions,
+            ),
         }
         try:
             if ask.stream:

@@ -206,6 +206,11 @@ class RespondSettings(
     templates_path: Path | None = Field(
         None, description="A team's templates YAML; unset: the built-in templates."
     )
+    experiments_file: Path | None = Field(
+        None,
+        description="The experiments YAML (the same file as profile's); unset: none. "
+        "Validated at start (personas against the templates): one line per problem.",
+    )
     kafka_retry_s: float = Field(
         2.0, gt=0, description="Pause between attempts to connect the producer at start-up."
     )

@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Tone = Literal["empathetic", "concise", "neutral"]
-TONES: tuple[Tone, ...] = ("empathetic", "concise", "neutral")
+from rapport.common.experiments import Tone
+
+TONES: tuple[Tone, ...] = get_args(Tone)
 
 # Every placeholder a template part may use, and what fills it.
 PLACEHOLDERS: dict[str, str] = {

@@ -21,9 +21,9 @@ from openai.types.completion_usage import CompletionUsage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from rapport.common.contracts import MemoryFact, RecalledMessage
+from rapport.common.experiments import Assignment, Tone
 from rapport.common.identifiers import Identifier
 from rapport.respond.adapters.llm import UpstreamFailed
-from rapport.respond.templates import Tone
 
 SESSION_HEADER = "X-Rapport-Session-Id"
 DEGRADED_HEADER = "X-Rapport-Degraded"
@@ -79,6 +79,11 @@ class Personalization(BaseModel):
     degraded: list[str] = Field(
         description="Parts that could not be used: profile, recommendations, ranking, "
         "intent, sentiment, knowledge, memory, event, llm."
+    )
+    experiments: list[Assignment] = Field(
+        default_factory=list,
+        description="The experiments this user is enrolled in, their variant, and whether "
+        "the variant changed this reply (an exposure).",
     )
 
 

@@ -29,12 +29,18 @@ class RecommendClient(ServiceClient):
         message: str | None = None,
         k: int = 10,
         vector: bool = False,
+        exploration_rate: float | None = None,
         timeout_s: float | None = None,
     ) -> Recommendations:
         """Items for ``user_id``; with ``profile`` inline, recommend does not read it again.
         ``vector``: also return the message's sentence vector."""
         request = RecommendationRequest(
-            user_id=user_id, profile=profile, message=message or None, k=k, vector=vector
+            user_id=user_id,
+            profile=profile,
+            message=message or None,
+            k=k,
+            vector=vector,
+            exploration_rate=exploration_rate,
         )
         return await self.call(
             "POST",

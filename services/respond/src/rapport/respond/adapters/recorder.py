@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from uuid_utils.compat import uuid7
 
-from rapport.common.events import SCHEMA_HEADER, ChatMessageEventIn, encode_for_topic
+from rapport.common.events import (
+    SCHEMA_HEADER,
+    ChatMessageEventIn,
+    EventIn,
+    ExposureAttributes,
+    ExposureEventIn,
+    encode_for_topic,
+)
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.settings import KafkaSettings
 from rapport.common.vectors import MessageVector
@@ -86,10 +93,6 @@ class EventRecorder:
         vector: MessageVector | None = None,
     ) -> asyncio.Task[None]:
         """Start producing one event; the task ends when the broker acknowledges it."""
-        if self.producer is None:
-            raise RecorderUnavailable("not connected to Kafka")
-        if len(self.pending) >= MAX_PENDING:
-            raise RecorderUnavailable("too many events waiting for the broker")
         now = datetime.now(UTC)
         event = ChatMessageEventIn(
             type="chat_message",
@@ -101,8 +104,30 @@ class EventRecorder:
             attributes=attributes or None,
             vector=vector,
         )
+        return self._start(event, tenant, now)
+
+    def record_exposure(
+        self, *, tenant: str, user_id: str, session_id: str | None, experiment: str, variant: str
+    ) -> asyncio.Task[None]:
+        """Start producing an ``exposure`` event, like :meth:`record`."""
+        now = datetime.now(UTC)
+        event = ExposureEventIn(
+            type="exposure",
+            user_id=user_id,
+            session_id=session_id,
+            occurred_at=now,
+            source="respond",
+            attributes=ExposureAttributes(experiment=experiment, variant=variant),
+        )
+        return self._start(event, tenant, now)
+
+    def _start(self, event: EventIn, tenant: str, now: datetime) -> asyncio.Task[None]:
+        if self.producer is None:
+            raise RecorderUnavailable("not connected to Kafka")
+        if len(self.pending) >= MAX_PENDING:
+            raise RecorderUnavailable("too many events waiting for the broker")
         value = encode_for_topic(event, event_id=uuid7(), received_at=now, tenant=tenant)
-        task = asyncio.create_task(self._send(self.producer, user_id.encode(), value))
+        task = asyncio.create_task(self._send(self.producer, event.user_id.encode(), value))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
         return task
