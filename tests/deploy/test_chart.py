@@ -4,6 +4,7 @@ the Kubernetes schemas, committed as examples, and holding the promises of DESIG
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client.utils import floatToGoString
 
+from rapport.common.experiments import MAX_EXPERIMENTS, NAME_PATTERN, Kpi, parse_experiments
 from rapport.common.kafka import EVENTS_TOPIC, KNOWLEDGE_TOPIC
 from rapport.common.metrics import LATENCY_BUCKETS_S
 from rapport.common.settings import env_vars
@@ -94,6 +96,15 @@ def test_values_table_in_install_doc_is_generated_from_the_schema(deploy: Deploy
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# What the schema asks of an experiment (the services check the rest, and the dates, at start).
+VARIANTS = [{"name": "control", "weight": 1}, {"name": "empathetic", "weight": 1}]
+EXPERIMENT = {
+    "name": "tone-test",
+    "variants": VARIANTS,
+    "start": "",
+    "stop": "",
+    "primary_kpi": "click",
+}
 BAD_VALUES = {
     "component-typo": {"components": {"recomend": {"replicas": 1}}},
     "unknown-key": {"default": {"replicaCount": 3}},
@@ -107,6 +118,12 @@ BAD_VALUES = {
     "milvus-not-a-url": {"milvus": {"uri": "milvus.milvus.svc:19530"}},
     "memory-typo": {"components": {"profile": {"memory": {"retention": 30}}}},
     "memory-bad-collection": {"components": {"profile": {"memory": {"collection": "my-memory"}}}},
+    "experiment-without-kpi": {
+        "experiments": [{k: v for k, v in EXPERIMENT.items() if k != "primary_kpi"}]
+    },
+    "experiment-bad-name": {"experiments": [{**EXPERIMENT, "name": "Tone test"}]},
+    "experiment-one-variant": {"experiments": [{**EXPERIMENT, "variants": VARIANTS[:1]}]},
+    "experiments-not-a-list": {"experiments": {"tone-test": EXPERIMENT}},
 }
 
 
@@ -499,6 +516,97 @@ def test_monitors_name_the_job_that_alerts_and_dashboards_select(
         ports = {p["name"] for p in main_container(deployments[name])["ports"]}
         assert endpoint["port"] in ports
         assert endpoint["path"] == "/metrics"
+
+
+# ---- experiments ----------------------------------------------------------------------
+
+EXPERIMENTS_FILE = "/etc/rapport/experiments/experiments.yaml"
+EXPERIMENT_USERS = ("profile", "respond")
+
+
+def experiments_of(manifests: list[Manifest]) -> tuple[Manifest | None, dict[str, Any]]:
+    """The experiments ConfigMap, and per component what its pod gets of it."""
+    configmap = next((m for m in manifests if m["metadata"]["name"] == "rapport-experiments"), None)
+    found = {}
+    for name, deployment in objects(manifests, "Deployment").items():
+        pod = deployment["spec"]["template"]
+        container = main_container(deployment)
+        found[name] = {
+            "env": {n: v for n, v in env_of(container).items() if "EXPERIMENTS" in n},
+            "mounts": [m for m in container["volumeMounts"] if m["name"] == "experiments"],
+            "volumes": [v for v in pod["spec"]["volumes"] if v["name"] == "experiments"],
+            "checksum": pod["metadata"]["annotations"].get("checksum/experiments"),
+        }
+    return configmap, found
+
+
+def test_schema_offers_the_experiment_names_kpis_and_count_the_services_accept() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["experiments"]
+    assert schema["maxItems"] == MAX_EXPERIMENTS
+    assert schema["items"]["properties"]["name"]["pattern"] == NAME_PATTERN
+    assert schema["items"]["properties"]["primary_kpi"]["enum"] == [k.value for k in Kpi]
+
+
+@pytest.mark.parametrize("value_set", ["default", "dev", "prod"])
+def test_no_experiments_mount_nothing(rendered: dict[str, list[Manifest]], value_set: str) -> None:
+    configmap, found = experiments_of(rendered[value_set])
+    assert configmap is None
+    for name, got in found.items():
+        assert got == {"env": {}, "mounts": [], "volumes": [], "checksum": None}, name
+
+
+def test_experiments_are_one_file_mounted_into_respond_and_profile(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    configmap, found = experiments_of(rendered["all-enabled"])
+    assert configmap is not None
+    text = configmap["data"]["experiments.yaml"]
+    assert text.startswith("version: 1\n")
+    # The file the services will read, checked by the services' own model.
+    parsed = parse_experiments(text, Path(EXPERIMENTS_FILE))
+    values = yaml.safe_load((CHART / "ci" / "all-enabled-values.yaml").read_text())
+    assert [e.name for e in parsed.experiments] == [e["name"] for e in values["experiments"]]
+    checksums = set()
+    for name, got in found.items():
+        if name not in EXPERIMENT_USERS:
+            assert got == {"env": {}, "mounts": [], "volumes": [], "checksum": None}, name
+            continue
+        assert got["env"] == {f"RAPPORT_{name.upper()}_EXPERIMENTS_FILE": EXPERIMENTS_FILE}
+        directory = str(Path(EXPERIMENTS_FILE).parent)
+        assert got["mounts"] == [{"name": "experiments", "mountPath": directory, "readOnly": True}]
+        (volume,) = got["volumes"]
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        checksums.add(got["checksum"])
+    assert len(checksums) == 1
+    assert None not in checksums
+
+
+def test_changing_the_experiments_rolls_respond_and_profile(
+    rendered: dict[str, list[Manifest]], deploy: DeployTools, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    experiment = {
+        "name": "prompt-test",
+        "variants": [
+            {"name": "control", "weight": 1},
+            {"name": "shorter", "weight": 1, "changes": {"llm_instructions": "Be brief."}},
+        ],
+        "start": (now - timedelta(days=1)).isoformat(),
+        "stop": (now + timedelta(days=13)).isoformat(),
+        "primary_kpi": "positive_feedback",
+    }
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"experiments": [experiment]}))
+    result = deploy.chart("render-json", str(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+    configmap, found = experiments_of(json.loads(result.stdout))
+    assert configmap is not None
+    (parsed,) = parse_experiments(configmap["data"]["experiments.yaml"], values).experiments
+    assert parsed.running(now)
+    _, before = experiments_of(rendered["all-enabled"])
+    for name in EXPERIMENT_USERS:
+        assert found[name]["checksum"] not in (None, before[name]["checksum"]), name
+    assert {n for n, got in found.items() if got["checksum"]} == set(EXPERIMENT_USERS)
 
 
 def test_dashboards_ship_as_configmaps_the_grafana_sidecar_finds(

@@ -1,7 +1,7 @@
-"""The Grafana dashboards: valid JSON, an overview plus one per service, every panel a
-Prometheus query on the chosen namespace, latency panels with exemplars and trace links, and
-every metric an alert watches on a panel. (That every metric they query is really exported:
-tests/integration/test_dashboard_metrics.py.)"""
+"""The Grafana dashboards: valid JSON, an overview, one per service and one for experiments,
+every panel a Prometheus query on the chosen namespace, latency panels with exemplars and trace
+links, and every metric an alert watches on a panel. (That every metric they query is really
+exported: tests/integration/test_dashboard_metrics.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "charts" / "rapport" / "dashboards"
-EXPECTED = {"overview", "ingest", "profile", "recommend", "respond", "knowledge"}
+EXPECTED = {"overview", "ingest", "profile", "recommend", "respond", "knowledge", "experiments"}
 METRIC = re.compile(r"\b(?:rapport_|nv_)[a-zA-Z0-9_]*")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
@@ -31,7 +31,7 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in dashboard["panels"] if p["type"] != "row"]
 
 
-def test_an_overview_and_one_dashboard_per_service() -> None:
+def test_an_overview_one_dashboard_per_service_and_experiments() -> None:
     dashboards = load()
     assert set(dashboards) == EXPECTED
     uids = [d["uid"] for d in dashboards.values()]
@@ -127,3 +127,38 @@ def test_knowledge_and_memory_show_indexing_freshness_lag_search_and_waiting() -
         "rapport_respond_degraded_total",
     ):
         assert metric in memory, metric
+
+
+def test_experiments_have_a_row_each_with_their_figures_by_variant() -> None:
+    dashboard = load()["experiments"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    experiment = variables["experiment"]
+    assert experiment["definition"] == (
+        'label_values(rapport_experiment_users{namespace="$namespace"}, experiment)'
+    )
+    assert experiment["query"]["query"] == experiment["definition"]
+    assert experiment["multi"] is True
+    assert experiment["includeAll"] is True
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    repeated = [r for r in rows if r.get("repeat") == "experiment"]
+    # An open row repeats with the panels below it, up to the next row: it comes last.
+    assert repeated == [rows[-1]]
+    start = dashboard["panels"].index(rows[-1])
+    in_row = dashboard["panels"][start + 1 :]
+    assert in_row
+    for panel in in_row:
+        for target in panel["targets"]:
+            assert 'experiment=~"$experiment"' in target["expr"], panel["title"]
+    per_experiment = queried({"panels": in_row})
+    for metric in (
+        "rapport_experiment_users",
+        "rapport_experiment_conversion_rate",
+        "rapport_experiment_probability_to_beat_control",
+        "rapport_experiment_srm_p_value",
+        "rapport_experiment_exposures_total",
+        "rapport_experiment_conversions_total",
+        "rapport_respond_experiment_assignments_total",
+        "rapport_respond_experiment_exposures_total",
+    ):
+        assert metric in per_experiment, metric
+    assert "rapport_experiment_exposures_rejected_total" in queried(dashboard)

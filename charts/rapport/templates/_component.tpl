@@ -116,6 +116,10 @@ valueFrom:
 - name: RAPPORT_API_KEYS_FILE
   value: /etc/rapport/api-keys/{{ ternary $v.apiKeys.key "api-keys.json" (ne $v.apiKeys.existingSecret "") }}
 {{- end }}
+{{- if include "rapport.hasExperiments" . }}
+- name: {{ required (printf "components.%s.settingsPrefix is required when it uses experiments" .name) $c.settingsPrefix }}_EXPERIMENTS_FILE
+  value: /etc/rapport/experiments/experiments.yaml
+{{- end }}
 {{- range $target := $c.calls }}
 {{- $callee := index $.model $target }}
 {{- if not $callee }}
@@ -192,6 +196,10 @@ spec:
         {{- end }}
       annotations:
         checksum/connections: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
+        {{- if include "rapport.hasExperiments" . }}
+        {{- /* The services read the file at start: a new list needs new pods. */}}
+        checksum/experiments: {{ include (print $root.Template.BasePath "/experiments.yaml") $root | sha256sum }}
+        {{- end }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -301,6 +309,11 @@ spec:
               mountPath: /etc/rapport/api-keys
               readOnly: true
             {{- end }}
+            {{- if include "rapport.hasExperiments" . }}
+            - name: experiments
+              mountPath: /etc/rapport/experiments
+              readOnly: true
+            {{- end }}
             {{- with $c.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -335,6 +348,12 @@ spec:
             items:
               - key: {{ ternary $root.Values.apiKeys.key "api-keys.json" (ne $root.Values.apiKeys.existingSecret "") }}
                 path: {{ ternary $root.Values.apiKeys.key "api-keys.json" (ne $root.Values.apiKeys.existingSecret "") }}
+        {{- end }}
+        {{- if include "rapport.hasExperiments" . }}
+        - name: experiments
+          configMap:
+            name: {{ include "rapport.experimentsName" $root }}
+            defaultMode: 0444
         {{- end }}
         {{- with $c.extraVolumes }}
         {{- toYaml . | nindent 8 }}

@@ -129,3 +129,14 @@ with its env and egress. Args: (dict "root" $ "out" dict). */}}
 {{- define "rapport.secretName" -}}
 {{- printf "%s-connections" (include "rapport.fullname" .) -}}
 {{- end -}}
+
+{{/* Name of the experiments ConfigMap (templates/experiments.yaml). */}}
+{{- define "rapport.experimentsName" -}}
+{{- printf "%s-experiments" (include "rapport.fullname" .) -}}
+{{- end -}}
+
+{{/* Whether a component gets the experiments file: it `uses` experiments and the list is
+not empty. "true" or "". Args: component context. */}}
+{{- define "rapport.hasExperiments" -}}
+{{- if and (has "experiments" .c.uses) .root.Values.experiments -}}true{{- end -}}
+{{- end -}}
