@@ -160,8 +160,9 @@ class Experiment(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise ValueError(f"variant names repeat: {', '.join(names)}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variant names repeat: {', '.join(repeated)}")
         if self.stop <= self.start:
             raise ValueError("stop must be after start")
         if self.primary_kpi in self.guardrail_kpis:
@@ -258,6 +259,13 @@ def _where(loc: tuple[int | str, ...], doc: Any) -> str:
     return "".join(parts) or "(file)"
 
 
+def _reason(message: str, value: object) -> str:
+    reason = message.removeprefix("Value error, ").replace("\n", " ")
+    if isinstance(value, bool) and "string" in reason:
+        reason += " (YAML reads unquoted yes, no, on and off as booleans: quote it)"
+    return reason
+
+
 def parse_experiments(text: str, path: Path) -> ExperimentFile:
     import yaml  # noqa: PLC0415 - only the services that run experiments need PyYAML
 
@@ -269,7 +277,7 @@ def parse_experiments(text: str, path: Path) -> ExperimentFile:
         return ExperimentFile.model_validate(doc)
     except ValidationError as exc:
         lines = [
-            f"{path}: {_where(tuple(e['loc']), doc)}: {e['msg']}".replace("\n", " ")
+            f"{path}: {_where(tuple(e['loc']), doc)}: {_reason(e['msg'], e.get('input'))}"
             for e in exc.errors(include_url=False)
         ]
         raise ExperimentFileError(path, lines) from exc
