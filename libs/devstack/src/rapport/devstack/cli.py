@@ -18,6 +18,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     config.with_services = not args.no_services
     if args.model_repository:
         config.model_repository = args.model_repository
+    if args.experiments is not None:
+        config.experiments_file = stack.experiments_choice(args.experiments)
     try:
         if config.with_triton and config.model_repository is None:
             config.model_repository = models.ensure_repository()
@@ -27,6 +29,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 1
     print(f"stack is up; described in {stack.stack_path(args.home)}")
     stack.print_endpoints(data)
+    print(f"  {'experiments':<14} {data['experiments'] or 'none'}")
     return 0
 
 
@@ -80,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-services", action="store_true", help="infrastructure only")
     up.add_argument("--model-repository", type=Path, help="Triton model repository")
+    up.add_argument(
+        "--experiments",
+        metavar="PATH|off",
+        help=f"the experiments respond and profile run (${stack.EXPERIMENTS_VARIABLE}; "
+        "default: devstack's experiments.yaml)",
+    )
     up.set_defaults(func=_cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
     status = sub.add_parser("status", help="check every server answers; exit 1 if not")

@@ -15,7 +15,12 @@
    mid-conversation, and the next answer cites the new text. The user says
    they are vegetarian; memory learns it from the chat message, and the very
    next reply shows the fact and uses it;
-6. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
+6. an experiment (``tone-empathetic`` of devstack's ``experiments.yaml``): simulated
+   shoppers on the web channel each get a reply, respond assigns each a variant and
+   records the exposure, the shoppers of one variant buy more often (seeded), their
+   purchases go through ingest, and ``rapport-experiments report`` prints profile's
+   report;
+7. everything stopped again, nothing left running (``KEEP=1`` leaves it up).
 
     make demo [KEEP=1] [DEMO_EVENTS=20000]
 """
@@ -24,11 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -72,6 +78,19 @@ KNOWLEDGE = [
         "be exchanged for cash.",
     },
 ]
+# The experiment: shoppers who each get one reply, then buy (or not) at the simulated
+# rate of their variant; a few complain whatever their variant (the guardrail).
+EXPERIMENT = "tone-empathetic"
+SHOPPERS = 300  # the report compares arms of 100 users or more
+SHOPPER_CHANNEL = "web"  # the shipped experiments enrol this channel only
+SHOPPER_QUESTION = "what is good to watch tonight?"
+PURCHASE_RATE = {"control": 0.2, "empathetic": 0.5}
+COMPLAINT_RATE = 0.05
+SHOPPING_SEED = 30
+# A few at a time, each with a generous budget: this is a demo of the experiment, not
+# of the admission limit or the deadline.
+IN_FLIGHT = 4
+SHOPPER_DEADLINE_MS = "1000"
 REFUND_POLICY_V2 = {
     **KNOWLEDGE[0],
     "text": "You can return a purchase within 60 days for a full refund. Refunds go back to "
@@ -124,6 +143,7 @@ class Demo:
     def __init__(self, data: dict[str, Any], session: aiohttp.ClientSession) -> None:
         self.services = data["services"]
         self.key = data["api_key"]
+        self.experiments: str | None = data.get("experiments")
         self.http = session
         self.headers = {"Authorization": f"Bearer {self.key}"}
         self.openai = AsyncOpenAI(
@@ -200,6 +220,44 @@ class Demo:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}")
             await asyncio.sleep(0.1)
+
+    async def report(self, name: str) -> dict[str, Any]:
+        url = f"{self.services['profile']}/v1/experiments/{name}"
+        async with self.http.get(url, headers=self.headers) as response:
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def until_counted(
+        self,
+        name: str,
+        counted: Callable[[dict[str, Any]], dict[str, int]],
+        expected: dict[str, int],
+        what: str,
+        timeout_s: float = 30,
+    ) -> None:
+        """Poll the report until ``counted(report)`` (per variant) is ``expected``."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := counted(await self.report(name))) != expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}: {seen}, expected {expected}")
+            await asyncio.sleep(0.2)
+
+    async def shop(self, shopper: str) -> dict[str, Any] | None:
+        """One reply on the web channel; the shopper's assignment in ``EXPERIMENT``."""
+        body = {
+            "user_id": shopper,
+            "session_id": "demo-shop",
+            "channel": SHOPPER_CHANNEL,
+            "message": SHOPPER_QUESTION,
+        }
+        url = f"{self.services['respond']}/v1/respond"
+        headers = self.headers | {"X-Rapport-Deadline-Ms": SHOPPER_DEADLINE_MS}
+        async with self.http.post(url, json=body, headers=headers) as response:
+            response.raise_for_status()
+            reply = await response.json()
+        assignments = reply["personalization"].get("experiments", [])
+        return next((a for a in assignments if a["experiment"] == EXPERIMENT), None)
 
     async def send(self, *fresh: dict[str, Any]) -> None:
         now = datetime.now(UTC).isoformat()
@@ -289,6 +347,86 @@ async def conversation(demo: Demo) -> list[str]:
     return replies
 
 
+def per_variant(report: dict[str, Any], field: str) -> dict[str, int]:
+    """A primary-KPI figure of each variant with any users (``users``, ``conversions``)."""
+    primary = next(k for k in report["kpis"] if k["role"] == "primary")
+    return {v["variant"]: v[field] for v in primary["variants"] if v["users"]}
+
+
+def tally(users: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for variant in users.values():
+        counts[variant] = counts.get(variant, 0) + 1
+    return counts
+
+
+async def experiment(demo: Demo) -> bool:
+    """Shoppers meet ``EXPERIMENT``; profile's report, as ``rapport-experiments`` prints it."""
+    if demo.experiments is None:
+        print("\n[no experiments run in this mesh (RAPPORT_DEV_EXPERIMENTS=off)]")
+        return True
+    print(f"\n── an experiment: {EXPERIMENT} " + "─" * 45)
+    started = time.perf_counter()
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(shopper: str) -> tuple[str, dict[str, Any] | None]:
+        async with limit:
+            return shopper, await demo.shop(shopper)
+
+    shoppers = [f"shopper-{n:03d}" for n in range(SHOPPERS)]
+    answers = await asyncio.gather(*(one(s) for s in shoppers))
+    if all(a is None for _, a in answers):
+        print(f"[{EXPERIMENT} is not in {demo.experiments}: nothing to show]")
+        return True
+    exposed = {s: a["variant"] for s, a in answers if a is not None and a["exposed"]}
+    print(
+        f"{SHOPPERS} shoppers asked {SHOPPER_QUESTION!r} on the {SHOPPER_CHANNEL} channel; "
+        f"respond exposed {len(exposed)} of them: {tally(exposed)}"
+    )
+    await demo.until_counted(
+        EXPERIMENT, lambda r: per_variant(r, "users"), tally(exposed), "the exposures"
+    )
+    pick = random.Random(SHOPPING_SEED)  # noqa: S311 - a simulation, not secrets
+    now = datetime.now(UTC).isoformat()
+    outcomes: list[dict[str, Any]] = []
+    bought: dict[str, str] = {}
+    for shopper, variant in exposed.items():
+        if pick.random() < PURCHASE_RATE.get(variant, PURCHASE_RATE["control"]):
+            bought[shopper] = variant
+            outcomes.append({"type": "purchase", "user_id": shopper, "item_id": STAR_WARS[0]})
+        if pick.random() < COMPLAINT_RATE:
+            outcomes.append({"type": "feedback", "user_id": shopper, "rating": 1})
+    if outcomes:
+        await demo.post_events([{"occurred_at": now, "source": "demo-shop", **e} for e in outcomes])
+    rates = ", ".join(f"{v} {r:.0%}" for v, r in PURCHASE_RATE.items())
+    print(
+        f"[simulated: they buy at {rates}; {len(bought)} purchases and "
+        f"{len(outcomes) - len(bought)} complaints sent through ingest]"
+    )
+    expected = {v: tally(bought).get(v, 0) for v in tally(exposed)}
+    await demo.until_counted(
+        EXPERIMENT, lambda r: per_variant(r, "conversions"), expected, "the purchases"
+    )
+    print(f"[counted by profile {time.perf_counter() - started:.1f} s after the first reply]")
+    profile = demo.services["profile"]
+    print(f"\n$ RAPPORT_API_KEY=<dev key> rapport-experiments report {EXPERIMENT} --url {profile}")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rapport.profile.experiments_cli",
+        "report",
+        EXPERIMENT,
+        "--url",
+        profile,
+        env={**os.environ, "RAPPORT_API_KEY": demo.key},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    printed, _ = await cli.communicate()
+    print(printed.decode(errors="replace").rstrip())
+    return cli.returncode == 0
+
+
 async def run(data: dict[str, Any], count: int) -> bool:
     async with aiohttp.ClientSession() as session:
         demo = Demo(data, session)
@@ -297,13 +435,19 @@ async def run(data: dict[str, Any], count: int) -> bool:
         print(f"\npublishing {len(KNOWLEDGE)} company documents through ingest")
         await demo.publish(*KNOWLEDGE)
         replies = await conversation(demo)
+        try:
+            reported = await experiment(demo)
+        except (RuntimeError, aiohttp.ClientError) as exc:  # the conversation's checks still count
+            print(f"demo: the experiment: {type(exc).__name__}: {exc}", file=sys.stderr)
+            reported = False
     changed = len(set(replies)) == len(replies)
     print(f"\nevery reply differs from the one before: {changed}")
     cites_old, cites_new = "30 days" in replies[4], "60 days" in replies[5]
     print(f"the policy answer cited the policy, then its new version: {cites_old and cites_new}")
     remembers = "vegetarian" in replies[7]
     print(f"the reply after 'I'm vegetarian' used the fact: {remembers}")
-    return changed and cites_old and cites_new and remembers
+    print(f"the experiment's report counted every exposure and purchase: {reported}")
+    return changed and cites_old and cites_new and remembers and reported
 
 
 def main() -> int:
@@ -325,6 +469,7 @@ def main() -> int:
         return 1
     print(f"up in {time.perf_counter() - started:.1f}s; described in {stack.stack_path(home)}")
     stack.print_endpoints(data)
+    print(f"  {'experiments':<14} {data['experiments'] or 'none'}")
     ok = False
     try:
         ok = asyncio.run(run(data, count))

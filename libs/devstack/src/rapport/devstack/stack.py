@@ -14,6 +14,7 @@ under its own driver, which pauses and kills servers) and the pytest fixtures
                "triton_metrics": "http://..."},
      "services": {"ingest": "http://127.0.0.1:P", ...},
      "api_key": "<dev key with every scope>",
+     "experiments": "<the experiments file respond and profile run, or null>",
      "pids": {"kafka": 123, ...},
      "processes": {"kafka": {"pid": 123, "create_time": ..., "argv": [...], ...}, ...}}
 """
@@ -28,12 +29,14 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from rapport.common.auth import ALL_SCOPES, generate_key, key_entry
+from rapport.common.experiments import ExperimentFileError, load_experiments
 from rapport.common.kafka import TopicSpec, default_topics, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers, triton
@@ -56,6 +59,48 @@ class StackError(RuntimeError):
     pass
 
 
+# Which experiments the mesh runs: unset, the devstack's own file; a path, that file;
+# ``off``, none.
+EXPERIMENTS_VARIABLE = "RAPPORT_DEV_EXPERIMENTS"
+EXPERIMENTS_OFF = "off"
+# The services that read the experiments file, each by its own setting.
+EXPERIMENT_SERVICES = ("respond", "profile")
+
+
+def default_experiments() -> Path:
+    """The demo experiments shipped with devstack (tone-empathetic, memory-off)."""
+    return Path(str(resources.files("rapport.devstack") / "experiments.yaml"))
+
+
+def experiments_choice(value: str | None) -> Path | None:
+    """``RAPPORT_DEV_EXPERIMENTS`` (or ``up --experiments``) as a file: unset or empty,
+    the shipped one; ``off``, none."""
+    if not value:
+        return default_experiments()
+    if value.strip().lower() == EXPERIMENTS_OFF:
+        return None
+    return Path(value).expanduser().resolve()
+
+
+def experiments_env(path: Path | None) -> dict[str, dict[str, str]]:
+    """Per service, the setting that points it at ``path`` (nothing when None)."""
+    if path is None:
+        return {}
+    return {s: {f"RAPPORT_{s.upper()}_EXPERIMENTS_FILE": str(path)} for s in EXPERIMENT_SERVICES}
+
+
+def check_experiments(path: Path | None) -> None:
+    """Refuse a file the services would refuse, before anything starts: its problems in
+    one message, not in two services' logs."""
+    try:
+        load_experiments(path)
+    except ExperimentFileError as exc:
+        lines = "\n".join(exc.lines)
+        raise StackError(
+            f"the experiments file cannot be used ({EXPERIMENTS_VARIABLE}=off runs none):\n{lines}"
+        ) from exc
+
+
 @dataclass
 class StackConfig:
     home: Path = Path(".rapport")
@@ -68,6 +113,7 @@ class StackConfig:
     # How often each process exports the spans it holds (its default: every 5 s).
     otlp_export_delay_ms: int | None = None
     service_env: dict[str, str] = field(default_factory=dict)  # added to every service's env
+    experiments_file: Path | None = None  # respond's and profile's; None: no experiment runs
 
     @classmethod
     def from_env(cls, home: Path) -> StackConfig:
@@ -77,6 +123,7 @@ class StackConfig:
             model_repository=Path(repo) if repo else None,
             external_mongo_url=os.environ.get("RAPPORT_MONGO_URL") or None,
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            experiments_file=experiments_choice(os.environ.get(EXPERIMENTS_VARIABLE)),
         )
 
 
@@ -383,6 +430,8 @@ def up(config: StackConfig) -> dict[str, Any]:
         raise StackError(
             f"a stack is already running ({stack_path(config.home)}); `make down` first"
         )
+    if config.with_services:
+        check_experiments(config.experiments_file)
     log_dir = config.home / "logs"
     data_dir = config.home / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -392,6 +441,7 @@ def up(config: StackConfig) -> dict[str, Any]:
         "infra": {},
         "services": {},
         "api_key": generate_key("dev"),
+        "experiments": str(config.experiments_file) if config.experiments_file else None,
         "pids": {},
         "processes": {},
     }
@@ -415,6 +465,7 @@ def up(config: StackConfig) -> dict[str, Any]:
         otlp_endpoint=config.otlp_endpoint,
         otlp_export_delay_ms=config.otlp_export_delay_ms,
         service_env=dict(config.service_env),
+        env=experiments_env(config.experiments_file),
     )
     try:
         mesh = start_mesh(plan, stack, data_dir, started=record)

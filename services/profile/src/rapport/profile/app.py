@@ -19,7 +19,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
-from rapport.common.experiments import ExperimentFileError, load_experiments
+from rapport.common.experiments import ExperimentFile, ExperimentFileError, load_experiments
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
@@ -87,6 +87,14 @@ async def settle_waiting(service: ProfileService, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
 
 
+async def index_experiments(store: ProfileStore, experiments: ExperimentFile) -> None:
+    """In the background: MongoDB need not be up for profile to start."""
+    try:
+        await store.index_experiments(e.name for e in experiments.experiments)
+    except PyMongoError as exc:  # reports scan more without them; serving does not need them
+        log.warning("experiment indexes not created", extra={"error": str(exc)[:200]})
+
+
 async def export_experiment_gauges(service: ProfileService, interval_s: float) -> None:
     while True:
         try:
@@ -128,6 +136,8 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             stack.push_async_callback(producer.stop)  # also closes a producer that failed to start
             await producer.start()
             store = ProfileStore(mongo[settings.mongo_database])
+            indexing = asyncio.create_task(index_experiments(store, experiments))
+            stack.callback(indexing.cancel)
             language = LanguageDetector()
             if settings.memory:  # the language model loads here, not on the first message
                 await asyncio.to_thread(language.prepare)

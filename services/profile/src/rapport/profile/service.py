@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
@@ -31,7 +32,12 @@ from rapport.common.experiments import Experiment, ExperimentList, ExperimentRep
 from rapport.common.problems import ProblemError
 from rapport.common.profiles import profile_id
 from rapport.common.published import PublishedProfiles, PublishedView, RecallEntry
-from rapport.profile.adapters.cache import AggregateCache, feedback_key, trending_key
+from rapport.profile.adapters.cache import (
+    AggregateCache,
+    experiment_key,
+    feedback_key,
+    trending_key,
+)
 from rapport.profile.adapters.memory import MemoryStore
 from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import COMPARE_AND_SET_ATTEMPTS, ProfileStore
@@ -55,6 +61,9 @@ from rapport.profile.metrics import ProfileMetrics
 log = logging.getLogger(__name__)
 
 TRENDING_POOL = 500  # items kept per tenant; filters and limits apply to these
+# A report is one aggregation over the experiment's enrolled profiles: readers polling it
+# (a dashboard, a person re-running the CLI) share one every few seconds.
+REPORT_TTL_S = 5
 
 
 class ProfileService:
@@ -284,9 +293,9 @@ class ProfileService:
             feedback_key(tenant, policy), FeedbackCounts, compute
         )
 
-    async def experiment_report(self, tenant: str | None, name: str) -> ExperimentReport:
-        """One experiment's report from the enrolled profiles (``tenant`` None: all); a
-        404 when no experiment has that name."""
+    async def experiment_report(self, tenant: str, name: str) -> ExperimentReport:
+        """One experiment's report from the tenant's enrolled profiles, at most
+        ``REPORT_TTL_S`` old; a 404 when no experiment has that name."""
         experiment = self.rules.experiments.get(name)
         if experiment is None:
             raise ProblemError(
@@ -295,11 +304,20 @@ class ProfileService:
                 detail=f"No experiment is named `{name}`; `GET /v1/experiments` lists them.",
                 slug="experiment-not-found",
             )
-        return await self._report(experiment, tenant)
+        return await self._cached_report(experiment, tenant)
 
-    async def experiment_reports(self, tenant: str | None) -> ExperimentList:
+    async def experiment_reports(self, tenant: str) -> ExperimentList:
+        experiments = self.rules.experiments.experiments
         return ExperimentList(
-            experiments=[await self._report(e, tenant) for e in self.rules.experiments.experiments]
+            experiments=[await self._cached_report(e, tenant) for e in experiments]
+        )
+
+    async def _cached_report(self, experiment: Experiment, tenant: str) -> ExperimentReport:
+        return await self.cache.get_or_compute(
+            experiment_key(tenant, experiment.name),
+            ExperimentReport,
+            partial(self._report, experiment, tenant),
+            ttl_s=REPORT_TTL_S,
         )
 
     async def _report(self, experiment: Experiment, tenant: str | None) -> ExperimentReport:
@@ -357,6 +375,9 @@ class ProfileService:
                 await self.waiting.hold_erasure(pid)
         if not await self.publisher.erase([pid]):
             await self._hold_cache(pid, "tombstone")
+        # The user leaves the experiments' counts now, not when the cached reports expire.
+        names = [e.name for e in self.rules.experiments.experiments]
+        await self.cache.forget([experiment_key(tenant, name) for name in names])
         await self.producer.send_and_wait(self.changes_topic, key=pid.encode(), value=None)
 
     async def _delete_vectors(self, pid: str, memory_id: str) -> None:

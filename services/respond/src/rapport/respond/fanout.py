@@ -197,7 +197,7 @@ class FanOut:
         self._take_profile(read, gathered)
         self._take_recommendations(recs, gathered)
         if plan is not None:
-            self._enrol_by_segment(plan, turn, caller.tenant, read, gathered)
+            self._enrol_by_segment(plan, turn, caller.tenant, gathered)
         # Stage 2: knowledge and recall, with the message's vector.
         message = recs.message if recs else None
         await asyncio.gather(
@@ -217,12 +217,13 @@ class FanOut:
             self._apply_plan(plan, recs, gathered)
         return gathered
 
-    def _enrol_by_segment(
-        self, plan: Plan, turn: Turn, tenant: str, read: ProfileRead | None, gathered: Gathered
-    ) -> None:
-        """Only users known to consent are enrolled: an opted-out user, or one whose
-        profile could not be read, leaves every experiment."""
-        if read is None or not gathered.personalized or turn.user_id is None:
+    def _enrol_by_segment(self, plan: Plan, turn: Turn, tenant: str, gathered: Gathered) -> None:
+        """An opted-out user leaves every experiment. One whose profile could not be read
+        (late, or down) stays, as their chat message is recorded: profile, which enforces
+        consent where events are applied, drops the exposure of a user who opted out.
+        Leaving them out instead would leave out most new users under load (their first
+        read goes to profile's API), and the experiments would measure returning users."""
+        if not gathered.personalized or turn.user_id is None:
             plan.enrolments.clear()
             return
         self.experiments.enrol(

@@ -35,13 +35,22 @@ def feedback_key(tenant: str, policy: str) -> str:
     return f"feedback:{len(tenant)}:{tenant}:{policy}"
 
 
+def experiment_key(tenant: str, name: str) -> str:
+    return f"experiment:{len(tenant)}:{tenant}:{name}"
+
+
 class AggregateCache:
     def __init__(self, redis: Redis, *, ttl_s: int = AGGREGATE_TTL_S) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
 
     async def get_or_compute(
-        self, key: str, model: type[M], compute: Callable[[], Awaitable[M]]
+        self,
+        key: str,
+        model: type[M],
+        compute: Callable[[], Awaitable[M]],
+        *,
+        ttl_s: int | None = None,
     ) -> M:
         cached = None
         with contextlib.suppress(*REDIS_ERRORS):
@@ -53,5 +62,11 @@ class AggregateCache:
                 log.warning("cached aggregate unreadable: recomputed", extra={"key": key})
         value = await compute()
         with contextlib.suppress(*REDIS_ERRORS):
-            await self.redis.set(key, value.model_dump_json(), ex=self.ttl_s)
+            await self.redis.set(key, value.model_dump_json(), ex=ttl_s or self.ttl_s)
         return value
+
+    async def forget(self, keys: list[str]) -> None:
+        """Best effort: a key left behind is at most its TTL old."""
+        if keys:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.redis.delete(*keys)

@@ -97,7 +97,10 @@ class ProfileStore:
         """Per variant, the consenting users exposed and those with each KPI within the
         window: one aggregation in the database (``tenant`` None: every tenant)."""
         field = f"experiments.{name}"
-        match: dict[str, Any] = {field: {"$exists": True}, "consent.value": {"$ne": False}}
+        match: dict[str, Any] = {
+            f"{field}.variant": {"$exists": True},  # the path of the experiment's index
+            "consent.value": {"$ne": False},
+        }
         if tenant is not None:
             match["tenant"] = tenant
         within = {
@@ -124,6 +127,13 @@ class ProfileStore:
             )
             async for row in cursor
         }
+
+    async def index_experiments(self, names: Iterable[str]) -> None:
+        """A sparse index per experiment: its report reads only the enrolled profiles."""
+        for name in names:
+            await self.profiles.create_index(
+                [(f"experiments.{name}.variant", 1)], name=f"experiment_{name}", sparse=True
+            )
 
     async def erase(self, pid: str, at: datetime) -> None:
         """The marker first, so a batch in flight cannot bring the profile back after it."""
