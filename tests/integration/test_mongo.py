@@ -45,6 +45,13 @@ CONFORMANCE = {
     "$ne",
     "$elemMatch",
     "$exists",
+    # the aggregation of an experiment's report
+    "$match",
+    "$group",
+    "$sum",
+    "$cond",
+    "$lte",
+    "$ifNull",
 }
 
 # `$`-strings that are not MongoDB operators (the event JSON Schema).
@@ -249,6 +256,58 @@ async def test_known_gap_set_on_insert_ignored_by_find_one_and_update(
         return_document=ReturnDocument.AFTER,
     )
     assert doc == {"_id": "t", "n": 1}
+
+
+async def test_an_experiment_report_aggregation_counts_users_and_outcomes_in_a_window(
+    coll: AsyncCollection[Document],
+) -> None:
+    """As ``ProfileStore.experiment_counts`` reads: a missing outcome is not within the
+    window (``$ifNull``), even though MongoDB orders null before every number."""
+    await coll.insert_many(
+        [
+            {"_id": "a1", "tenant": "t", "experiments": {"e": {"variant": "a", "outcomes": {}}}},
+            {
+                "_id": "a2",
+                "tenant": "t",
+                "experiments": {"e": {"variant": "a", "outcomes": {"purchase": 30.0}}},
+            },
+            {
+                "_id": "b1",
+                "tenant": "t",
+                "experiments": {"e": {"variant": "b", "outcomes": {"purchase": 7200.0}}},
+            },
+            {
+                "_id": "opted-out",
+                "tenant": "t",
+                "consent": {"value": False},
+                "experiments": {"e": {"variant": "b", "outcomes": {"purchase": 1.0}}},
+            },
+            {"_id": "not-enrolled", "tenant": "t"},
+            {"_id": "other", "tenant": "u", "experiments": {"e": {"variant": "a"}}},
+        ]
+    )
+    within = {
+        "$sum": {
+            "$cond": [
+                {"$lte": [{"$ifNull": ["$experiments.e.outcomes.purchase", 1e18]}, 3600]},
+                1,
+                0,
+            ]
+        }
+    }
+    match = {
+        "experiments.e.variant": {"$exists": True},
+        "consent.value": {"$ne": False},
+        "tenant": "t",
+    }
+    cursor = await coll.aggregate(
+        [
+            {"$match": match},
+            {"$group": {"_id": "$experiments.e.variant", "users": {"$sum": 1}, "k0": within}},
+        ]
+    )
+    rows = {row["_id"]: (row["users"], row["k0"]) async for row in cursor}
+    assert rows == {"a": (2, 1), "b": (1, 0)}
 
 
 def test_code_uses_only_conformance_tested_operators() -> None:
