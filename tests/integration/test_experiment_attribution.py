@@ -21,10 +21,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport.common.experiments import ExperimentReport, load_experiments
-from rapport.common.kafka import TopicSpec, connection_kwargs, ensure_topics
+from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.settings import KafkaSettings
 from rapport.devstack import processes, servers
 from rapport.devstack.events import event, produce, record
@@ -32,7 +31,11 @@ from rapport.devstack.servers import RunningServer
 from rapport.devstack.stack import service_spec
 from rapport.devstack.waiting import eventually
 from tests.integration import reply_path
-from tests.integration.test_profile_faults import applied_at_least
+from tests.integration.test_profile_faults import (
+    applied_at_least,
+    committed_at_least,
+    committed_total,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -196,7 +199,9 @@ def test_attribution_is_exactly_once_through_kill_9_and_a_replay_and_erasure_hol
             os.kill(consumer.handle.pid, signal.SIGKILL)
         finally:
             processes.stop(consumer.handle)
-        landed_mid_work += asyncio.run(committed(kafka, topic, group)) < (k + 1) * chunk
+        landed_mid_work += (
+            asyncio.run(committed_total(kafka, topic, group, PARTITIONS)) < (k + 1) * chunk
+        )
     asyncio.run(produce(kafka, topic, records[KILLS * chunk :]))
     expected = expected_counts(oracle["users"], oracle["converted"])
 
@@ -232,7 +237,14 @@ def test_attribution_is_exactly_once_through_kill_9_and_a_replay_and_erasure_hol
                 ) as response:
                     assert response.status == 204
                 assert counts(await report(http, replay.url())) == after_erasure
-                await committed_total_reaches(kafka, topic, f"g.exp-replay.{suffix}", len(records))
+                await committed_at_least(
+                    kafka,
+                    topic,
+                    f"g.exp-replay.{suffix}",
+                    len(records),
+                    partitions=PARTITIONS,
+                    timeout_s=180,
+                )
                 final = await report(http, replay.url())
                 assert counts(final) == after_erasure
                 assert final.sample_ratio.mismatch is False
@@ -245,23 +257,3 @@ def test_attribution_is_exactly_once_through_kill_9_and_a_replay_and_erasure_hol
         asyncio.run(erase_then_replay())
     finally:
         processes.stop(replay.handle)
-
-
-async def committed(kafka: KafkaSettings, topic: str, group: str) -> int:
-    """How many records ``group`` has committed over the topic's partitions."""
-    consumer = AIOKafkaConsumer(**connection_kwargs(kafka), group_id=group)
-    await consumer.start()
-    try:
-        total = 0
-        for p in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topic, p)) or 0
-        return total
-    finally:
-        await consumer.stop()
-
-
-async def committed_total_reaches(kafka: KafkaSettings, topic: str, group: str, n: int) -> None:
-    async def reached() -> bool:
-        return await committed(kafka, topic, group) >= n
-
-    await eventually(reached, timeout_s=180, interval_s=0.5)

@@ -131,13 +131,15 @@ async def produce_events(
     return per_user
 
 
-async def committed_total(kafka: KafkaSettings, topic: str, group: str) -> int:
+async def committed_total(
+    kafka: KafkaSettings, topic: str, group: str, partitions: int = PARTITIONS
+) -> int:
     """How many records the group has committed, over every partition."""
     consumer = AIOKafkaConsumer(**connection_kwargs(kafka), group_id=group)
     await consumer.start()
     try:
         total = 0
-        for p in range(PARTITIONS):
+        for p in range(partitions):
             total += await consumer.committed(TopicPartition(topic, p)) or 0
         return total
     finally:
@@ -187,11 +189,19 @@ async def applied_at_least(server: RunningServer, at_least: float = 1) -> None:
     await eventually(reached, timeout_s=60, interval_s=0.02)
 
 
-async def committed_at_least(kafka: KafkaSettings, topic: str, group: str, total: int) -> None:
+async def committed_at_least(
+    kafka: KafkaSettings,
+    topic: str,
+    group: str,
+    total: int,
+    *,
+    partitions: int = PARTITIONS,
+    timeout_s: float = 300,
+) -> None:
     async def reached() -> bool:
-        return await committed_total(kafka, topic, group) >= total
+        return await committed_total(kafka, topic, group, partitions) >= total
 
-    await eventually(reached, timeout_s=300, interval_s=0.5)
+    await eventually(reached, timeout_s=timeout_s, interval_s=0.5)
 
 
 def check_against_oracle(mongo: str, database: str, expected: Counter[str], label: str) -> None:

@@ -13,13 +13,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import yaml
 from scipy import stats
 
-from rapport.common.events import Event, parse_event
+from rapport.common.events import Event
 from rapport.common.experiments import (
     Audience,
     Experiment,
@@ -32,6 +31,7 @@ from rapport.profile.domain.experiments import Note
 from rapport.profile.domain.reducer import Outcome, apply
 from rapport.profile.domain.state import Profile, Rules
 from rapport.respond.experiments import Experiments, Plan, check_personas
+from tests.unit.test_profile_domain import make
 
 pytestmark = pytest.mark.unit
 
@@ -483,26 +483,12 @@ OTHER = next(v.name for v in TONE.variants if v.name != ASSIGNED)
 T0 = NOW - timedelta(hours=2)  # within the experiment's run
 
 
-def event(type_: str, at: datetime, **fields: Any) -> Event:
-    return parse_event(
-        {
-            "event_id": str(uuid4()),
-            "type": type_,
-            "user_id": "u-1",
-            "tenant": "acme",
-            "occurred_at": at.isoformat(),
-            "received_at": (at + timedelta(seconds=1)).isoformat(),
-            **fields,
-        }
-    )
-
-
 def exposure(at: datetime, variant_name: str = ASSIGNED, name: str = "tone-test") -> Event:
-    return event("exposure", at, attributes={"experiment": name, "variant": variant_name})
+    return make("exposure", at, attributes={"experiment": name, "variant": variant_name})
 
 
 def purchase(at: datetime) -> Event:
-    return event("purchase", at, item_id="m-1", value=10.0)
+    return make("purchase", at, item_id="m-1", value=10.0)
 
 
 class Attribution:
@@ -617,7 +603,7 @@ def test_an_earlier_exposure_arriving_late_moves_the_delays() -> None:
 )
 def test_feedback_ratings_are_positive_or_negative_outcomes(rating: int, kpis: list[str]) -> None:
     seen = Attribution()
-    seen.apply(exposure(T0), event("feedback", T0 + timedelta(minutes=1), rating=rating))
+    seen.apply(exposure(T0), make("feedback", T0 + timedelta(minutes=1), rating=rating))
     assert sorted(seen.outcomes()) == kpis
     assert all(delay == 60.0 for delay in seen.outcomes().values())
 
@@ -626,9 +612,9 @@ def test_clicks_and_carts_are_outcomes_too_and_views_are_not() -> None:
     seen = Attribution()
     seen.apply(
         exposure(T0),
-        event("item_view", T0 + timedelta(minutes=1), item_id="m-1"),
-        event("click", T0 + timedelta(minutes=2), item_id="m-1"),
-        event("add_to_cart", T0 + timedelta(minutes=3), item_id="m-1"),
+        make("item_view", T0 + timedelta(minutes=1), item_id="m-1"),
+        make("click", T0 + timedelta(minutes=2), item_id="m-1"),
+        make("add_to_cart", T0 + timedelta(minutes=3), item_id="m-1"),
     )
     assert seen.outcomes() == {"click": 120.0, "add_to_cart": 180.0}
 
@@ -636,7 +622,7 @@ def test_clicks_and_carts_are_outcomes_too_and_views_are_not() -> None:
 def test_an_opt_out_clears_experiments_and_stops_exposures() -> None:
     seen = Attribution()
     seen.apply(exposure(T0), purchase(T0 + timedelta(minutes=5)))
-    opt_out = event("consent", T0 + timedelta(minutes=10), attributes={"personalization": False})
+    opt_out = make("consent", T0 + timedelta(minutes=10), attributes={"personalization": False})
     seen.apply(opt_out)
     assert seen.profile.experiments == {}
     assert seen.apply(exposure(T0 + timedelta(minutes=20))) == [Outcome.NOT_CONSENTED]

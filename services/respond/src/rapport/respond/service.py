@@ -229,7 +229,8 @@ class RespondService:
         )
         answer = Answer(gathered, plan)
         if ask.model is None:  # a persona the chatbot names is never an experiment's
-            persona = self.templates.persona(plan.persona) or persona
+            if plan.persona is not None:
+                persona = self.templates.persona(plan.persona) or persona
             plan.expose("persona", served_differently=True)
         if upstream is not None and upstream_model is not None:
             await self._ask_upstream(ask, answer, upstream, upstream_model, persona)
