@@ -622,3 +622,37 @@ def test_dashboards_ship_as_configmaps_the_grafana_sidecar_finds(
         dashboard = json.loads(text)
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
         assert variables["traces_uid"]["query"] == "jaeger"
+
+
+def test_retraining_is_off_by_default_and_writes_to_the_claim_triton_reads(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for value_set in ("default", "dev", "prod"):
+        assert not [m for m in rendered[value_set] if m["kind"] == "CronJob"], value_set
+    (job,) = [m for m in rendered["all-enabled"] if m["kind"] == "CronJob"]
+    assert job["spec"]["concurrencyPolicy"] == "Forbid", "two exports would race for a version"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "retrain"
+    assert "--tenant=acme" in args
+    assert "--repository=/models/repository" in args
+    assert "--catalog=/models/catalog/catalog.json" in args
+    assert "--pushgateway=http://pushgateway.monitoring.svc:9091" in args
+    env = env_of(container)
+    assert env["RAPPORT_KAFKA_BOOTSTRAP_SERVERS"] == "kafka-kafka-bootstrap.kafka.svc:9093"
+    assert env["RAPPORT_MONGO_URL"] == {
+        "secretKeyRef": {"name": "rapport-mongo", "key": "mongo-url"}
+    }
+    triton = objects(rendered["all-enabled"], "Deployment")["triton"]["spec"]["template"]["spec"]
+    triton_claim = next(v for v in triton["volumes"] if v["name"] == "model-repository")
+    (claim,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"]["claimName"] == (
+        triton_claim["persistentVolumeClaim"]["claimName"]
+    )
+    mount = next(m for m in container["volumeMounts"] if m["name"] == claim["name"])
+    assert not mount.get("readOnly"), "it writes the new version"
+    policy = objects(rendered["all-enabled"], "NetworkPolicy")["retrain"]
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert {9093, 27017, 9091} <= egress_ports
+    assert policy["spec"]["ingress"] == []

@@ -27,6 +27,7 @@ DOCKERFILES = [
     SERVICE_DOCKERFILE,
     REPO / "models" / "Dockerfile",
     REPO / "models" / "triton.Dockerfile",
+    REPO / "models" / "trainer.Dockerfile",
 ]
 
 
@@ -109,6 +110,7 @@ def test_skaffold_builds_every_service_and_the_models_from_the_repository_root()
     assert set(artifacts) == {f"rapport-{s}" for s in SERVICE_SETTINGS} | {
         "rapport-models",
         "rapport-triton",
+        "rapport-trainer",
     }
     for image, artifact in artifacts.items():
         assert artifact["context"] == ".", image
