@@ -368,6 +368,10 @@ def test_recommend_finds_triton_profile_and_its_catalogue(
     assert env["RAPPORT_TRITON_GRPC_URL"] == "rapport-triton:8001"
     assert env["RAPPORT_PROFILE_URL"] == "http://rapport-profile:8082"
     assert env["RAPPORT_RECOMMEND_CATALOG_PATH"] == "/catalog/catalog.json"
+    assert "RAPPORT_KAFKA_BOOTSTRAP_SERVERS" in env, "recommend reads rapport.catalog.v1"
+    profile = env_of(main_container(deployments["profile"]))
+    # The drift references ship beside the catalogue; recommend finds them there itself.
+    assert profile["RAPPORT_PROFILE_DRIFT_REFERENCE_PATH"] == "/catalog/references.json"
     assert "RAPPORT_REDIS_URL" in env, "recommend reads the views profile publishes"
     respond = env_of(main_container(deployments["respond"]))
     assert respond["RAPPORT_RECOMMEND_URL"] == "http://rapport-recommend:8083"
@@ -647,9 +651,8 @@ def test_retraining_is_off_by_default_and_writes_to_the_claim_triton_reads(
     triton = objects(rendered["all-enabled"], "Deployment")["triton"]["spec"]["template"]["spec"]
     triton_claim = next(v for v in triton["volumes"] if v["name"] == "model-repository")
     (claim,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
-    assert claim["persistentVolumeClaim"]["claimName"] == (
-        triton_claim["persistentVolumeClaim"]["claimName"]
-    )
+    claim_name = claim["persistentVolumeClaim"]["claimName"]
+    assert claim_name == triton_claim["persistentVolumeClaim"]["claimName"]
     mount = next(m for m in container["volumeMounts"] if m["name"] == claim["name"])
     assert not mount.get("readOnly"), "it writes the new version"
     policy = objects(rendered["all-enabled"], "NetworkPolicy")["retrain"]

@@ -21,7 +21,7 @@ from rapport.common.knowledge import (
     upsert_record,
 )
 from rapport.common.knowledge_index import snippet
-from rapport.common.schemas import render_knowledge_json_schema
+from rapport.common.schemas import RENDERERS
 from rapport.common.vectors import MessageVector
 from rapport.knowledge.domain import (
     MAX_CHUNK_BYTES,
@@ -173,10 +173,12 @@ def test_records_round_trip_and_refuse_what_they_do_not_know() -> None:
         KnowledgeDocument(doc_id="has space", title="t", text="x")
 
 
-def test_committed_schema_matches_the_code() -> None:
-    assert SCHEMA_FILE.read_text() == render_knowledge_json_schema(), (
-        "schemas/knowledge.v1.json is stale: run "
-        "`.venv/bin/rapport-schema knowledge > schemas/knowledge.v1.json`"
+@pytest.mark.parametrize("record", ["knowledge", "catalog"])
+def test_committed_schema_matches_the_code(record: str) -> None:
+    committed = SCHEMA_FILE.with_name(f"{record}.v1.json")
+    assert committed.read_text() == RENDERERS[record](), (
+        f"schemas/{record}.v1.json is stale: run "
+        f"`.venv/bin/rapport-schema {record} > schemas/{record}.v1.json`"
     )
 
 

@@ -13,7 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from rapport.models import export, intents, runtime_files, textdata
 from rapport.models.metrics import mean_metrics, ndcg_at_k, precision_at_k, recall_at_k
 from rapport.models.runtime import intent_runtime, sentiment_runtime
-from rapport.models.runtime.item_runtime import ItemScorer, Ranked
+from rapport.models.runtime.item_runtime import ItemScorer, NewItem, Ranked
 
 pytestmark = pytest.mark.unit
 
@@ -250,6 +250,137 @@ def test_item_scorer_cold_start_filters_and_errors() -> None:
     assert liked.segment_name == "Drama fans"
     with pytest.raises(ValueError, match="HISTORY_WEIGHTS"):
         recommend(scorer, history_items=["10"])
+
+
+# ---- new items (the catalogue overlay) on the same catalogue ---------------------------
+
+# Priors at the 0.9 quantile of the known items sharing a category: Drama is items 11 and
+# 12 (0.1, 0.3); Comedy 10, 11 and 13 (0.2, 0.1, 1.0); every item for a category the model
+# never saw (0.1, 0.2, 0.3, 1.0).
+DRAMA_PRIOR, COMEDY_PRIOR, GLOBAL_PRIOR = 0.28, 0.84, 0.79
+
+
+def new_items(scorer: ItemScorer, *rows: tuple[str, str, str]) -> list[NewItem]:
+    ids, titles, categories = (list(column) for column in zip(*rows, strict=True))
+    return scorer.new_items(ids, titles, categories)
+
+
+NEW_ROWS = [("n1", "New drama", "Drama"), ("n2", "New podcast", "Podcasts")]
+
+
+def test_a_new_item_is_scored_by_its_categories_popularity_and_the_users_affinity() -> None:
+    scorer = tiny_scorer()
+    assert scorer.prior_popularity(("Drama",)) == pytest.approx(DRAMA_PRIOR)
+    assert scorer.prior_popularity(("Comedy", "Podcasts")) == pytest.approx(COMEDY_PRIOR)
+    assert scorer.prior_popularity(("Podcasts",)) == pytest.approx(GLOBAL_PRIOR)
+    rows = [*NEW_ROWS, ("n3", "New sketch show", "Comedy|Podcasts")]
+    ranked = recommend(
+        scorer,
+        category_names=["Drama"],
+        category_weights=np.ones(1, np.float32),
+        new_items=new_items(scorer, *rows),
+        k=10,
+    )
+    # 12 is a popular drama (0.3 * 0.11), n1 the drama prior lifted as much (0.28 * 0.11);
+    # n3 and n2 only their priors (* 0.01), below the liked 11 and the very popular 13.
+    assert ranked.item_ids == ["12", "n1", "11", "13", "n3", "n2", "10"]
+    at = ranked.item_ids.index("n1")
+    assert ranked.scores[at] == pytest.approx(DRAMA_PRIOR * (0.01 + 0.1), rel=1e-5)
+    assert (ranked.titles[at], ranked.categories[at], ranked.because[at]) == (
+        "New drama",
+        "Drama",
+        "",
+    )
+    assert ranked.categories[ranked.item_ids.index("n3")] == "Comedy|Podcasts"
+
+
+def test_a_category_the_model_never_saw_still_counts_on_one_scale() -> None:
+    scorer = tiny_scorer()
+    ranked = recommend(
+        scorer,
+        category_names=["Podcasts", "Drama"],
+        category_weights=np.array([2.0, 1.0], np.float32),
+        new_items=new_items(scorer, *NEW_ROWS),
+        k=3,
+    )
+    # Podcasts is the strongest interest: 1.0 after scaling, Drama 0.5, for known items
+    # (12) and new ones (n1) alike.
+    assert ranked.item_ids == ["n2", "12", "n1"]
+    np.testing.assert_allclose(
+        ranked.scores,
+        [GLOBAL_PRIOR * (0.01 + 0.1), 0.3 * (0.01 + 0.05), DRAMA_PRIOR * (0.01 + 0.05)],
+        rtol=1e-5,
+    )
+
+
+def test_without_a_matching_affinity_a_new_item_stays_below_the_popular_ones() -> None:
+    scorer = tiny_scorer()
+    cold = recommend(scorer, new_items=new_items(scorer, *NEW_ROWS), k=10)
+    # Each at its prior: below the most popular item, and the new drama below the drama hit.
+    assert cold.item_ids == ["13", "n2", "12", "n1", "10", "11"]
+    np.testing.assert_allclose(cold.scores[:4], [0.01, GLOBAL_PRIOR * 0.01, 0.003, 0.0028])
+
+
+def test_history_exclusion_and_the_filter_apply_to_new_items() -> None:
+    scorer = tiny_scorer()
+    rows = [
+        *NEW_ROWS,
+        ("n3", "Seen", "Drama"),
+        ("n4", "Excluded", "Drama"),
+        ("n1", "A second n1", "Comedy"),  # the first entry of an id is the one
+        ("12", "Not the model's C", "Podcasts"),  # the model knows 12: its own data wins
+    ]
+    ranked = recommend(
+        scorer,
+        history_items=["n3"],
+        history_weights=np.ones(1, np.float32),
+        exclude_items=["n4"],
+        new_items=new_items(scorer, *rows),
+        k=10,
+    )
+    assert sorted(ranked.item_ids) == ["10", "11", "12", "13", "n1", "n2"]
+    assert ranked.titles[ranked.item_ids.index("12")] == "C"
+    assert ranked.titles[ranked.item_ids.index("n1")] == "New drama"
+    podcasts = recommend(scorer, category_filter=["Podcasts"], new_items=new_items(scorer, *rows))
+    assert podcasts.item_ids == ["n2"]  # a filter the model does not know still finds them
+    drama = recommend(scorer, category_filter=["Drama"], new_items=new_items(scorer, *rows), k=10)
+    assert sorted(drama.item_ids) == ["11", "12", "n1", "n3", "n4"]
+
+
+def test_new_item_inputs_of_different_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="NEW_ITEM_TITLES"):
+        ItemScorer.new_items(["n1", "n2"], ["one title"], ["Drama", "Drama"])
+    assert ItemScorer.new_items(["n1"], ["T"], ["|Drama||Podcasts|"])[0].categories == (
+        "Drama",
+        "Podcasts",
+    )
+
+
+def test_an_artefact_from_before_new_items_loads_and_scores_them(tmp_path: Path) -> None:
+    """Nothing new is stored: the priors come from the popularity every artefact has."""
+    arrays = {
+        "item_ids": np.array(["10", "11", "12", "13"]),
+        "titles": np.array(["A", "B", "C", "D"]),
+        "genre_names": np.array(["Comedy", "Drama"]),
+        "genres": np.array([[1, 0], [1, 1], [0, 1], [1, 0]], np.float32),
+        "similarity": np.zeros((4, 4), np.float32),
+        "popularity": np.array([0.2, 0.1, 0.3, 1.0], np.float32),
+        "centroids": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+        "segment_names": np.array(["Comedy fans", "Drama fans"]),
+        "global_profile": np.array([0.6, 0.4], np.float32),
+        "affinity_weight": np.array(0.1, np.float32),
+        "popularity_weight": np.array(0.01, np.float32),
+    }
+    np.savez(tmp_path / "item_scorer.npz", **arrays)  # type: ignore[arg-type]
+    scorer = ItemScorer.load(tmp_path)
+    ranked = recommend(
+        scorer,
+        category_names=["Drama"],
+        category_weights=np.ones(1, np.float32),
+        new_items=new_items(scorer, *NEW_ROWS),
+        k=2,
+    )
+    assert ranked.item_ids == ["12", "n1"]
 
 
 # ---- sentiment: a small hand-written sanity set (not a benchmark) -----------------------

@@ -3,6 +3,7 @@ answers as the four standalone models' runtimes called one by one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -249,6 +250,62 @@ def test_optional_inputs_may_be_left_out_and_bad_ones_say_why(
         reply.answer({**full, "HISTORY_ITEMS": bytes_array(["10", "11"])})
 
 
+# New items (recommend's catalogue overlay): one per row, categories joined with "|".
+NEW_ITEMS = {
+    "NEW_ITEM_IDS": bytes_array(["n1", "13", "n2"]),
+    "NEW_ITEM_TITLES": bytes_array(["New drama", "Not the model's D", "New podcast"]),
+    "NEW_ITEM_CATEGORIES": bytes_array(["Drama|Podcasts", "Comedy", "Podcasts"]),
+}
+NEW_ITEM_PARTS = ("IDS", "TITLES", "CATEGORIES")  # ItemScorer.new_items' argument order
+
+
+def test_the_reply_ranks_new_items_as_the_scorer_does(
+    reply: reply_runtime.Reply, standalone: dict[str, Any]
+) -> None:
+    scorer = standalone["item_scorer"]
+    history, weights, affinities, exclude, only, k = QUERIES[2]
+    ranked = scorer.recommend(
+        history_items=history,
+        history_weights=np.array(weights, np.float32),
+        category_names=list(affinities),
+        category_weights=np.array(list(affinities.values()), np.float32),
+        exclude_items=exclude,
+        category_filter=only,
+        k=k,
+        new_items=scorer.new_items(
+            *([v.decode() for v in NEW_ITEMS[f"NEW_ITEM_{part}"]] for part in NEW_ITEM_PARTS)
+        ),
+    )
+    out = reply.answer(request("hi", QUERIES[2]) | NEW_ITEMS)
+    ids = [v.decode() for v in out["ITEM_IDS"]]
+    assert ids == ranked.item_ids
+    assert {"n1", "n2"} <= set(ids)  # the liked drama and the unknown category's prior
+    np.testing.assert_array_equal(out["SCORES"], ranked.scores)
+    assert [v.decode() for v in out["TITLES"]] == ranked.titles
+    assert out["TITLES"][ids.index("13")] == b"D"  # the model's own item keeps its data
+    assert out["CATEGORIES"][ids.index("n1")] == b"Drama|Podcasts"
+
+
+class OlderScorer:
+    """An item runtime exported before new items: no ``new_items``, no such argument."""
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+
+    def recommend(self, **inputs: Any) -> Any:
+        assert "new_items" not in inputs
+        return self.scorer.recommend(**inputs)
+
+
+def test_a_reply_on_an_older_item_runtime_ranks_as_before(reply: reply_runtime.Reply) -> None:
+    older = dataclasses.replace(reply, scorer=OlderScorer(reply.scorer))  # type: ignore[arg-type]
+    with_new = older.answer(request("hi", QUERIES[2]) | NEW_ITEMS)
+    assert (
+        with_new["ITEM_IDS"].tolist()
+        == reply.answer(request("hi", QUERIES[2]))["ITEM_IDS"].tolist()
+    )
+
+
 # ---- model.py as Triton's stub runs it, with a stand-in triton_python_backend_utils ----
 
 
@@ -305,3 +362,23 @@ def test_model_py_answers_each_request_once(stub: Any, reply: reply_runtime.Repl
         assert response.outputs["ITEM_IDS"].tolist() == expected["ITEM_IDS"].tolist()
         np.testing.assert_array_equal(response.outputs["EMBEDDING"], expected["EMBEDDING"])
     assert "HISTORY_WEIGHTS" in (responses[3].error or "")
+
+
+def test_the_item_scorers_model_py_takes_new_items(
+    exported: Exported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = exported.folder("item_scorer")
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "item_runtime", raising=False)
+    try:
+        model = runtime_files.load_runtime(folder, "model").TritonPythonModel()
+        model.initialize({"model_repository": str(folder.parent), "model_version": folder.name})
+        inputs = {n: a for n, a in request("", QUERIES[2]).items() if n != "TEXT"} | NEW_ITEMS
+        good = {name: Tensor(name, a) for name, a in inputs.items() if a is not None}
+        bad = good | {"NEW_ITEM_TITLES": Tensor("NEW_ITEM_TITLES", bytes_array(["one"]))}
+        answered, refused = model.execute([good, bad])
+    finally:
+        sys.modules.pop("item_runtime", None)
+    assert {b"n1", b"n2"} <= set(answered.outputs["ITEM_IDS"].tolist())
+    assert "NEW_ITEM_TITLES" in (refused.error or "")

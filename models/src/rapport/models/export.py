@@ -121,8 +121,60 @@ def export_repository(
     return written
 
 
+def served_version(repository: Path, name: str) -> int:
+    """The version Triton serves of ``name`` (the default policy: the highest)."""
+    found = versions(repository / name)
+    if not found:
+        raise FileNotFoundError(f"{repository / name} holds no version")
+    return found[-1]
+
+
+def export_items(repository: Path, items: Path, keep: int = KEEP_VERSIONS) -> dict[str, int]:
+    """A new ``item_scorer`` from ``items``, and a new ``reply`` bundling it with the
+    versions of the other models served now (retraining changes the ranker only)."""
+    reply = ModelSource("reply", "reply_runtime", None, tuple(reply_runtime.RUNTIMES))
+    written = {c: served_version(repository, c) for c in reply.components if c != "item_scorer"}
+    written["item_scorer"] = export_model(
+        repository, ModelSource("item_scorer", "item_runtime", items), keep
+    )
+    written["reply"] = export_model(repository, reply, keep, written)
+    return {name: written[name] for name in ("item_scorer", "reply")}
+
+
 def write_catalog(path: Path, catalog: list[dict[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(catalog, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+REFERENCES_NAME = "references.json"
+
+
+def references_path(catalog_path: Path) -> Path:
+    """``references.json`` beside the catalogue (the image ships both in /models/catalog)."""
+    return catalog_path.parent / REFERENCES_NAME
+
+
+def repository_references(repository: Path) -> dict[str, dict[str, object]]:
+    """``{model: {version: reference}}`` for every version in ``repository`` whose
+    ``metadata.json`` has a drift reference (rapport.models.references)."""
+    found: dict[str, dict[str, object]] = {}
+    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir()):
+        for version in versions(model_dir):
+            metadata = model_dir / str(version) / "metadata.json"
+            if not metadata.is_file():
+                continue
+            reference = json.loads(metadata.read_text(encoding="utf-8")).get("reference")
+            if reference is not None:
+                found.setdefault(model_dir.name, {})[str(version)] = reference
+    return found
+
+
+def write_references(path: Path, repository: Path) -> None:
+    """The references of every version in ``repository``, written whole or not at all:
+    recommend and profile reload the file when it changes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(repository_references(repository)) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -404,14 +404,18 @@ def _vocabulary(vectorizer: TfidfVectorizer) -> np.ndarray:
     return np.array(ordered)
 
 
-def save(trained: Trained, out: Path, *, source: str) -> Path:
-    """A model folder usable directly (predict) or exported to Triton."""
+def save(
+    trained: Trained, out: Path, *, source: str, reference: dict[str, Any] | None = None
+) -> Path:
+    """A model folder usable directly (predict) or exported to Triton; ``reference``: what
+    drift is measured against (rapport.models.references), in ``metadata.json``."""
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / ARTEFACT, allow_pickle=False, **trained.arrays)
     runtime_files.copy_runtime(RUNTIME_MODULE, out)
-    (out / "metadata.json").write_text(
-        json.dumps({"model": "intent_classifier", "source": source, **trained.cv}, indent=2) + "\n"
-    )
+    found = {"model": "intent_classifier", "source": source, **trained.cv}
+    if reference is not None:
+        found["reference"] = reference
+    (out / "metadata.json").write_text(json.dumps(found, indent=2) + "\n")
     return out
 
 

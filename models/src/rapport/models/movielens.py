@@ -35,6 +35,24 @@ class MovieLens:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    def before(self, at: float) -> MovieLens:
+        """Only the ratings made before ``at`` (seconds since the epoch): the catalogue is
+        the same, users left without a rating are gone."""
+        kept = self.timestamps < at
+        users = sorted(set(self.users[kept].tolist()))
+        index = np.full(self.n_users, -1, np.int64)
+        index[users] = np.arange(len(users))
+        return MovieLens(
+            item_ids=self.item_ids,
+            titles=self.titles,
+            genre_names=self.genre_names,
+            genres=self.genres,
+            users=index[self.users[kept]],
+            items=self.items[kept],
+            timestamps=self.timestamps[kept],
+            user_ids=[self.user_ids[u] for u in users],
+        )
+
     def catalog(self) -> list[dict[str, object]]:
         return [
             {

@@ -7,12 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from rapport.models import encoder, intents, movielens, ranking, textdata
+from rapport.models import encoder, intents, movielens, ranking, references, textdata
+from rapport.models.runtime.intent_runtime import IntentModel
 
 DATA_ENV = "RAPPORT_DATA_DIR"
 CACHE_ENV = "RAPPORT_MODELS_CACHE"
@@ -93,21 +95,49 @@ def sentence_vectors(texts: list[str], *, progress: bool = True) -> tuple[np.nda
     return encoder.encode_many(model, texts), str(model.id)
 
 
-def train_intents(data: list[Path], out: Path, *, progress: bool = True) -> Path:
+def train_intents(
+    data: list[Path], out: Path, *, progress: bool = True, held_out: Path | None = None
+) -> Path:
+    """``held_out``: the texts the drift reference predicts (default CLINC150 val)."""
     labelled = textdata.read_labelled(*data)
     vectors, encoder_id = sentence_vectors(labelled.texts, progress=progress)
     trained = intents.train(
         labelled, intents.IntentParams(), vectors=vectors, encoder=encoder_id, progress=progress
     )
-    return intents.save(trained, out, source=" + ".join(str(d) for d in data))
+    sample = held_out or clinc150("val")
+    texts = textdata.read_texts(sample)
+    model = IntentModel(trained.arrays)  # the runtime, as Triton runs it
+    reference = references.intent_reference(
+        model,
+        texts,
+        sentence_vectors(texts, progress=progress)[0] if model.uses_vectors else None,
+        sample=sample.name if held_out else "CLINC150 val",
+        train_vectors=vectors,
+        train_labels=labelled.intents,
+    )
+    return intents.save(
+        trained,
+        out,
+        source=" + ".join(str(d) for d in data),
+        reference=reference.model_dump(mode="json"),
+    )
 
 
-def train_items(out: Path, *, progress: bool = True) -> Path:
+def train_items(out: Path, *, progress: bool = True, before: datetime | None = None) -> Path:
+    """``before``: only the ratings made before then (a model that has not seen what a
+    later time-split holdout holds, as bench/retrain.py needs)."""
     data = movielens.load()
+    source = "MovieLens-100K (recbole 1.2.1)"
+    if before is not None:
+        data = data.before(before.timestamp())
+        source += f", ratings before {before.isoformat()}"
     lam = ranking.choose_lambda(data, progress=progress)
     arrays = ranking.train_served(data, lam)
+    reference = references.item_reference(data, arrays).model_dump(mode="json")
     return ranking.save(
-        arrays, out, {"source": "MovieLens-100K (recbole 1.2.1)", "ease_lambda": lam}
+        arrays,
+        out,
+        {"source": source, "ease_lambda": lam, "reference": reference},
     )
 
 

@@ -32,7 +32,7 @@ from rapport.common.vectors import MessageVector
 
 # The version of every service's published API (OpenAPI ``info.version``). Any change to a
 # published document moves it: ``python -m rapport.devstack.openapi`` refuses otherwise.
-API_VERSION = "2.2.0"
+API_VERSION = "2.3.0"
 
 # A session whose running sentiment (the EWMA of signed scores, -1..1) is at or below this
 # reads as frustrated: profile labels the segment, respond answers with empathy.

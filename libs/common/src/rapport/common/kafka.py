@@ -87,11 +87,13 @@ EVENTS_DLQ_TOPIC = "rapport.events.dlq.v1"
 PROFILE_CHANGES_TOPIC = "rapport.profile-changes.v1"
 KNOWLEDGE_TOPIC = "rapport.knowledge.v1"
 KNOWLEDGE_DLQ_TOPIC = "rapport.knowledge.dlq.v1"
+CATALOG_TOPIC = "rapport.catalog.v1"
 
 
 def default_topics(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
     """Every topic Rapport uses. The changelog is compacted (latest state per user), and so
-    is the knowledge topic (latest version of every document: a replay rebuilds the index)."""
+    is the knowledge topic (latest version of every document: a replay rebuilds the index),
+    and so is the catalogue (latest version of every item: recommend replays it on start)."""
     return [
         TopicSpec(EVENTS_TOPIC, partitions, replication_factor),
         TopicSpec(EVENTS_DLQ_TOPIC, 1, replication_factor),
@@ -105,6 +107,7 @@ def default_topics(partitions: int = 6, replication_factor: int = 1) -> list[Top
             KNOWLEDGE_TOPIC, partitions, replication_factor, (("cleanup.policy", "compact"),)
         ),
         TopicSpec(KNOWLEDGE_DLQ_TOPIC, 1, replication_factor),
+        TopicSpec(CATALOG_TOPIC, partitions, replication_factor, (("cleanup.policy", "compact"),)),
     ]
 
 

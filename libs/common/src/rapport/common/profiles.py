@@ -20,6 +20,13 @@ from rapport.common.contracts import (
 from rapport.common.http import ServiceCallError, ServiceClient
 from rapport.common.vectors import MessageVector
 
+# profile's MongoDB layout, as far as another reader needs it (`rapport-models retrain`
+# reads who opted out and who was erased): the collections and the fields read.
+PROFILES_COLLECTION = "profiles"
+ERASURES_COLLECTION = "erasures"
+CONSENT_VALUE_FIELD = "consent.value"  # False once the user opted out of personalization
+ERASED_AT_FIELD = "erased_at"
+
 
 def profile_id(tenant: str, user_id: str) -> str:
     """A profile's key wherever it is stored (MongoDB, Redis, the changelog, the vector

@@ -1,4 +1,4 @@
-"""``rapport-schema [event|knowledge]``: the JSON Schema of a topic's records, as committed
+"""``rapport-schema [event|knowledge|catalog]``: the JSON Schema of a topic's records, as committed
 under ``schemas/`` (a test keeps the files equal to the models)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from rapport.common.catalog import CATALOG_RECORD, CATALOG_SCHEMA_ID
 from rapport.common.events import EVENT_ADAPTER, SCHEMA_ID
 from rapport.common.knowledge import KNOWLEDGE_RECORD, KNOWLEDGE_SCHEMA_ID
 
@@ -37,7 +38,18 @@ def render_knowledge_json_schema() -> str:
     )
 
 
-RENDERERS = {"event": render_event_json_schema, "knowledge": render_knowledge_json_schema}
+def render_catalog_json_schema() -> str:
+    """``schemas/catalog.v1.json``."""
+    return render_json_schema(
+        CATALOG_RECORD, schema_id=CATALOG_SCHEMA_ID, title="Rapport catalogue record v1"
+    )
+
+
+RENDERERS = {
+    "event": render_event_json_schema,
+    "knowledge": render_knowledge_json_schema,
+    "catalog": render_catalog_json_schema,
+}
 
 
 def main() -> None:

@@ -54,12 +54,12 @@ def ensure_repository(repository: Path = DEFAULT_REPOSITORY) -> Path:
 
 def private_copy(work: Path, built: Path = DEFAULT_REPOSITORY) -> Path:
     """A copy of the repository (built first if missing) in ``work``, with its catalogue
-    beside it: a run may add versions to it or lose its Triton without touching the
-    original."""
+    and drift references beside it: a run may add versions to it or lose its Triton without
+    touching the original."""
     built = ensure_repository(built)
     target = work / "repository"
     shutil.copytree(built, target)
-    catalog = built.parent / "catalog.json"
-    if catalog.is_file():
-        shutil.copy2(catalog, work / "catalog.json")
+    for beside in ("catalog.json", "references.json"):  # the titles; the drift references
+        if (built.parent / beside).is_file():
+            shutil.copy2(built.parent / beside, work / beside)
     return target

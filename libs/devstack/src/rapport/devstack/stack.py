@@ -350,6 +350,9 @@ class MeshPlan:
         catalog = (self.model_repository or default_model_repository()).resolve().parent
         if (catalog / "catalog.json").is_file():  # the titles of the models Triton serves
             common["RAPPORT_RECOMMEND_CATALOG_PATH"] = str(catalog / "catalog.json")
+        if (catalog / "references.json").is_file():  # what drift is measured against
+            common["RAPPORT_RECOMMEND_DRIFT_REFERENCE_PATH"] = str(catalog / "references.json")
+            common["RAPPORT_PROFILE_DRIFT_REFERENCE_PATH"] = str(catalog / "references.json")
         env = service_env(
             name,
             infra=mesh.infra,

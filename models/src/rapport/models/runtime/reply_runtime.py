@@ -101,6 +101,13 @@ class Reply:
         """
         given = inputs.get("K")
         k = np.zeros(0, np.int32) if given is None else given.ravel()
+        extra = {}
+        if hasattr(self.scorer, "new_items"):  # a runtime exported before them has not
+            extra["new_items"] = self.scorer.new_items(
+                strings(inputs.get("NEW_ITEM_IDS")),
+                strings(inputs.get("NEW_ITEM_TITLES")),
+                strings(inputs.get("NEW_ITEM_CATEGORIES")),
+            )
         ranked = self.scorer.recommend(
             history_items=strings(inputs.get("HISTORY_ITEMS")),
             history_weights=floats(inputs.get("HISTORY_WEIGHTS")),
@@ -109,6 +116,7 @@ class Reply:
             exclude_items=strings(inputs.get("EXCLUDE_ITEMS")),
             category_filter=strings(inputs.get("CATEGORY_FILTER")),
             k=int(k[0]) if len(k) else DEFAULT_K,
+            **extra,
         )
         texts = strings(inputs.get("TEXT"), "replace")  # TEXT is [1, 1]: one message
         vectors = self.encoder.encode(texts)

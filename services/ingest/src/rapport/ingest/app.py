@@ -19,7 +19,14 @@ from rapport.common.kafka import create_producer, ping_kafka
 from rapport.ingest.adapters.dedup import AdmissionStore
 from rapport.ingest.adapters.log import EventLog
 from rapport.ingest.body_limit import BodySizeLimitMiddleware
-from rapport.ingest.domain import BODY, KNOWLEDGE_BODY, KNOWLEDGE_REQUEST_SCHEMA, REQUEST_SCHEMA
+from rapport.ingest.domain import (
+    BODY,
+    CATALOG_BODY,
+    CATALOG_REQUEST_SCHEMA,
+    KNOWLEDGE_BODY,
+    KNOWLEDGE_REQUEST_SCHEMA,
+    REQUEST_SCHEMA,
+)
 from rapport.ingest.metrics import IngestMetrics
 from rapport.ingest.routes import EventsHotPath, router
 from rapport.ingest.service import IngestService
@@ -56,8 +63,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app = create_service_app(
         settings,
         title="Rapport ingest",
-        description="The public event API: validates events and company documents and "
-        "produces them to Kafka.",
+        description="The public event API: validates events, company documents and "
+        "catalogue items and produces them to Kafka.",
         lifespan=lifespan,
         metrics=metrics,
     )
@@ -66,6 +73,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         limits={
             "/v1/events": settings.max_body_bytes,
             "/v1/knowledge": settings.knowledge_max_body_bytes,
+            "/v1/catalog": settings.max_body_bytes,
         },
     )
     app.include_router(router)
@@ -73,7 +81,14 @@ def create_app(settings: IngestSettings) -> FastAPI:
         wrap_middleware_stack(
             app, partial(EventsHotPath, fastapi=app, max_bytes=settings.max_body_bytes)
         )
-    document_schemas(app, {REQUEST_SCHEMA: BODY, KNOWLEDGE_REQUEST_SCHEMA: KNOWLEDGE_BODY})
+    document_schemas(
+        app,
+        {
+            REQUEST_SCHEMA: BODY,
+            KNOWLEDGE_REQUEST_SCHEMA: KNOWLEDGE_BODY,
+            CATALOG_REQUEST_SCHEMA: CATALOG_BODY,
+        },
+    )
     return app
 
 

@@ -11,12 +11,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
+from rapport.common.catalog import CatalogItem
 from rapport.common.events import EVENT_TYPES, SERVER_FIELDS, EventIn
 from rapport.common.knowledge import KnowledgeDocument
 from rapport.common.problems import FieldError
 
 REQUEST_SCHEMA = "IngestRequest"
 KNOWLEDGE_REQUEST_SCHEMA = "KnowledgeRequest"
+CATALOG_REQUEST_SCHEMA = "CatalogRequest"
 
 
 class EventBatch(BaseModel):
@@ -90,20 +92,60 @@ class DeletionResult(BaseModel):
     status: Literal["accepted"]
 
 
+class CatalogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogItem] = Field(
+        min_length=1,
+        description="At most `RAPPORT_INGEST_MAX_CATALOG_ITEMS` (100 by default); all are "
+        "accepted or none is.",
+    )
+
+
+CATALOG_BODY: TypeAdapter[CatalogItem | CatalogBatch] = TypeAdapter(
+    single_or_batch(CatalogItem, CatalogBatch, "items")
+)
+
+
+class CatalogItemResult(BaseModel):
+    index: int
+    item_id: str
+    status: Literal["accepted"]
+
+
+class CatalogResult(BaseModel):
+    accepted: int
+    items: list[CatalogItemResult]
+
+
+class ItemDeletionResult(BaseModel):
+    item_id: str
+    status: Literal["accepted"]
+
+
 def check_documents(documents: Sequence[KnowledgeDocument]) -> list[FieldError]:
     """One request, one version per document: two would race for the same key."""
+    return once_per_request([d.doc_id for d in documents], "doc_id")
+
+
+def check_catalog_items(items: Sequence[CatalogItem]) -> list[FieldError]:
+    """One request, one version per item, as for documents."""
+    return once_per_request([i.item_id for i in items], "item_id")
+
+
+def once_per_request(ids: Sequence[str], field: str) -> list[FieldError]:
     first: dict[str, int] = {}
     errors = []
-    for index, document in enumerate(documents):
-        if document.doc_id in first:
+    for index, stable_id in enumerate(ids):
+        if stable_id in first:
             errors.append(
                 FieldError(
                     index=index,
-                    field="doc_id",
-                    reason=f"also at index {first[document.doc_id]}: one version per request",
+                    field=field,
+                    reason=f"also at index {first[stable_id]}: one version per request",
                 )
             )
-        first.setdefault(document.doc_id, index)
+        first.setdefault(stable_id, index)
     return errors
 
 
@@ -145,7 +187,7 @@ def item_error(loc: tuple[int | str, ...], reason: str, kind: str) -> FieldError
     index: int | None = 0 if shape == "single" else None
     if (
         shape == "batch"
-        and parts[:1] in (["events"], ["documents"])
+        and parts[:1] in (["events"], ["documents"], ["items"])
         and len(parts) > 1
         and isinstance(parts[1], int)
     ):

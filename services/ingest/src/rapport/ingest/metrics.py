@@ -13,6 +13,7 @@ INGEST_PRODUCE_DURATION = "rapport_ingest_produce_duration_seconds"
 INGEST_REQUESTS_REFUSED = "rapport_ingest_requests_refused"
 INGEST_DEDUP_UNAVAILABLE = "rapport_ingest_dedup_unavailable"
 INGEST_DOCUMENTS = "rapport_ingest_documents"
+INGEST_CATALOG_ITEMS = "rapport_ingest_catalog_items"
 
 
 @dataclass
@@ -40,6 +41,12 @@ class IngestMetrics(Metrics):
         self.documents = Counter(
             INGEST_DOCUMENTS,
             "Knowledge documents by operation (upsert, delete) and outcome (accepted, rejected).",
+            ["op", "outcome"],
+            registry=self.registry,
+        )
+        self.catalog_items = Counter(
+            INGEST_CATALOG_ITEMS,
+            "Catalogue items by operation (upsert, delete) and outcome (accepted, rejected).",
             ["op", "outcome"],
             registry=self.registry,
         )

@@ -1,5 +1,5 @@
-"""``POST /v1/events`` (one event, or a batch ``{"events": [...]}``) and the knowledge
-routes.
+"""``POST /v1/events`` (one event, or a batch ``{"events": [...]}``), the knowledge
+routes and the catalogue routes.
 
 ``POST /v1/events`` is served by :class:`EventsHotPath`, ahead of FastAPI's middleware
 and router: for a single-event request, those layers cost about as much CPU as
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rapport.common.app import json_body, link, state_dependency
 from rapport.common.auth import (
+    SCOPE_CATALOG_WRITE,
     SCOPE_EVENTS_WRITE,
     SCOPE_KNOWLEDGE_WRITE,
     ApiKey,
@@ -41,12 +42,17 @@ from rapport.common.problems import (
 from rapport.ingest.body_limit import body_too_large
 from rapport.ingest.domain import (
     BODY,
+    CATALOG_BODY,
+    CATALOG_REQUEST_SCHEMA,
     KNOWLEDGE_BODY,
     KNOWLEDGE_REQUEST_SCHEMA,
     REQUEST_SCHEMA,
+    CatalogBatch,
+    CatalogResult,
     DeletionResult,
     EventBatch,
     IngestResult,
+    ItemDeletionResult,
     KnowledgeBatch,
     KnowledgeResult,
     item_error,
@@ -56,7 +62,9 @@ from rapport.ingest.service import IngestService
 
 Caller = Annotated[ApiKey, Depends(require_scope(SCOPE_EVENTS_WRITE))]
 Publisher = Annotated[ApiKey, Depends(require_scope(SCOPE_KNOWLEDGE_WRITE))]
+Cataloguer = Annotated[ApiKey, Depends(require_scope(SCOPE_CATALOG_WRITE))]
 DocId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
+ItemId = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)]
 Service = Annotated[IngestService, Depends(state_dependency("service", IngestService))]
 
 router = APIRouter(tags=["events"])
@@ -242,3 +250,64 @@ async def post_knowledge(request: Request, caller: Publisher, service: Service) 
 )
 async def delete_knowledge(doc_id: DocId, caller: Publisher, service: Service) -> DeletionResult:
     return await service.delete_document(doc_id, caller)
+
+
+@router.post(
+    "/v1/catalog",
+    status_code=202,
+    tags=["catalog"],
+    summary="Publish catalogue items: one item or a batch",
+    description=(
+        "Produces each item (`item_id`, `title`, `categories`) to `rapport.catalog.v1` "
+        "(keyed by tenant and `item_id`, `acks=all`); `202` means the broker has them all. "
+        "recommend reads the topic into every replica: an item its model was not trained on "
+        "is recommendable within a second, ranked by the popularity of its categories and "
+        "the user's affinity for them, without a retrain. A new version of an `item_id` "
+        "replaces the old one.\n\n"
+        "**All or nothing:** an invalid item refuses the whole request (`422`, naming "
+        "`index` and `field`), and so does an `item_id` twice in one batch. Publishing the "
+        "same version twice is harmless.\n\n"
+        "The tenant comes from the API key (scope `catalog:write`)."
+    ),
+    response_model=CatalogResult,
+    responses={
+        202: {
+            "links": {
+                "RetractItem": link(
+                    "DELETE",
+                    "/v1/catalog/{item_id}",
+                    "Retract the first item.",
+                    item_id="$response.body#/items/0/item_id",
+                )
+            }
+        },
+        **problem_responses(401, 403, 413, 422, 429, 503),
+    },
+    openapi_extra=json_body(CATALOG_REQUEST_SCHEMA),
+)
+async def post_catalog(request: Request, caller: Cataloguer, service: Service) -> CatalogResult:
+    raw = await request.body()
+    try:
+        body = CATALOG_BODY.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        service.count_rejected_catalog_items(len(submitted_items(raw, "items")))
+        raise refused("Invalid catalogue items", exc) from None
+    items = body.items if isinstance(body, CatalogBatch) else [body]
+    return await service.publish_catalog_items(items, caller)
+
+
+@router.delete(
+    "/v1/catalog/{item_id}",
+    status_code=202,
+    tags=["catalog"],
+    summary="Retract a catalogue item",
+    description="Publishes the item's deletion; recommend stops offering it within a "
+    "second, whether it came from the catalogue or the model was trained on it. "
+    "Deleting an unknown `item_id` is accepted.",
+    response_model=ItemDeletionResult,
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
+async def delete_catalog_item(
+    item_id: ItemId, caller: Cataloguer, service: Service
+) -> ItemDeletionResult:
+    return await service.delete_catalog_item(item_id, caller)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,8 +31,10 @@ from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
+from rapport.common import catalog
 from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
+from rapport.common.catalog import CATALOG_SCHEMA_HEADER, CatalogItem
 from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
 from rapport.common.knowledge import (
     KNOWLEDGE_SCHEMA_HEADER,
@@ -42,15 +44,19 @@ from rapport.common.knowledge import (
     upsert_record,
 )
 from rapport.common.metrics import trace_exemplar
-from rapport.common.problems import ProblemError
+from rapport.common.problems import FieldError, ProblemError
 from rapport.ingest.adapters.dedup import Admission, AdmissionStore, ClaimState
 from rapport.ingest.adapters.log import EventLog
 from rapport.ingest.domain import (
+    CatalogItemResult,
+    CatalogResult,
     DeletionResult,
     DocumentResult,
     EventResult,
     IngestResult,
+    ItemDeletionResult,
     KnowledgeResult,
+    check_catalog_items,
     check_documents,
     check_events,
 )
@@ -242,23 +248,13 @@ class IngestService:
         same version twice leaves the index as once (the indexer overwrites in place).
         """
         settings = self.settings
-        if len(documents) > settings.max_documents:
-            self.metrics.requests_refused.labels("too_many_documents").inc()
-            raise ProblemError(
-                413,
-                detail=f"At most {settings.max_documents} documents per request; "
-                f"got {len(documents)}.",
-            )
-        errors = check_documents(documents)
-        if errors:
-            self.count_rejected_documents(len(documents))
-            raise ProblemError(
-                422,
-                title="Invalid documents",
-                detail="Nothing from this request was accepted; see `errors`.",
-                slug="validation",
-                errors=errors,
-            )
+        self._check_batch(
+            len(documents),
+            limit=settings.max_documents,
+            noun="documents",
+            errors=lambda: check_documents(documents),
+            count_rejected=self.count_rejected_documents,
+        )
         await self._charge(caller, len(documents))
         now = datetime.now(UTC)
         records = [
@@ -292,6 +288,84 @@ class IngestService:
 
     def count_rejected_documents(self, count: int) -> None:
         self.metrics.documents.labels("upsert", "rejected").inc(count)
+
+    # ---- the catalogue: items onto rapport.catalog.v1 ----------------------------------
+
+    async def publish_catalog_items(
+        self, items: Sequence[CatalogItem], caller: ApiKey
+    ) -> CatalogResult:
+        """Produce one version of each item; ``202`` only once the broker has them all.
+
+        No idempotency store, as for documents: an item is keyed by its ``item_id``, and
+        recommend's overlay keeps the latest version of each.
+        """
+        settings = self.settings
+        self._check_batch(
+            len(items),
+            limit=settings.max_catalog_items,
+            noun="catalogue items",
+            errors=lambda: check_catalog_items(items),
+            count_rejected=self.count_rejected_catalog_items,
+        )
+        await self._charge(caller, len(items))
+        now = datetime.now(UTC)
+        records = [
+            (
+                catalog.record_key(caller.tenant, item.item_id),
+                catalog.upsert_record(item, tenant=caller.tenant, published_at=now),
+            )
+            for item in items
+        ]
+        await self._produce_records(settings.catalog_topic, records, CATALOG_SCHEMA_HEADER)
+        self.metrics.catalog_items.labels("upsert", "accepted").inc(len(items))
+        return CatalogResult(
+            accepted=len(items),
+            items=[
+                CatalogItemResult(index=i, item_id=item.item_id, status="accepted")
+                for i, item in enumerate(items)
+            ],
+        )
+
+    async def delete_catalog_item(self, item_id: str, caller: ApiKey) -> ItemDeletionResult:
+        """Publish the item's retraction; recommend stops offering it."""
+        await self._charge(caller, 1)
+        record = catalog.delete_record(
+            item_id, tenant=caller.tenant, published_at=datetime.now(UTC)
+        )
+        await self._produce_records(
+            self.settings.catalog_topic,
+            [(catalog.record_key(caller.tenant, item_id), record)],
+            CATALOG_SCHEMA_HEADER,
+        )
+        self.metrics.catalog_items.labels("delete", "accepted").inc()
+        return ItemDeletionResult(item_id=item_id, status="accepted")
+
+    def count_rejected_catalog_items(self, count: int) -> None:
+        self.metrics.catalog_items.labels("upsert", "rejected").inc(count)
+
+    def _check_batch(
+        self,
+        count: int,
+        *,
+        limit: int,
+        noun: str,
+        errors: Callable[[], list[FieldError]],
+        count_rejected: Callable[[int], None],
+    ) -> None:
+        """A keyed batch (documents, catalogue items) is refused whole: too large (413),
+        or any item invalid (422, naming each)."""
+        if count > limit:
+            self.metrics.requests_refused.labels(f"too_many_{noun.replace(' ', '_')}").inc()
+            raise ProblemError(413, detail=f"At most {limit} {noun} per request; got {count}.")
+        if found := errors():
+            count_rejected(count)
+            raise ProblemError(
+                422,
+                title=f"Invalid {noun}",
+                detail="Nothing from this request was accepted; see `errors`.",
+                slug="validation",
+                errors=found,
+            )
 
     async def _charge(self, caller: ApiKey, cost: int) -> None:
         """The key's token bucket, as for events; without Redis, no limit (counted)."""

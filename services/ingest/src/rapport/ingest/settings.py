@@ -3,7 +3,7 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from rapport.common.kafka import EVENTS_TOPIC, KNOWLEDGE_TOPIC
+from rapport.common.kafka import CATALOG_TOPIC, EVENTS_TOPIC, KNOWLEDGE_TOPIC
 from rapport.common.settings import KafkaSettings, RedisSettings, ServiceSettings
 
 
@@ -20,6 +20,8 @@ class IngestSettings(ServiceSettings, KafkaSettings, RedisSettings):
     knowledge_max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Request body size of `POST /v1/knowledge`."
     )
+    catalog_topic: str = Field(CATALOG_TOPIC, description="Topic catalogue items are produced to.")
+    max_catalog_items: int = Field(100, ge=1, le=1000, description="Items per `POST /v1/catalog`.")
     produce_timeout_ms: int = Field(
         2000, gt=0, description="Deadline for the broker to acknowledge every event."
     )

@@ -19,6 +19,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
+from rapport.common.drift_monitor import ReferenceFile, refresh_every
 from rapport.common.experiments import ExperimentFile, ExperimentFileError, load_experiments
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
@@ -33,6 +34,7 @@ from rapport.profile.adapters.published import Publisher
 from rapport.profile.adapters.store import ProfileStore
 from rapport.profile.adapters.waiting import WaitingWrites
 from rapport.profile.domain.clock import Clock, utc_now
+from rapport.profile.drift import CategoryDrift
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.routes import router
 from rapport.profile.service import ProfileService
@@ -178,6 +180,18 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                     expire_memory(app.state.service, settings.memory_expire_interval_s)
                 )
                 stack.callback(expiry.cancel)
+            drift = None
+            if settings.consume and settings.drift_reference_path is not None:
+                drift = CategoryDrift(
+                    model=settings.drift_model,
+                    references=ReferenceFile(settings.drift_reference_path),
+                    gauges=metrics.drift,
+                    events=settings.drift_events,
+                )
+                refreshing = asyncio.create_task(
+                    refresh_every(settings.drift_interval_s, drift.refresh)
+                )
+                stack.callback(refreshing.cancel)
             if settings.consume:
                 processor = await stack.enter_async_context(
                     stream_processor(
@@ -191,6 +205,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                         waiting=waiting,
                         clock=clock,
                         detect_language=language.detect,
+                        drift=drift,
                     )
                 )
                 add_readiness_check(app, "kafka", partial(ping_kafka, processor.consumer))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from rapport.common.drift_monitor import DriftGauges
 from rapport.common.experiments import ExperimentFile, ExperimentReport
 from rapport.common.metrics import LATENCY_BUCKETS_S, Metrics
 from rapport.profile.domain.experiments import Note
@@ -144,6 +145,9 @@ class ProfileMetrics(Metrics):
             ["experiment"],
             registry=self.registry,
         )
+        # The category mix of incoming item events against the item model's training mix
+        # (rapport_drift_*{signal="category_mix"}; only with RAPPORT_PROFILE_DRIFT_REFERENCE_PATH).
+        self.drift = DriftGauges(self.registry)
 
     def declare_experiments(self, experiments: ExperimentFile) -> None:
         """Every experiment's series at 0 from the start, so rate() sees the first one."""

@@ -112,6 +112,24 @@ class ProfileSettings(ServiceSettings, KafkaSettings, MongoSettings, RedisSettin
     experiments_report_interval_s: float = Field(
         60.0, gt=0, description="How often the experiments' gauges are computed again."
     )
+    drift_reference_path: Path | None = Field(
+        None,
+        description="references.json from `rapport-models export`: the item model's "
+        "training category mix, which incoming item events' categories are compared "
+        "against. Unset: no drift measured.",
+    )
+    drift_model: str = Field(
+        "item_scorer", description="Whose reference (its latest version) drift is measured to."
+    )
+    drift_events: int = Field(
+        1000,
+        ge=1,
+        description="Drift window: the last N item events with a category; scored once full "
+        "(the alert threshold is measured for 1000).",
+    )
+    drift_interval_s: float = Field(
+        15.0, gt=0, description="How often the category drift gauges are recomputed."
+    )
 
     @property
     def rules(self) -> Rules:

@@ -71,6 +71,7 @@ from rapport.profile.domain.clock import Clock, utc_now
 from rapport.profile.domain.experiments import Note
 from rapport.profile.domain.facts import DetectLanguage
 from rapport.profile.domain.memory import Heard, hear
+from rapport.profile.drift import CategoryDrift
 from rapport.profile.metrics import ProfileMetrics
 from rapport.profile.settings import ProfileSettings
 
@@ -138,8 +139,10 @@ class Processor(BatchLoop):
         cached_profiles: int = 10_000,
         commit_interval_s: float = 0.0,
         detect_language: DetectLanguage | None = None,
+        drift: CategoryDrift | None = None,
     ) -> None:
         self.consumer = consumer
+        self.drift = drift  # the category mix of item events, against the item model's
         self.producer = producer
         self.store = store
         self.publisher = publisher
@@ -269,6 +272,8 @@ class Processor(BatchLoop):
             metrics.memory.labels("facts").inc(report.facts_learned)
         if report.messages_remembered:
             metrics.memory.labels("messages").inc(report.messages_remembered)
+        if self.drift is not None:
+            self.drift.observe(event for _, event in decoded)
         committed_at = datetime.now(UTC)
         for _, event in decoded:
             metrics.freshness.observe((committed_at - event.received_at).total_seconds())
@@ -444,6 +449,7 @@ async def stream_processor(
     waiting: WaitingWrites | None,
     clock: Clock,
     detect_language: DetectLanguage,
+    drift: CategoryDrift | None = None,
 ) -> AsyncIterator[Processor]:
     """The processor, consuming ``events_topic`` in the background until the block ends."""
     consumer = create_consumer(
@@ -469,6 +475,7 @@ async def stream_processor(
         cached_profiles=settings.cached_profiles,
         commit_interval_s=settings.commit_interval_ms / 1000,
         detect_language=detect_language,
+        drift=drift,
     )
     async with processor.running(settings.events_topic, max_records=settings.max_batch):
         yield processor

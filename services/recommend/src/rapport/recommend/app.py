@@ -17,13 +17,17 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis, ping_redis
+from rapport.common.drift_monitor import ReferenceFile, refresh_every
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.triton import channel_args
 from rapport.recommend.adapters.catalog import load_catalog
+from rapport.recommend.adapters.catalog_stream import CatalogStream
 from rapport.recommend.adapters.triton import TritonModels
+from rapport.recommend.domain import CatalogOverlay
+from rapport.recommend.drift import DriftMonitor
 from rapport.recommend.metrics import RecommendMetrics
 from rapport.recommend.routes import router
 from rapport.recommend.service import RecommendService
@@ -60,8 +64,29 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 metrics=metrics,
             )
             add_readiness_check(app, "triton", models.ready, required=False)
+            catalog = load_catalog(settings.catalog_path)
+            drift = DriftMonitor(
+                intent_model=settings.intent_model,
+                item_model=settings.item_model,
+                references=ReferenceFile(settings.drift_references),
+                metrics=metrics,
+                messages=settings.drift_messages,
+                rankings=settings.drift_rankings,
+                catalogue_size=len(catalog),
+            )
+            refreshing = asyncio.create_task(
+                refresh_every(settings.drift_interval_s, drift.refresh)
+            )
+            stack.callback(refreshing.cancel)
             warm_up = asyncio.create_task(models.warm_up())
             stack.callback(warm_up.cancel)
+            overlay = None
+            if settings.max_new_items:
+                # Read in the background: until it has caught up, rankings have fewer new items.
+                overlay = CatalogOverlay(known=catalog)
+                stream = CatalogStream(settings, settings.catalog_topic, overlay, metrics)
+                stream.start()
+                stack.push_async_callback(stream.stop)
             app.state.service = RecommendService(
                 models=models,
                 profiles=profiles,
@@ -69,7 +94,7 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                     PublishedProfiles(redis), profiles, fallbacks=metrics.profile_fallbacks
                 ),
                 metrics=metrics,
-                catalog=load_catalog(settings.catalog_path),
+                catalog=catalog,
                 history_decay=settings.history_decay,
                 history_items=settings.history_items,
                 explore=settings.explore,
@@ -82,6 +107,9 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                     waiting_gauge=metrics.admission_waiting,
                     limit_gauge=metrics.admission_limit,
                 ),
+                drift=drift,
+                overlay=overlay,
+                max_new_items=settings.max_new_items,
             )
             yield
 

@@ -29,6 +29,7 @@ from rapport.common.profiles import ProfileClient, ProfileServiceError
 from rapport.common.published import ProfileReader
 from rapport.common.scores import significant
 from rapport.common.vectors import MessageVector
+from rapport.recommend.adapters.catalog import CatalogEntry
 from rapport.recommend.adapters.triton import (
     Intent,
     ModelUnavailable,
@@ -38,7 +39,14 @@ from rapport.recommend.adapters.triton import (
     Sentiment,
     TritonModels,
 )
-from rapport.recommend.domain import ArmEvidence, ThompsonSampler, history_weights
+from rapport.recommend.domain import (
+    ArmEvidence,
+    CatalogOverlay,
+    NewItem,
+    ThompsonSampler,
+    history_weights,
+)
+from rapport.recommend.drift import DriftMonitor
 from rapport.recommend.metrics import RecommendMetrics
 
 log = logging.getLogger(__name__)
@@ -69,7 +77,7 @@ class RecommendService:
     profiles: ProfileClient  # trending and the bandit's counts
     reader: ProfileReader  # a user's view: published in Redis, else profile's API
     metrics: RecommendMetrics
-    catalog: dict[str, str]
+    catalog: dict[str, CatalogEntry]  # the items the served model was trained on
     history_decay: float
     history_items: int
     explore: bool
@@ -82,9 +90,13 @@ class RecommendService:
     )
     background: set[asyncio.Task[None]] = field(default_factory=set)
     rng: random.Random = field(default_factory=random.Random)  # a request's exploration_rate draw
+    overlay: CatalogOverlay | None = None  # catalogue items the model was not trained on
+    max_new_items: int = 0  # of them, how many one ranking considers
+    drift: DriftMonitor | None = None  # live drift and exposure windows (None: not measured)
 
     def title(self, item_id: str) -> str:
-        return self.catalog.get(item_id, item_id)
+        entry = self.catalog.get(item_id)
+        return entry.title if entry else item_id
 
     async def recommend(
         self, request: RecommendationRequest, *, caller: ApiKey, authorization: str
@@ -97,8 +109,19 @@ class RecommendService:
         personalized = profile.consent.personalization
         history = profile.recent_items[: self.history_items] if personalized else []
         affinities = profile.affinities if personalized else {}
-        exclude = list(dict.fromkeys([*request.exclude, *history]))
+        # A known item its tenant deleted from the catalogue is excluded like a seen one.
+        retracted = sorted(self.overlay.retracted(tenant)) if self.overlay else []
+        exclude = list(dict.fromkeys([*request.exclude, *history, *retracted]))
         categories = [request.category] if request.category else []
+        new_items: list[NewItem] = []
+        if self.overlay is not None:
+            new_items = self.overlay.candidates(
+                tenant,
+                affinities=affinities,
+                category=request.category,
+                exclude=set(exclude),
+                limit=self.max_new_items,
+            )
         ranking: Ranking | ModelUnavailable
         intent: Intent | ModelUnavailable | None = None
         sentiment: Sentiment | ModelUnavailable | None = None
@@ -115,6 +138,7 @@ class RecommendService:
                     exclude=exclude,
                     categories=categories,
                     k=request.k + EXTRA_CANDIDATES,
+                    new_items=new_items,
                 )
                 try:
                     if request.message:
@@ -160,6 +184,8 @@ class RecommendService:
             result.message = self._understanding(
                 result, intent, sentiment, with_vector=request.vector
             )
+        if self.drift is not None:
+            self.drift.observe(result, intent)
         return result
 
     async def _profile(

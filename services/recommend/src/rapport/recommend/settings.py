@@ -4,7 +4,9 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from rapport.common.kafka import CATALOG_TOPIC
 from rapport.common.settings import (
+    KafkaSettings,
     ProfileClientSettings,
     RedisSettings,
     ServiceSettings,
@@ -12,7 +14,9 @@ from rapport.common.settings import (
 )
 
 
-class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, TritonSettings):
+class RecommendSettings(
+    ServiceSettings, ProfileClientSettings, RedisSettings, TritonSettings, KafkaSettings
+):
     model_config = SettingsConfigDict(env_prefix="RAPPORT_RECOMMEND_")
     service_name: ClassVar[str] = "rapport-recommend"
 
@@ -67,6 +71,17 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, T
     catalog_path: Path | None = Field(
         None, description="catalog.json from `rapport-models export`: titles for reasons."
     )
+    catalog_topic: str = Field(
+        CATALOG_TOPIC, description="Topic of catalogue items, read whole into the overlay."
+    )
+    max_new_items: int = Field(
+        32,
+        ge=0,
+        le=1000,
+        description="Most catalogue items the model was not trained on that one ranking "
+        "considers (Triton scores them beside the known items). 0: no overlay, the topic is "
+        "not read.",
+    )
     history_decay: float = Field(
         0.85, gt=0, le=1, description="Weight ratio between consecutive recent items."
     )
@@ -75,3 +90,29 @@ class RecommendSettings(ServiceSettings, ProfileClientSettings, RedisSettings, T
     bandit_refresh_s: float = Field(
         10.0, gt=0, description="How often the bandit's feedback counts are re-read."
     )
+    drift_reference_path: Path | None = Field(
+        None,
+        description="references.json from `rapport-models export`: what drift is measured "
+        "against. Unset: references.json beside `catalog_path`.",
+    )
+    drift_messages: int = Field(
+        500,
+        ge=1,
+        description="Drift window of messages: the last N replies' intents and vectors; "
+        "scores are published once it is full (thresholds are measured for 500).",
+    )
+    drift_rankings: int = Field(
+        1000,
+        ge=1,
+        description="Exposure window: the last N rankings' served items (coverage, Gini, "
+        "long-tail and fallback share); published once full.",
+    )
+    drift_interval_s: float = Field(
+        15.0, gt=0, description="How often the drift and exposure gauges are recomputed."
+    )
+
+    @property
+    def drift_references(self) -> Path | None:
+        if self.drift_reference_path is not None:
+            return self.drift_reference_path
+        return self.catalog_path.parent / "references.json" if self.catalog_path else None

@@ -43,6 +43,13 @@ class TritonPythonModel:
     def answer(self, request: Any) -> Any:
         try:
             k = pb_utils.get_input_tensor_by_name(request, "K").as_numpy().ravel()
+            extra = {}
+            if hasattr(self.scorer, "new_items"):  # a runtime exported before them has not
+                extra["new_items"] = self.scorer.new_items(
+                    strings(request, "NEW_ITEM_IDS"),
+                    strings(request, "NEW_ITEM_TITLES"),
+                    strings(request, "NEW_ITEM_CATEGORIES"),
+                )
             ranked = self.scorer.recommend(
                 history_items=strings(request, "HISTORY_ITEMS"),
                 history_weights=floats(request, "HISTORY_WEIGHTS"),
@@ -51,6 +58,7 @@ class TritonPythonModel:
                 exclude_items=strings(request, "EXCLUDE_ITEMS"),
                 category_filter=strings(request, "CATEGORY_FILTER"),
                 k=int(k[0]) if len(k) else 10,
+                **extra,
             )
         except ValueError as exc:  # the caller's input is inconsistent: say why
             return pb_utils.InferenceResponse(

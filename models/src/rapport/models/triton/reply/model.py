@@ -18,6 +18,9 @@ INPUTS = (
     "CATEGORY_WEIGHTS",
     "EXCLUDE_ITEMS",
     "CATEGORY_FILTER",
+    "NEW_ITEM_IDS",
+    "NEW_ITEM_TITLES",
+    "NEW_ITEM_CATEGORIES",
     "K",
     "TEXT",
 )

@@ -20,7 +20,13 @@ from pymongo.errors import BulkWriteError
 
 from rapport.common.experiments import Kpi
 from rapport.common.mongo import Document
-from rapport.common.profiles import profile_id
+from rapport.common.profiles import (
+    CONSENT_VALUE_FIELD,
+    ERASED_AT_FIELD,
+    ERASURES_COLLECTION,
+    PROFILES_COLLECTION,
+    profile_id,
+)
 from rapport.profile.domain.analysis import VariantCounts
 from rapport.profile.domain.state import ArmFeedback, Profile, Seen
 
@@ -51,13 +57,13 @@ def from_document(doc: Document) -> Profile:
 
 def consenting(tenant: str) -> dict[str, Any]:
     """A tenant's profiles whose data may be used: not opted out (no consent yet is consent)."""
-    return {"tenant": tenant, "consent.value": {"$ne": False}}
+    return {"tenant": tenant, CONSENT_VALUE_FIELD: {"$ne": False}}
 
 
 class ProfileStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self.profiles = db["profiles"]
-        self.erasures = db["erasures"]
+        self.profiles = db[PROFILES_COLLECTION]
+        self.erasures = db[ERASURES_COLLECTION]
 
     async def load(self, ids: Iterable[str]) -> dict[str, Profile]:
         wanted = list(ids)
@@ -72,7 +78,7 @@ class ProfileStore:
         if not wanted:
             return {}
         cursor = self.erasures.find({"_id": {"$in": wanted}})
-        return {doc["_id"]: doc["erased_at"] async for doc in cursor}
+        return {doc["_id"]: doc[ERASED_AT_FIELD] async for doc in cursor}
 
     async def recent_items(self, tenant: str) -> list[list[Seen]]:
         """Every consenting profile's recent items in a tenant (the input of trending)."""
@@ -99,7 +105,7 @@ class ProfileStore:
         field = f"experiments.{name}"
         match: dict[str, Any] = {
             f"{field}.variant": {"$exists": True},  # the path of the experiment's index
-            "consent.value": {"$ne": False},
+            CONSENT_VALUE_FIELD: {"$ne": False},
         }
         if tenant is not None:
             match["tenant"] = tenant
@@ -137,7 +143,8 @@ class ProfileStore:
 
     async def erase(self, pid: str, at: datetime) -> None:
         """The marker first, so a batch in flight cannot bring the profile back after it."""
-        await self.erasures.replace_one({"_id": pid}, {"_id": pid, "erased_at": at}, upsert=True)
+        marker = {"_id": pid, ERASED_AT_FIELD: at}
+        await self.erasures.replace_one({"_id": pid}, marker, upsert=True)
         await self.profiles.delete_one({"_id": pid})
 
     async def undo_erased(self, saved: Iterable[str]) -> set[str]:

@@ -38,8 +38,10 @@ from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from rapport.common.catalog import CATEGORY_SEPARATOR
 from rapport.common.scores import normalised
 from rapport.common.triton import bytes_tensor
+from rapport.recommend.domain import NewItem
 from rapport.recommend.metrics import CIRCUIT_STATES, RecommendMetrics
 
 log = logging.getLogger(__name__)
@@ -136,13 +138,14 @@ class RankingQuery:
     exclude: Sequence[str]
     categories: Sequence[str]
     k: int
+    new_items: Sequence[NewItem] = ()  # the catalogue overlay's candidates for this ranking
 
     def inputs(self) -> list[InferInput]:
         # The model divides affinities by the largest; scaling here, in float64, keeps a long
         # inactive user's decayed affinities (below FP32's smallest, ~1e-45) from reaching it
         # as 0.
         scaled = normalised(self.affinities)
-        return [
+        inputs = [
             bytes_tensor("HISTORY_ITEMS", self.history),
             _tensor("HISTORY_WEIGHTS", np.asarray(self.weights, dtype=np.float32), "FP32"),
             bytes_tensor("CATEGORY_NAMES", list(scaled)),
@@ -151,6 +154,16 @@ class RankingQuery:
             bytes_tensor("CATEGORY_FILTER", self.categories),
             _tensor("K", np.asarray([self.k], dtype=np.int32), "INT32"),
         ]
+        if self.new_items:  # optional inputs: a request without them is as before
+            inputs += [
+                bytes_tensor("NEW_ITEM_IDS", [n.item_id for n in self.new_items]),
+                bytes_tensor("NEW_ITEM_TITLES", [n.title for n in self.new_items]),
+                bytes_tensor(
+                    "NEW_ITEM_CATEGORIES",
+                    [CATEGORY_SEPARATOR.join(n.categories) for n in self.new_items],
+                ),
+            ]
+        return inputs
 
 
 def _strings(array: np.ndarray[Any, Any] | None) -> list[str]:
