@@ -248,6 +248,10 @@ async def post_knowledge(request: Request, caller: Publisher, service: Service) 
     response_model=DeletionResult,
     responses=problem_responses(401, 403, 422, 429, 503),
 )
+# An id may hold a `/`, sent as %2F, which the server decodes before routing: this route
+# takes the rest of the path (the id is the last segment). Not the only route, because
+# `:path` matches no newline, which the one above refuses with a 422 naming the field.
+@router.delete("/v1/knowledge/{doc_id:path}", status_code=202, include_in_schema=False)
 async def delete_knowledge(doc_id: DocId, caller: Publisher, service: Service) -> DeletionResult:
     return await service.delete_document(doc_id, caller)
 
@@ -307,6 +311,7 @@ async def post_catalog(request: Request, caller: Cataloguer, service: Service) -
     response_model=ItemDeletionResult,
     responses=problem_responses(401, 403, 422, 429, 503),
 )
+@router.delete("/v1/catalog/{item_id:path}", status_code=202, include_in_schema=False)
 async def delete_catalog_item(
     item_id: ItemId, caller: Cataloguer, service: Service
 ) -> ItemDeletionResult:

@@ -53,5 +53,8 @@ async def search(query: KnowledgeQuery, caller: Reader, service: Service) -> Kno
     summary="What the index holds for one document: its chunks and the record they came from",
     responses=problem_responses(401, 403, 404, 422, 503),
 )
+# A doc_id may hold a `/`, sent as %2F and decoded before routing: this route takes the rest
+# of the path. Not the only one: `:path` matches no newline, which the one above refuses.
+@router.get(DOCUMENT.replace("{doc_id}", "{doc_id:path}"), include_in_schema=False)
 async def get_document(doc_id: DocId, caller: Reader, service: Service) -> IndexedDocument:
     return await service.document(caller.tenant, doc_id)
