@@ -7,6 +7,7 @@ console script, which caches trained models, so only the first build trains
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,8 @@ from rapport.devstack.servers import console_script
 DEFAULT_REPOSITORY = Path("models/repository")
 MODELS = ("item_scorer", "encoder", "intent_classifier", "sentiment", "reply")
 REPLY_COMPONENTS = "components.json"  # rapport.models' reply_runtime.COMPONENTS
+REFERENCES = "references.json"  # beside the repository: rapport.models' export.references_path
+REFERENCED = ("item_scorer", "intent_classifier")  # the models with a drift reference
 
 
 class ModelBuildError(RuntimeError):
@@ -28,14 +31,27 @@ def _latest(model_dir: Path) -> Path | None:
 
 
 def is_complete(repository: Path) -> bool:
-    """Every model has a config and at least one numbered version, and the reply model's
+    """Every model has a config and at least one numbered version, the reply model's
     latest carries its components (a repository from before it was one step, when its
-    versions were an ensemble's empty folders, is exported again)."""
+    versions were an ensemble's empty folders, is exported again), and references.json
+    beside it holds the drift reference of the latest item scorer and intent model (one
+    exported before references existed lacks them, and its configs lack the new-item
+    inputs: it is exported again)."""
     if not all((repository / name / "config.pbtxt").is_file() for name in MODELS):
         return False
     latest = {name: _latest(repository / name) for name in MODELS}
     reply = latest["reply"]
-    return all(latest.values()) and reply is not None and (reply / REPLY_COMPONENTS).is_file()
+    if not (all(latest.values()) and reply is not None and (reply / REPLY_COMPONENTS).is_file()):
+        return False
+    try:
+        references = json.loads((repository.parent / REFERENCES).read_text())
+    except (OSError, ValueError):
+        return False
+    return all(
+        isinstance(references.get(name), dict) and found.name in references[name]
+        for name in REFERENCED
+        if (found := latest[name]) is not None
+    )
 
 
 def ensure_repository(repository: Path = DEFAULT_REPOSITORY) -> Path:
