@@ -1,10 +1,11 @@
-"""Live drift, the I/O side: the references file, the gauges, the refresh loop.
+"""Live drift, the I/O side: the references file and the gauges.
 
 ``references.json`` (written by ``rapport-models export`` beside ``catalog.json``) maps
 ``{model: {version: reference}}``. :class:`ReferenceFile` reads it again when its size or
 modification time changes (an export replaces it in one rename), and keeps the last good
 copy when a read fails. :class:`DriftGauges` exports what :mod:`rapport.common.drift`
-computes; a service calls :func:`refresh_every` from its lifespan.
+computes; a service refreshes them from its lifespan
+(:func:`rapport.common.periodic.run_every`).
 
 Gauges (every service that monitors a model exports the same names; ``model`` names it):
 
@@ -19,11 +20,10 @@ Gauges (every service that monitors a model exports the same names; ``model`` na
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -153,14 +153,3 @@ class DriftGauges:
     def _remove(gauge: Gauge, *labels: str) -> None:
         with contextlib.suppress(KeyError):  # never published
             gauge.remove(*labels)
-
-
-async def refresh_every(interval_s: float, refresh: Callable[[], Awaitable[None]]) -> None:
-    """Call ``refresh`` every ``interval_s`` until cancelled; a failure is logged, and the
-    next round tries again (the gauges keep their last values meanwhile)."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await refresh()
-        except Exception as exc:
-            log.warning("drift gauges not refreshed", extra={"error": str(exc)[:300]})

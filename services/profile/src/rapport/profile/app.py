@@ -19,11 +19,12 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis
-from rapport.common.drift_monitor import ReferenceFile, refresh_every
+from rapport.common.drift_monitor import ReferenceFile
 from rapport.common.experiments import ExperimentFile, ExperimentFileError, load_experiments
 from rapport.common.kafka import create_producer, ping_kafka
 from rapport.common.milvus import connect
 from rapport.common.mongo import create_mongo_client, ping_mongo
+from rapport.common.periodic import run_every
 from rapport.common.problems import ProblemError, problem_error_response, unexpected_error_response
 from rapport.common.published import PublishedProfiles
 from rapport.common.settings import ConfigurationError
@@ -79,40 +80,12 @@ async def memory_store(
         await client.close()
 
 
-async def settle_waiting(service: ProfileService, interval_s: float) -> None:
-    """Writes that waited for the vector store or Redis, retried until they are done."""
-    while True:
-        try:
-            await service.settle_waiting()
-        except Exception as exc:  # a store is still away: the next round tries again
-            log.warning("waiting writes not done yet", extra={"error": str(exc)[:200]})
-        await asyncio.sleep(interval_s)
-
-
 async def index_experiments(store: ProfileStore, experiments: ExperimentFile) -> None:
     """In the background: MongoDB need not be up for profile to start."""
     try:
         await store.index_experiments(e.name for e in experiments.experiments)
     except PyMongoError as exc:  # reports scan more without them; serving does not need them
         log.warning("experiment indexes not created", extra={"error": str(exc)[:200]})
-
-
-async def export_experiment_gauges(service: ProfileService, interval_s: float) -> None:
-    while True:
-        try:
-            await service.export_experiment_gauges()
-        except Exception as exc:  # MongoDB is away: the gauges keep their last values
-            log.warning("experiment gauges not refreshed", extra={"error": str(exc)[:200]})
-        await asyncio.sleep(interval_s)
-
-
-async def expire_memory(service: ProfileService, interval_s: float) -> None:
-    while True:
-        try:
-            await service.expire_memory()
-        except Exception as exc:  # the store is away: the next round deletes what is due
-            log.warning("memory expiry failed", extra={"error": str(exc)[:200]})
-        await asyncio.sleep(interval_s)
 
 
 def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
@@ -148,7 +121,7 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
             add_readiness_check(app, "mongo", partial(ping_mongo, mongo))
             publisher = Publisher(redis, rules, settings.cache_ttl_s)
             waiting = WaitingWrites(mongo[settings.mongo_database])
-            app.state.service = ProfileService(
+            service = app.state.service = ProfileService(
                 store=store,
                 cache=AggregateCache(redis),
                 published=PublishedProfiles(redis),
@@ -164,20 +137,31 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                 metrics=metrics,
                 waiting=waiting,
             )
+            # Writes that waited for the vector store or Redis, retried until they are done.
             settling = asyncio.create_task(
-                settle_waiting(app.state.service, settings.waiting_interval_s)
+                run_every(
+                    settings.waiting_interval_s,
+                    service.settle_waiting,
+                    failure="waiting writes not done yet",
+                )
             )
             stack.callback(settling.cancel)
             if rules.experiments.experiments:
-                gauges = asyncio.create_task(
-                    export_experiment_gauges(
-                        app.state.service, settings.experiments_report_interval_s
+                gauges = asyncio.create_task(  # MongoDB away: they keep their last values
+                    run_every(
+                        settings.experiments_report_interval_s,
+                        service.export_experiment_gauges,
+                        failure="experiment gauges not refreshed",
                     )
                 )
                 stack.callback(gauges.cancel)
             if memory is not None:
                 expiry = asyncio.create_task(
-                    expire_memory(app.state.service, settings.memory_expire_interval_s)
+                    run_every(
+                        settings.memory_expire_interval_s,
+                        service.expire_memory,
+                        failure="memory expiry failed",
+                    )
                 )
                 stack.callback(expiry.cancel)
             drift = None
@@ -189,7 +173,12 @@ def create_app(settings: ProfileSettings, *, clock: Clock = utc_now) -> FastAPI:
                     events=settings.drift_events,
                 )
                 refreshing = asyncio.create_task(
-                    refresh_every(settings.drift_interval_s, drift.refresh)
+                    run_every(
+                        settings.drift_interval_s,
+                        drift.refresh,
+                        failure="drift gauges not refreshed",
+                        wait_first=True,
+                    )
                 )
                 stack.callback(refreshing.cancel)
             if settings.consume:

@@ -17,9 +17,10 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from rapport.common.app import add_readiness_check, create_service_app, run_service
 from rapport.common.cache import create_redis, ping_redis
-from rapport.common.drift_monitor import ReferenceFile, refresh_every
+from rapport.common.drift_monitor import ReferenceFile
 from rapport.common.http import create_http_session
 from rapport.common.limits import InFlightLimit
+from rapport.common.periodic import run_every
 from rapport.common.profiles import ProfileClient
 from rapport.common.published import ProfileReader, PublishedProfiles
 from rapport.common.triton import channel_args
@@ -75,7 +76,12 @@ def create_app(settings: RecommendSettings) -> FastAPI:
                 catalogue_size=len(catalog),
             )
             refreshing = asyncio.create_task(
-                refresh_every(settings.drift_interval_s, drift.refresh)
+                run_every(
+                    settings.drift_interval_s,
+                    drift.refresh,
+                    failure="drift gauges not refreshed",
+                    wait_first=True,
+                )
             )
             stack.callback(refreshing.cancel)
             warm_up = asyncio.create_task(models.warm_up())
