@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from rapport.common.catalog import CATALOG_RECORD, CATALOG_SCHEMA_HEADER, CatalogUpsert
@@ -52,6 +52,7 @@ from rapport.common.kafka import (
     PoisonRecord,
     create_consumer,
     parse_value,
+    read_until_end,
 )
 from rapport.common.mongo import Document, create_mongo_client
 from rapport.common.profiles import (
@@ -194,36 +195,10 @@ async def topic_records(
             return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        async for record in _until_end(consumer, tps):
+        async for record in read_until_end(consumer, tps, fetch_timeout_ms=FETCH_TIMEOUT_MS):
             yield record
     finally:
         await consumer.stop()
-
-
-async def _until_end(
-    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Fetch until each partition reaches its end as first seen.
-
-    The end is the larger of ListOffsets' answer and the first fetch response's high
-    watermark: Tansu (the local broker) answers ListOffsets with the last batch's base
-    offset + 1, short of the log end when a partition was written in batches.
-    """
-    begin = await consumer.beginning_offsets(list(tps))
-    listed = await consumer.end_offsets(list(tps))
-    ends: dict[TopicPartition, int] = {}
-    pending = {tp for tp in tps if listed[tp] > begin[tp]}
-    while pending:
-        batches = await consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS)
-        for tp in list(pending):
-            mark = consumer.highwater(tp)
-            if tp not in ends and mark is not None:
-                ends[tp] = max(listed[tp], mark)
-            for record in batches.get(tp, []):
-                if tp not in ends or record.offset < ends[tp]:  # later: written since
-                    yield record
-            if tp in ends and await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
 
 
 async def read_events(kafka: KafkaSettings, tenant: str, topic: str = EVENTS_TOPIC) -> EventLog:

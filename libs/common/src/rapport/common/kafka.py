@@ -177,6 +177,33 @@ async def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec]) ->
         await admin.close()
 
 
+async def read_until_end(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], *, fetch_timeout_ms: int = 200
+) -> AsyncIterator[ConsumerRecord[Any, Any]]:
+    """The records of ``tps`` (assigned, positioned) up to each partition's end as first
+    seen; records written after that are left.
+
+    The end is the larger of ListOffsets' answer and the first fetch response's high
+    watermark: Tansu (the local broker) answers ListOffsets with the last batch's base
+    offset + 1, short of the log end when a partition was written in batches.
+    """
+    begin = await consumer.beginning_offsets(list(tps))
+    listed = await consumer.end_offsets(list(tps))
+    ends: dict[TopicPartition, int] = {}
+    pending = {tp for tp in tps if listed[tp] > begin[tp]}
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=fetch_timeout_ms)
+        for tp in list(pending):
+            mark = consumer.highwater(tp)
+            if tp not in ends and mark is not None:
+                ends[tp] = max(listed[tp], mark)
+            for record in batches.get(tp, []):
+                if tp not in ends or record.offset < ends[tp]:  # later: written since
+                    yield record
+            if tp in ends and await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+
+
 async def ping_kafka(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
     """Raises unless the cluster answers a metadata request (a readiness check)."""
     if isinstance(client, AIOKafkaConsumer):

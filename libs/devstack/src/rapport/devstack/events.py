@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport.common.events import SCHEMA_HEADER
-from rapport.common.kafka import connection_kwargs, create_producer
+from rapport.common.kafka import connection_kwargs, create_producer, read_until_end
 from rapport.common.settings import KafkaSettings
 from rapport.devstack.waiting import eventually
 
@@ -69,7 +69,8 @@ async def publish(kafka: KafkaSettings, topic: str, *events: dict[str, Any]) -> 
 
 # Tansu 0.6 answers ListOffsets(LATEST) with the last batch's base offset + 1, not the
 # log end, so ``end_offsets`` undercounts a partition written in batches. The high
-# watermark in fetch responses is right: every "where does the log end" here reads it.
+# watermark in fetch responses is right: drain reads it, and read_topic reads through
+# rapport.common.kafka.read_until_end, which takes the larger of the two.
 
 
 async def drain(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> list[Any]:
@@ -96,7 +97,7 @@ async def read_topic(kafka: KafkaSettings, topic: str, partitions: int) -> list[
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        return await drain(consumer, tps)
+        return [r async for r in read_until_end(consumer, tps, fetch_timeout_ms=50)]
     finally:
         await consumer.stop()
 
