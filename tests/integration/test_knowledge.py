@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymilvus import AsyncMilvusClient
 from tritonclient.grpc.aio import InferenceServerClient
 
+from rapport.common.identifiers import record_key
 from rapport.common.kafka import TopicSpec, create_consumer, create_producer, ensure_topics
 from rapport.common.knowledge import (
     KNOWLEDGE_SCHEMA_HEADER,
     KnowledgeDocument,
     delete_record,
-    record_key,
     upsert_record,
 )
 from rapport.common.settings import KafkaSettings

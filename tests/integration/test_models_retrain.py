@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from rapport.common.catalog import CATALOG_SCHEMA_HEADER, CatalogItem, record_key, upsert_record
+from rapport.common.catalog import CATALOG_SCHEMA_HEADER, CatalogItem, upsert_record
+from rapport.common.identifiers import record_key
 from rapport.common.kafka import CATALOG_TOPIC, EVENTS_TOPIC, default_topics, ensure_topics
 from rapport.common.mongo import create_mongo_client
 from rapport.common.profiles import profile_id

@@ -16,9 +16,9 @@ from rapport.common.catalog import (
     CatalogItem,
     CatalogUpsert,
     delete_record,
-    record_key,
     upsert_record,
 )
+from rapport.common.identifiers import record_key
 from rapport.ingest.domain import CATALOG_BODY, CatalogBatch, check_catalog_items, item_error
 from rapport.recommend.adapters.triton import RankingQuery
 from rapport.recommend.domain import CatalogOverlay, NewItem

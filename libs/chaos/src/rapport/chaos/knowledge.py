@@ -33,12 +33,12 @@ from rapport.chaos.harness import (
 )
 from rapport.chaos.scale import Scale
 from rapport.chaos.stream import committed_at_least
+from rapport.common.identifiers import record_key
 from rapport.common.kafka import TopicSpec, ensure_topics
 from rapport.common.knowledge import (
     KNOWLEDGE_SCHEMA_HEADER,
     KnowledgeDocument,
     delete_record,
-    record_key,
     upsert_record,
 )
 from rapport.common.knowledge_index import chunks_collection

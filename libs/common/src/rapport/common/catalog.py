@@ -113,11 +113,6 @@ CatalogRecord = Annotated[CatalogUpsert | CatalogDelete, Field(discriminator="op
 CATALOG_RECORD: TypeAdapter[CatalogUpsert | CatalogDelete] = TypeAdapter(CatalogRecord)
 
 
-def record_key(tenant: str, item_id: str) -> bytes:
-    """The record key: it only orders an item's versions on one partition."""
-    return f"{tenant}/{item_id}".encode()
-
-
 def upsert_record(item: CatalogItem, *, tenant: str, published_at: datetime) -> bytes:
     record = CatalogUpsert(
         op="upsert", tenant=tenant, published_at=published_at, **item.model_dump()

@@ -18,3 +18,10 @@ WHITESPACE = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u30
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=NO_SPACE_OR_CONTROL)
 ]
+
+
+def record_key(tenant: str, stable_id: str) -> bytes:
+    """The key of a tenant's record on a compacted topic (knowledge's documents, the
+    catalogue's items): it only keeps one id's versions on one partition, in order; the
+    record names its tenant and id in its value."""
+    return f"{tenant}/{stable_id}".encode()

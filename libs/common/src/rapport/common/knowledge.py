@@ -86,11 +86,6 @@ KnowledgeRecord = Annotated[KnowledgeUpsert | KnowledgeDelete, Field(discriminat
 KNOWLEDGE_RECORD: TypeAdapter[KnowledgeUpsert | KnowledgeDelete] = TypeAdapter(KnowledgeRecord)
 
 
-def record_key(tenant: str, doc_id: str) -> bytes:
-    """The record key: it only orders a document's versions on one partition."""
-    return f"{tenant}/{doc_id}".encode()
-
-
 def upsert_record(document: KnowledgeDocument, *, tenant: str, published_at: datetime) -> bytes:
     record = KnowledgeUpsert(
         op="upsert", tenant=tenant, published_at=published_at, **document.model_dump()

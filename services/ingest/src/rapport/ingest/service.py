@@ -36,11 +36,11 @@ from rapport.common.auth import ApiKey
 from rapport.common.cache import REDIS_ERRORS
 from rapport.common.catalog import CATALOG_SCHEMA_HEADER, CatalogItem
 from rapport.common.events import EVENT_TYPES, SCHEMA_HEADER, EventIn, encode_for_topic
+from rapport.common.identifiers import record_key
 from rapport.common.knowledge import (
     KNOWLEDGE_SCHEMA_HEADER,
     KnowledgeDocument,
     delete_record,
-    record_key,
     upsert_record,
 )
 from rapport.common.metrics import trace_exemplar
@@ -311,7 +311,7 @@ class IngestService:
         now = datetime.now(UTC)
         records = [
             (
-                catalog.record_key(caller.tenant, item.item_id),
+                record_key(caller.tenant, item.item_id),
                 catalog.upsert_record(item, tenant=caller.tenant, published_at=now),
             )
             for item in items
@@ -334,7 +334,7 @@ class IngestService:
         )
         await self._produce_records(
             self.settings.catalog_topic,
-            [(catalog.record_key(caller.tenant, item_id), record)],
+            [(record_key(caller.tenant, item_id), record)],
             CATALOG_SCHEMA_HEADER,
         )
         self.metrics.catalog_items.labels("delete", "accepted").inc()
