@@ -275,7 +275,9 @@ def main() -> None:
         print(f"1. served model: public ratings before {t0_date:%Y-%m-%d %H:%M}", flush=True)
         items = pipeline.train_items(work / "items-before-t0", progress=False, before=t0_date)
         written = export.export_items(repository, items)
-        export.write_catalog(pipeline.default_catalog(repository), data.catalog())
+        export.write_beside_repository(
+            pipeline.default_catalog(repository), data.catalog(), repository
+        )
         seen = asyncio.run(
             served_version(services["recommend"], headers, probe_user, written["item_scorer"])
         )

@@ -67,19 +67,14 @@ def _export(args: argparse.Namespace) -> None:
     items_dir = args.items or pipeline.default_items(progress=progress)
     if args.only_items:
         written = export.export_items(repository, items_dir, keep=args.keep)
-        export.write_catalog(catalog_path, movielens.load().catalog())
-        export.write_references(export.references_path(catalog_path), repository)
-        for name, version in written.items():
-            print(f"{repository / name / str(version)}")
-        return
-    intents_dir = args.intents or pipeline.default_intents(progress=progress)
-    encoder_dir = pipeline.encoder_for(
-        intents_dir, intents.load(intents_dir).encoder, progress=progress
-    )
-    sources = export.served_models(items_dir, encoder_dir, intents_dir)
-    written = export.export_repository(repository, sources, keep=args.keep)
-    export.write_catalog(catalog_path, movielens.load().catalog())
-    export.write_references(export.references_path(catalog_path), repository)
+    else:
+        intents_dir = args.intents or pipeline.default_intents(progress=progress)
+        encoder_dir = pipeline.encoder_for(
+            intents_dir, intents.load(intents_dir).encoder, progress=progress
+        )
+        sources = export.served_models(items_dir, encoder_dir, intents_dir)
+        written = export.export_repository(repository, sources, keep=args.keep)
+    export.write_beside_repository(catalog_path, movielens.load().catalog(), repository)
     for name, version in written.items():
         print(f"{repository / name / str(version)}")
     print(f"wrote {catalog_path} and {export.references_path(catalog_path)}")

@@ -32,6 +32,10 @@ class ModelSource:
     components: tuple[str, ...] = ()
 
 
+# The four models in one Triton step, carrying the versions exported before it.
+REPLY = ModelSource("reply", "reply_runtime", None, tuple(reply_runtime.RUNTIMES))
+
+
 def served_models(items: Path, encoder: Path, intents: Path) -> list[ModelSource]:
     """What ``rapport-models export`` writes, in order: a bundle after its components."""
     return [
@@ -39,8 +43,7 @@ def served_models(items: Path, encoder: Path, intents: Path) -> list[ModelSource
         ModelSource("encoder", "encoder_runtime", encoder),
         ModelSource("intent_classifier", "intent_runtime", intents),
         ModelSource("sentiment", "sentiment_runtime", None),
-        # the four above in one Triton step
-        ModelSource("reply", "reply_runtime", None, tuple(reply_runtime.RUNTIMES)),
+        REPLY,
     ]
 
 
@@ -55,13 +58,19 @@ def next_version(model_dir: Path) -> int:
     return found[-1] + 1 if found else 1
 
 
+def _replace(path: Path, content: bytes) -> None:
+    """Written whole or not at all: a reader (Triton, recommend, profile) never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+
+
 def _write_if_changed(path: Path, content: bytes) -> None:
     # Triton reloads a model whose config file changes: leave an identical one untouched.
     if path.exists() and path.read_bytes() == content:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(content)
-    tmp.replace(path)
+    _replace(path, content)
 
 
 def _copy_files(source: Path, target: Path, *, skip: tuple[str, ...] = ()) -> None:
@@ -132,20 +141,16 @@ def served_version(repository: Path, name: str) -> int:
 def export_items(repository: Path, items: Path, keep: int = KEEP_VERSIONS) -> dict[str, int]:
     """A new ``item_scorer`` from ``items``, and a new ``reply`` bundling it with the
     versions of the other models served now (retraining changes the ranker only)."""
-    reply = ModelSource("reply", "reply_runtime", None, tuple(reply_runtime.RUNTIMES))
-    written = {c: served_version(repository, c) for c in reply.components if c != "item_scorer"}
+    written = {c: served_version(repository, c) for c in REPLY.components if c != "item_scorer"}
     written["item_scorer"] = export_model(
         repository, ModelSource("item_scorer", "item_runtime", items), keep
     )
-    written["reply"] = export_model(repository, reply, keep, written)
+    written["reply"] = export_model(repository, REPLY, keep, written)
     return {name: written[name] for name in ("item_scorer", "reply")}
 
 
 def write_catalog(path: Path, catalog: list[dict[str, object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(catalog, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    _replace(path, (json.dumps(catalog, ensure_ascii=False, indent=1) + "\n").encode())
 
 
 REFERENCES_NAME = "references.json"
@@ -174,7 +179,13 @@ def repository_references(repository: Path) -> dict[str, dict[str, object]]:
 def write_references(path: Path, repository: Path) -> None:
     """The references of every version in ``repository``, written whole or not at all:
     recommend and profile reload the file when it changes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(repository_references(repository)) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    _replace(path, (json.dumps(repository_references(repository)) + "\n").encode())
+
+
+def write_beside_repository(
+    catalog_path: Path, catalog: list[dict[str, object]], repository: Path
+) -> None:
+    """After an export: ``catalog.json`` and, beside it, ``references.json`` for every
+    version now in ``repository`` (what recommend and profile read)."""
+    write_catalog(catalog_path, catalog)
+    write_references(references_path(catalog_path), repository)

@@ -628,8 +628,7 @@ def retrain(
     with tempfile.TemporaryDirectory(prefix=".retrain-", dir=config.repository.parent) as tmp:
         folder = ranking.save(arrays, Path(tmp) / "item_scorer", metadata)
         result.exported = export.export_items(config.repository, folder, config.keep)
-    export.write_catalog(config.catalog, catalogue.as_json())
-    export.write_references(export.references_path(config.catalog), config.repository)
+    export.write_beside_repository(config.catalog, catalogue.as_json(), config.repository)
     result.outcome = "exported"
     result.reason = f"the gate passed: item_scorer version {result.exported['item_scorer']}"
     return result
